@@ -1,1 +1,3 @@
-export {};
+export type * from './types.js';
+export * from './labels.js';
+export { LocalMounter, readonlyMount, bindSource, overlayDirs, overlayOptions, mountOne, unmount } from './mount.js';
