@@ -14,6 +14,7 @@ const execFileP = promisify(execFile);
 export interface ContainerdInstance {
   /** Unix socket path of the gRPC API. */
   readonly address: string;
+  /** PID of the current daemon process (changes after `restart`). */
   readonly pid: number;
   /** Temp dir holding config, root, state, sockets and the daemon log. */
   readonly dir: string;
@@ -21,6 +22,10 @@ export interface ContainerdInstance {
   readonly root: string;
   /** Stops the daemon by PID, unmounts what it left mounted and removes the temp dir. */
   stop(): Promise<void>;
+  /** Stops the daemon process (SIGKILL with `hard`, else SIGTERM) but keeps its dir, socket path and root. */
+  kill(options?: { hard?: boolean }): Promise<void>;
+  /** Starts the daemon again on the same config, socket and root (stopping it first if it runs). */
+  restart(): Promise<void>;
 }
 
 /** Thrown when containerd is not installed: tests that need it must fail, not skip. */
@@ -108,52 +113,81 @@ export async function startContainerd(options: { timeoutMs?: number } = {}): Pro
   const config = join(dir, 'config.toml');
   await writeFile(config, configToml(dir));
   const logPath = join(dir, 'containerd.log');
-  const { open } = await import('node:fs/promises');
-  const log = await open(logPath, 'w');
-  const child = spawn(bin, ['--config', config], { stdio: ['ignore', log.fd, log.fd], detached: false });
-  await log.close();
-  const pid = child.pid;
-  if (pid === undefined) throw new Error(`could not start ${bin}`);
   const address = join(dir, 'containerd.sock');
+  const { open } = await import('node:fs/promises');
+
+  let child: ChildProcess | undefined;
+  const spawnDaemon = async (): Promise<ChildProcess> => {
+    const log = await open(logPath, 'a');
+    const c = spawn(bin, ['--config', config], { stdio: ['ignore', log.fd, log.fd], detached: false });
+    await log.close();
+    if (c.pid === undefined) throw new Error(`could not start ${bin}`);
+    return c;
+  };
+  const killDaemon = async (hard = false): Promise<void> => {
+    const c = child;
+    if (!c || c.pid === undefined || c.exitCode !== null || c.signalCode !== null) return;
+    const pid = c.pid;
+    process.kill(pid, hard ? 'SIGKILL' : 'SIGTERM');
+    const timer = setTimeout(() => {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }, 10_000);
+    await exited(c);
+    clearTimeout(timer);
+  };
 
   let stopped = false;
   const stop = async (): Promise<void> => {
     if (stopped) return;
     stopped = true;
-    if (child.exitCode === null && child.signalCode === null) {
-      process.kill(pid, 'SIGTERM');
-      const timer = setTimeout(() => {
-        try {
-          process.kill(pid, 'SIGKILL');
-        } catch {
-          // already gone
-        }
-      }, 10_000);
-      await exited(child);
-      clearTimeout(timer);
-    }
+    await killDaemon();
     await unmountAll(dir);
     await rm(dir, { recursive: true, force: true, maxRetries: 3 });
   };
 
-  const deadline = Date.now() + (options.timeoutMs ?? 30_000);
-  let lastError: unknown;
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null || child.signalCode !== null) break;
-    try {
-      await containerdVersion(address);
-      return { address, pid, dir, root: join(dir, 'root'), stop };
-    } catch (err) {
-      lastError = err;
-      await new Promise((r) => setTimeout(r, 100));
+  const waitReady = async (): Promise<void> => {
+    const deadline = Date.now() + (options.timeoutMs ?? 30_000);
+    let lastError: unknown;
+    while (Date.now() < deadline) {
+      if (!child || child.exitCode !== null || child.signalCode !== null) break;
+      try {
+        await containerdVersion(address);
+        return;
+      } catch (err) {
+        lastError = err;
+        await new Promise((r) => setTimeout(r, 100));
+      }
     }
-  }
-  const logText = await readFile(logPath, 'utf8').catch(() => '');
-  await stop();
-  throw new Error(
-    `private containerd did not answer on ${address}: ${String(lastError)}\n--- containerd log (tail) ---\n` +
-      logText.split('\n').slice(-30).join('\n'),
-  );
+    const logText = await readFile(logPath, 'utf8').catch(() => '');
+    await stop();
+    throw new Error(
+      `private containerd did not answer on ${address}: ${String(lastError)}\n--- containerd log (tail) ---\n` +
+        logText.split('\n').slice(-30).join('\n'),
+    );
+  };
+
+  child = await spawnDaemon();
+  await waitReady();
+  return {
+    address,
+    dir,
+    root: join(dir, 'root'),
+    get pid(): number {
+      return child?.pid ?? -1;
+    },
+    stop,
+    kill: (opts: { hard?: boolean } = {}) => killDaemon(opts.hard ?? false),
+    restart: async () => {
+      if (stopped) throw new Error('the private containerd was stopped for good');
+      await killDaemon();
+      child = await spawnDaemon();
+      await waitReady();
+    },
+  };
 }
 
 /** Environment variable through which the test runner hands the daemon's socket to the tests. */
