@@ -1,0 +1,279 @@
+/**
+ * The metadata store: items of JSON values in one LevelDB database, written through group
+ * commit, with secondary indexes and external raw values. See README.md for the key layout.
+ */
+import { resolve } from 'node:path';
+import { pino, type Logger } from 'pino';
+import { ErrClosed, ErrUnknown } from '@buildcache/errdefs';
+import { BatchWriter, type BatchOp, type Db, type WriteStats } from './batch-writer.js';
+import {
+  ALL_VALUES_RANGE,
+  exactIndexRange,
+  parseIndexKey,
+  parseValueKey,
+  prefixIndexStart,
+  validateName,
+  valueKey,
+} from './keys.js';
+import { openDatabase } from './open.js';
+import { CLEAR, COMMITTED_INDEXES, HAS_VALUES, StorageItem, type ItemHost } from './storage-item.js';
+import { parseDocument, type DocumentProblem, type Entry } from './values.js';
+
+/** Options of `MetadataStore.open`. */
+export interface MetadataStoreOptions {
+  /** Where warnings (malformed keys) and debug events go; silent by default. */
+  readonly logger?: Logger | undefined;
+  /**
+   * Sync (fsync) every batch, so a resolved commit survives power loss and `kill -9`. Default
+   * true; turn off only for throwaway stores (a crash may then lose the last commits, still atomically).
+   */
+  readonly sync?: boolean | undefined;
+}
+
+/** Options of `MetadataStore.search`. */
+export interface SearchOptions {
+  /** Match every index string that starts with the query, not only the exact string. */
+  readonly prefix?: boolean | undefined;
+}
+
+/** How many LevelDB entries a scan reads per round trip. */
+const SCAN_BATCH = 1000;
+
+const noop = (): void => {};
+
+/** A store of items (cache records) in a LevelDB directory, one process at a time. */
+export class MetadataStore {
+  /** Absolute path of the store directory. */
+  readonly path: string;
+  readonly #db: Db;
+  readonly #logger: Logger;
+  readonly #writer: BatchWriter;
+  readonly #host: ItemHost;
+  /** Every item handed out; one object per ID while the store is open. */
+  readonly #items = new Map<string, StorageItem>();
+  readonly #loading = new Map<string, Promise<StorageItem>>();
+  readonly #tracked = new Set<Promise<unknown>>();
+  #state: 'open' | 'closing' | 'closed' = 'open';
+  #closing: Promise<void> | undefined;
+
+  private constructor(path: string, db: Db, logger: Logger, sync: boolean) {
+    this.path = path;
+    this.#db = db;
+    this.#logger = logger;
+    this.#writer = new BatchWriter(db, sync);
+    this.#host = {
+      db,
+      logger,
+      assertOpen: () => this.#assertOpen(),
+      write: (ops, id) => this.#write(ops, id),
+      track: (op) => this.#track(op),
+    };
+  }
+
+  /**
+   * Opens the store at `path`, creating it (with its format marker) when the path is missing or
+   * an empty directory. Throws ErrNotAStore for anything else that is not a store and
+   * ErrStoreLocked when another process (or another open store in this one) holds it.
+   */
+  static async open(path: string, options: MetadataStoreOptions = {}): Promise<MetadataStore> {
+    const abs = resolve(path);
+    const logger = (options.logger ?? pino({ level: 'silent' })).child({ component: 'metadata' });
+    const db = await openDatabase(abs, logger);
+    logger.debug({ path: abs }, 'metadata: opened store');
+    return new MetadataStore(abs, db, logger, options.sync ?? true);
+  }
+
+  /** True once `close()` was called. */
+  get closed(): boolean {
+    return this.#state !== 'open';
+  }
+
+  /**
+   * The item with `id`, its values loaded with one point read (hence async). An ID without
+   * values gives an empty item, created in memory only until something is committed to it.
+   * The same object is returned for the same ID while the store is open.
+   */
+  async get(id: string): Promise<StorageItem> {
+    this.#assertOpen();
+    validateName('ID', id);
+    const have = this.#items.get(id);
+    if (have !== undefined) return have;
+    let loading = this.#loading.get(id);
+    if (loading === undefined) {
+      loading = this.#track(this.#load(id)).finally(() => this.#loading.delete(id));
+      this.#loading.set(id, loading);
+    }
+    return loading;
+  }
+
+  /**
+   * Every item with at least one committed value, in ID order, streamed from one LevelDB
+   * snapshot in batches (items already in memory are yielded as they are in memory).
+   */
+  async *all(): AsyncGenerator<StorageItem, void, undefined> {
+    this.#assertOpen();
+    const it = this.#db.iterator(ALL_VALUES_RANGE);
+    const read = (): Promise<[string, string][]> => {
+      const rows = this.#scan(() => it.nextv(SCAN_BATCH));
+      rows.catch(noop); // Handled when awaited; the consumer may hold us suspended meanwhile.
+      return rows;
+    };
+    let next: Promise<[string, string][]> | undefined = read();
+    try {
+      while (next !== undefined) {
+        const rows: [string, string][] = await next;
+        // Read the next batch while this one is parsed and consumed.
+        next = rows.length === 0 ? undefined : read();
+        for (const [dbKey, text] of rows) {
+          const id = parseValueKey(dbKey);
+          if (id === undefined) {
+            this.#logger.warn({ key: dbKey }, 'metadata: skipping malformed value key');
+            continue;
+          }
+          let item = this.#items.get(id);
+          if (item === undefined) {
+            const loading = this.#loading.get(id);
+            item = loading !== undefined ? await loading : this.#register(id, this.#parse(id, text));
+          }
+          if (item[HAS_VALUES]()) yield item;
+        }
+      }
+    } finally {
+      if (next !== undefined) await next.catch(noop);
+      await it.close();
+    }
+  }
+
+  /**
+   * The items findable under `index` (committed state): exactly that string, or with
+   * `prefix: true` every index string starting with it. Each item appears once, in index order.
+   * Index entries that are malformed or point to no matching value are skipped with a warning.
+   */
+  async search(index: string, options: SearchOptions = {}): Promise<StorageItem[]> {
+    this.#assertOpen();
+    validateName('index', index);
+    const prefix = options.prefix === true;
+    const start = prefixIndexStart(index);
+    const it = this.#db.keys(prefix ? { gte: start } : exactIndexRange(index));
+    const found: { id: string; index: string }[] = [];
+    const seen = new Set<string>();
+    try {
+      scan: for (;;) {
+        const keys = await this.#scan(() => it.nextv(SCAN_BATCH));
+        if (keys.length === 0) break;
+        for (const dbKey of keys) {
+          if (!dbKey.startsWith(start)) break scan;
+          const parsed = parseIndexKey(dbKey);
+          if (parsed === undefined || (!prefix && parsed.index !== index)) {
+            this.#logger.warn({ key: dbKey }, 'metadata: skipping malformed index key');
+            continue;
+          }
+          if (!seen.has(parsed.id)) {
+            seen.add(parsed.id);
+            found.push(parsed);
+          }
+        }
+      }
+    } finally {
+      await it.close();
+    }
+    const items = await Promise.all(found.map(({ id }) => this.get(id)));
+    return items.filter((item, i) => {
+      const indexes = item[COMMITTED_INDEXES]();
+      const ok = prefix ? [...indexes].some((s) => s.startsWith(index)) : indexes.has(index);
+      if (!ok) this.#logger.warn({ id: item.id, index: found[i]?.index }, 'metadata: index key points to no matching value');
+      return ok;
+    });
+  }
+
+  /**
+   * Removes every value, index key and external value of item `id` in one atomic, durable batch
+   * (after the item's earlier writes). The item object stays valid and empty.
+   */
+  async clear(id: string): Promise<void> {
+    this.#assertOpen();
+    const item = await this.get(id);
+    await this.#track(item[CLEAR]());
+  }
+
+  /** Write counters since open: requests, batches (fewer when group commit merged) and operations. */
+  stats(): WriteStats {
+    return this.#writer.stats();
+  }
+
+  /** Waits for operations in flight, then closes the database. Later calls throw ErrClosed. */
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      this.#state = 'closing';
+      while (this.#tracked.size > 0) await Promise.allSettled([...this.#tracked]);
+      await this.#writer.idle();
+      await this.#db.close();
+      this.#state = 'closed';
+      this.#logger.debug({ path: this.path }, 'metadata: closed store');
+    })();
+    return this.#closing;
+  }
+
+  async #load(id: string): Promise<StorageItem> {
+    const text = await this.#scan(() => this.#db.get(valueKey(id)));
+    return this.#register(id, text === undefined ? new Map() : this.#parse(id, text));
+  }
+
+  /** The entries of a values document; malformed parts are left out with a warning. */
+  #parse(id: string, text: string): Map<string, Entry> {
+    const problems: DocumentProblem[] = [];
+    const entries = parseDocument(text, problems) ?? new Map<string, Entry>();
+    if (problems.length > 0) this.#logger.warn({ id, problems }, 'metadata: skipping malformed values');
+    return entries;
+  }
+
+  /** The item in memory for `id`, or a new one holding `entries`. */
+  #register(id: string, entries: Map<string, Entry>): StorageItem {
+    const have = this.#items.get(id);
+    if (have !== undefined) return have;
+    const item = new StorageItem(this.#host, id, entries);
+    this.#items.set(id, item);
+    return item;
+  }
+
+  async #write(ops: BatchOp[], id: string): Promise<void> {
+    try {
+      await this.#writer.write(ops);
+    } catch (err) {
+      throw this.#dbError(err, `writing item ${id}`, id);
+    }
+  }
+
+  /** Runs a read, mapping LevelDB errors (e.g. closed while iterating) to typed errors. */
+  async #scan<T>(read: () => Promise<T>): Promise<T> {
+    try {
+      return await read();
+    } catch (err) {
+      throw this.#dbError(err, 'reading');
+    }
+  }
+
+  #dbError(err: unknown, what: string, id?: string): Error {
+    const code = (err as { code?: string }).code;
+    const details = id === undefined ? { path: this.path } : { path: this.path, id };
+    if (code === 'LEVEL_DATABASE_NOT_OPEN' || code === 'LEVEL_ITERATOR_NOT_OPEN') {
+      return new ErrClosed(`metadata: store ${this.path} was closed while ${what}`, { cause: err, details });
+    }
+    return new ErrUnknown(`metadata: ${what} in store ${this.path} failed: ${(err as Error).message}`, { cause: err, details });
+  }
+
+  #assertOpen(): void {
+    if (this.#state !== 'open') {
+      throw new ErrClosed(`metadata: store ${this.path} is closed`, { details: { path: this.path } });
+    }
+  }
+
+  #track<T>(op: Promise<T>): Promise<T> {
+    this.#tracked.add(op);
+    const done = (): void => {
+      this.#tracked.delete(op);
+    };
+    void op.then(done, done);
+    return op;
+  }
+}

@@ -1,0 +1,215 @@
+/** Opening, locking, reopening, closing, and the write path (empty and concurrent commits). */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdir, readdir, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Level } from 'level';
+import { ErrNotAStore, ErrStoreLocked } from '@buildcache/errdefs';
+import { FORMAT_VERSION, MetadataStore } from '../src/index.js';
+import { rawKeys, spawnFixture, tempDir } from './helpers.js';
+
+test('a path that is not a store is refused with ErrNotAStore naming it', async () => {
+  const { dir, cleanup } = await tempDir();
+  try {
+    const file = join(dir, 'file');
+    await writeFile(file, 'hello');
+    const junk = join(dir, 'junk');
+    await mkdir(junk);
+    await writeFile(join(junk, 'notes.txt'), 'x');
+    const foreign = join(dir, 'foreign');
+    const other = new Level(foreign);
+    await other.put('some', 'data');
+    await other.close();
+    const future = join(dir, 'future');
+    const fut = new Level(future);
+    await fut.put('m\u0000format', JSON.stringify({ format: 'buildcache-metadata', version: FORMAT_VERSION + 1 }));
+    await fut.close();
+
+    for (const [path, words] of [
+      [file, /not a directory|is a file/],
+      [junk, /non-empty directory/],
+      [foreign, /no format marker/],
+      [future, /newer/],
+      [join(file, 'below'), /parent of the path is a file/],
+    ] as const) {
+      await assert.rejects(MetadataStore.open(path), (err: unknown) => {
+        assert.ok(err instanceof ErrNotAStore, `${path}: ${String(err)}`);
+        assert.ok(err.message.includes(path), err.message);
+        assert.match(err.message, words);
+        assert.equal(err.details.path, path);
+        return true;
+      });
+    }
+    // Nothing was written into the refused paths.
+    assert.deepEqual(await readdir(junk), ['notes.txt']);
+  } finally {
+    await cleanup();
+  }
+});
+
+test('a missing path or an empty directory becomes a new store; reopening keeps everything', async () => {
+  const { dir, cleanup } = await tempDir();
+  try {
+    const empty = join(dir, 'empty');
+    await mkdir(empty);
+    const s1 = await MetadataStore.open(empty);
+    await s1.close();
+    const nested = join(dir, 'a', 'b', 'store');
+    let store = await MetadataStore.open(nested);
+    for (let i = 0; i < 50; i++) {
+      const item = await store.get(`rec${i}`);
+      item.set('n', i, { index: `n:${i % 5}` });
+      item.set('list', [i, `x${i}`]);
+      await item.commit();
+      await item.setExternal('blob', new Uint8Array([i]));
+    }
+    await store.close();
+    store = await MetadataStore.open(nested);
+    const seen: string[] = [];
+    for await (const item of store.all()) {
+      const i = Number(item.id.slice(3));
+      assert.deepEqual([item.get('n'), item.get('list')], [i, [i, `x${i}`]]);
+      assert.deepEqual([...((await item.getExternal('blob')) ?? [])], [i]);
+      seen.push(item.id);
+    }
+    assert.equal(seen.length, 50);
+    assert.deepEqual(seen, [...seen].sort(), 'all() yields in ID order');
+    assert.equal((await store.search('n:3')).length, 10);
+    await store.close();
+  } finally {
+    await cleanup();
+  }
+});
+
+test('a store open in this process is locked against a second open', async () => {
+  const { dir, cleanup } = await tempDir();
+  const store = await MetadataStore.open(dir);
+  try {
+    await assert.rejects(MetadataStore.open(dir), (err: unknown) => {
+      assert.ok(err instanceof ErrStoreLocked, String(err));
+      assert.ok(err.message.includes(dir));
+      return true;
+    });
+  } finally {
+    await store.close();
+  }
+  const again = await MetadataStore.open(dir);
+  await again.close();
+  await cleanup();
+});
+
+test('a store open in another process is locked, both ways', async () => {
+  const { dir, cleanup } = await tempDir();
+  try {
+    const store = await MetadataStore.open(dir);
+    const child = spawnFixture('store-process.js', ['try', dir]);
+    const line = await child.waitFor((l) => l.startsWith('{'));
+    assert.equal((JSON.parse(line) as { code?: string }).code, 'ERR_STORE_LOCKED', line);
+    await child.exited;
+    await store.close();
+
+    const holder = spawnFixture('store-process.js', ['hold', dir]);
+    await holder.waitFor((l) => l === 'ready');
+    await assert.rejects(MetadataStore.open(dir), ErrStoreLocked);
+    holder.proc.stdin?.end();
+    assert.equal((await holder.exited).code, 0);
+    const after = await MetadataStore.open(dir);
+    await after.close();
+  } finally {
+    await cleanup();
+  }
+});
+
+/** Sizes of the LevelDB files in `dir`, by name. */
+async function fileSizes(dir: string): Promise<Record<string, number>> {
+  const out: Record<string, number> = {};
+  for (const name of await readdir(dir)) if (name !== 'LOCK') out[name] = (await stat(join(dir, name))).size;
+  return out;
+}
+
+test('an empty commit (or one that sets what is stored) writes nothing', async () => {
+  const { dir, cleanup } = await tempDir();
+  const store = await MetadataStore.open(dir);
+  try {
+    const item = await store.get('rec');
+    item.set('a', { x: [1, 2] });
+    await item.commit();
+    const before = store.stats();
+    const files = await fileSizes(dir);
+    await item.commit();
+    await (await store.get('fresh')).commit();
+    item.set('a', { x: [1, 2] });
+    item.delete('never-set');
+    assert.equal(item.dirty, false);
+    await item.commit();
+    assert.deepEqual(store.stats(), before);
+    assert.deepEqual(await fileSizes(dir), files);
+    item.set('a', 2);
+    await item.commit();
+    assert.equal(store.stats().batches, before.batches + 1);
+    assert.notDeepEqual(await fileSizes(dir), files);
+  } finally {
+    await store.close();
+    await cleanup();
+  }
+});
+
+test('concurrent commits to different items all land, merged into fewer batches', async () => {
+  const { dir, cleanup } = await tempDir();
+  let store = await MetadataStore.open(dir);
+  try {
+    const items = await Promise.all(Array.from({ length: 200 }, (_, i) => store.get(`c${String(i).padStart(3, '0')}`)));
+    const rounds = 3;
+    for (let r = 1; r <= rounds; r++) {
+      await Promise.all(
+        items.map((item, i) => {
+          for (let k = 0; k < 10; k++) item.set(`k${k}`, r * 1000 + i);
+          item.set('round', r, { index: `round:${r}` });
+          return item.commit();
+        }),
+      );
+    }
+    const stats = store.stats();
+    assert.equal(stats.writes, 200 * rounds);
+    assert.ok(stats.batches < stats.writes, `group commit merged nothing: ${JSON.stringify(stats)}`);
+    await store.close();
+    store = await MetadataStore.open(dir);
+    let n = 0;
+    for await (const item of store.all()) {
+      const i = Number(item.id.slice(1));
+      for (let k = 0; k < 10; k++) assert.equal(item.get(`k${k}`), rounds * 1000 + i);
+      n++;
+    }
+    assert.equal(n, 200);
+    assert.equal((await store.search(`round:${rounds}`)).length, 200);
+    assert.equal((await store.search('round:', { prefix: true })).length, 200);
+    assert.equal((await store.search('round:1')).length, 0);
+  } finally {
+    await store.close();
+    await cleanup();
+  }
+});
+
+test('concurrent commits to one item apply in call order', async () => {
+  const { dir, cleanup } = await tempDir();
+  let store = await MetadataStore.open(dir);
+  try {
+    const item = await store.get('one');
+    const commits: Promise<void>[] = [];
+    for (let v = 1; v <= 50; v++) {
+      item.set('v', v, { index: `v:${v}` });
+      commits.push(item.commit());
+    }
+    await Promise.all(commits);
+    await store.close();
+    store = await MetadataStore.open(dir);
+    assert.equal((await store.get('one')).get('v'), 50);
+    assert.deepEqual((await store.search('v:', { prefix: true })).map((i) => i.indexOf('v')), ['v:50']);
+    assert.equal((await store.search('v:49')).length, 0);
+    await store.close();
+    assert.deepEqual(await rawKeys(dir, 'i\u0000v:'), ['i\u0000v:50\u0000one'], 'no stale index keys on disk');
+  } finally {
+    await store.close();
+    await cleanup();
+  }
+});
