@@ -1,3 +1,5 @@
 export type * from './types.js';
 export * from './labels.js';
 export { LocalMounter, readonlyMount, bindSource, overlayDirs, overlayOptions, mountOne, unmount } from './mount.js';
+export * from './containerd/index.js';
+export * from './embedded/index.js';

@@ -1,0 +1,172 @@
+/**
+ * Filesystem writes of single layer entries, each on a path whose parents `SafeTree` has checked:
+ * files are created with O_EXCL|O_NOFOLLOW and their metadata set through the descriptor, links
+ * and device nodes never follow a symlink.
+ */
+import * as fs from 'node:fs';
+import { constants } from 'node:fs';
+import { promisify } from 'node:util';
+import type { Stats } from 'node:fs';
+import { chmod, copyFile, lchown, lutimes, open, readlink, symlink } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
+import type { Logger } from 'pino';
+import type { TarHeader } from './tar-format.js';
+import type { SysHelper } from './sys-helper.js';
+import { makedev } from './sys-helper.js';
+
+const { O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW, O_RDONLY, O_DIRECTORY } = constants;
+
+/** Metadata the applier restores on an entry. */
+export interface EntryMeta {
+  readonly mode: number;
+  readonly uid: number;
+  readonly gid: number;
+  readonly mtime: number;
+}
+
+/** Shared settings of entry writes. */
+export interface EntryContext {
+  readonly preserveOwners: boolean;
+  readonly logger: Logger | undefined;
+  /** The helper for xattrs and device nodes (started on first use). */
+  helper(): SysHelper;
+}
+
+/** Permission bits to restore: setuid/setgid only when owners are preserved (root). */
+function modeBits(ctx: EntryContext, mode: number): number {
+  return ctx.preserveOwners ? mode & 0o7777 : mode & 0o1777;
+}
+
+async function setMeta(ctx: EntryContext, fh: FileHandle, meta: EntryMeta): Promise<void> {
+  if (ctx.preserveOwners) await fh.chown(meta.uid, meta.gid);
+  await fh.chmod(modeBits(ctx, meta.mode)); // after chown, which clears setuid/setgid
+  await fh.utimes(meta.mtime, meta.mtime);
+}
+
+/** Opens a new file that must not exist yet (never through a symlink). */
+export function createExclusive(path: string): Promise<FileHandle> {
+  return open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600);
+}
+
+const fsOpen = promisify(fs.open);
+const fsWrite = promisify(fs.write);
+const fsFchown = promisify(fs.fchown);
+const fsFchmod = promisify(fs.fchmod);
+const fsFutimes = promisify(fs.futimes);
+const fsClose = promisify(fs.close);
+
+/**
+ * Writes a regular file from an in-memory body and restores its metadata and xattrs. Uses the
+ * callback fs API on a raw descriptor (much lighter than FileHandle for many small files).
+ * `freshParent`: the parent was created by this apply (no setgid), so root:root needs no chown.
+ */
+export async function writeSmallFile(ctx: EntryContext, path: string, body: Buffer, h: TarHeader, freshParent = false): Promise<void> {
+  const fd = await fsOpen(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600);
+  try {
+    if (body.length > 0) await fsWrite(fd, body, 0, body.length, 0);
+    const myUid = process.getuid?.() ?? -1;
+    const myGid = process.getgid?.() ?? -1;
+    if (ctx.preserveOwners && !(freshParent && h.uid === myUid && h.gid === myGid)) await fsFchown(fd, h.uid, h.gid);
+    await fsFchmod(fd, modeBits(ctx, h.mode));
+    await fsFutimes(fd, h.mtime, h.mtime);
+  } finally {
+    await fsClose(fd);
+  }
+  if (h.xattrs.size) await setXattrs(ctx, path, h.xattrs, h.name);
+}
+
+/** Writes a regular file from a streamed body and restores its metadata and xattrs. */
+export async function writeStreamedFile(ctx: EntryContext, path: string, body: AsyncIterable<Buffer>, h: TarHeader): Promise<void> {
+  const fh = await createExclusive(path);
+  try {
+    let pos = 0;
+    for await (const chunk of body) {
+      await fh.write(chunk, 0, chunk.length, pos);
+      pos += chunk.length;
+    }
+    await setMeta(ctx, fh, h);
+  } finally {
+    await fh.close();
+  }
+  await setXattrs(ctx, path, h.xattrs, h.name);
+}
+
+/** Creates a symlink (its target is data, never followed) with owner and mtime. */
+export async function writeSymlink(ctx: EntryContext, path: string, h: TarHeader): Promise<void> {
+  await symlink(h.linkname, path);
+  if (ctx.preserveOwners) await lchown(path, h.uid, h.gid);
+  await lutimes(path, h.mtime, h.mtime);
+  await setXattrs(ctx, path, h.xattrs, h.name);
+}
+
+const S_IFCHR = 0o020000;
+const S_IFBLK = 0o060000;
+const S_IFIFO = 0o010000;
+
+/** Creates a device node or fifo and restores its metadata. */
+export async function writeSpecial(ctx: EntryContext, path: string, h: TarHeader): Promise<void> {
+  const type = h.type === 'char' ? S_IFCHR : h.type === 'block' ? S_IFBLK : S_IFIFO;
+  await ctx.helper().mknod(path, type | 0o600, h.type === 'fifo' ? 0 : makedev(h.devmajor, h.devminor));
+  if (ctx.preserveOwners) await lchown(path, h.uid, h.gid);
+  await chmod(path, modeBits(ctx, h.mode)); // path is the node just made; chmod of a device does not follow
+  await lutimes(path, h.mtime, h.mtime);
+  await setXattrs(ctx, path, h.xattrs, h.name);
+}
+
+/** Creates an overlay whiteout (char device 0:0) owned like the entry. */
+export async function writeOverlayWhiteout(ctx: EntryContext, path: string, h: TarHeader): Promise<void> {
+  await ctx.helper().mknod(path, S_IFCHR, 0);
+  if (ctx.preserveOwners) await lchown(path, h.uid, h.gid);
+}
+
+/**
+ * Copies a non-directory from a lower layer into the upper dir (overlay-upper mode), so that a
+ * hard link in the layer can point at it. Regular files and symlinks only.
+ */
+export async function copyUp(ctx: EntryContext, from: string, to: string, st: Stats): Promise<void> {
+  if (st.isSymbolicLink()) {
+    await symlink(await readlink(from), to);
+    if (ctx.preserveOwners) await lchown(to, st.uid, st.gid);
+    await lutimes(to, st.atime, st.mtime);
+    return;
+  }
+  await copyFile(from, to, constants.COPYFILE_EXCL);
+  const fh = await open(to, O_WRONLY | O_NOFOLLOW);
+  try {
+    await setMeta(ctx, fh, { mode: st.mode, uid: st.uid, gid: st.gid, mtime: st.mtimeMs / 1000 });
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Restores a directory's metadata through a descriptor opened without following symlinks. */
+export async function setDirMeta(ctx: EntryContext, path: string, meta: EntryMeta): Promise<void> {
+  const fh = await open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+  try {
+    await setMeta(ctx, fh, meta);
+  } finally {
+    await fh.close();
+  }
+}
+
+/** xattr names a layer may not set: overlay's own (they would steer the overlay mount). */
+function forbiddenXattr(name: string): boolean {
+  return name.startsWith('trusted.overlay.');
+}
+
+/** Sets a layer entry's xattrs; ENOTSUP is ignored (logged at debug). */
+export async function setXattrs(ctx: EntryContext, path: string, xattrs: ReadonlyMap<string, Buffer>, entry: string): Promise<void> {
+  for (const [name, value] of xattrs) {
+    if (forbiddenXattr(name)) {
+      ctx.logger?.debug({ entry, xattr: name }, 'layer xattr dropped: overlay-private');
+      continue;
+    }
+    try {
+      await ctx.helper().setXattr(path, name, value);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== 'ENOTSUP' && code !== 'EOPNOTSUPP') throw err;
+      ctx.logger?.debug({ entry, xattr: name }, 'xattr not supported by the filesystem; skipped');
+    }
+  }
+}

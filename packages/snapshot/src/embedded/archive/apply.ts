@@ -1,0 +1,249 @@
+/**
+ * `applyLayer`: streams a layer (tar, tar+gzip, tar+zstd) into a directory, computing its diffID.
+ *
+ * Safety: every entry name is relative and free of `..`; no parent component is ever a symlink
+ * (checked with lstat, cached per apply); files are created with O_EXCL|O_NOFOLLOW after whatever
+ * was at their path is removed; hard links point inside the target; devices and fifos need
+ * `allowDevices`. A refused entry gives ErrUnsafeEntry, a malformed stream ErrCorruptLayer, both
+ * naming the entry. Nothing outside the target is touched, but the target is left half-written
+ * on error: the applier never commits, and the snapshot layer above it removes the active
+ * snapshot when apply fails.
+ */
+import type { ByteStream } from './tar-reader.js';
+import { createHash } from 'node:crypto';
+import { link, mkdir, readdir } from 'node:fs/promises';
+import { ErrCanceled } from '@buildcache/errdefs';
+import pLimit from 'p-limit';
+import type { Logger } from 'pino';
+import type { Compression } from '../../labels.js';
+import { decompress } from './compression.js';
+import { copyUp, setDirMeta, setXattrs, writeOverlayWhiteout, writeSmallFile, writeSpecial, writeStreamedFile, writeSymlink } from './apply-entry.js';
+import type { EntryContext, EntryMeta } from './apply-entry.js';
+import { classifyName, entryComponents, isUnder, relPath, unsafe } from './safe-path.js';
+import { SafeTree, isOverlayWhiteout } from './safe-tree.js';
+import type { ApplyMode } from './safe-tree.js';
+import { SysHelper } from './sys-helper.js';
+import { corrupt } from './tar-format.js';
+import type { TarHeader } from './tar-format.js';
+import { TarReader } from './tar-reader.js';
+
+export type { ApplyMode } from './safe-tree.js';
+
+/** Options of `applyLayer`. */
+export interface ApplyOptions {
+  /** Compression of the stream (from the media type); `auto` (default) detects it. */
+  readonly compression?: Compression | 'auto';
+  /** `plain` (default): OCI whiteouts delete. `overlay-upper`: target is an upperdir over `lowerDirs`. */
+  readonly mode?: ApplyMode;
+  /** The overlay's lowerdirs, nearest first (overlay-upper mode). */
+  readonly lowerDirs?: readonly string[];
+  /** Allow char/block devices and fifos (default false). Overlay whiteouts are always allowed. */
+  readonly allowDevices?: boolean;
+  /** Restore uid/gid and setuid/setgid bits (default: when running as root). */
+  readonly preserveOwners?: boolean;
+  /** Concurrent small-file writes (default 32). */
+  readonly concurrency?: number;
+  readonly logger?: Logger;
+  readonly signal?: AbortSignal;
+}
+
+/** What `applyLayer` did. */
+export interface ApplyResult {
+  /** `sha256:<hex>` of the uncompressed tar stream. */
+  readonly diffID: string;
+  /** Bytes of uncompressed tar. */
+  readonly size: number;
+  /** Entries read (meta entries not counted). */
+  readonly entries: number;
+}
+
+/** Files up to this size are read into memory and written concurrently. */
+const SMALL_FILE = 1 << 20;
+
+async function* hashed(source: AsyncIterable<Buffer>, hash: ReturnType<typeof createHash>, count: { n: number }): AsyncGenerator<Buffer> {
+  for await (const c of source) {
+    hash.update(c);
+    count.n += c.length;
+    yield c;
+  }
+}
+
+/** Applies one layer stream onto `target` (an existing directory). */
+export async function applyLayer(stream: ByteStream, target: string, options: ApplyOptions = {}): Promise<ApplyResult> {
+  const hash = createHash('sha256');
+  const count = { n: 0 };
+  const reader = new TarReader(hashed(decompress(stream, options.compression ?? 'auto'), hash, count));
+  const mode = options.mode ?? 'plain';
+  const preserveOwners = options.preserveOwners ?? process.getuid?.() === 0;
+  const logger = options.logger;
+  let helper: SysHelper | undefined;
+  const ctx: EntryContext = { preserveOwners, logger, helper: () => (helper ??= new SysHelper()) };
+  const tree: SafeTree = new SafeTree(target, mode, options.lowerDirs ?? [], preserveOwners, (rel): Promise<void> =>
+    ctx.helper().setXattr(tree.abs(rel), 'trusted.overlay.opaque', Buffer.from('y')),
+  );
+  await tree.ensureDir([], target);
+  const created = new Set<string>();
+  const dirMeta = new Map<string, EntryMeta>();
+  const limit = pLimit(options.concurrency ?? 32);
+  const pending = new Map<string, Promise<void>>();
+  let failure: unknown;
+  let entries = 0;
+
+  const settle = async (rel: string | undefined): Promise<void> => {
+    const waits = [...pending].filter(([p]) => rel === undefined || isUnder(p, rel)).map(([, w]) => w);
+    await Promise.all(waits);
+    if (failure) throw failure;
+  };
+  const schedule = async (rel: string, work: () => Promise<void>): Promise<void> => {
+    while (pending.size >= 4 * (options.concurrency ?? 32)) await Promise.race(pending.values());
+    if (failure) throw failure;
+    const p = limit(work)
+      .catch((err: unknown) => {
+        failure ??= err;
+      })
+      .finally(() => pending.delete(rel));
+    pending.set(rel, p);
+  };
+  /** Forgets bookkeeping of `rel` (and, when a directory was removed there, of everything under it). */
+  const forgetUnder = (rel: string, wasDir = true): void => {
+    dirMeta.delete(rel);
+    created.delete(rel);
+    if (!wasDir) return;
+    for (const k of dirMeta.keys()) if (isUnder(k, rel)) dirMeta.delete(k);
+    for (const k of created) if (isUnder(k, rel)) created.delete(k);
+  };
+
+  /** Plain-mode opaque dir: removes what lower layers had, keeps what this layer wrote. */
+  const prune = async (rel: string): Promise<void> => {
+    for (const name of await readdir(tree.abs(rel))) {
+      const child = rel === '' ? name : `${rel}/${name}`;
+      if (created.has(child) || tree.made.has(child)) {
+        if ((await tree.stat(child))?.isDirectory()) await prune(child);
+      } else {
+        await tree.remove(child);
+        forgetUnder(child);
+      }
+    }
+  };
+
+  const applyEntry = async (h: TarHeader): Promise<void> => {
+    const kind = classifyName(h.name);
+    if (kind.kind === 'root' || kind.kind === 'skip') {
+      logger?.debug({ entry: h.name }, 'layer entry skipped');
+      return;
+    }
+    if (kind.kind === 'whiteout') {
+      const rel = relPath(kind.parts);
+      await settle(rel);
+      const parents = kind.parts.slice(0, -1);
+      if (mode === 'plain') {
+        if (!(await tree.ensureDir(parents, h.name, false))) return;
+        await tree.remove(rel);
+        forgetUnder(rel);
+      } else {
+        await tree.ensureDir(parents, h.name);
+        forgetUnder(rel, (await tree.clearFinal(rel, false)).removedDir);
+        await writeOverlayWhiteout(ctx, tree.abs(rel), h);
+      }
+      return;
+    }
+    if (kind.kind === 'opaque') {
+      const rel = relPath(kind.dir);
+      await settle(rel);
+      await tree.ensureDir(kind.dir, h.name);
+      if (mode === 'plain') await prune(rel);
+      else await tree.markOpaque(rel);
+      return;
+    }
+    const rel = relPath(kind.parts);
+    const parents = kind.parts.slice(0, -1);
+    if ((h.type === 'char' || h.type === 'block' || h.type === 'fifo') && !options.allowDevices) {
+      throw unsafe(`${h.type === 'fifo' ? 'fifo' : `${h.type} device`} entries are not allowed`, h.name);
+    }
+    if (h.type === 'link') {
+      await applyHardLink(h, rel, parents);
+      return;
+    }
+    await tree.ensureDir(parents, h.name);
+    await settle(rel);
+    // in a directory this apply created, only this layer's own entries can exist
+    const parentRel = relPath(parents);
+    const freshParent = parentRel !== '' && tree.fresh.has(parentRel);
+    const cleared = await tree.clearFinal(rel, h.type === 'dir', freshParent && !created.has(rel));
+    if (!cleared.kept) forgetUnder(rel, cleared.removedDir);
+    created.add(rel);
+    const path = tree.abs(rel);
+    switch (h.type) {
+      case 'dir':
+        if (!cleared.kept) {
+          await mkdir(path, { mode: 0o700 });
+          tree.fresh.add(rel);
+        }
+        if (cleared.whiteout) await tree.markOpaque(rel);
+        await setXattrs(ctx, path, h.xattrs, h.name);
+        dirMeta.set(rel, { mode: h.mode, uid: h.uid, gid: h.gid, mtime: h.mtime });
+        return;
+      case 'symlink':
+        await writeSymlink(ctx, path, h);
+        return;
+      case 'file':
+        if (h.size <= SMALL_FILE) {
+          const body = await reader.readBody();
+          await schedule(rel, () => writeSmallFile(ctx, path, body, h, freshParent));
+        } else await writeStreamedFile(ctx, path, reader.body(), h);
+        return;
+      default:
+        await writeSpecial(ctx, path, h);
+    }
+  };
+
+  const applyHardLink = async (h: TarHeader, rel: string, parents: string[]): Promise<void> => {
+    let targetParts: string[];
+    try {
+      targetParts = entryComponents(h.linkname, 'hard link target');
+    } catch {
+      throw unsafe(`hard link target ${JSON.stringify(h.linkname)} is absolute or contains '..'`, h.name);
+    }
+    if (targetParts.length === 0) throw unsafe('hard link to the layer root', h.name);
+    const targetRel = relPath(targetParts);
+    if (targetRel === rel) throw corrupt('hard link to itself', h.name);
+    await settle(undefined);
+    const inUpper = await tree.ensureDir(targetParts.slice(0, -1), h.name, false);
+    let st = inUpper ? await tree.stat(targetRel) : undefined;
+    if (st && isOverlayWhiteout(st) && mode === 'overlay-upper') st = undefined;
+    if (!st) {
+      const lower = await tree.lowerLookup(targetRel, h.name);
+      if (!lower) throw corrupt(`hard link target ${JSON.stringify(h.linkname)} does not exist`, h.name);
+      if (!lower.st.isFile() && !lower.st.isSymbolicLink()) throw unsafe('hard link to something that is not a file', h.name);
+      await tree.ensureDir(targetParts.slice(0, -1), h.name);
+      await tree.clearFinal(targetRel, false);
+      await copyUp(ctx, lower.path, tree.abs(targetRel), lower.st);
+    } else if (st.isDirectory()) throw unsafe('hard link to a directory', h.name);
+    await tree.ensureDir(parents, h.name);
+    forgetUnder(rel, (await tree.clearFinal(rel, false)).removedDir);
+    await link(tree.abs(targetRel), tree.abs(rel));
+    created.add(rel);
+  };
+
+  try {
+    for (let h = await reader.next(); h; h = await reader.next()) {
+      if (options.signal?.aborted) throw new ErrCanceled('layer apply was cancelled', { cause: options.signal.reason });
+      entries++;
+      await applyEntry(h);
+      if (failure) throw failure;
+    }
+    await settle(undefined);
+    await reader.finish();
+    // directories last, deepest first, so that writing their content does not change their mtime
+    const dirs = [...dirMeta.keys()].sort((a, b) => b.split('/').length - a.split('/').length);
+    const dirLimit = pLimit(options.concurrency ?? 32);
+    await Promise.all(dirs.map((rel) => dirLimit(() => setDirMeta(ctx, tree.abs(rel), dirMeta.get(rel)!))));
+  } catch (err) {
+    await Promise.allSettled(pending.values());
+    await reader.cancel().catch(() => undefined);
+    throw err;
+  } finally {
+    await helper?.close();
+  }
+  return { diffID: `sha256:${hash.digest('hex')}`, size: count.n, entries };
+}

@@ -1,0 +1,260 @@
+/**
+ * A streaming tar reader: ustar, PAX (path, linkpath, size, uid, gid, mtime, SCHILY.xattr.*), GNU
+ * long names and links, base-256 numbers. Bodies are streamed, never buffered whole unless asked.
+ * Malformed, oversized or truncated input gives ErrCorruptLayer naming the entry.
+ */
+import {
+  BLOCK,
+  MAX_META_SIZE,
+  checksumOk,
+  corrupt,
+  fieldBytes,
+  fieldString,
+  padding,
+  parseNumeric,
+  parsePax,
+} from './tar-format.js';
+import type { EntryType, TarHeader } from './tar-format.js';
+
+/** Bytes as chunks: an async iterable (streams, generators) or a plain iterable (an array of buffers). */
+export type ByteStream = AsyncIterable<Uint8Array> | Iterable<Uint8Array>;
+
+function toAsync(it: Iterator<Uint8Array>): AsyncIterator<Uint8Array> {
+  return { next: () => Promise.resolve(it.next()) };
+}
+
+/** Pulls exact byte counts out of an async iterable of chunks. */
+class ByteSource {
+  private readonly it: AsyncIterator<Uint8Array>;
+  private head: Buffer = Buffer.alloc(0);
+  private done = false;
+  /** Bytes handed out so far. */
+  consumed = 0;
+
+  constructor(source: ByteStream) {
+    this.it = Symbol.asyncIterator in source ? source[Symbol.asyncIterator]() : toAsync(source[Symbol.iterator]());
+  }
+
+  private async fill(): Promise<boolean> {
+    while (this.head.length === 0 && !this.done) {
+      const r = await this.it.next();
+      if (r.done) this.done = true;
+      else if (r.value.length > 0) this.head = Buffer.from(r.value.buffer, r.value.byteOffset, r.value.byteLength);
+    }
+    return this.head.length > 0;
+  }
+
+  /** Up to `max` bytes (at least one), or undefined at end of input. */
+  async some(max: number): Promise<Buffer | undefined> {
+    if (!(await this.fill())) return undefined;
+    const out = this.head.length <= max ? this.head : this.head.subarray(0, max);
+    this.head = this.head.subarray(out.length);
+    this.consumed += out.length;
+    return out;
+  }
+
+  /** Exactly `n` bytes, or fewer when the input ends first. */
+  async exact(n: number): Promise<Buffer> {
+    const first = await this.some(n);
+    if (!first || first.length === n) return first ?? Buffer.alloc(0);
+    const parts = [first];
+    let got = first.length;
+    while (got < n) {
+      const more = await this.some(n - got);
+      if (!more) break;
+      parts.push(more);
+      got += more.length;
+    }
+    return Buffer.concat(parts, got);
+  }
+
+  /** Consumes everything that is left; returns the byte count. */
+  async drain(): Promise<number> {
+    let n = 0;
+    for (let c = await this.some(1 << 30); c; c = await this.some(1 << 30)) n += c.length;
+    return n;
+  }
+
+  /** Stops the underlying iterator (e.g. after an error). */
+  async cancel(): Promise<void> {
+    this.done = true;
+    await this.it.return?.();
+  }
+}
+
+const TYPES: Record<string, EntryType> = {
+  '0': 'file',
+  '\0': 'file',
+  '7': 'file',
+  '1': 'link',
+  '2': 'symlink',
+  '3': 'char',
+  '4': 'block',
+  '5': 'dir',
+  '6': 'fifo',
+};
+
+/** Options of the tar reader. */
+export interface TarReaderOptions {
+  /** Largest PAX header / GNU long name accepted; default 1 MiB. */
+  readonly maxMetaSize?: number;
+}
+
+/**
+ * Reads entries one at a time: `next()` returns the next header (skipping whatever of the
+ * previous body was not read), `body()` streams the current body, `finish()` drains trailing bytes.
+ */
+export class TarReader {
+  private readonly src: ByteSource;
+  private readonly maxMeta: number;
+  private remaining = 0;
+  private pad = 0;
+  private current: string | undefined;
+  private ended = false;
+
+  constructor(source: ByteStream, options: TarReaderOptions = {}) {
+    this.src = new ByteSource(source);
+    this.maxMeta = options.maxMetaSize ?? MAX_META_SIZE;
+  }
+
+  /** Bytes of tar consumed so far. */
+  get position(): number {
+    return this.src.consumed;
+  }
+
+  private async skipRest(): Promise<void> {
+    let left = this.remaining + this.pad;
+    while (left > 0) {
+      const c = await this.src.some(left);
+      if (!c) throw corrupt('unexpected end of archive inside an entry body', this.current);
+      left -= c.length;
+    }
+    this.remaining = 0;
+    this.pad = 0;
+  }
+
+  private async readMeta(size: number, what: string, entry: string): Promise<Buffer> {
+    if (size > this.maxMeta) throw corrupt(`${what} of ${size} bytes exceeds the ${this.maxMeta}-byte limit`, entry);
+    const data = await this.src.exact(size + padding(size));
+    if (data.length < size + padding(size)) throw corrupt(`unexpected end of archive inside a ${what}`, entry);
+    return data.subarray(0, size);
+  }
+
+  /** The next entry's header, or undefined at the end of the archive. */
+  async next(): Promise<TarHeader | undefined> {
+    if (this.ended) return undefined;
+    await this.skipRest();
+    let pax = new Map<string, Buffer>();
+    let longName: string | undefined;
+    let longLink: string | undefined;
+    for (;;) {
+      const block = await this.src.exact(BLOCK);
+      if (block.length === 0 && this.src.consumed === 0) {
+        this.ended = true; // empty input: an empty layer
+        return undefined;
+      }
+      if (block.length < BLOCK) throw corrupt('unexpected end of archive in a header (missing end-of-archive marker)', this.current);
+      if (block.every((b) => b === 0)) {
+        if (pax.size || longName !== undefined || longLink !== undefined) throw corrupt('end of archive after an extended header', this.current);
+        this.ended = true;
+        return undefined;
+      }
+      const rawName = fieldString(block, 'name');
+      if (!checksumOk(block)) throw corrupt('header checksum mismatch', this.current === undefined ? rawName : `after ${this.current}`);
+      const flag = String.fromCharCode(block[156]!);
+      const entry = longName ?? pax.get('path')?.toString('utf8') ?? rawName;
+      const size = parseNumeric(block, 'size', entry);
+      if (flag === 'x' || flag === 'g') {
+        const data = await this.readMeta(size, 'PAX header', entry);
+        if (flag === 'x') for (const [k, v] of parsePax(data, entry)) pax.set(k, v);
+        continue; // global headers are read and ignored
+      }
+      if (flag === 'L' || flag === 'K') {
+        const data = await this.readMeta(size, flag === 'L' ? 'GNU long name' : 'GNU long link', entry);
+        const nul = data.indexOf(0);
+        const text = (nul < 0 ? data : data.subarray(0, nul)).toString('utf8');
+        if (flag === 'L') longName = text;
+        else longLink = text;
+        continue;
+      }
+      if (flag === 'V') {
+        await this.readMeta(size, 'volume header', entry);
+        continue;
+      }
+      const type = TYPES[flag];
+      if (!type) throw corrupt(`unsupported entry type ${JSON.stringify(flag)}`, entry);
+      const header = this.build(block, type, pax, longName, longLink);
+      pax = new Map();
+      this.current = header.name;
+      this.remaining = header.size;
+      // some writers give directories or links a size; that body is skipped, it is not content
+      if (type !== 'file') header.size = 0;
+      this.pad = padding(this.remaining);
+      return header;
+    }
+  }
+
+  private build(block: Buffer, type: EntryType, pax: Map<string, Buffer>, longName?: string, longLink?: string): TarHeader {
+    const magic = fieldBytes(block, 'magic').toString('latin1');
+    const prefix = magic.startsWith('ustar') && block[263] === 0x30 ? fieldString(block, 'prefix') : '';
+    let name = pax.get('path')?.toString('utf8') ?? longName ?? (prefix ? `${prefix}/${fieldString(block, 'name')}` : fieldString(block, 'name'));
+    const linkname = pax.get('linkpath')?.toString('utf8') ?? longLink ?? fieldString(block, 'linkname');
+    if (name.includes('\0') || linkname.includes('\0')) throw corrupt('NUL byte in a name', name);
+    while (name.length > 1 && name.endsWith('/')) name = name.slice(0, -1);
+    const num = (key: string, field: 'uid' | 'gid' | 'size' | 'mtime'): number => {
+      const v = pax.get(key);
+      if (v === undefined) return parseNumeric(block, field, name);
+      const text = v.toString('latin1');
+      const n = field === 'mtime' ? Number(text) : /^[0-9]+$/.test(text) ? Number(text) : NaN;
+      if (!Number.isFinite(n) || (field !== 'mtime' && !Number.isSafeInteger(n))) throw corrupt(`invalid PAX ${key} ${JSON.stringify(text)}`, name);
+      return n;
+    };
+    if ([...pax.keys()].some((k) => k.startsWith('GNU.sparse.'))) throw corrupt('sparse entries are not supported', name);
+    const xattrs = new Map<string, Buffer>();
+    for (const [k, v] of pax) if (k.startsWith('SCHILY.xattr.')) xattrs.set(k.slice('SCHILY.xattr.'.length), v);
+    const isDev = type === 'char' || type === 'block';
+    return {
+      name,
+      type,
+      mode: parseNumeric(block, 'mode', name) & 0o7777,
+      uid: num('uid', 'uid'),
+      gid: num('gid', 'gid'),
+      size: num('size', 'size'),
+      mtime: num('mtime', 'mtime'),
+      linkname,
+      devmajor: isDev ? parseNumeric(block, 'devmajor', name) : 0,
+      devminor: isDev ? parseNumeric(block, 'devminor', name) : 0,
+      xattrs,
+    };
+  }
+
+  /** Streams the current entry's body (its unread part). */
+  async *body(): AsyncGenerator<Buffer> {
+    while (this.remaining > 0) {
+      const c = await this.src.some(Math.min(this.remaining, 1 << 20));
+      if (!c) throw corrupt('unexpected end of archive inside an entry body', this.current);
+      this.remaining -= c.length;
+      yield c;
+    }
+  }
+
+  /** The current entry's whole (unread) body in one buffer. */
+  async readBody(): Promise<Buffer> {
+    const n = this.remaining;
+    const data = await this.src.exact(n);
+    if (data.length < n) throw corrupt('unexpected end of archive inside an entry body', this.current);
+    this.remaining = 0;
+    return data;
+  }
+
+  /** After the end-of-archive marker: consumes the rest of the input (it counts for the diffID). */
+  async finish(): Promise<void> {
+    if (!this.ended) throw new Error('TarReader.finish() before the end of the archive');
+    await this.src.drain();
+  }
+
+  /** Stops reading the input early (after an error). */
+  async cancel(): Promise<void> {
+    await this.src.cancel();
+  }
+}

@@ -1,0 +1,131 @@
+/**
+ * The embedded backend's one LevelDB (`<root>/meta`): key layout, opening with the lock mapped to
+ * ErrStoreLocked, and the label rules every object shares.
+ */
+import { Level } from 'level';
+import { ErrInvalidArgument, ErrStoreLocked } from '@buildcache/errdefs';
+
+/** The metadata database: string keys, JSON values, every write with `sync: true`. */
+export type MetaDB = Level<string, unknown>;
+
+/** One operation of an atomic batch. */
+export type BatchOp = { type: 'put'; key: string; value: unknown } | { type: 'del'; key: string };
+
+/** Write options used for every mutation: durable before the call returns. */
+export const SYNC = { sync: true } as const;
+
+/** Separator inside compound keys; refused in names so keys stay unambiguous. */
+export const SEP = '\u0000';
+
+/** Key builders and prefixes (iterate a prefix with `range()`). */
+export const keys = {
+  snapshot: (name: string) => `snap!${name}`,
+  snapshotPrefix: 'snap!',
+  child: (parent: string, child: string) => `child!${parent}${SEP}${child}`,
+  childPrefix: (parent: string) => `child!${parent}${SEP}`,
+  removing: (id: number) => `snapgone!${String(id).padStart(12, '0')}`,
+  removingPrefix: 'snapgone!',
+  blob: (digest: string) => `blob!${digest}`,
+  blobPrefix: 'blob!',
+  lease: (id: string) => `lease!${id}`,
+  leasePrefix: 'lease!',
+  leaseResource: (lease: string, type: string, id: string) => `lres!${lease}${SEP}${type}${SEP}${id}`,
+  leaseResourcePrefix: (lease: string) => `lres!${lease}${SEP}`,
+  allLeaseResourcesPrefix: 'lres!',
+  nextSnapshotId: 'meta!nextid',
+  snapshotterMode: 'meta!snapshotter',
+} as const;
+
+/** Iterator bounds for every key that starts with `prefix`. */
+export function range(prefix: string): { gte: string; lt: string } {
+  // Every prefix ends in an ASCII character, so bumping it bounds exactly the keys under the prefix.
+  const last = prefix.charCodeAt(prefix.length - 1);
+  return { gte: prefix, lt: prefix.slice(0, -1) + String.fromCharCode(last + 1) };
+}
+
+/** Opens (creating) the LevelDB at `path`; a DB held by another process gives ErrStoreLocked. */
+export async function openMetaDB(path: string): Promise<MetaDB> {
+  const db = new Level<string, unknown>(path, { valueEncoding: 'json' });
+  try {
+    await db.open();
+  } catch (err) {
+    const cause = (err as { cause?: { code?: string } }).cause;
+    if (cause?.code === 'LEVEL_LOCKED') {
+      throw new ErrStoreLocked(`embedded backend store ${path} is locked by another process`, { cause: err, details: { path } });
+    }
+    throw err;
+  }
+  return db;
+}
+
+/** Every `[key, value]` under `prefix`, in key order. */
+export async function scan<T>(db: MetaDB, prefix: string): Promise<Array<[string, T]>> {
+  const out: Array<[string, T]> = [];
+  for await (const [k, v] of db.iterator(range(prefix))) out.push([k, v as T]);
+  return out;
+}
+
+/** True when some key starts with `prefix`. */
+export async function hasPrefix(db: MetaDB, prefix: string): Promise<boolean> {
+  const found = await db.keys({ ...range(prefix), limit: 1 }).all();
+  return found.length > 0;
+}
+
+/** Refuses names containing the key separator or empty ones. */
+export function checkName(what: string, name: string): void {
+  if (name === '') throw new ErrInvalidArgument(`${what} must not be empty`, { details: { key: name } });
+  if (name.includes(SEP)) throw new ErrInvalidArgument(`${what} ${JSON.stringify(name)} contains a NUL character`, { details: { key: name } });
+}
+
+const MAX_LABEL_SIZE = 4096;
+
+/**
+ * containerd's label rules: empty values are dropped, except `containerd.io/gc.*` ones which are
+ * refused (a silently dropped `gc.flat` would make a lease non-flat); key+value at most 4096 bytes.
+ */
+export function cleanLabels(labels: Readonly<Record<string, string>> | undefined, owner: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(labels ?? {})) {
+    if (k === '') throw new ErrInvalidArgument(`empty label key on ${owner}`, { details: { key: owner } });
+    if (Buffer.byteLength(k) + Buffer.byteLength(v) > MAX_LABEL_SIZE) {
+      throw new ErrInvalidArgument(`label key and value length (${k.length + v.length} bytes) greater than maximum size (${MAX_LABEL_SIZE} bytes) on ${owner}`, {
+        details: { key: owner, entry: k },
+      });
+    }
+    if (v === '') {
+      if (k.startsWith('containerd.io/gc.')) {
+        throw new ErrInvalidArgument(`label ${JSON.stringify(k)} on ${owner} must not be empty`, { details: { key: owner, entry: k } });
+      }
+      continue;
+    }
+    out[k] = v;
+  }
+  return out;
+}
+
+/**
+ * Applies a label update with containerd's field paths: `labels.<k>` sets or deletes one label,
+ * `labels` or no paths replace them all. Any other path is refused as immutable.
+ */
+export function applyLabelUpdate(
+  current: Readonly<Record<string, string>>,
+  next: Readonly<Record<string, string>>,
+  fieldpaths: readonly string[] | undefined,
+  owner: string,
+): Record<string, string> {
+  const incoming = cleanLabels(next, owner);
+  if (!fieldpaths || fieldpaths.length === 0) return incoming;
+  let out: Record<string, string> = { ...current };
+  for (const path of fieldpaths) {
+    if (path === 'labels') {
+      out = { ...incoming };
+    } else if (path.startsWith('labels.')) {
+      const k = path.slice('labels.'.length);
+      if (Object.hasOwn(incoming, k)) out[k] = incoming[k]!;
+      else delete out[k];
+    } else {
+      throw new ErrInvalidArgument(`cannot update ${JSON.stringify(path)} field on ${owner}`, { details: { key: owner, entry: path } });
+    }
+  }
+  return out;
+}

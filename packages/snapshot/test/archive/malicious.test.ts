@@ -1,0 +1,158 @@
+/**
+ * The malicious-layer corpus: every hostile layer gives its typed error naming the entry, and a
+ * sentinel directory next to the target (and /tmp) is left byte-for-byte unchanged.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { access, lstat, mkdir, readFile, symlink, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
+import { after, describe, it } from 'node:test';
+import { ErrCorruptLayer, ErrUnsafeEntry } from '@buildcache/errdefs';
+import { applyLayer } from '../../src/embedded/archive/index.js';
+import type { BuildcacheError } from '@buildcache/errdefs';
+import type { ApplyOptions, TarWriteEntry } from '../../src/embedded/archive/index.js';
+import { E, buildTar, cleanup, fingerprint, tempDir } from './helpers.js';
+
+after(cleanup);
+
+const uniq = `bc-pwn-${randomBytes(6).toString('hex')}`;
+type Entry = TarWriteEntry & { body?: string | Buffer };
+
+async function exists(path: string): Promise<boolean> {
+  return access(path).then(
+    () => true,
+    () => false,
+  );
+}
+
+/** base/{target,sentinel}; returns paths and the sentinel's fingerprint. */
+async function setup(): Promise<{ base: string; target: string; sentinel: string; before: string; secret: Buffer }> {
+  const base = await tempDir('bc-mal-');
+  const target = join(base, 'deep', 'er', 'target');
+  const sentinel = join(base, 'sentinel');
+  await mkdir(target, { recursive: true });
+  await mkdir(sentinel);
+  const secret = randomBytes(64);
+  await writeFile(join(sentinel, 'file'), secret);
+  return { base, target, sentinel, before: await fingerprint(sentinel), secret };
+}
+
+async function expectRejected(
+  layer: Buffer,
+  cls: abstract new (...args: never[]) => BuildcacheError,
+  entry: string | RegExp | undefined,
+  options: ApplyOptions = {},
+  prepare?: (target: string, sentinel: string) => Promise<void>,
+): Promise<void> {
+  const { base, target, sentinel, before, secret } = await setup();
+  await prepare?.(target, sentinel);
+  await assert.rejects(applyLayer([layer], target, options), (err: unknown) => {
+    assert.ok(err instanceof cls, `expected ${cls.name}, got ${String(err)}`);
+    if (typeof entry === 'string') assert.equal(err.details.entry, entry, err.message);
+    else if (entry) assert.match(err.message, entry);
+    return true;
+  });
+  assert.equal(await fingerprint(sentinel), before, 'sentinel changed');
+  assert.deepEqual(await readFile(join(sentinel, 'file')), secret);
+  assert.equal(await exists(join('/tmp', uniq)), false, '/tmp was written');
+  assert.equal(await exists(join(base, uniq)), false, 'the base dir was written');
+  assert.equal(await exists(join(base, 'deep', uniq)), false);
+  assert.equal(await exists(join(base, 'deep', 'er', uniq)), false);
+  assert.equal(await exists(join(base, 'x')), false);
+}
+
+const file = (name: string, body = 'pwned'): Entry => ({ ...E, name, type: 'file', body });
+const tarOf = (entries: Entry[]): Promise<Buffer> => buildTar(entries);
+
+describe('malicious layers', () => {
+  it('../x', async () => expectRejected(await tarOf([file('../x')]), ErrUnsafeEntry, '../x'));
+  it('a/../../x', async () => expectRejected(await tarOf([file('a/../../x')]), ErrUnsafeEntry, 'a/../../x'));
+  it('absolute /etc/x', async () => expectRejected(await tarOf([file(`/tmp/${uniq}`)]), ErrUnsafeEntry, `/tmp/${uniq}`));
+  it('symlink to /tmp, then a file through it', async () =>
+    expectRejected(await tarOf([{ ...E, name: 'evil', type: 'symlink', linkname: '/tmp' }, file(`evil/${uniq}`)]), ErrUnsafeEntry, `evil/${uniq}`));
+  it('symlink to ../../.., then a file through it', async () =>
+    expectRejected(await tarOf([{ ...E, name: 'up', type: 'symlink', linkname: '../../..' }, file(`up/${uniq}`)]), ErrUnsafeEntry, `up/${uniq}`));
+  it('symlink dir created in the same layer, deeper, then a write through it', async () =>
+    expectRejected(
+      await tarOf([
+        { ...E, name: 'd', type: 'dir', mode: 0o755 },
+        { ...E, name: 'd/s', type: 'symlink', linkname: '../../../../sentinel' },
+        file('d/s/file', 'overwritten'),
+      ]),
+      ErrUnsafeEntry,
+      'd/s/file',
+    ));
+  it('symlinked parent already in the target (lower layer content)', async () =>
+    expectRejected(await tarOf([file('lib/file', 'overwritten')]), ErrUnsafeEntry, 'lib/file', {}, async (target) => {
+      await symlink('../../../sentinel', join(target, 'lib'));
+    }));
+  it('hard link to /etc/passwd', async () =>
+    expectRejected(await tarOf([{ ...E, name: 'h', type: 'link', linkname: '/etc/passwd' }]), ErrUnsafeEntry, 'h'));
+  it('hard link to ../x', async () =>
+    expectRejected(await tarOf([{ ...E, name: 'h', type: 'link', linkname: '../../../sentinel/file' }]), ErrUnsafeEntry, 'h'));
+  it('hard link through a symlink', async () =>
+    expectRejected(
+      await tarOf([{ ...E, name: 's', type: 'symlink', linkname: '../../../sentinel' }, { ...E, name: 'h', type: 'link', linkname: 's/file' }]),
+      ErrUnsafeEntry,
+      'h',
+    ));
+  for (const type of ['char', 'block', 'fifo'] as const) {
+    it(`${type} device entries are refused by default`, async () =>
+      expectRejected(await tarOf([{ ...E, name: `dev-${type}`, type, devmajor: 1, devminor: 3 }]), ErrUnsafeEntry, `dev-${type}`));
+  }
+  it('whiteout of .. and of .', async () => {
+    await expectRejected(await tarOf([file('.wh...', '')]), ErrUnsafeEntry, '.wh...');
+    await expectRejected(await tarOf([file('a/.wh..', '')]), ErrUnsafeEntry, 'a/.wh..');
+  });
+  it('PAX header over 1 MiB', async () =>
+    expectRejected(
+      await tarOf([{ ...E, name: 'p', type: 'file', body: 'x', xattrs: new Map([['user.x', Buffer.alloc(2 << 20)]]) }]),
+      ErrCorruptLayer,
+      /PAX header/,
+    ));
+  it('truncated tar', async () => {
+    const tar = await tarOf([file('ok', 'fine'), file('cut', 'y'.repeat(5000))]);
+    await expectRejected(tar.subarray(0, 512 * 4), ErrCorruptLayer, 'cut');
+  });
+  it('truncated gzip', async () => {
+    const gz = gzipSync(await tarOf([file('a', randomBytes(20000).toString('hex'))]));
+    await expectRejected(gz.subarray(0, gz.length - 100), ErrCorruptLayer, /gzip/, { compression: 'gzip' });
+  });
+  it('gzip labelled as tar', async () => {
+    const gz = gzipSync(await tarOf([file('a')]));
+    await expectRejected(gz, ErrCorruptLayer, /labelled uncompressed/, { compression: 'uncompressed' });
+  });
+  it('tar labelled as gzip', async () => {
+    await expectRejected(await tarOf([file('a')]), ErrCorruptLayer, /labelled gzip/, { compression: 'gzip' });
+  });
+});
+
+describe('hostile but harmless layers', () => {
+  it('a file replaces a symlink pointing outside instead of writing through it', async () => {
+    const { target, sentinel, before } = await setup();
+    await symlink('../../../sentinel/file', join(target, 'f'));
+    await applyLayer([await tarOf([file('f', 'new')])], target);
+    assert.equal(await readFile(join(target, 'f'), 'utf8'), 'new');
+    assert.ok((await lstat(join(target, 'f'))).isFile());
+    assert.equal(await fingerprint(sentinel), before);
+  });
+  it('leading ./ is fine', async () => {
+    const { target } = await setup();
+    await applyLayer([await tarOf([{ ...E, name: './d', type: 'dir', mode: 0o755 }, file('./d/f', 'ok')])], target);
+    assert.equal(await readFile(join(target, 'd', 'f'), 'utf8'), 'ok');
+  });
+  it('devices and fifos are created when allowed (as root)', async () => {
+    const { target } = await setup();
+    await applyLayer(
+      [await tarOf([{ ...E, name: 'null', type: 'char', devmajor: 1, devminor: 3, mode: 0o666 }, { ...E, name: 'pipe', type: 'fifo' }])],
+      target,
+      { allowDevices: true },
+    );
+    const st = await lstat(join(target, 'null'));
+    assert.ok(st.isCharacterDevice());
+    assert.equal(st.rdev, (1 << 8) | 3);
+    assert.equal(st.mode & 0o7777, 0o666);
+    assert.ok((await lstat(join(target, 'pipe'))).isFIFO());
+  });
+});
