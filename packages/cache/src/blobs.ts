@@ -1,0 +1,153 @@
+/** Layer blobs of records: recording one, chain IDs, and computing the blobs of a whole chain (export). */
+import { randomBytes } from 'node:crypto';
+import { ErrInvalidArgument, ErrNotFound, ErrNotImplemented } from '@buildcache/errdefs';
+import {
+  LABEL_UNCOMPRESSED,
+  compressionOf,
+  layerMediaType,
+  type Compression,
+  type Descriptor,
+  type Mount,
+} from '@buildcache/snapshot';
+import { checkDigest, chainID, blobChainID } from './ids.js';
+import { ensureFlatLease, withTemporaryLease } from './leases.js';
+import type { CacheRecord } from './records.js';
+import { SIZE_UNKNOWN } from './record-metadata.js';
+
+/** Options of `getRemote()`. */
+export interface RemoteOptions {
+  /** Compression of blobs created now (default gzip). Existing blobs keep theirs. */
+  readonly compression?: Compression;
+  /** Require every blob in `compression` (conversion of existing blobs is not implemented yet). */
+  readonly force?: boolean;
+}
+
+/** The diffID a layer descriptor declares: its `containerd.io/uncompressed` annotation, or its digest if uncompressed. */
+export function diffIDOf(desc: Descriptor): string {
+  checkDigest(desc.digest, 'blob digest');
+  const compression = compressionOf(desc.mediaType);
+  if (compression === undefined) {
+    throw new ErrInvalidArgument(`${desc.digest} has media type ${desc.mediaType}, which is not a layer`, {
+      details: { digest: desc.digest },
+    });
+  }
+  const annotated = desc.annotations?.[LABEL_UNCOMPRESSED];
+  if (annotated !== undefined) return checkDigest(annotated, `${LABEL_UNCOMPRESSED} annotation of ${desc.digest}`);
+  if (compression === 'uncompressed') return desc.digest;
+  throw new ErrInvalidArgument(
+    `${desc.digest} is compressed but has no ${LABEL_UNCOMPRESSED} annotation giving its diffID; add it`,
+    { details: { digest: desc.digest } },
+  );
+}
+
+/** The records of a chain, base first. */
+export function chainOf(rec: CacheRecord): CacheRecord[] {
+  const out: CacheRecord[] = [];
+  for (let r: CacheRecord | undefined = rec; r; r = r.parent?.record) out.unshift(r);
+  return out;
+}
+
+/** Fills chainID and blobChainID from the parent's, when both the parent's and this layer's are known. */
+function queueChainIDs(rec: CacheRecord): void {
+  const md = rec.md;
+  const parent = rec.parent?.record.md;
+  if (!md.diffID || !md.blob) return;
+  if (parent && (!parent.chainID || !parent.blobChainID)) return;
+  md.chainID = chainID(parent?.chainID, md.diffID);
+  md.blobChainID = blobChainID(parent?.blobChainID, md.blob, md.diffID);
+}
+
+/** Records `desc` (already in the content store) as the blob of `rec`; a no-op if it has one. */
+export async function setBlob(rec: CacheRecord, desc: Descriptor): Promise<void> {
+  const diffID = diffIDOf(desc);
+  await rec.finalize();
+  const { content, leases } = rec.cm.backend;
+  await rec.lock.run(async () => {
+    if (rec.md.blob) return;
+    await content.info(desc.digest).catch((err: unknown) => {
+      if (err instanceof ErrNotFound) {
+        throw new ErrNotFound(`blob ${desc.digest} is not in the content store; write it before setBlob()`, {
+          cause: err,
+          details: { digest: desc.digest, id: rec.id },
+        });
+      }
+      throw err;
+    });
+    await ensureFlatLease(leases, rec.id, rec.id);
+    await leases.addResource(rec.id, { type: 'content', id: desc.digest });
+    const md = rec.md;
+    md.diffID = diffID;
+    md.blob = desc.digest;
+    md.mediaType = desc.mediaType;
+    md.blobSize = desc.size;
+    const { [LABEL_UNCOMPRESSED]: _omit, ...annotations } = desc.annotations ?? {};
+    md.annotations = annotations;
+    md.size = SIZE_UNKNOWN;
+    queueChainIDs(rec);
+    await md.commit();
+  });
+}
+
+/** The descriptor of a record's blob, annotated with its diffID. */
+export function descriptorOf(rec: CacheRecord): Descriptor {
+  const md = rec.md;
+  if (!md.blob || !md.diffID || !md.mediaType || md.blobSize === undefined) {
+    throw new ErrNotFound(`record ${rec.id} has no blob`, { details: { id: rec.id } });
+  }
+  return {
+    mediaType: md.mediaType,
+    digest: md.blob,
+    size: md.blobSize,
+    annotations: { ...md.annotations, [LABEL_UNCOMPRESSED]: md.diffID },
+  };
+}
+
+/** Runs `fn` with read-only mounts of a committed snapshot (a temporary view, removed afterwards). */
+async function withView<T>(rec: CacheRecord, fn: (mounts: Mount[]) => Promise<T>): Promise<T> {
+  const { snapshotter, leases } = rec.cm.backend;
+  return withTemporaryLease(leases, async (lease) => {
+    const key = `${rec.md.snapshotID}-diff-${randomBytes(6).toString('hex')}`;
+    const mounts = await snapshotter.view(key, rec.md.snapshotID, { lease });
+    try {
+      return await fn(mounts);
+    } finally {
+      await snapshotter.remove(key).catch(() => undefined);
+    }
+  });
+}
+
+/** Creates the blob of one layer with the differ (parent view → this view). */
+async function computeBlob(rec: CacheRecord, compression: Compression): Promise<void> {
+  await rec.finalize();
+  if (rec.md.blob) return;
+  const parent = rec.parent?.record;
+  const { differ } = rec.cm.backend;
+  const desc = await withView(rec, (upper) =>
+    parent
+      ? withView(parent, (lower) => differ.compare(lower, upper, { mediaType: layerMediaType(compression), lease: rec.id }))
+      : differ.compare([], upper, { mediaType: layerMediaType(compression), lease: rec.id }),
+  );
+  await setBlob(rec, desc);
+}
+
+/** Blob descriptors of the chain ending at `rec`, base first, creating missing blobs. */
+export async function getRemote(rec: CacheRecord, options: RemoteOptions): Promise<Descriptor[]> {
+  const compression = options.compression ?? 'gzip';
+  const chain = chainOf(rec);
+  for (const layer of chain) {
+    await layer.blobFlight.do(`${layer.id}-blob`, () => computeBlob(layer, compression));
+    if (!layer.md.chainID) {
+      await layer.lock.run(async () => {
+        queueChainIDs(layer);
+        await layer.md.commit();
+      });
+    }
+    if (options.force && compressionOf(layer.md.mediaType ?? '') !== compression) {
+      throw new ErrNotImplemented(
+        `layer ${layer.id} has a ${compressionOf(layer.md.mediaType ?? '')} blob; converting it to ${compression} is not implemented yet`,
+        { details: { id: layer.id } },
+      );
+    }
+  }
+  return chain.map(descriptorOf);
+}

@@ -1,0 +1,35 @@
+/** What records and refs share with their manager: the backend, the store, the locks, the clock. */
+import type { Logger } from 'pino';
+import type { MetadataStore } from '@buildcache/metadata';
+import type { Backend, Descriptor } from '@buildcache/snapshot';
+import type { Mutex } from './mutex.js';
+import type { CacheRecord } from './records.js';
+
+/** Fetches a blob that is not in the content store yet (a lazy layer's source). */
+export interface BlobProvider {
+  /** Streams the blob's bytes; the manager verifies digest and size. */
+  fetch(desc: Descriptor, options: { signal?: AbortSignal }): AsyncIterable<Uint8Array> | Promise<AsyncIterable<Uint8Array>>;
+}
+
+/** How to reach one lazy blob: its provider, and annotations to keep with it. */
+export interface DescHandler {
+  readonly provider: BlobProvider;
+  readonly annotations?: Readonly<Record<string, string>>;
+}
+
+/** Descriptor handlers by blob digest. */
+export type DescHandlers = ReadonlyMap<string, DescHandler>;
+
+/** Shared state of one open manager. */
+export interface ManagerContext {
+  readonly backend: Backend;
+  readonly store: MetadataStore;
+  readonly logger: Logger;
+  /** Guards `records` (and record creation/removal); never held across size, extract, diff or apply. */
+  readonly mu: Mutex;
+  readonly records: Map<string, CacheRecord>;
+  /** Milliseconds since the epoch; injectable for tests. */
+  now(): number;
+  /** Called after operations that change the cache (automatic GC listens). */
+  changed(): void;
+}

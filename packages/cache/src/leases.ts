@@ -1,0 +1,89 @@
+/**
+ * The leases a cache record owns: `<id>` (flat, holds its snapshot and blob), `<id>-view` (flat and
+ * temporary, holds read-only views), `<id>-variants` (not flat, so that gc.ref labels between a blob
+ * and its compression variants are followed), and random temporary leases for work in progress.
+ */
+import { randomBytes } from 'node:crypto';
+import { ErrAlreadyExists, ErrNotFound } from '@buildcache/errdefs';
+import { LABEL_GC_EXPIRE, LABEL_GC_FLAT, type LeaseManager, type LeaseResource } from '@buildcache/snapshot';
+
+/** Label naming the record a lease belongs to. */
+export const LABEL_RECORD = 'buildcache/record';
+/** Label marking a lease that is removed when the manager opens. */
+export const LABEL_TEMPORARY = 'buildcache/lease.temporary';
+
+/** Lease ID of a record's view lease. */
+export const viewLeaseId = (id: string): string => `${id}-view`;
+/** Lease ID of a record's compression-variants lease. */
+export const variantsLeaseId = (id: string): string => `${id}-variants`;
+/** Snapshot key of a record's read-only view. */
+export const viewSnapshotKey = (snapshotID: string): string => `${snapshotID}-view`;
+
+/** The record a lease ID belongs to, for `<id>`, `<id>-view` and `<id>-variants`. */
+export function recordOfLease(leaseId: string): string {
+  return leaseId.replace(/-(view|variants)$/, '');
+}
+
+/** Creates the flat lease `id` for record `recordId`; an existing one is kept. */
+export async function ensureFlatLease(
+  leases: LeaseManager,
+  id: string,
+  recordId: string,
+  extra: Record<string, string> = {},
+): Promise<void> {
+  try {
+    await leases.create(id, { [LABEL_GC_FLAT]: new Date().toISOString(), [LABEL_RECORD]: recordId, ...extra });
+  } catch (err) {
+    if (!(err instanceof ErrAlreadyExists)) throw err;
+  }
+}
+
+/** Creates the (non-flat) variants lease of a record; an existing one is kept. */
+export async function ensureVariantsLease(leases: LeaseManager, recordId: string): Promise<string> {
+  const id = variantsLeaseId(recordId);
+  try {
+    await leases.create(id, { [LABEL_RECORD]: recordId });
+  } catch (err) {
+    if (!(err instanceof ErrAlreadyExists)) throw err;
+  }
+  return id;
+}
+
+/** Deletes a lease, ignoring one that is already gone. */
+export async function deleteLease(leases: LeaseManager, id: string): Promise<void> {
+  try {
+    await leases.delete(id);
+  } catch (err) {
+    if (!(err instanceof ErrNotFound)) throw err;
+  }
+}
+
+/** Deletes every lease a record owns. */
+export async function deleteRecordLeases(leases: LeaseManager, recordId: string): Promise<void> {
+  await deleteLease(leases, viewLeaseId(recordId));
+  await deleteLease(leases, variantsLeaseId(recordId));
+  await deleteLease(leases, recordId);
+}
+
+/** Adds a resource to a lease (idempotent). */
+export async function addResource(leases: LeaseManager, id: string, resource: LeaseResource): Promise<void> {
+  await leases.addResource(id, resource);
+}
+
+/** A temporary lease for work in progress: expires after `ttlMs` and is removed at the next open. */
+export async function withTemporaryLease<T>(
+  leases: LeaseManager,
+  fn: (leaseId: string) => Promise<T>,
+  ttlMs = 60 * 60 * 1000,
+): Promise<T> {
+  const id = `buildcache-tmp-${randomBytes(8).toString('hex')}`;
+  await leases.create(id, {
+    [LABEL_GC_EXPIRE]: new Date(Date.now() + ttlMs).toISOString(),
+    [LABEL_TEMPORARY]: new Date().toISOString(),
+  });
+  try {
+    return await fn(id);
+  } finally {
+    await deleteLease(leases, id);
+  }
+}

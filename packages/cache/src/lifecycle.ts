@@ -1,0 +1,63 @@
+/**
+ * The record transitions BuildKit users rely on: commit of a mutable record into an equal
+ * immutable one (sharing data), and release of a mutable record (removed unless retained).
+ * Both run with the manager lock and the shared record lock held.
+ */
+import { newRecordId } from './ids.js';
+import { CacheRecord, type Handle } from './records.js';
+import { RecordMetadata, SIZE_UNKNOWN } from './record-metadata.js';
+
+/**
+ * Creates the immutable record equal to mutable `m`. `handle` (the committing mutable handle, or
+ * none for an automatic commit) becomes the link by which the immutable holds `m`.
+ */
+export async function commitMutableLocked(m: CacheRecord, handle: Handle | undefined): Promise<CacheRecord> {
+  const cm = m.cm;
+  const id = newRecordId();
+  const md = new RecordMetadata(await cm.store.get(id));
+  md.createdAt = cm.now();
+  md.committed = true;
+  md.size = SIZE_UNKNOWN;
+  md.snapshotID = id;
+  md.equalMutable = m.id;
+  md.parent = m.md.parent;
+  md.recordType = m.md.recordType;
+  md.retain = m.md.retain;
+  md.description = m.md.description;
+  for (const ref of m.md.imageRefs) md.addImageRef(ref);
+  await md.commit();
+  const imm = new CacheRecord(cm, md, false, m.lock);
+  imm.parent = m.parent?.clone();
+  imm.equalMutable = m;
+  m.equalImmutable = imm;
+  const link: Handle = handle ?? { triggerLastUsed: false };
+  m.refs.add(link);
+  m.linkHandle = link;
+  cm.records.set(id, imm);
+  return imm;
+}
+
+/**
+ * Drops `handle` from mutable record `m`. Without retain policy the record goes, with its data,
+ * together with an equal immutable that is not retained either; a retained one stays.
+ */
+export async function releaseMutableLocked(m: CacheRecord, handle: Handle): Promise<void> {
+  m.refs.delete(handle);
+  if (m.linkHandle === handle) m.linkHandle = undefined;
+  if (m.refs.size > 0 || m.dead) return;
+  if (!m.md.retain) {
+    const imm = m.equalImmutable;
+    if (imm) {
+      if (imm.md.retain) {
+        if (handle.triggerLastUsed) await m.updateLastUsed();
+        return;
+      }
+      m.equalImmutable = undefined;
+      imm.equalMutable = undefined;
+      await imm.removeLocked(false);
+    }
+    await m.removeLocked(true);
+    return;
+  }
+  if (handle.triggerLastUsed) await m.updateLastUsed();
+}

@@ -1,0 +1,86 @@
+/**
+ * Loading records from the metadata store, with BuildKit's repairs and the ones it misses: a
+ * tombstoned record is finished off; a record whose equal mutable vanished after its snapshot was
+ * committed is repaired; a mutable record whose snapshot is gone is dropped.
+ */
+import { ErrNotFound } from '@buildcache/errdefs';
+import type { ManagerContext } from './context.js';
+import { CacheRecord } from './records.js';
+import { RecordMetadata } from './record-metadata.js';
+import { deleteRecordLeases } from './leases.js';
+import { ImmutableRef } from './refs.js';
+
+const NO_HANDLERS = new Map();
+
+async function snapshotExists(cm: ManagerContext, key: string): Promise<boolean> {
+  try {
+    await cm.backend.snapshotter.stat(key);
+    return true;
+  } catch (err) {
+    if (err instanceof ErrNotFound) return false;
+    throw err;
+  }
+}
+
+/** Removes what is left of a record whose deletion was interrupted (or that cannot be loaded). */
+export async function clearRecord(cm: ManagerContext, id: string): Promise<void> {
+  await deleteRecordLeases(cm.backend.leases, id);
+  await cm.store.clear(id);
+}
+
+/**
+ * The record `id`, from memory or loaded from the store (with its parents). Throws ErrNotFound for
+ * a record that does not exist, is dead, or was tombstoned. The caller holds the manager lock.
+ */
+export async function loadRecordLocked(cm: ManagerContext, id: string): Promise<CacheRecord> {
+  const known = cm.records.get(id);
+  if (known) {
+    if (known.isDead()) throw new ErrNotFound(`record ${id} is being deleted`, { details: { id } });
+    return known;
+  }
+  const md = new RecordMetadata(await cm.store.get(id));
+  if (!md.exists) throw new ErrNotFound(`no cache record ${id}`, { details: { id } });
+  if (md.deleted) {
+    await clearRecord(cm, id);
+    throw new ErrNotFound(`record ${id} was deleted`, { details: { id } });
+  }
+  const parentId = md.parent;
+  const parent = parentId ? await loadRecordLocked(cm, parentId) : undefined;
+
+  let rec: CacheRecord;
+  const equalMutableId = md.equalMutable;
+  if (equalMutableId) {
+    let mutable: CacheRecord | undefined;
+    try {
+      mutable = await loadRecordLocked(cm, equalMutableId);
+    } catch (err) {
+      if (!(err instanceof ErrNotFound)) throw err;
+    }
+    if (mutable && (await snapshotExists(cm, mutable.md.snapshotID))) {
+      rec = new CacheRecord(cm, md, false, mutable.lock);
+      rec.equalMutable = mutable;
+      mutable.equalImmutable = rec;
+    } else if (await snapshotExists(cm, md.snapshotID)) {
+      // Crashed after committing the snapshot, before recording it: the commit stands.
+      md.equalMutable = undefined;
+      await md.commit();
+      if (mutable) {
+        mutable.dead = true;
+        await mutable.removeLocked(true);
+      }
+      rec = new CacheRecord(cm, md, false);
+    } else {
+      throw new ErrNotFound(`record ${id}: neither its snapshot nor its equal mutable ${equalMutableId} exists`, {
+        details: { id },
+      });
+    }
+  } else {
+    rec = new CacheRecord(cm, md, !md.committed);
+    if (rec.mutable && !(await snapshotExists(cm, md.snapshotID))) {
+      throw new ErrNotFound(`mutable record ${id} lost its snapshot ${md.snapshotID}`, { details: { id } });
+    }
+  }
+  if (parent) rec.parent = new ImmutableRef(parent, false, NO_HANDLERS);
+  cm.records.set(id, rec);
+  return rec;
+}

@@ -1,0 +1,322 @@
+/**
+ * The cache manager: opens the record store over a backend, and hands out refs — new mutable
+ * layers, immutable layers by ID, by content (blob and chain IDs) or by index.
+ */
+import { join } from 'node:path';
+import { mkdir } from 'node:fs/promises';
+import { pino, type Logger } from 'pino';
+import { ErrClosed, ErrInUse, ErrInvalidArgument, ErrNeedsRemoteProvider, ErrNotFound } from '@buildcache/errdefs';
+import { MetadataStore } from '@buildcache/metadata';
+import type { Backend, Descriptor } from '@buildcache/snapshot';
+import type { DescHandlers, ManagerContext } from './context.js';
+import { Mutex } from './mutex.js';
+import { CacheRecord } from './records.js';
+import { RECORD_TYPES, RecordMetadata, INDEX_BLOB_CHAIN_ID, INDEX_CHAIN_ID, type RecordType } from './record-metadata.js';
+import { ImmutableRef, MutableRef } from './refs.js';
+import { commitMutableLocked } from './lifecycle.js';
+import { loadRecordLocked } from './load.js';
+import { repairOnOpen } from './repair.js';
+import { ensureFlatLease, deleteLease } from './leases.js';
+import { newRecordId, chainID, blobChainID } from './ids.js';
+import { diffIDOf } from './blobs.js';
+import { checkProviders } from './lazy.js';
+import { diskUsage, type DiskUsageOptions } from './du.js';
+import { prune, diskStatOf, type PrunePolicy, type PruneOptions, type PruneResult } from './prune.js';
+import { defaultGCPolicy, GCScheduler, type GCOptions } from './gc.js';
+import type { UsageInfo } from './usage.js';
+
+/** Options of `CacheManager.open`. */
+export interface CacheManagerOptions {
+  /** Directory for the manager's own metadata (`<root>/metadata`). */
+  readonly root: string;
+  readonly backend: Backend;
+  readonly logger?: Logger;
+  /** Clock in milliseconds since the epoch (tests inject one). */
+  readonly now?: () => number;
+  /** Automatic garbage collection; off unless given (`{}` uses BuildKit's default policies). */
+  readonly gc?: GCOptions;
+}
+
+/** Options of calls that create or take refs. */
+export interface RefOptions {
+  readonly description?: string;
+  readonly recordType?: RecordType;
+  /** Keep the record when its last handle goes, even if never finalized. */
+  readonly retain?: boolean;
+  /** Do not stamp last-used time and usage count when this handle is released. */
+  readonly noUpdateLastUsed?: boolean;
+  /** An image this layer belongs to (kept as a set on the record). */
+  readonly imageRef?: string;
+  /** Providers for lazy blobs, by digest. */
+  readonly descHandlers?: DescHandlers;
+}
+
+const NO_HANDLERS: DescHandlers = new Map();
+
+function checkOptions(opts: RefOptions): void {
+  if (opts.recordType !== undefined && !RECORD_TYPES.includes(opts.recordType)) {
+    throw new ErrInvalidArgument(`unknown record type ${JSON.stringify(opts.recordType)}; use one of ${RECORD_TYPES.join(', ')}`);
+  }
+}
+
+/** Applies creation-time options to a new record's metadata. */
+function initMetadata(md: RecordMetadata, now: number, opts: RefOptions): void {
+  md.createdAt = now;
+  if (opts.description !== undefined) md.description = opts.description;
+  if (opts.recordType !== undefined) md.recordType = opts.recordType;
+  if (opts.retain) md.retain = true;
+  if (opts.imageRef !== undefined) md.addImageRef(opts.imageRef);
+}
+
+/** A BuildKit-style cache manager over one backend. */
+export class CacheManager {
+  #closed = false;
+  #gc: GCScheduler | undefined;
+
+  private constructor(
+    private readonly cm: ManagerContext,
+    private readonly root: string,
+  ) {}
+
+  /** Opens (or creates) the cache at `root`, loads every record and repairs what a crash left. */
+  static async open(options: CacheManagerOptions): Promise<CacheManager> {
+    const logger = options.logger ?? pino({ level: 'silent' });
+    await mkdir(options.root, { recursive: true });
+    const store = await MetadataStore.open(join(options.root, 'metadata'), { logger });
+    const cm: ManagerContext = {
+      backend: options.backend,
+      store,
+      logger,
+      mu: new Mutex(),
+      records: new Map(),
+      now: options.now ?? Date.now,
+      changed: () => undefined,
+    };
+    try {
+      await cm.mu.run(() => repairOnOpen(cm));
+    } catch (err) {
+      await store.close();
+      throw err;
+    }
+    const manager = new CacheManager(cm, options.root);
+    cm.changed = () => manager.poke();
+    if (options.gc) manager.startGC(options.gc);
+    return manager;
+  }
+
+  private startGC(options: GCOptions): void {
+    const collect = async (): Promise<void> => {
+      const policies = options.policies ?? defaultGCPolicy(await diskStatOf(this.root));
+      const result = await this.prune(policies);
+      if (result.deleted > 0) this.cm.logger.info(result, 'automatic garbage collection');
+    };
+    this.#gc = new GCScheduler(collect, this.cm.logger, options.throttleMs, options.intervalMs);
+  }
+
+  /** Tells automatic GC that the cache changed. */
+  private poke(): void {
+    this.#gc?.poke();
+  }
+
+  /** Usage of every record (one entry per data), streamed; unknown sizes are computed on the way. */
+  diskUsage(options: DiskUsageOptions = {}): AsyncGenerator<UsageInfo> {
+    return diskUsage(this.check(), options);
+  }
+
+  /** Deletes unused records by `policies` (one prune at a time), then collects garbage in the backend. */
+  prune(policies: readonly PrunePolicy[] = [{}], options: PruneOptions = {}): Promise<PruneResult> {
+    return prune(this.check(), policies, { root: this.root, ...options });
+  }
+
+  /** @internal Shared state, for du/prune in this package. */
+  get context(): ManagerContext {
+    return this.cm;
+  }
+
+  private check(): ManagerContext {
+    if (this.#closed) throw new ErrClosed('the cache manager is closed');
+    return this.cm;
+  }
+
+  /** An immutable ref on record `id`; a mutable record without handles is committed (or its equal returned). */
+  async get(id: string, opts: RefOptions = {}): Promise<ImmutableRef> {
+    const cm = this.check();
+    const handlers = opts.descHandlers ?? NO_HANDLERS;
+    const ref = await cm.mu.run(async () => {
+      const rec = await loadRecordLocked(cm, id);
+      if (!rec.mutable) return new ImmutableRef(rec, !opts.noUpdateLastUsed, handlers);
+      return rec.lock.run(async () => {
+        if (rec.refs.size > 0) {
+          throw new ErrInUse(`record ${id} is mutable and in use; release its mutable ref first`, { details: { id } });
+        }
+        const imm = rec.equalImmutable ?? (await commitMutableLocked(rec, undefined));
+        return new ImmutableRef(imm, !opts.noUpdateLastUsed, handlers);
+      });
+    });
+    try {
+      await checkProviders(ref.record, handlers);
+    } catch (err) {
+      await ref.release();
+      throw err;
+    }
+    return ref;
+  }
+
+  /** A new mutable layer on top of `parent` (finalized and extracted first). */
+  async new(parent?: ImmutableRef, opts: RefOptions = {}): Promise<MutableRef> {
+    const cm = this.check();
+    checkOptions(opts);
+    const parentRef = parent?.clone();
+    try {
+      if (parentRef) {
+        await parentRef.finalize();
+        await parentRef.extract();
+      }
+      const id = newRecordId();
+      const { leases, snapshotter } = cm.backend;
+      await ensureFlatLease(leases, id, id);
+      let md: RecordMetadata;
+      try {
+        await snapshotter.prepare(id, parentRef?.record.md.snapshotID, { lease: id });
+        md = new RecordMetadata(await cm.store.get(id));
+        initMetadata(md, cm.now(), opts);
+        md.committed = false;
+        md.snapshotID = id;
+        md.parent = parentRef?.id;
+        await md.commit();
+      } catch (err) {
+        await deleteLease(leases, id).catch(() => undefined);
+        throw err;
+      }
+      const rec = new CacheRecord(cm, md, true);
+      rec.parent = parentRef;
+      await cm.mu.run(() => cm.records.set(id, rec));
+      cm.changed();
+      return new MutableRef(rec, !opts.noUpdateLastUsed, opts.descHandlers ?? NO_HANDLERS);
+    } catch (err) {
+      await parentRef?.release();
+      throw err;
+    }
+  }
+
+  /** Reopens mutable record `id` (dropping its committed equal); fails if either is in use. */
+  async getMutable(id: string, opts: RefOptions = {}): Promise<MutableRef> {
+    const cm = this.check();
+    return cm.mu.run(async () => {
+      const rec = await loadRecordLocked(cm, id);
+      if (!rec.mutable) {
+        throw new ErrInvalidArgument(`record ${id} is immutable; use get() or new(parent)`, { details: { id } });
+      }
+      return rec.lock.run(async () => {
+        if (rec.refs.size > 0) throw new ErrInUse(`mutable record ${id} is in use`, { details: { id } });
+        const imm = rec.equalImmutable;
+        if (imm) {
+          if (imm.refs.size > 0) {
+            throw new ErrInUse(`mutable record ${id} is in use through its committed record ${imm.id}`, { details: { id } });
+          }
+          rec.equalImmutable = undefined;
+          imm.equalMutable = undefined;
+          await imm.removeLocked(false);
+        }
+        return new MutableRef(rec, !opts.noUpdateLastUsed, opts.descHandlers ?? NO_HANDLERS);
+      });
+    });
+  }
+
+  /**
+   * An immutable (possibly lazy) record for layer blob `desc` on top of `parent`: an existing one
+   * with the same blob chain, else a new one that reuses a snapshot with the same chainID.
+   */
+  async getByBlob(desc: Descriptor, parent?: ImmutableRef, opts: RefOptions = {}): Promise<ImmutableRef> {
+    const cm = this.check();
+    checkOptions(opts);
+    const diffID = diffIDOf(desc);
+    const handlers = opts.descHandlers ?? NO_HANDLERS;
+    const parentRef = parent?.clone();
+    try {
+      if (parentRef) await parentRef.finalize();
+      const p = parentRef?.record.md;
+      if (p && (!p.chainID || !p.blobChainID)) {
+        throw new ErrInvalidArgument(`parent ${p.id} has no blob chain; call getRemote() on it first`, { details: { id: p.id } });
+      }
+      const chain = chainID(p?.chainID, diffID);
+      const blobChain = blobChainID(p?.blobChainID, desc.digest, diffID);
+      const { content, leases } = cm.backend;
+      const stored = await content.info(desc.digest).then(() => true, (e: unknown) => {
+        if (e instanceof ErrNotFound) return false;
+        throw e;
+      });
+      if (!stored && !handlers.has(desc.digest)) {
+        throw new ErrNeedsRemoteProvider(`blob ${desc.digest} is not in the content store and no provider was given`, {
+          details: { digest: desc.digest },
+        });
+      }
+      return await cm.mu.run(async () => {
+        for (const id of await this.searchLocked(INDEX_BLOB_CHAIN_ID + blobChain, false)) {
+          const rec = await loadRecordLocked(cm, id);
+          if (rec.mutable || rec.isDead()) continue;
+          if (opts.imageRef) {
+            rec.md.addImageRef(opts.imageRef);
+            await rec.md.commit();
+          }
+          await parentRef?.releaseLocked();
+          return new ImmutableRef(rec, !opts.noUpdateLastUsed, handlers);
+        }
+        let link: CacheRecord | undefined;
+        for (const id of await this.searchLocked(INDEX_CHAIN_ID + chain, false)) {
+          const rec = await loadRecordLocked(cm, id).catch(() => undefined);
+          if (rec && !rec.isDead() && !rec.md.blobOnly && !rec.equalMutable) link = rec;
+          if (link) break;
+        }
+        const id = newRecordId();
+        const snapshotID = link?.md.snapshotID ?? chain;
+        await ensureFlatLease(leases, id, id);
+        await leases.addResource(id, { type: `snapshots/${cm.backend.snapshotter.name}`, id: snapshotID });
+        await leases.addResource(id, { type: 'content', id: desc.digest });
+        const md = new RecordMetadata(await cm.store.get(id));
+        initMetadata(md, cm.now(), opts);
+        md.committed = true;
+        md.parent = parentRef?.id;
+        md.snapshotID = snapshotID;
+        md.diffID = diffID;
+        md.blob = desc.digest;
+        md.mediaType = desc.mediaType;
+        md.blobSize = desc.size;
+        md.chainID = chain;
+        md.blobChainID = blobChain;
+        md.blobOnly = true;
+        await md.commit();
+        const rec = new CacheRecord(cm, md, false);
+        rec.parent = parentRef;
+        cm.records.set(id, rec);
+        return new ImmutableRef(rec, !opts.noUpdateLastUsed, handlers);
+      });
+    } catch (err) {
+      if (parentRef && !parentRef.released) await parentRef.release();
+      throw err;
+    }
+  }
+
+  /** IDs of live records whose index value is `index` (or starts with it, with `prefix`). */
+  async search(index: string, opts: { prefix?: boolean } = {}): Promise<string[]> {
+    const cm = this.check();
+    return cm.mu.run(() => this.searchLocked(index, opts.prefix === true));
+  }
+
+  private async searchLocked(index: string, prefix: boolean): Promise<string[]> {
+    const out: string[] = [];
+    for (const item of await this.cm.store.search(index, { prefix })) {
+      const rec = this.cm.records.get(item.id);
+      if (rec && !rec.isDead()) out.push(item.id);
+    }
+    return out;
+  }
+
+  /** Closes the metadata store. Refs must not be used afterwards. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.#gc?.stop();
+    await this.cm.mu.run(() => this.cm.store.close());
+  }
+}
