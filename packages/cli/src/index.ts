@@ -1,1 +1,2 @@
-export {};
+export { main } from './main.js';
+export { parseSize, parseDuration, formatSize, formatAgo } from './units.js';

@@ -1,0 +1,52 @@
+/** `buildcache demo`: builds a small chain of cache records the way a build frontend does, then exports it. */
+import { mkdir, writeFile, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { CacheManager, MutableRef } from '@buildcache/cache';
+import { formatSize } from './units.js';
+
+async function writeLayer(ref: MutableRef, files: Record<string, string>, remove: string[] = []): Promise<void> {
+  const m = await ref.mount();
+  try {
+    for (const [path, text] of Object.entries(files)) {
+      await mkdir(join(m.target, path, '..'), { recursive: true });
+      await writeFile(join(m.target, path), text);
+    }
+    for (const path of remove) await rm(join(m.target, path), { force: true, recursive: true });
+  } finally {
+    await m.unmount();
+  }
+}
+
+/** Runs the demo build: base layer → app layer → export as gzip layer blobs; prints what it did. */
+export async function demo(cache: CacheManager, out: NodeJS.WritableStream): Promise<void> {
+  const stamp = new Date().toISOString();
+  out.write('building a two-layer chain:\n');
+  const baseM = await cache.new(undefined, { description: 'demo: base layer' });
+  await writeLayer(baseM, {
+    'etc/os-release': 'NAME=demo\n',
+    'etc/motd': `built ${stamp}\n`,
+    'usr/share/doc/README': 'a file the next layer removes\n',
+  });
+  const base = await baseM.commit();
+  out.write(`  base  ${base.id}\n`);
+
+  const appM = await cache.new(base, { description: 'demo: app layer' });
+  await writeLayer(appM, { 'app/main.js': "console.log('hello from the cache');\n", 'etc/motd': `app ${stamp}\n` }, [
+    'usr/share/doc/README',
+  ]);
+  const app = await appM.commit();
+  out.write(`  app   ${app.id}\n`);
+
+  out.write('exporting (getRemote, gzip):\n');
+  const descs = await app.getRemote({ compression: 'gzip' });
+  const chain = app.layerChain();
+  descs.forEach((d, i) => {
+    const info = chain[i]!.info();
+    out.write(`  layer ${i}: ${d.digest}  ${formatSize(d.size)}\n`);
+    out.write(`           diffID  ${info.diffID}\n           chainID ${info.chainID}\n`);
+  });
+  for (const r of chain) await r.release();
+  await app.release();
+  await base.release();
+  out.write('\n');
+}
