@@ -1,0 +1,164 @@
+/**
+ * The benchmark workload of shared/reference/performance-targets.md, through the public API, on
+ * the embedded backend (native and overlay) and on a private containerd. Prints one JSON object
+ * per (backend, N). Usage: node test/dist/bench/workload.js [N...] (default 1000 10000).
+ */
+import { mkdtemp, rm, readdir, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { pino } from 'pino';
+import { CacheManager, openEmbeddedBackend, openContainerdBackend, type Backend, type ImmutableRef } from '@buildcache/cache';
+import { startContainerd, type ContainerdInstance } from '../harness/containerd.js';
+
+const logger = pino({ level: 'silent' });
+const DEPTH = 10;
+const payload = randomBytes(4096);
+
+interface Setup {
+  name: string;
+  open(): Promise<Backend>;
+  /** Snapshot dirs left on disk (embedded only). */
+  leftovers(): Promise<number | null>;
+}
+
+async function timed<T>(fn: () => Promise<T>): Promise<[T, number]> {
+  const t0 = performance.now();
+  const r = await fn();
+  return [r, (performance.now() - t0) / 1000];
+}
+
+async function countDu(cache: CacheManager): Promise<number> {
+  let n = 0;
+  for await (const _ of cache.diskUsage()) n++;
+  return n;
+}
+
+let peakRss = 0;
+const rssTimer = setInterval(() => (peakRss = Math.max(peakRss, process.memoryUsage().rss)), 50);
+
+async function workload(setup: Setup, n: number, dir: string): Promise<Record<string, unknown>> {
+  const root = join(dir, 'cache');
+  peakRss = process.memoryUsage().rss;
+  let backend = await setup.open();
+  let cache = await CacheManager.open({ root, backend, logger });
+  const reopen = async (): Promise<void> => {
+    await cache.close();
+    await backend.close();
+    backend = await setup.open();
+    cache = await CacheManager.open({ root, backend, logger });
+  };
+
+  const [, create] = await timed(async () => {
+    let parent: ImmutableRef | undefined;
+    for (let i = 0; i < n; i++) {
+      if (i % DEPTH === 0) parent = undefined;
+      const m = await cache.new(parent, { retain: true });
+      await parent?.release();
+      const mnt = await m.mount();
+      await writeFile(join(mnt.target, `file-${i}`), payload);
+      await mnt.unmount();
+      const imm = await m.commit();
+      if (i % DEPTH === DEPTH - 1 || i === n - 1) {
+        await imm.release();
+        parent = undefined;
+      } else parent = imm;
+    }
+  });
+  await reopen();
+  const [firstCount, firstDu] = await timed(() => countDu(cache));
+  const [, warmDu1] = await timed(() => countDu(cache));
+  const [, reopenS] = await timed(reopen);
+  const [, coldDu] = await timed(() => countDu(cache));
+  const [, warmDu] = await timed(() => countDu(cache));
+
+  // Prune everything while another caller keeps using the cache: the longest it waited.
+  let maxWaitMs = 0;
+  let pruning = true;
+  const prober = (async () => {
+    while (pruning) {
+      const t0 = performance.now();
+      await cache.search('chainid:', { prefix: true });
+      maxWaitMs = Math.max(maxWaitMs, performance.now() - t0);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  })();
+  const [pruned, prune] = await timed(() => cache.prune([{ all: true }]));
+  pruning = false;
+  await prober;
+  const after = await countDu(cache);
+  const leftovers = await setup.leftovers();
+  await cache.close();
+  await backend.close();
+  if (firstCount !== n || pruned.deleted !== n || after !== 0 || (leftovers ?? 0) !== 0) {
+    throw new Error(`${setup.name} N=${n}: du ${firstCount}, pruned ${pruned.deleted}, left ${after} records, ${leftovers} dirs`);
+  }
+  return {
+    backend: setup.name,
+    n,
+    createS: +create.toFixed(3),
+    recordsPerS: Math.round(n / create),
+    firstDuS: +firstDu.toFixed(4),
+    duWarmAfterFirstS: +warmDu1.toFixed(4),
+    reopenS: +reopenS.toFixed(4),
+    duColdS: +coldDu.toFixed(4),
+    duWarmS: +warmDu.toFixed(4),
+    pruneS: +prune.toFixed(3),
+    maxWaitDuringPruneMs: +maxWaitMs.toFixed(2),
+    peakRssMiB: Math.round(peakRss / 2 ** 20),
+  };
+}
+
+function embedded(mode: 'native' | 'overlayfs', dir: string): Setup {
+  const root = join(dir, 'backend');
+  return {
+    name: `embedded-${mode}`,
+    open: () => openEmbeddedBackend({ root, snapshotter: mode, logger }),
+    leftovers: async () => (await readdir(join(root, 'snapshots')).catch(() => [])).length,
+  };
+}
+
+function containerd(daemon: ContainerdInstance, mode: 'native' | 'overlayfs'): Setup {
+  const namespace = `bench-${randomBytes(4).toString('hex')}`;
+  return {
+    name: `containerd-${mode}`,
+    open: () => openContainerdBackend({ address: daemon.address, namespace, snapshotter: mode, logger }),
+    leftovers: async () => null,
+  };
+}
+
+async function main(): Promise<void> {
+  const sizes = process.argv.slice(2).map(Number);
+  const ns = sizes.length ? sizes : [1000, 10000];
+  let daemon: ContainerdInstance | undefined;
+  try {
+    daemon = await startContainerd();
+  } catch (err) {
+    process.stderr.write(`containerd backend skipped: ${String(err)}\n`);
+  }
+  try {
+    for (const n of ns) {
+      const kinds: ((dir: string) => Setup)[] = [
+        (d) => embedded('native', d),
+        (d) => embedded('overlayfs', d),
+        ...(daemon ? [() => containerd(daemon!, 'overlayfs')] : []),
+      ];
+      for (const make of kinds) {
+        const dir = await mkdtemp(join(tmpdir(), 'bc-bench-'));
+        try {
+          process.stdout.write(JSON.stringify(await workload(make(dir), n, dir)) + '\n');
+        } finally {
+          await rm(dir, { recursive: true, force: true });
+        }
+      }
+    }
+  } finally {
+    clearInterval(rssTimer);
+    await daemon?.stop();
+  }
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(String((err as Error)?.stack ?? err) + '\n');
+  process.exit(1);
+});

@@ -1,0 +1,130 @@
+/** The `buildcache` command end to end, in a child process, on the embedded backend and on containerd. */
+import { describe, test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { randomBytes } from 'node:crypto';
+import { containerdAddress } from '../harness/containerd.js';
+
+const bin = resolve(dirname(fileURLToPath(import.meta.url)), '../../../packages/cli/bin/buildcache.js');
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+function run(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Run> {
+  return new Promise((res) => {
+    execFile(process.execPath, [bin, ...args], { env: { ...process.env, ...env } }, (err, stdout, stderr) => {
+      const code = err ? ((err as { code?: number }).code ?? 1) : 0;
+      res({ code: typeof code === 'number' ? code : 1, stdout, stderr });
+    });
+  });
+}
+
+const setups: { name: string; global: () => Promise<string[]> }[] = [
+  {
+    name: 'embedded (default backend)',
+    global: async () => ['--root', await mkdtemp(join(tmpdir(), 'bc-cli-'))],
+  },
+  {
+    name: 'containerd',
+    global: async () => [
+      '--root', await mkdtemp(join(tmpdir(), 'bc-cli-')),
+      '--containerd', containerdAddress(),
+      '--namespace', `bccli-${randomBytes(4).toString('hex')}`,
+    ],
+  },
+];
+
+const roots: string[] = [];
+after(async () => {
+  for (const r of roots) await rm(r, { recursive: true, force: true });
+});
+
+for (const setup of setups) {
+  describe(`buildcache CLI on ${setup.name}`, () => {
+    test('demo builds and exports a chain, then du, prune --dry-run, prune, du', async () => {
+      const g = await setup.global();
+      roots.push(g[1]!);
+      const demo = await run([...g, 'demo']);
+      assert.equal(demo.code, 0, demo.stderr);
+      assert.match(demo.stdout, /layer 0: sha256:[0-9a-f]{64}/);
+      assert.match(demo.stdout, /layer 1: sha256:[0-9a-f]{64}/);
+      assert.match(demo.stdout, /^ID\s+RECLAIMABLE\s+SIZE\s+LAST ACCESSED$/m);
+      assert.match(demo.stdout, /^Total:\s+\d+\.\d\d[kMG]?B$/m);
+
+      const json = await run([...g, 'du', '--format', 'json']);
+      assert.equal(json.code, 0, json.stderr);
+      const records = JSON.parse(json.stdout) as { id: string; size: number; parents: string[]; description: string; inUse: boolean }[];
+      assert.equal(records.length, 2);
+      const base = records.find((r) => r.description === 'demo: base layer');
+      const app = records.find((r) => r.description === 'demo: app layer');
+      assert.ok(base && app);
+      assert.deepEqual(app.parents, [base.id]);
+      assert.ok(records.every((r) => r.size > 0 && !r.inUse));
+
+      const table = await run([...g, 'du']);
+      assert.equal(table.code, 0);
+      assert.ok(table.stdout.includes(base.id) && table.stdout.includes(app.id));
+      assert.match(table.stdout, /Reclaimable:/);
+      const verbose = await run([...g, 'du', '-v', '--filter', `id==${app.id}`]);
+      assert.match(verbose.stdout, new RegExp(`Parents:\\s+${base.id}`));
+      assert.doesNotMatch(verbose.stdout, /Total:/, 'no totals with a filter');
+
+      const dry = await run([...g, 'prune', '--dry-run']);
+      assert.equal(dry.code, 0, dry.stderr);
+      assert.ok(dry.stdout.includes(app.id) && dry.stdout.includes(base.id));
+      assert.match(dry.stdout, /Total \(dry run\):/);
+      assert.equal(JSON.parse((await run([...g, 'du', '--format', 'json'])).stdout).length, 2, 'dry run kept everything');
+
+      const pruned = await run([...g, 'prune', '--format', 'json']);
+      assert.equal(pruned.code, 0, pruned.stderr);
+      const result = JSON.parse(pruned.stdout) as { count: number; total: number; deleted: { id: string }[] };
+      assert.equal(result.count, 2);
+      assert.deepEqual(result.deleted.map((d) => d.id), [app.id, base.id], 'child first');
+      assert.ok(result.total > 0);
+      assert.deepEqual(JSON.parse((await run([...g, 'du', '--format', 'json'])).stdout), []);
+    });
+
+    test('bad input: one clear line on stderr and a non-zero exit code', async () => {
+      const g = await setup.global();
+      roots.push(g[1]!);
+      const cases: [string[], number, RegExp][] = [
+        [['du', '--filter', 'colour==red'], 2, /unknown filter field "colour"/],
+        [['prune', '--keep-duration', '5x'], 2, /--keep-duration: invalid duration "5x"/],
+        [['prune', '--keep-storage', 'lots'], 2, /--keep-storage: invalid size "lots"/],
+        [['du', '--format', 'yaml'], 2, /unknown format "yaml"/],
+        [['frobnicate'], 2, /unknown command "frobnicate"/],
+        [['du', '--all'], 2, /du: unknown flag --all/],
+      ];
+      for (const [args, code, message] of cases) {
+        const r = await run([...g, ...args]);
+        assert.equal(r.code, code, `${args.join(' ')}: ${r.stderr}`);
+        assert.match(r.stderr, message);
+        assert.equal(r.stderr.trim().split('\n').length, 1, `one line: ${r.stderr}`);
+      }
+    });
+  });
+}
+
+test('an unreachable containerd socket is named in the error', async () => {
+  const root = await mkdtemp(join(tmpdir(), 'bc-cli-'));
+  roots.push(root);
+  const r = await run(['--root', root, '--containerd', '/nonexistent/containerd.sock', 'du']);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /\/nonexistent\/containerd\.sock/);
+  assert.equal(r.stderr.trim().split('\n').length, 1);
+});
+
+test('--help and --version', async () => {
+  const help = await run(['--help']);
+  assert.equal(help.code, 0);
+  assert.match(help.stdout, /Usage: buildcache/);
+  const v = await run(['--version']);
+  assert.match(v.stdout, /^buildcache \d+\.\d+\.\d+\n$/);
+});

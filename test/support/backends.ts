@@ -1,0 +1,91 @@
+/**
+ * The backends every conformance and cache test runs against: the embedded backend in overlay and
+ * native mode, and the run's private containerd (a fresh namespace per opened backend).
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { pino } from 'pino';
+import { openEmbeddedBackend, openContainerdBackend, type Backend } from '@buildcache/snapshot';
+import { containerdAddress } from '../harness/containerd.js';
+
+/** A backend opened for one test, with a temp dir for whatever else the test keeps. */
+export interface TestBackend {
+  readonly backend: Backend;
+  /** Temp dir owned by the test (cache metadata goes here). */
+  readonly dir: string;
+  /** Closes the backend and removes the temp dir. */
+  close(): Promise<void>;
+  /** Opens the same backend state again (after `backend.close()`), as a restarted process would. */
+  reopen(): Promise<Backend>;
+}
+
+/** One kind of backend. */
+export interface BackendKind {
+  readonly name: string;
+  open(): Promise<TestBackend>;
+}
+
+const silent = pino({ level: 'silent' });
+
+function embedded(mode: 'overlayfs' | 'native'): BackendKind {
+  return {
+    name: `embedded-${mode}`,
+    async open() {
+      const dir = await mkdtemp(join(tmpdir(), `bc-test-${mode}-`));
+      const root = join(dir, 'backend');
+      const make = (): Promise<Backend> => openEmbeddedBackend({ root, snapshotter: mode, logger: silent });
+      let backend = await make();
+      return {
+        get backend() {
+          return backend;
+        },
+        dir,
+        async reopen() {
+          backend = await make();
+          return backend;
+        },
+        async close() {
+          await backend.close().catch(() => undefined);
+          await rm(dir, { recursive: true, force: true });
+        },
+      };
+    },
+  };
+}
+
+function containerd(snapshotter: 'overlayfs' | 'native'): BackendKind {
+  return {
+    name: `containerd-${snapshotter}`,
+    async open() {
+      const dir = await mkdtemp(join(tmpdir(), 'bc-test-ctrd-'));
+      const namespace = `bctest-${randomBytes(5).toString('hex')}`;
+      const make = (): Promise<Backend> =>
+        openContainerdBackend({ address: containerdAddress(), namespace, snapshotter, logger: silent });
+      let backend = await make();
+      return {
+        get backend() {
+          return backend;
+        },
+        dir,
+        async reopen() {
+          backend = await make();
+          return backend;
+        },
+        async close() {
+          await backend.close().catch(() => undefined);
+          await rm(dir, { recursive: true, force: true });
+        },
+      };
+    },
+  };
+}
+
+/** Every backend kind the suites run against. */
+export const BACKENDS: readonly BackendKind[] = [
+  embedded('overlayfs'),
+  embedded('native'),
+  containerd('overlayfs'),
+  containerd('native'),
+];
