@@ -93,6 +93,8 @@ export interface IngestStatus {
 export interface ContentWriter {
   /** Bytes accepted so far (where a resumed write continues). */
   readonly offset: number;
+  /** True when the expected blob was already stored: writes are ignored and commit succeeds at once. */
+  readonly exists?: boolean;
   write(chunk: Uint8Array): Promise<void>;
   /**
    * Verifies size and digest (when expected) and makes the blob visible; returns its digest.

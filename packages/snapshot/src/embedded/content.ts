@@ -6,7 +6,7 @@
 import { createReadStream } from 'node:fs';
 import { mkdir, readdir, rename, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ErrAlreadyExists, ErrInvalidArgument, ErrNotFound, ErrOutOfRange, ErrUnavailable } from '@buildcache/errdefs';
+import { ErrInvalidArgument, ErrNotFound, ErrOutOfRange, ErrUnavailable } from '@buildcache/errdefs';
 import type { ContentInfo, ContentStore, ContentWriter, IngestStatus, LeasedOptions } from '../types.js';
 import type { EmbeddedContext } from './context.js';
 import { SYNC, applyLabelUpdate, checkName, cleanLabels, keys } from './db.js';
@@ -121,8 +121,8 @@ export class EmbeddedContentStore implements ContentStore {
 
   /**
    * Opens or resumes ingest `ref`. When `expected` already exists the blob is added to the lease
-   * and ErrAlreadyExists is thrown (as containerd does); a second open writer on `ref` gets
-   * ErrUnavailable.
+   * and the writer returned has `exists` set: writes are ignored and commit succeeds (as containerd's
+   * client does); a second open writer on `ref` gets ErrUnavailable.
    */
   async writer(ref: string, options?: LeasedOptions & { expected?: string; total?: number }): Promise<ContentWriter> {
     checkName('ingest ref', ref);
@@ -130,11 +130,11 @@ export class EmbeddedContentStore implements ContentStore {
     const expected = options?.expected;
     if (expected !== undefined && expected !== '') digestHex(expected);
     const dir = ingestDir(this.ingestRoot, ref);
-    await this.ctx.mutex.run(async () => {
+    const existing = await this.ctx.mutex.run(async () => {
       if (lease !== undefined) await assertLease(this.ctx.db, lease);
       if (expected && (await this.exists(expected))) {
         if (lease !== undefined) await this.ctx.db.batch([putResource(lease, 'content', expected)], SYNC);
-        throw new ErrAlreadyExists(`content ${expected}: already exists`, { details: { digest: expected } });
+        return expected;
       }
       const since = this.locks.get(ref);
       if (since !== undefined) {
@@ -148,7 +148,9 @@ export class EmbeddedContentStore implements ContentStore {
         this.locks.delete(ref);
         throw err;
       }
+      return undefined;
     });
+    if (existing) return existingBlobWriter(existing, (await this.info(existing)).size);
     const status = await readIngest(dir);
     const defaults = {
       ...(options?.total ?? status?.total ? { total: options?.total ?? status?.total } : {}),
@@ -254,4 +256,15 @@ export class EmbeddedContentStore implements ContentStore {
     });
     return req.digest;
   }
+}
+
+/** The writer handed out when the expected blob is already stored (and now leased). */
+function existingBlobWriter(digest: string, size: number): ContentWriter {
+  return {
+    offset: size,
+    exists: true,
+    write: async () => undefined,
+    commit: async () => digest,
+    close: async () => undefined,
+  };
 }

@@ -1,7 +1,7 @@
 /** Snapshot metadata records as stored in LevelDB, and lookups over them. */
 import { ErrNotFound } from '@buildcache/errdefs';
 import type { SnapshotInfo, SnapshotKind } from '../types.js';
-import { keys } from './db.js';
+import { checkName, keys } from './db.js';
 import type { MetaDB } from './db.js';
 
 /** One snapshot as stored: `id` names its directory `<root>/snapshots/<id>`. */
@@ -21,6 +21,7 @@ export async function getSnapshot(db: MetaDB, name: string): Promise<SnapshotRec
 
 /** The record of `name`, or ErrNotFound naming it. */
 export async function mustGetSnapshot(db: MetaDB, name: string): Promise<SnapshotRecord> {
+  checkName('snapshot key', name);
   const rec = await getSnapshot(db, name);
   if (!rec) throw new ErrNotFound(`snapshot ${name} does not exist`, { details: { key: name } });
   return rec;

@@ -12,7 +12,7 @@
 import type { ByteStream } from './tar-reader.js';
 import { createHash } from 'node:crypto';
 import { link, mkdir, readdir } from 'node:fs/promises';
-import { ErrCanceled } from '@buildcache/errdefs';
+import { ErrCanceled, ErrCorruptLayer } from '@buildcache/errdefs';
 import pLimit from 'p-limit';
 import type { Logger } from 'pino';
 import type { Compression } from '../../labels.js';
@@ -225,10 +225,12 @@ export async function applyLayer(stream: ByteStream, target: string, options: Ap
     created.add(rel);
   };
 
+  let current: string | undefined;
   try {
     for (let h = await reader.next(); h; h = await reader.next()) {
       if (options.signal?.aborted) throw new ErrCanceled('layer apply was cancelled', { cause: options.signal.reason });
       entries++;
+      current = h.name;
       await applyEntry(h);
       if (failure) throw failure;
     }
@@ -241,6 +243,13 @@ export async function applyLayer(stream: ByteStream, target: string, options: Ap
   } catch (err) {
     await Promise.allSettled(pending.values());
     await reader.cancel().catch(() => undefined);
+    if (err instanceof ErrCorruptLayer && err.details.entry === undefined && current !== undefined) {
+      // a stream that breaks inside an entry's data: name the entry being read
+      throw new ErrCorruptLayer(`${err.message} (in or after entry ${JSON.stringify(current)})`, {
+        cause: err.cause ?? err,
+        details: { ...err.details, entry: current },
+      });
+    }
     throw err;
   } finally {
     await helper?.close();
