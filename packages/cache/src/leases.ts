@@ -1,11 +1,12 @@
 /**
  * The leases a cache record owns: `<id>` (flat, holds its snapshot and blob), `<id>-view` (flat and
- * temporary, holds read-only views), `<id>-variants` (not flat, so that gc.ref labels between a blob
- * and its compression variants are followed), and random temporary leases for work in progress.
+ * temporary, holds read-only views), and random temporary leases for work in progress. (BuildKit's
+ * `<id>-variants` lease for compression variants comes with them; a stray one is removed at open
+ * like any lease whose record is gone.)
  */
 import { randomBytes } from 'node:crypto';
 import { ErrAlreadyExists, ErrNotFound } from '@buildcache/errdefs';
-import { LABEL_GC_EXPIRE, LABEL_GC_FLAT, type LeaseManager, type LeaseResource } from '@buildcache/snapshot';
+import { LABEL_GC_EXPIRE, LABEL_GC_FLAT, type LeaseManager } from '@buildcache/snapshot';
 
 /** Label naming the record a lease belongs to. */
 export const LABEL_RECORD = 'buildcache/record';
@@ -14,8 +15,6 @@ export const LABEL_TEMPORARY = 'buildcache/lease.temporary';
 
 /** Lease ID of a record's view lease. */
 export const viewLeaseId = (id: string): string => `${id}-view`;
-/** Lease ID of a record's compression-variants lease. */
-export const variantsLeaseId = (id: string): string => `${id}-variants`;
 /** Snapshot key of a record's read-only view. */
 export const viewSnapshotKey = (snapshotID: string): string => `${snapshotID}-view`;
 
@@ -38,17 +37,6 @@ export async function ensureFlatLease(
   }
 }
 
-/** Creates the (non-flat) variants lease of a record; an existing one is kept. */
-export async function ensureVariantsLease(leases: LeaseManager, recordId: string): Promise<string> {
-  const id = variantsLeaseId(recordId);
-  try {
-    await leases.create(id, { [LABEL_RECORD]: recordId });
-  } catch (err) {
-    if (!(err instanceof ErrAlreadyExists)) throw err;
-  }
-  return id;
-}
-
 /** Deletes a lease, ignoring one that is already gone. */
 export async function deleteLease(leases: LeaseManager, id: string): Promise<void> {
   try {
@@ -58,16 +46,10 @@ export async function deleteLease(leases: LeaseManager, id: string): Promise<voi
   }
 }
 
-/** Deletes every lease a record owns. */
-export async function deleteRecordLeases(leases: LeaseManager, recordId: string): Promise<void> {
-  await deleteLease(leases, viewLeaseId(recordId));
-  await deleteLease(leases, variantsLeaseId(recordId));
+/** Deletes the leases a record owns: its own, and its view lease when it made one. */
+export async function deleteRecordLeases(leases: LeaseManager, recordId: string, hasView: boolean): Promise<void> {
+  if (hasView) await deleteLease(leases, viewLeaseId(recordId));
   await deleteLease(leases, recordId);
-}
-
-/** Adds a resource to a lease (idempotent). */
-export async function addResource(leases: LeaseManager, id: string, resource: LeaseResource): Promise<void> {
-  await leases.addResource(id, resource);
 }
 
 /** A temporary lease for work in progress: expires after `ttlMs` and is removed at the next open. */

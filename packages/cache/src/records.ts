@@ -33,6 +33,8 @@ export class CacheRecord {
   dead = false;
   /** Cached mounts of the read-only view of an immutable record. */
   viewMounts: Mount[] | undefined;
+  /** Whether this process made the record's view lease (temporary leases are swept at open). */
+  hasViewLease = false;
   readonly sizeFlight = new FlightGroup<number>();
   readonly blobFlight = new FlightGroup<void>();
   readonly extractFlight = new FlightGroup<void>();
@@ -101,8 +103,8 @@ export class CacheRecord {
   async removeLocked(removeData: boolean): Promise<void> {
     this.cm.records.delete(this.id);
     this.dead = true;
-    if (removeData) await deleteRecordLeases(this.cm.backend.leases, this.id);
-    else await deleteLease(this.cm.backend.leases, viewLeaseId(this.id));
+    if (removeData) await deleteRecordLeases(this.cm.backend.leases, this.id, this.hasViewLease);
+    else if (this.hasViewLease) await deleteLease(this.cm.backend.leases, viewLeaseId(this.id));
     await this.cm.store.clear(this.id);
     const parent = this.parent;
     this.parent = undefined;
@@ -122,6 +124,7 @@ export class CacheRecord {
     const { snapshotter, leases } = this.cm.backend;
     const leaseId = viewLeaseId(this.id);
     await ensureFlatLease(leases, leaseId, this.id, { [LABEL_TEMPORARY]: new Date().toISOString() });
+    this.hasViewLease = true;
     const key = viewSnapshotKey(this.md.snapshotID);
     let mounts: Mount[];
     try {
@@ -145,5 +148,6 @@ export class CacheRecord {
       if (!(err instanceof ErrNotFound)) throw err;
     }
     await deleteLease(this.cm.backend.leases, viewLeaseId(this.id));
+    this.hasViewLease = false;
   }
 }
