@@ -108,7 +108,10 @@ class MountCoprocess {
   private hold(on: boolean): void {
     const c = this.child;
     if (!c) return;
-    for (const s of [c.stdin, c.stdout, c.stderr] as unknown as { ref(): void; unref(): void }[]) (on ? s.ref() : s.unref());
+    for (const s of [c.stdin, c.stdout, c.stderr] as unknown as { ref(): void; unref(): void }[]) {
+      if (on) s.ref();
+      else s.unref();
+    }
     if (on) c.ref();
     else c.unref();
   }
