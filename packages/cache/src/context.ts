@@ -4,6 +4,7 @@ import type { MetadataStore } from '@buildcache/metadata';
 import type { Backend, Descriptor } from '@buildcache/snapshot';
 import type { Mutex } from './mutex.js';
 import type { CacheRecord } from './records.js';
+import type { RecordMetadata } from './record-metadata.js';
 
 /** Fetches a blob that is not in the content store yet (a lazy layer's source). */
 export interface BlobProvider {
@@ -32,4 +33,9 @@ export interface ManagerContext {
   now(): number;
   /** Called after operations that change the cache (automatic GC listens). */
   changed(): void;
+  /**
+   * Commits the record's queued metadata soon, merged with other deferred commits into one durable
+   * batch; for advisory fields (last-used time, usage count) whose loss in a crash is harmless.
+   */
+  deferCommit(md: RecordMetadata): void;
 }

@@ -49,7 +49,7 @@ export async function releaseMutableLocked(m: CacheRecord, handle: Handle): Prom
     const imm = m.equalImmutable;
     if (imm) {
       if (imm.md.retain) {
-        if (handle.triggerLastUsed) await m.updateLastUsed();
+        if (handle.triggerLastUsed) m.updateLastUsed();
         return;
       }
       m.equalImmutable = undefined;
@@ -59,5 +59,5 @@ export async function releaseMutableLocked(m: CacheRecord, handle: Handle): Prom
     await m.removeLocked(true);
     return;
   }
-  if (handle.triggerLastUsed) await m.updateLastUsed();
+  if (handle.triggerLastUsed) m.updateLastUsed();
 }

@@ -10,6 +10,7 @@ import { MetadataStore } from '@buildcache/metadata';
 import type { Backend, Descriptor } from '@buildcache/snapshot';
 import type { DescHandlers, ManagerContext } from './context.js';
 import { Mutex } from './mutex.js';
+import { DeferredCommits } from './deferred.js';
 import { CacheRecord } from './records.js';
 import { RECORD_TYPES, RecordMetadata, INDEX_BLOB_CHAIN_ID, INDEX_CHAIN_ID, type RecordType } from './record-metadata.js';
 import { ImmutableRef, MutableRef } from './refs.js';
@@ -76,6 +77,7 @@ export class CacheManager {
   private constructor(
     private readonly cm: ManagerContext,
     private readonly root: string,
+    private readonly deferred: DeferredCommits,
   ) {}
 
   /** Opens (or creates) the cache at `root`, loads every record and repairs what a crash left. */
@@ -91,14 +93,16 @@ export class CacheManager {
       records: new Map(),
       now: options.now ?? Date.now,
       changed: () => undefined,
+      deferCommit: (md) => deferred.add(md),
     };
+    const deferred = new DeferredCommits(logger);
     try {
       await cm.mu.run(() => repairOnOpen(cm));
     } catch (err) {
       await store.close();
       throw err;
     }
-    const manager = new CacheManager(cm, options.root);
+    const manager = new CacheManager(cm, options.root, deferred);
     cm.changed = () => manager.poke();
     if (options.gc) manager.startGC(options.gc);
     return manager;
@@ -317,6 +321,7 @@ export class CacheManager {
     if (this.#closed) return;
     this.#closed = true;
     await this.#gc?.stop();
+    await this.deferred.flush();
     await this.cm.mu.run(() => this.cm.store.close());
   }
 }

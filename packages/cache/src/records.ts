@@ -111,11 +111,11 @@ export class CacheRecord {
     if (parent) await parent.releaseLocked();
   }
 
-  /** Stamps last-used time and usage count. */
-  async updateLastUsed(): Promise<void> {
+  /** Stamps last-used time and usage count (written with the next commit, or within a second). */
+  updateLastUsed(): void {
     this.md.usageCount = this.md.usageCount + 1;
     this.md.lastUsedAt = this.cm.now();
-    await this.md.commit();
+    this.cm.deferCommit(this.md);
   }
 
   /** Mounts of the read-only view of this (immutable, finalized, extracted) record. */

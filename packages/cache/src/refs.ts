@@ -95,7 +95,7 @@ export class ImmutableRef extends RefBase {
     const rec = this.rec;
     await rec.lock.run(async () => {
       rec.refs.delete(this);
-      if (this.triggerLastUsed && !rec.isDead()) await rec.updateLastUsed();
+      if (this.triggerLastUsed && !rec.isDead()) rec.updateLastUsed();
       if (rec.refs.size > 0) return;
       const mutable = rec.equalMutable;
       if (mutable?.linkHandle) await releaseMutableLocked(mutable, mutable.linkHandle);
