@@ -1,22 +1,13 @@
 /** Content service: info/update/list/delete, range reads, writes (resume, errors) and a 100 MB blob. */
-import { test, after, before } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import {
   ErrFailedPrecondition, ErrInvalidArgument, ErrNotFound, ErrOutOfRange, ErrUnavailable,
 } from '@buildcache/errdefs';
-import { collect, sha256, testClient, uid } from './helpers.js';
+import { collect, sha256, leasedTestClient, uid } from './helpers.js';
 
-const root = testClient('lts-content');
-const lease = uid('content-lease');
-const client = root.withLease(lease);
-before(async () => {
-  await root.leases.create(lease, { 'containerd.io/gc.flat': new Date().toISOString() });
-});
-after(async () => {
-  await root.leases.delete(lease, { sync: true });
-  await root.close();
-});
+const { client } = leasedTestClient('lts-content');
 
 test('write, info, update, list, read ranges, delete', async () => {
   const data = Buffer.from('0123456789abcdefghij');

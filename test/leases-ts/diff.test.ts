@@ -1,23 +1,14 @@
 /** Diff service: apply a real layer onto a prepared snapshot and diff a change back into a blob. */
-import { test, after, before } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, mkdir, readFile, rm, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { ErrNotFound, ErrUnknown } from '@buildcache/errdefs';
-import { execFileP, sha256, testClient, uid, withMounted } from './helpers.js';
+import { execFileP, sha256, leasedTestClient, uid, withMounted } from './helpers.js';
 
-const root = testClient('lts-diff');
-const lease = uid('diff-lease');
-const client = root.withLease(lease);
-before(async () => {
-  await root.leases.create(lease, { 'containerd.io/gc.flat': new Date().toISOString() });
-});
-after(async () => {
-  await root.leases.delete(lease, { sync: true });
-  await root.close();
-});
+const { lease, client } = leasedTestClient('lts-diff');
 
 async function makeTar(files: Record<string, string>): Promise<Buffer> {
   const dir = await mkdtemp(join(tmpdir(), 'leases-ts-tar-'));

@@ -1,4 +1,5 @@
 /** Shared helpers of the leases-ts integration tests: clients, digests, real mounts. */
+import { after, before } from 'node:test';
 import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, rmdir } from 'node:fs/promises';
@@ -14,6 +15,23 @@ export const execFileP = promisify(execFile);
 /** A client on the run's daemon in a fresh namespace `<prefix>-<random>`. */
 export function testClient(prefix: string, address = containerdAddress()): Client {
   return Client.connect({ address, namespace: `${prefix}-${randomBytes(4).toString('hex')}` });
+}
+
+/**
+ * A client on a fresh namespace plus a view of it under a flat lease that lives for the test file:
+ * the lease is created before the tests and deleted (with a synchronous GC) after them.
+ */
+export function leasedTestClient(prefix: string): { root: Client; lease: string; client: Client } {
+  const root = testClient(prefix);
+  const lease = uid(`${prefix}-lease`);
+  before(async () => {
+    await root.leases.create(lease, { 'containerd.io/gc.flat': new Date().toISOString() });
+  });
+  after(async () => {
+    await root.leases.delete(lease, { sync: true });
+    await root.close();
+  });
+  return { root, lease, client: root.withLease(lease) };
 }
 
 /** A unique name for an object of a test. */

@@ -1,23 +1,14 @@
 /** Snapshots service on overlayfs and native: every RPC and the error table of the reference. */
-import { test, after, before } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   ErrAlreadyExists, ErrFailedPrecondition, ErrInvalidArgument, ErrNotFound, ErrNotImplemented,
 } from '@buildcache/errdefs';
-import { collect, testClient, uid, withMounted } from './helpers.js';
+import { collect, leasedTestClient, uid, withMounted } from './helpers.js';
 
-const root = testClient('lts-snap');
-const lease = uid('snap-lease');
-const client = root.withLease(lease);
-before(async () => {
-  await root.leases.create(lease, { 'containerd.io/gc.flat': new Date().toISOString() });
-});
-after(async () => {
-  await root.leases.delete(lease, { sync: true });
-  await root.close();
-});
+const { client } = leasedTestClient('lts-snap');
 
 for (const snapshotter of ['overlayfs', 'native']) {
   test(`${snapshotter}: prepare, write, commit, stat, view, usage, list, update, remove`, async () => {

@@ -29,13 +29,15 @@ export interface BackendKind {
 
 const silent = pino({ level: 'silent' });
 
-function embedded(mode: 'overlayfs' | 'native'): BackendKind {
+type Snapshotter = 'overlayfs' | 'native';
+
+/** A kind whose `open(dir)` makes the opener of one backend state (called again by `reopen`). */
+function kind(name: string, opener: (dir: string) => () => Promise<Backend>): BackendKind {
   return {
-    name: `embedded-${mode}`,
+    name,
     async open() {
-      const dir = await mkdtemp(join(tmpdir(), `bc-test-${mode}-`));
-      const root = join(dir, 'backend');
-      const make = (): Promise<Backend> => openEmbeddedBackend({ root, snapshotter: mode, logger: silent });
+      const dir = await mkdtemp(join(tmpdir(), `bc-test-${name}-`));
+      const make = opener(dir);
       let backend = await make();
       return {
         get backend() {
@@ -55,32 +57,15 @@ function embedded(mode: 'overlayfs' | 'native'): BackendKind {
   };
 }
 
-function containerd(snapshotter: 'overlayfs' | 'native'): BackendKind {
-  return {
-    name: `containerd-${snapshotter}`,
-    async open() {
-      const dir = await mkdtemp(join(tmpdir(), 'bc-test-ctrd-'));
-      const namespace = `bctest-${randomBytes(5).toString('hex')}`;
-      const make = (): Promise<Backend> =>
-        openContainerdBackend({ address: containerdAddress(), namespace, snapshotter, logger: silent });
-      let backend = await make();
-      return {
-        get backend() {
-          return backend;
-        },
-        dir,
-        async reopen() {
-          backend = await make();
-          return backend;
-        },
-        async close() {
-          await backend.close().catch(() => undefined);
-          await rm(dir, { recursive: true, force: true });
-        },
-      };
-    },
-  };
-}
+const embedded = (mode: Snapshotter): BackendKind =>
+  kind(`embedded-${mode}`, (dir) => () =>
+    openEmbeddedBackend({ root: join(dir, 'backend'), snapshotter: mode, logger: silent }));
+
+const containerd = (snapshotter: Snapshotter): BackendKind =>
+  kind(`containerd-${snapshotter}`, () => {
+    const namespace = `bctest-${randomBytes(5).toString('hex')}`;
+    return () => openContainerdBackend({ address: containerdAddress(), namespace, snapshotter, logger: silent });
+  });
 
 /** Every backend kind the suites run against. */
 export const BACKENDS: readonly BackendKind[] = [

@@ -1,7 +1,6 @@
 /**
- * The plain camelCase values the client hands out and takes in. They line up structurally with
- * `@buildcache/snapshot`'s types (Mount, SnapshotInfo, Descriptor, …), so a thin adapter can
- * implement that package's `Backend` on top of this client.
+ * The plain camelCase values the client hands out and takes in: containerd's data types.
+ * `@buildcache/snapshot` uses these same types in its `Backend` contract.
  *
  * Numbers: every int64 on the wire (sizes, offsets, inode counts) is a JS `number`. Values coming
  * from the daemon are checked to be safe integers (|n| ≤ 2^53−1) and a value outside that range

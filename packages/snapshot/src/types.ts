@@ -4,35 +4,23 @@
  *
  * Numbers: sizes and offsets are JavaScript numbers, checked to be safe integers where they come
  * from the wire (2^53 bytes is 8 PiB).
+ *
+ * The data types (Mount, SnapshotInfo, Descriptor, …) are containerd's, as `@containerd/leases-ts`
+ * defines them; the embedded backend uses the same ones.
  */
+import type {
+  ContentInfo,
+  Descriptor,
+  IngestStatus,
+  Lease,
+  LeaseResource,
+  Mount,
+  SnapshotInfo,
+  Usage,
+} from '@containerd/leases-ts';
 
-/** A mount as containerd describes it: `mount -t type source target -o options.join(',')`. */
-export interface Mount {
-  readonly type: string;
-  readonly source: string;
-  readonly target?: string;
-  readonly options: readonly string[];
-}
-
-/** A snapshot's kind. */
-export type SnapshotKind = 'view' | 'active' | 'committed';
-
-/** What a snapshotter knows of one snapshot. */
-export interface SnapshotInfo {
-  readonly name: string;
-  /** Name of the committed parent, or undefined for a base snapshot. */
-  readonly parent?: string;
-  readonly kind: SnapshotKind;
-  readonly labels: Readonly<Record<string, string>>;
-  readonly createdAt: Date;
-  readonly updatedAt: Date;
-}
-
-/** Disk usage of one snapshot's own layer (not its parents). */
-export interface Usage {
-  readonly size: number;
-  readonly inodes: number;
-}
+export type { ContentInfo, Descriptor, IngestStatus, Lease, LeaseResource, Mount, SnapshotInfo, Usage };
+export type { SnapshotKind } from '@containerd/leases-ts';
 
 /** Options of calls that create objects: the lease that must hold what they create. */
 export interface LeasedOptions {
@@ -60,33 +48,6 @@ export interface Snapshotter {
   usage(key: string): Promise<Usage>;
   /** Every snapshot, or those matching any of the containerd-syntax `filters`. */
   walk(filters?: readonly string[]): AsyncIterable<SnapshotInfo>;
-}
-
-/** An OCI content descriptor. */
-export interface Descriptor {
-  readonly mediaType: string;
-  readonly digest: string;
-  readonly size: number;
-  readonly annotations?: Readonly<Record<string, string>>;
-}
-
-/** What a content store knows of one blob. */
-export interface ContentInfo {
-  readonly digest: string;
-  readonly size: number;
-  readonly createdAt: Date;
-  readonly updatedAt: Date;
-  readonly labels: Readonly<Record<string, string>>;
-}
-
-/** Progress of an unfinished write (ingest). */
-export interface IngestStatus {
-  readonly ref: string;
-  readonly offset: number;
-  readonly total: number;
-  readonly expected?: string;
-  readonly startedAt: Date;
-  readonly updatedAt: Date;
 }
 
 /** An open ingest: write bytes at the current offset, then commit them as a verified blob. */
@@ -118,19 +79,6 @@ export interface ContentStore {
   status(ref: string): Promise<IngestStatus>;
   listStatuses(filters?: readonly string[]): Promise<IngestStatus[]>;
   abort(ref: string): Promise<void>;
-}
-
-/** A lease: a GC root that holds the resources added to it. */
-export interface Lease {
-  readonly id: string;
-  readonly createdAt: Date;
-  readonly labels: Readonly<Record<string, string>>;
-}
-
-/** A resource held by a lease: `content` (digest), `ingests` (ref) or `snapshots/<snapshotter>` (key). */
-export interface LeaseResource {
-  readonly id: string;
-  readonly type: string;
 }
 
 /** Leases with containerd's rules (flat leases, expiry). */
