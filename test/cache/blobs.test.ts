@@ -8,7 +8,7 @@ import { mkdtempSync, writeFileSync, readFileSync, rmSync, mkdirSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Backend, Descriptor } from '@buildcache/snapshot';
-import { ErrNeedsRemoteProvider } from '@buildcache/errdefs';
+import { ErrNeedsRemoteProvider, ErrNotFound } from '@buildcache/errdefs';
 import type { DescHandlers, ImmutableRef } from '@buildcache/cache';
 import { BACKENDS } from '../support/backends.js';
 import { openTestCache, readFileOf, writeFiles, type TestCache } from './helpers.js';
@@ -163,10 +163,29 @@ for (const kind of BACKENDS) {
       assert.equal(chain[1]!.info().chainID, chain1);
       const again = await top.getRemote();
       assert.deepEqual(again, descs, 'blobs are computed once');
+
+      // compression variants: converted once, same diffIDs, counted in size, collected with the record
+      const sizeBefore = await top.size();
+      const zstd = await top.getRemote({ compression: 'zstd', force: true });
+      assert.deepEqual(zstd.map((d) => d.mediaType), ['application/vnd.oci.image.layer.v1.tar+zstd', 'application/vnd.oci.image.layer.v1.tar+zstd']);
+      for (const [i, d] of zstd.entries()) {
+        const blob = await readBlob(t.tb.backend, d.digest);
+        assert.equal(sha256(blob), d.digest);
+        assert.equal(sha256(execFileSync('zstd', ['-d', '-c'], { input: blob })), diffIDs[i], 'a zstd variant of the same layer');
+        assert.equal(d.annotations?.['containerd.io/uncompressed'], diffIDs[i]);
+      }
+      assert.deepEqual(await top.getRemote({ compression: 'zstd', force: true }), zstd, 'variants are made once');
+      assert.deepEqual(await top.getRemote({ compression: 'zstd' }), descs, 'without force, the blobs the layers have');
+      assert.equal(await top.size(), sizeBefore + zstd[1]!.size, 'the variant counts in the size');
+      await t.tb.backend.garbageCollect();
+      assert.equal((await t.tb.backend.content.info(zstd[1]!.digest)).size, zstd[1]!.size, 'the variants lease keeps it');
       for (const r of chain) await r.release();
       await top.release();
       await base.release();
       await cache.prune([{}]);
+      for (const d of [...descs, ...zstd]) {
+        await assert.rejects(t.tb.backend.content.info(d.digest), ErrNotFound, 'blobs and variants are collected with their records');
+      }
     });
 
     test('getByBlob: lazy records, dedupe by blob chain, extraction through a provider', async () => {

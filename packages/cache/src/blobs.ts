@@ -1,6 +1,6 @@
 /** Layer blobs of records: recording one, chain IDs, and computing the blobs of a whole chain (export). */
 import { randomBytes } from 'node:crypto';
-import { ErrInvalidArgument, ErrNotFound, ErrNotImplemented } from '@buildcache/errdefs';
+import { ErrInvalidArgument, ErrNotFound } from '@buildcache/errdefs';
 import {
   LABEL_UNCOMPRESSED,
   compressionOf,
@@ -12,13 +12,14 @@ import {
 import { checkDigest, chainID, blobChainID } from './ids.js';
 import { ensureFlatLease, withTemporaryLease } from './leases.js';
 import type { CacheRecord } from './records.js';
+import { blobIn } from './variants.js';
 import { SIZE_UNKNOWN } from './record-metadata.js';
 
 /** Options of `getRemote()`. */
 export interface RemoteOptions {
   /** Compression of blobs created now (default gzip). Existing blobs keep theirs. */
   readonly compression?: Compression;
-  /** Require every blob in `compression` (conversion of existing blobs is not implemented yet). */
+  /** Return every blob in `compression`, converting existing blobs of another compression (kept as variants). */
   readonly force?: boolean;
 }
 
@@ -142,12 +143,6 @@ export async function getRemote(rec: CacheRecord, options: RemoteOptions): Promi
         await layer.md.commit();
       });
     }
-    if (options.force && compressionOf(layer.md.mediaType ?? '') !== compression) {
-      throw new ErrNotImplemented(
-        `layer ${layer.id} has a ${compressionOf(layer.md.mediaType ?? '')} blob; converting it to ${compression} is not implemented yet`,
-        { details: { id: layer.id } },
-      );
-    }
   }
-  return chain.map(descriptorOf);
+  return Promise.all(chain.map((layer) => (options.force ? blobIn(layer, compression) : descriptorOf(layer))));
 }

@@ -1,8 +1,7 @@
 /**
  * The leases a cache record owns: `<id>` (flat, holds its snapshot and blob), `<id>-view` (flat and
- * temporary, holds read-only views), and random temporary leases for work in progress. (BuildKit's
- * `<id>-variants` lease for compression variants comes with them; a stray one is removed at open
- * like any lease whose record is gone.)
+ * temporary, holds read-only views), `<id>-variants` (not flat, so that the gc.ref labels between a
+ * blob and its compression variants are followed), and random temporary leases for work in progress.
  */
 import { randomBytes } from 'node:crypto';
 import { ErrAlreadyExists, ErrNotFound } from '@buildcache/errdefs';
@@ -15,6 +14,8 @@ export const LABEL_TEMPORARY = 'buildcache/lease.temporary';
 
 /** Lease ID of a record's view lease. */
 export const viewLeaseId = (id: string): string => `${id}-view`;
+/** Lease ID of a record's compression-variants lease. */
+export const variantsLeaseId = (id: string): string => `${id}-variants`;
 /** Snapshot key of a record's read-only view. */
 export const viewSnapshotKey = (snapshotID: string): string => `${snapshotID}-view`;
 
@@ -46,9 +47,14 @@ export async function deleteLease(leases: LeaseManager, id: string): Promise<voi
   }
 }
 
-/** Deletes the leases a record owns: its own, and its view lease when it made one. */
-export async function deleteRecordLeases(leases: LeaseManager, recordId: string, hasView: boolean): Promise<void> {
-  if (hasView) await deleteLease(leases, viewLeaseId(recordId));
+/** Deletes the leases a record owns: its own, and its view and variants leases when it has them. */
+export async function deleteRecordLeases(
+  leases: LeaseManager,
+  recordId: string,
+  has: { view: boolean; variants: boolean },
+): Promise<void> {
+  if (has.view) await deleteLease(leases, viewLeaseId(recordId));
+  if (has.variants) await deleteLease(leases, variantsLeaseId(recordId));
   await deleteLease(leases, recordId);
 }
 

@@ -36,6 +36,7 @@ const K = {
   blobOnly: 'cache.blobOnly',
   imageRefs: 'cache.imageRefs',
   deleted: 'cache.deleted',
+  hasVariants: 'cache.variants',
   annotations: 'cache.annotations',
 } as const;
 
@@ -196,6 +197,13 @@ export class RecordMetadata {
   addImageRef(ref: string): void {
     const refs = this.imageRefs;
     if (!refs.includes(ref)) this.put(K.imageRefs, [...refs, ref]);
+  }
+  /** Whether compression variants of the blob were made (and a variants lease exists). */
+  get hasVariants(): boolean {
+    return this.bool(K.hasVariants);
+  }
+  set hasVariants(v: boolean) {
+    this.put(K.hasVariants, v || undefined);
   }
   get deleted(): boolean {
     return this.bool(K.deleted);

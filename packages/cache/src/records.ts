@@ -4,7 +4,7 @@
  * callers only see refs.
  */
 import { ErrNotFound, ErrAlreadyExists } from '@buildcache/errdefs';
-import type { Mount } from '@buildcache/snapshot';
+import type { Descriptor, Mount } from '@buildcache/snapshot';
 import { FlightGroup } from './flight.js';
 import { Mutex } from './mutex.js';
 import type { ManagerContext } from './context.js';
@@ -37,6 +37,7 @@ export class CacheRecord {
   hasViewLease = false;
   readonly sizeFlight = new FlightGroup<number>();
   readonly blobFlight = new FlightGroup<void>();
+  readonly variantFlight = new FlightGroup<Descriptor>();
   readonly extractFlight = new FlightGroup<void>();
 
   constructor(
@@ -103,7 +104,7 @@ export class CacheRecord {
   async removeLocked(removeData: boolean): Promise<void> {
     this.cm.records.delete(this.id);
     this.dead = true;
-    if (removeData) await deleteRecordLeases(this.cm.backend.leases, this.id, this.hasViewLease);
+    if (removeData) await deleteRecordLeases(this.cm.backend.leases, this.id, { view: this.hasViewLease, variants: this.md.hasVariants });
     else if (this.hasViewLease) await deleteLease(this.cm.backend.leases, viewLeaseId(this.id));
     await this.cm.store.clear(this.id);
     const parent = this.parent;

@@ -4,10 +4,12 @@
  */
 import { ErrNotFound } from '@buildcache/errdefs';
 import type { CacheRecord } from './records.js';
+import { variantsSize } from './variants.js';
 import { SIZE_UNKNOWN } from './record-metadata.js';
 
 /**
- * Snapshot usage (unless the record is blob-only) plus its blob. Concurrent callers share one
+ * Snapshot usage (unless the record is blob-only) plus its blob and the blob's compression
+ * variants. Concurrent callers share one
  * computation; one caller's cancellation does not stop it for the others.
  */
 export function recordSize(rec: CacheRecord, signal?: AbortSignal): Promise<number> {
@@ -34,6 +36,7 @@ export function recordSize(rec: CacheRecord, signal?: AbortSignal): Promise<numb
         } catch (err) {
           if (!(err instanceof ErrNotFound)) throw err;
         }
+        size += await variantsSize(rec);
       }
       if (!rec.isDead()) {
         rec.md.size = size;

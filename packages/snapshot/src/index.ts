@@ -3,3 +3,4 @@ export * from './labels.js';
 export { LocalMounter, readonlyMount, bindSource, overlayDirs, overlayOptions, mountOne, unmount } from './mount.js';
 export * from './containerd/index.js';
 export * from './embedded/index.js';
+export { compressor, decompress, detectCompression } from './embedded/archive/compression.js';
