@@ -144,5 +144,5 @@ export async function getRemote(rec: CacheRecord, options: RemoteOptions): Promi
       });
     }
   }
-  return Promise.all(chain.map((layer) => (options.force ? blobIn(layer, compression) : descriptorOf(layer))));
+  return Promise.all(chain.map(async (layer) => (options.force ? blobIn(layer, compression) : descriptorOf(layer))));
 }
