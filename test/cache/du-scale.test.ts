@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { syntheticSize } from '../support/synthetic.js';
 
 const execFileP = promisify(execFile);
 const fixture = join(dirname(fileURLToPath(import.meta.url)), 'fixtures', 'du-scale.js');
@@ -27,7 +28,7 @@ test(`du streams ${RECORDS} records within a ${HEAP_LIMIT_MB} MiB heap`, async (
     const r = JSON.parse(stdout) as { entries: number; bytes: number; duMs: number; peakRss: number };
     assert.equal(r.entries, RECORDS);
     let want = 0;
-    for (let i = 0; i < RECORDS; i++) want += 4096 + (i % 100);
+    for (let i = 0; i < RECORDS; i++) want += syntheticSize(i);
     assert.equal(r.bytes, want, 'every stored size reported once');
     console.log(`# du-scale: ${JSON.stringify(r)}`);
   } finally {

@@ -10,6 +10,7 @@ import { Mutex } from './mutex.js';
 import type { ManagerContext } from './context.js';
 import type { CacheRecord } from './records.js';
 import { recordSize } from './size.js';
+import { deleteRecordLeases } from './leases.js';
 import { compileFilters } from './du.js';
 import { filterAdaptor, inUseSet, isRepresentative, usageOf, type UsageInfo } from './usage.js';
 
@@ -196,49 +197,69 @@ async function prunePolicy(
       }
     }
     let progressed = false;
-    for (const rec of chosen) {
-      const info = await deleteRecord(cm, rec, sizes.get(rec) ?? 0, options.dryRun === true, gone);
-      if (!info) continue;
-      progressed = true;
-      deleted++;
-      reclaimed += info.size;
-      total -= info.size;
-      await options.onDeleted?.(info);
-      if (spaceMode && total <= keep) break;
+    for (let i = 0; i < chosen.length; i += BATCH) {
+      const infos = await deleteBatch(cm, chosen.slice(i, i + BATCH), sizes, options.dryRun === true, gone);
+      for (const info of infos) {
+        progressed = true;
+        deleted++;
+        reclaimed += info.size;
+        total -= info.size;
+        await options.onDeleted?.(info);
+      }
+      options.signal?.throwIfAborted();
     }
     if (!progressed) break;
   }
   return { deleted, reclaimed };
 }
 
-/** Deletes one record if it is still free: tombstone, then leases and metadata. */
-async function deleteRecord(
+/** How many records one deletion step takes (their metadata writes share durable batches). */
+const BATCH = 64;
+
+/**
+ * Deletes the records that are still free: tombstones first (under the manager lock, committed
+ * together), then leases and metadata without the lock, then the parents' handles under it again.
+ * A crash anywhere leaves tombstones that the next open finishes.
+ */
+async function deleteBatch(
   cm: ManagerContext,
-  rec: CacheRecord,
-  size: number,
+  recs: readonly CacheRecord[],
+  sizes: ReadonlyMap<CacheRecord, number>,
   dryRun: boolean,
   gone: Removed,
-): Promise<UsageInfo | undefined> {
-  return cm.mu.run(async () => {
-    if (rec.isDead() || gone.has(rec) || !gone.isFree(rec)) return undefined;
-    const info = { ...usageOf(rec, false), size };
-    if (dryRun) {
-      gone.add(rec);
-      return info;
+): Promise<UsageInfo[]> {
+  const infos: UsageInfo[] = [];
+  const doomed: CacheRecord[] = [];
+  await cm.mu.run(async () => {
+    for (const rec of recs) {
+      if (rec.isDead() || gone.has(rec) || !gone.isFree(rec)) continue;
+      infos.push({ ...usageOf(rec, false), size: sizes.get(rec) ?? 0 });
+      if (dryRun) {
+        gone.add(rec);
+        continue;
+      }
+      const imm = rec.equalImmutable;
+      for (const r of imm ? [rec, imm] : [rec]) {
+        r.md.deleted = true;
+        r.dead = true;
+        cm.records.delete(r.id);
+        doomed.push(r);
+      }
     }
-    rec.md.deleted = true;
-    await rec.md.commit();
-    rec.dead = true;
-    const imm = rec.equalImmutable;
-    if (imm) {
-      imm.dead = true;
-      imm.md.deleted = true;
-      await imm.md.commit();
-      rec.equalImmutable = undefined;
-      imm.equalMutable = undefined;
-      await imm.removeLocked(false);
-    }
-    await rec.removeLocked(true);
-    return info;
+    await Promise.all(doomed.map((r) => r.md.commit()));
   });
+  if (doomed.length === 0) return infos;
+  const limit = pLimit(16);
+  await Promise.all(doomed.map((r) => limit(() => deleteRecordLeases(cm.backend.leases, r.id, { view: r.hasViewLease, variants: r.md.hasVariants }))));
+  await Promise.all(doomed.map((r) => cm.store.clear(r.id)));
+  await cm.mu.run(async () => {
+    for (const r of doomed) {
+      r.equalImmutable = undefined;
+      r.equalMutable = undefined;
+      const parent = r.parent;
+      r.parent = undefined;
+      if (parent) await parent.releaseLocked();
+    }
+  });
+  return infos;
 }
