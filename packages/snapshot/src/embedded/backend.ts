@@ -96,6 +96,7 @@ export async function openEmbeddedBackend(options: EmbeddedBackendOptions): Prom
       garbageCollect: gc,
       close: async () => {
         await ctx.mutex.run(() => db.close());
+        await snapshotter.close();
       },
     };
   } catch (err) {

@@ -11,12 +11,14 @@ import type { EmbeddedContext } from './context.js';
 import { SYNC, applyLabelUpdate, checkName, cleanLabels, hasPrefix, keys, scan } from './db.js';
 import type { BatchOp } from './db.js';
 import { compileFilters, fieldsAdaptor } from './filters.js';
-import { copyTree, diskUsage, removeTree } from './fsutil.js';
+import { diskUsage, removeTree } from './fsutil.js';
 import { assertLease, delResource, putResource } from './leases.js';
+import { MetaHelper } from './meta-helper.js';
 import { chainIds, getSnapshot, mustGetSnapshot, toInfo } from './snapshot-records.js';
 import type { SnapshotRecord } from './snapshot-records.js';
 import { mountsFor, snapshotDirs } from './snapshot-layout.js';
 import type { SnapshotDriver } from './snapshot-layout.js';
+import { copyTreeExact } from './tree-copy.js';
 
 /** Label that makes prepare fail when the named target snapshot already exists. */
 const LABEL_SNAPSHOT_REF = 'containerd.io/snapshot.ref';
@@ -30,6 +32,8 @@ export class EmbeddedSnapshotter implements Snapshotter {
   private readonly pending = new Set<string>();
   /** Committed snapshots that a pending prepare or view builds on, with counts. */
   private readonly pins = new Map<string, number>();
+  /** xattr/mknod/utimensat co-process of native copies; started on the first copy. */
+  private readonly meta: MetaHelper | undefined;
 
   private constructor(
     private readonly ctx: EmbeddedContext,
@@ -37,6 +41,7 @@ export class EmbeddedSnapshotter implements Snapshotter {
     private readonly indexOff: boolean,
   ) {
     this.name = driver;
+    this.meta = driver === 'native' ? new MetaHelper() : undefined;
   }
 
   /** Opens the snapshotter: finishes interrupted removals and deletes directories without records. */
@@ -141,10 +146,19 @@ export class EmbeddedSnapshotter implements Snapshotter {
     }
   }
 
-  /** Deletes the directory of a snapshot whose record is gone, then its removal marker. */
+  /**
+   * Deletes the directory of a snapshot whose record is gone, then its removal marker. The marker's
+   * delete needs no fsync of its own: if a crash loses it, open finishes the removal again (the
+   * directory is already gone, ids are never reused), and the next synced write persists it.
+   */
   async finishRemoval(id: number): Promise<void> {
     await removeTree(this.dirOf(id));
-    await this.ctx.db.del(keys.removing(id), SYNC);
+    await this.ctx.db.del(keys.removing(id));
+  }
+
+  /** Ends the native copy helper, if one was started. */
+  async close(): Promise<void> {
+    await this.meta?.close();
   }
 
   private get resourceType(): string {
@@ -156,7 +170,7 @@ export class EmbeddedSnapshotter implements Snapshotter {
     const parent = parentArg === '' ? undefined : parentArg;
     const labels = cleanLabels(options?.labels, `snapshot ${JSON.stringify(key)}`);
     const lease = options?.lease;
-    const id = await this.ctx.mutex.run(async () => {
+    const { id, parentId } = await this.ctx.mutex.run(async () => {
       if (this.pending.has(key) || (await getSnapshot(this.ctx.db, key))) {
         throw new ErrAlreadyExists(`snapshot ${JSON.stringify(key)}: already exists`, { details: { key } });
       }
@@ -164,25 +178,27 @@ export class EmbeddedSnapshotter implements Snapshotter {
       if (target !== undefined && (this.pending.has(target) || (await getSnapshot(this.ctx.db, target)))) {
         throw new ErrAlreadyExists(`target snapshot ${JSON.stringify(target)}: already exists`, { details: { key: target } });
       }
+      let parentId: number | undefined;
       if (parent !== undefined) {
         const p = await getSnapshot(this.ctx.db, parent);
         if (!p) throw new ErrNotFound(`parent snapshot ${parent} does not exist`, { details: { key: parent } });
         if (p.kind !== 'committed') {
           throw new ErrInvalidArgument(`parent ${JSON.stringify(parent)} is not committed snapshot`, { details: { key: parent } });
         }
-        this.pins.set(parent, (this.pins.get(parent) ?? 0) + 1);
+        parentId = p.id;
       }
       if (lease !== undefined) await assertLease(this.ctx.db, lease);
+      // pinned (kept from remove and GC) until the record is written; a pinned record keeps its id
+      if (parent !== undefined) this.pins.set(parent, (this.pins.get(parent) ?? 0) + 1);
       this.pending.add(key);
-      return this.nextId++;
+      return { id: this.nextId++, parentId };
     });
     const dirs = snapshotDirs(this.ctx.root, id);
     try {
       await mkdir(dirs.fs, { recursive: true });
       if (kind === 'active' && this.name === 'overlayfs' && parent !== undefined) await mkdir(dirs.work);
-      if (kind === 'active' && this.name === 'native' && parent !== undefined) {
-        const parentRec = await mustGetSnapshot(this.ctx.db, parent);
-        await copyTree(snapshotDirs(this.ctx.root, parentRec.id).fs, dirs.fs);
+      if (kind === 'active' && this.meta && parentId !== undefined) {
+        await copyTreeExact(snapshotDirs(this.ctx.root, parentId).fs, dirs.fs, this.meta);
       }
       const rec = await this.ctx.mutex.run(async () => {
         if (lease !== undefined) await assertLease(this.ctx.db, lease);
@@ -199,7 +215,7 @@ export class EmbeddedSnapshotter implements Snapshotter {
         if (parent !== undefined) this.unpin(parent);
         return created;
       });
-      return await this.mountsOf(rec);
+      return await this.mountsOf(rec, parentId);
     } catch (err) {
       if (this.pending.delete(key)) {
         if (parent !== undefined) this.unpin(parent);
@@ -215,9 +231,15 @@ export class EmbeddedSnapshotter implements Snapshotter {
     else this.pins.set(name, n);
   }
 
-  private async mountsOf(rec: SnapshotRecord): Promise<Mount[]> {
+  /** Mounts of an active snapshot or view; native needs only the parent's dir, not the chain. */
+  private async mountsOf(rec: SnapshotRecord, parentId?: number): Promise<Mount[]> {
     const own = snapshotDirs(this.ctx.root, rec.id);
-    const lowers = rec.parent === undefined ? [] : (await chainIds(this.ctx.db, rec.parent)).map((id) => snapshotDirs(this.ctx.root, id).fs);
+    let ids: number[] = [];
+    if (rec.parent !== undefined) {
+      if (this.name === 'overlayfs') ids = await chainIds(this.ctx.db, rec.parent);
+      else ids = [parentId ?? (await mustGetSnapshot(this.ctx.db, rec.parent)).id];
+    }
+    const lowers = ids.map((id) => snapshotDirs(this.ctx.root, id).fs);
     return mountsFor({ driver: this.name, indexOff: this.indexOff, kind: rec.kind === 'view' ? 'view' : 'active', own, lowers });
   }
 
