@@ -128,6 +128,33 @@ for (const kind of BACKENDS) {
       await t.cache.prune([{}]);
     });
 
+    test('garbage left by a closed process is collected at open; a clean open collects nothing', async () => {
+      const m = await t.cache.new();
+      await writeFiles(m, { 'tmp.txt': 'discarded' });
+      const key = m.id;
+      await m.release(); // not retained: the record and its lease go, the snapshot waits for GC
+      const snapshots = async (): Promise<string[]> => {
+        const out: string[] = [];
+        for await (const s of t.tb.backend.snapshotter.walk()) out.push(s.name);
+        return out;
+      };
+      assert.ok((await snapshots()).includes(key), 'no GC ran yet');
+      await t.reopen();
+      assert.ok(!(await snapshots()).includes(key), 'open collected what the last process owed');
+      let collections = 0;
+      const gc = t.tb.backend.garbageCollect.bind(t.tb.backend);
+      t.tb.backend.garbageCollect = async () => {
+        collections++;
+        return gc();
+      };
+      const { CacheManager } = await import('@buildcache/cache');
+      const { pino } = await import('pino');
+      await t.cache.close();
+      t.cache = await CacheManager.open({ root: join(t.tb.dir, 'cache'), backend: t.tb.backend, logger: pino({ level: 'silent' }) });
+      assert.equal(collections, 0, 'nothing owed: no collection at open');
+      t.tb.backend.garbageCollect = gc;
+    });
+
     test('reopening restores every record', async () => {
       const m1 = await t.cache.new(undefined, { description: 'kept base', retain: true });
       await writeFiles(m1, { 'x': '1' });

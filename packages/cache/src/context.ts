@@ -5,6 +5,7 @@ import type { Backend, Descriptor } from '@buildcache/snapshot';
 import type { Mutex } from './mutex.js';
 import type { CacheRecord } from './records.js';
 import type { RecordMetadata } from './record-metadata.js';
+import type { GCDebt } from './gc-debt.js';
 
 /** Fetches a blob that is not in the content store yet (a lazy layer's source). */
 export interface BlobProvider {
@@ -38,4 +39,6 @@ export interface ManagerContext {
    * batch; for advisory fields (last-used time, usage count) whose loss in a crash is harmless.
    */
   deferCommit(md: RecordMetadata): void;
+  /** Whether a garbage collection is owed; `owe()` before deleting any lease. */
+  readonly gcDebt: GCDebt;
 }

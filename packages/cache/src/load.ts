@@ -24,6 +24,7 @@ async function snapshotExists(cm: ManagerContext, key: string): Promise<boolean>
 
 /** Removes what is left of a record whose deletion was interrupted (or that cannot be loaded). */
 export async function clearRecord(cm: ManagerContext, id: string): Promise<void> {
+  await cm.gcDebt.owe();
   await deleteRecordLeases(cm.backend.leases, id, { view: true, variants: true });
   await cm.store.clear(id);
 }

@@ -11,6 +11,7 @@ import type { Backend, Descriptor } from '@buildcache/snapshot';
 import type { DescHandlers, ManagerContext } from './context.js';
 import { Mutex } from './mutex.js';
 import { DeferredCommits } from './deferred.js';
+import { GCDebt } from './gc-debt.js';
 import { CacheRecord } from './records.js';
 import { RECORD_TYPES, RecordMetadata, INDEX_BLOB_CHAIN_ID, INDEX_CHAIN_ID, type RecordType } from './record-metadata.js';
 import { ImmutableRef, MutableRef } from './refs.js';
@@ -94,6 +95,7 @@ export class CacheManager {
       now: options.now ?? Date.now,
       changed: () => undefined,
       deferCommit: (md) => deferred.add(md),
+      gcDebt: new GCDebt(store),
     };
     const deferred = new DeferredCommits(logger);
     try {

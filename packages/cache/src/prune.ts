@@ -129,7 +129,7 @@ export async function prune(cm: ManagerContext, policies: readonly PrunePolicy[]
       deleted += r.deleted;
       reclaimed += r.reclaimed;
     }
-    if (!options.dryRun && deleted > 0) await cm.backend.garbageCollect();
+    if (!options.dryRun && (deleted > 0 || (await cm.gcDebt.pending()))) await cm.gcDebt.collect(cm.backend);
     return { deleted, reclaimed };
   });
 }
@@ -249,6 +249,7 @@ async function deleteBatch(
     await Promise.all(doomed.map((r) => r.md.commit()));
   });
   if (doomed.length === 0) return infos;
+  await cm.gcDebt.owe();
   const limit = pLimit(16);
   await Promise.all(doomed.map((r) => limit(() => deleteRecordLeases(cm.backend.leases, r.id, { view: r.hasViewLease, variants: r.md.hasVariants }))));
   await Promise.all(doomed.map((r) => cm.store.clear(r.id)));

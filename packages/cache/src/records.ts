@@ -104,6 +104,7 @@ export class CacheRecord {
   async removeLocked(removeData: boolean): Promise<void> {
     this.cm.records.delete(this.id);
     this.dead = true;
+    await this.cm.gcDebt.owe();
     if (removeData) await deleteRecordLeases(this.cm.backend.leases, this.id, { view: this.hasViewLease, variants: this.md.hasVariants });
     else if (this.hasViewLease) await deleteLease(this.cm.backend.leases, viewLeaseId(this.id));
     await this.cm.store.clear(this.id);
