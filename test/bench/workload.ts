@@ -1,7 +1,8 @@
 /**
  * The benchmark workload of shared/reference/performance-targets.md, through the public API, on
  * the embedded backend (native and overlay) and on a private containerd. Prints one JSON object
- * per (backend, N). Usage: node test/dist/bench/workload.js [N...] (default 1000 10000).
+ * per (backend, N). Usage: node test/dist/bench/workload.js [N...] [backend-name...]
+ * (default: 1000 10000, every backend; e.g. `10000 embedded-native`).
  */
 import { mkdtemp, rm, readdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -128,7 +129,9 @@ function containerd(daemon: ContainerdInstance, mode: 'native' | 'overlayfs'): S
 }
 
 async function main(): Promise<void> {
-  const sizes = process.argv.slice(2).map(Number);
+  const args = process.argv.slice(2);
+  const sizes = args.filter((a) => /^\d+$/.test(a)).map(Number);
+  const only = args.filter((a) => !/^\d+$/.test(a));
   const ns = sizes.length ? sizes : [1000, 10000];
   let daemon: ContainerdInstance | undefined;
   try {
@@ -146,7 +149,9 @@ async function main(): Promise<void> {
       for (const make of kinds) {
         const dir = await mkdtemp(join(tmpdir(), 'bc-bench-'));
         try {
-          process.stdout.write(JSON.stringify(await workload(make(dir), n, dir)) + '\n');
+          const setup = make(dir);
+          if (only.length && !only.includes(setup.name)) continue;
+          process.stdout.write(JSON.stringify(await workload(setup, n, dir)) + '\n');
         } finally {
           await rm(dir, { recursive: true, force: true });
         }
