@@ -4,12 +4,9 @@
  * mount(8) and containerd do; a read-only bind is a bind followed by a read-only remount. The
  * co-process is started on first use and does not keep Node's event loop alive while idle.
  */
-import { spawn } from 'node:child_process';
-import type { ChildProcessWithoutNullStreams } from 'node:child_process';
-import { createInterface } from 'node:readline';
+import { Coprocess, syscallNumbers } from './coprocess.js';
 
-/** Syscall numbers of mount and umount2. */
-const SYSCALLS: Record<string, readonly [number, number]> = { x64: [165, 166], arm64: [40, 39] };
+const NUMBERS = syscallNumbers(['mount', 'umount2']);
 
 const SCRIPT = String.raw`
 use strict; use warnings;
@@ -61,10 +58,9 @@ export function parseMountOptions(options: readonly string[]): { flags: number; 
   return { flags, data: data.join(',') };
 }
 
-const hex = (s: string): string => Buffer.from(s, 'utf8').toString('hex');
-
 /** A system call that failed, with its errno name as `code` (like Node's fs errors). */
 export class SyscallError extends Error {
+  readonly code: string;
   constructor(
     readonly op: string,
     readonly errno: number,
@@ -74,65 +70,19 @@ export class SyscallError extends Error {
     super(`${op} ${path}: ${names[errno] ?? `errno ${errno}`}`);
     this.code = names[errno] ?? `E${errno}`;
   }
-  readonly code: string;
 }
 
-/** The shared co-process; undefined where it cannot run (then callers use mount(8)). */
-class MountCoprocess {
-  private child: ChildProcessWithoutNullStreams | undefined;
-  private readonly waiting: Array<(line: string | Error) => void> = [];
-  private broken = false;
+const coprocess = NUMBERS ? new Coprocess('mount helper', SCRIPT, NUMBERS.map(String)) : undefined;
 
-  get available(): boolean {
-    return !this.broken && SYSCALLS[process.arch] !== undefined;
-  }
-
-  private start(): ChildProcessWithoutNullStreams {
-    if (this.child) return this.child;
-    const nr = SYSCALLS[process.arch]!;
-    const child = spawn('perl', ['-e', SCRIPT, String(nr[0]), String(nr[1])], { stdio: ['pipe', 'pipe', 'pipe'] });
-    const fail = (err: Error): void => {
-      this.broken = true;
-      this.child = undefined;
-      for (const w of this.waiting.splice(0)) w(err);
-    };
-    child.on('error', fail);
-    child.on('exit', () => fail(new Error('mount helper exited')));
-    child.stderr.resume();
-    createInterface({ input: child.stdout }).on('line', (line) => this.waiting.shift()?.(line));
-    this.child = child;
-    return child;
-  }
-
-  /** Keeps Node alive only while calls are outstanding. */
-  private hold(on: boolean): void {
-    const c = this.child;
-    if (!c) return;
-    for (const s of [c.stdin, c.stdout, c.stderr] as unknown as { ref(): void; unref(): void }[]) {
-      if (on) s.ref();
-      else s.unref();
-    }
-    if (on) c.ref();
-    else c.unref();
-  }
-
-  async call(fields: string[], path: string): Promise<void> {
-    const child = this.start();
-    const reply = new Promise<string | Error>((resolve) => this.waiting.push(resolve));
-    this.hold(true);
-    child.stdin.write(fields.map(hex).join(' ') + '\n');
-    const line = await reply;
-    if (this.waiting.length === 0) this.hold(false);
-    if (line instanceof Error) throw line;
-    if (line !== 'ok') throw new SyscallError(fields[0]!, Number(line.slice(2)), path);
-  }
+/** Runs one request; a reply other than `ok` is the call's errno. */
+async function call(fields: string[], path: string): Promise<void> {
+  const line = await coprocess!.call(fields);
+  if (line !== 'ok') throw new SyscallError(fields[0]!, Number(line.slice(2)), path);
 }
-
-const coprocess = new MountCoprocess();
 
 /** Whether mounts go through the co-process (false: use mount(8)). */
 export function syscallMountsAvailable(): boolean {
-  return coprocess.available;
+  return coprocess?.usable === true;
 }
 
 /** mount(2) of one mount; a read-only bind gets its read-only remount. `cwd` shortens long overlay paths. */
@@ -141,13 +91,13 @@ export async function mountSyscall(type: string, source: string, target: string,
   const fstype = type === 'bind' || type === 'rbind' ? '' : type;
   const bindFlags = type === 'rbind' ? MS.BIND | MS.REC : type === 'bind' ? MS.BIND : 0;
   const all = flags | bindFlags;
-  await coprocess.call(['mount', source, target, fstype, String(all & ~(all & MS.BIND ? MS.RDONLY : 0)), data, cwd], target);
+  await call(['mount', source, target, fstype, String(all & ~(all & MS.BIND ? MS.RDONLY : 0)), data, cwd], target);
   if (all & MS.BIND && all & MS.RDONLY) {
-    await coprocess.call(['mount', '', target, '', String(MS.REMOUNT | MS.BIND | (all & ~MS.REC)), '', ''], target);
+    await call(['mount', '', target, '', String(MS.REMOUNT | MS.BIND | (all & ~MS.REC)), '', ''], target);
   }
 }
 
 /** umount2(2). */
 export async function umountSyscall(target: string, detach = false): Promise<void> {
-  await coprocess.call(['umount', target, detach ? '2' : '0'], target);
+  await call(['umount', target, detach ? '2' : '0'], target);
 }

@@ -8,15 +8,9 @@
  * for a symlink. The process does not keep Node's event loop alive while idle, and a helper that
  * died is started again on the next call.
  */
-import { spawn } from 'node:child_process';
-import type { ChildProcessWithoutNullStreams } from 'node:child_process';
-import { createInterface } from 'node:readline';
+import { Coprocess, errnoError, syscallNumbers } from '../coprocess.js';
 
-/** Syscall numbers: mknodat, lsetxattr, llistxattr, lgetxattr, fchownat, utimensat. */
-const SYSCALLS: Record<string, readonly number[]> = {
-  x64: [259, 189, 195, 192, 260, 280],
-  arm64: [33, 6, 12, 9, 54, 88],
-};
+const NUMBERS = syscallNumbers(['mknodat', 'lsetxattr', 'llistxattr', 'lgetxattr', 'fchownat', 'utimensat']);
 
 const SCRIPT = String.raw`
 use strict; use warnings;
@@ -69,21 +63,8 @@ while (my $line = <STDIN>) {
 }
 `;
 
-const ERRNO_NAMES: Record<number, string> = {
-  1: 'EPERM', 2: 'ENOENT', 7: 'E2BIG', 13: 'EACCES', 17: 'EEXIST', 20: 'ENOTDIR', 22: 'EINVAL', 28: 'ENOSPC',
-  30: 'EROFS', 34: 'ERANGE', 61: 'ENODATA', 95: 'ENOTSUP',
-};
-
 /** An errno error from the helper, shaped like Node's fs errors. */
-export function helperErrno(op: string, path: string, errno: number): NodeJS.ErrnoException {
-  const code = ERRNO_NAMES[errno] ?? `E${errno}`;
-  const err: NodeJS.ErrnoException = new Error(`${op} ${path}: ${code}`);
-  err.code = code;
-  err.errno = errno;
-  err.path = path;
-  err.syscall = op;
-  return err;
-}
+export const helperErrno = errnoError;
 
 /** Metadata to set on one copied inode, in the order lchown → xattrs → chmod → utimensat. */
 export interface InodeMeta {
@@ -100,8 +81,6 @@ export interface InodeMeta {
 /** xattrs of one path, or the errno that listing it failed with. */
 export type XattrListing = Map<string, Buffer> | number;
 
-const hex = (s: string | Buffer): string => (typeof s === 'string' ? Buffer.from(s, 'utf8') : s).toString('hex');
-
 /** Splits nanoseconds since the epoch into timespec seconds and nanoseconds (floor, as the kernel stores them). */
 function timespec(ns: bigint): [string, string] {
   let sec = ns / 1_000_000_000n;
@@ -115,64 +94,22 @@ function timespec(ns: bigint): [string, string] {
 
 /** The co-process. `available` is false where it cannot run (then callers copy with `cp -a`). */
 export class MetaHelper {
-  private child: ChildProcessWithoutNullStreams | undefined;
-  private waiting: Array<(line: string | Error) => void> = [];
-  private unusable = SYSCALLS[process.arch] === undefined;
+  private readonly proc = NUMBERS ? new Coprocess('tree metadata helper', SCRIPT, NUMBERS.map(String)) : undefined;
   private probed: Promise<boolean> | undefined;
 
   /** True once a `ping` got its answer; false when perl is missing or the arch is unknown. */
   available(): Promise<boolean> {
-    if (this.unusable) return Promise.resolve(false);
-    this.probed ??= this.call(['ping']).then(
+    const proc = this.proc;
+    if (!proc) return Promise.resolve(false);
+    this.probed ??= proc.call(['ping']).then(
       (r) => r === 'ok',
-      () => {
-        this.unusable = true;
-        return false;
-      },
+      () => false,
     );
     return this.probed;
   }
 
-  private start(): ChildProcessWithoutNullStreams {
-    if (this.child) return this.child;
-    const nr = SYSCALLS[process.arch]!;
-    const child = spawn('perl', ['-e', SCRIPT, ...nr.map(String)], { stdio: ['pipe', 'pipe', 'pipe'] });
-    const waiting: Array<(line: string | Error) => void> = [];
-    this.waiting = waiting;
-    const fail = (err: Error): void => {
-      if (this.child === child) this.child = undefined;
-      for (const w of waiting.splice(0)) w(err);
-    };
-    child.on('error', fail);
-    child.on('exit', () => fail(new Error('tree metadata helper exited')));
-    child.stdin.on('error', () => undefined);
-    child.stderr.resume();
-    createInterface({ input: child.stdout }).on('line', (line) => waiting.shift()?.(line));
-    this.child = child;
-    return child;
-  }
-
-  /** Keeps Node alive only while calls are outstanding. */
-  private hold(on: boolean): void {
-    const c = this.child;
-    if (!c) return;
-    for (const s of [c.stdin, c.stdout, c.stderr] as unknown as { ref(): void; unref(): void }[]) {
-      if (on) s.ref();
-      else s.unref();
-    }
-    if (on) c.ref();
-    else c.unref();
-  }
-
-  private async call(fields: Array<string | Buffer>): Promise<string> {
-    const child = this.start();
-    const reply = new Promise<string | Error>((resolve) => this.waiting.push(resolve));
-    this.hold(true);
-    child.stdin.write(fields.map(hex).join(' ') + '\n');
-    const line = await reply;
-    if (this.waiting.length === 0) this.hold(false);
-    if (line instanceof Error) throw line;
-    return line;
+  private call(fields: Array<string | Buffer>): Promise<string> {
+    return this.proc!.call(fields);
   }
 
   /** mknod(2) of a device node, fifo or socket (`mode` includes the S_IF* type bits). */
@@ -217,14 +154,6 @@ export class MetaHelper {
 
   /** Ends the process (a later call starts a new one). */
   async close(): Promise<void> {
-    const child = this.child;
-    if (!child) return;
-    this.hold(true); // an unref'd child would let the event loop end before its exit
-    this.child = undefined;
-    if (child.exitCode !== null || child.signalCode !== null) return;
-    await new Promise<void>((resolve) => {
-      child.once('exit', () => resolve());
-      child.stdin.end();
-    });
+    await this.proc?.close();
   }
 }

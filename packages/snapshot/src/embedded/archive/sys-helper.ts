@@ -4,17 +4,10 @@
  * hex-encoded fields; replies are one line each. Nothing here follows a symlink: the calls are the
  * `l*` variants and mknodat on a path whose parents the caller has checked.
  */
-import { spawn } from 'node:child_process';
-import type { ChildProcessWithoutNullStreams } from 'node:child_process';
-import { createInterface } from 'node:readline';
-import type { Interface } from 'node:readline';
-import { ErrFailedPrecondition, ErrNotImplemented } from '@buildcache/errdefs';
+import { ErrNotImplemented } from '@buildcache/errdefs';
+import { Coprocess, errnoError, syscallNumbers } from '../../coprocess.js';
 
-/** Syscall numbers: mknodat, lsetxattr, llistxattr, lgetxattr. */
-const SYSCALLS: Record<string, readonly [number, number, number, number]> = {
-  x64: [259, 189, 195, 192],
-  arm64: [33, 6, 12, 9],
-};
+const NUMBERS = syscallNumbers(['mknodat', 'lsetxattr', 'llistxattr', 'lgetxattr']);
 
 const SCRIPT = String.raw`
 use strict; use warnings;
@@ -51,18 +44,6 @@ while (my $line = <STDIN>) {
 }
 `;
 
-const hex = (s: string | Buffer): string => (typeof s === 'string' ? Buffer.from(s, 'utf8') : s).toString('hex');
-
-/** An errno error from the helper, shaped like Node's fs errors. */
-function errnoError(op: string, path: string, errno: number): NodeJS.ErrnoException {
-  const names: Record<number, string> = { 1: 'EPERM', 2: 'ENOENT', 13: 'EACCES', 17: 'EEXIST', 20: 'ENOTDIR', 22: 'EINVAL', 30: 'EROFS', 61: 'ENODATA', 95: 'ENOTSUP' };
-  const err: NodeJS.ErrnoException = new Error(`${op} ${path}: errno ${errno}`);
-  err.code = names[errno] ?? `E${errno}`;
-  err.errno = errno;
-  err.path = path;
-  return err;
-}
-
 /** Linux `makedev`. */
 export function makedev(major: number, minor: number): number {
   return ((minor & 0xff) | ((major & 0xfff) << 8) | ((minor & ~0xff) << 12)) >>> 0;
@@ -70,38 +51,11 @@ export function makedev(major: number, minor: number): number {
 
 /** A running helper. Calls are queued; `close()` ends the process. */
 export class SysHelper {
-  private child: ChildProcessWithoutNullStreams | undefined;
-  private lines: Interface | undefined;
-  private readonly waiting: Array<(line: string | Error) => void> = [];
-  private failed: Error | undefined;
-
-  private start(): void {
-    if (this.child) return;
-    const nr = SYSCALLS[process.arch];
-    if (!nr) throw new ErrNotImplemented(`xattrs and device nodes are not supported on ${process.arch}`);
-    const child = spawn('perl', ['-e', SCRIPT, ...nr.map(String)], { stdio: ['pipe', 'pipe', 'pipe'] });
-    this.child = child;
-    child.stdin.on('error', () => undefined);
-    child.stderr.resume();
-    const fail = (err: Error): void => {
-      this.failed = err;
-      for (const w of this.waiting.splice(0)) w(err);
-    };
-    child.on('error', (err: NodeJS.ErrnoException) =>
-      fail(err.code === 'ENOENT' ? new ErrFailedPrecondition('perl is needed for xattrs and device nodes and is not installed', { cause: err }) : err),
-    );
-    child.on('exit', () => fail(new Error('xattr/mknod helper exited')));
-    this.lines = createInterface({ input: child.stdout });
-    this.lines.on('line', (line) => this.waiting.shift()?.(line));
-  }
+  private readonly proc = NUMBERS ? new Coprocess('xattr and device-node helper', SCRIPT, NUMBERS.map(String)) : undefined;
 
   private call(fields: Array<string | Buffer>): Promise<string> {
-    this.start();
-    if (this.failed) return Promise.reject(this.failed);
-    return new Promise<string>((resolve, reject) => {
-      this.waiting.push((r) => (r instanceof Error ? reject(r) : resolve(r)));
-      this.child!.stdin.write(fields.map(hex).join(' ') + '\n');
-    });
+    if (!this.proc) return Promise.reject(new ErrNotImplemented(`xattrs and device nodes are not supported on ${process.arch}`));
+    return this.proc.call(fields);
   }
 
   /** mknod(2) of a char/block device or fifo at `path` (`mode` includes the S_IF* type bits). */
@@ -136,14 +90,6 @@ export class SysHelper {
 
   /** Ends the helper process. */
   async close(): Promise<void> {
-    const child = this.child;
-    if (!child) return;
-    this.child = undefined;
-    this.lines?.close();
-    if (child.exitCode !== null || child.signalCode !== null) return;
-    await new Promise<void>((resolve) => {
-      child.once('exit', () => resolve());
-      child.stdin.end();
-    });
+    await this.proc?.close();
   }
 }
