@@ -15,6 +15,7 @@ import { pino } from 'pino';
 import { CacheManager, openEmbeddedBackend, openContainerdBackend, type Backend } from '@buildcache/cache';
 import { startContainerd, type ContainerdInstance } from '../harness/containerd.js';
 import { writeSyntheticRecords } from '../support/synthetic.js';
+import { whileProbing } from '../support/probe.js';
 
 const execFileP = promisify(execFile);
 const logger = pino({ level: 'silent' });
@@ -45,25 +46,16 @@ async function run(name: string, n: number, dir: string, daemon?: ContainerdInst
   };
   const [seen, duWarm1] = await seconds(count);
   const [, duWarm] = await seconds(count);
-  let maxWaitMs = 0;
-  let pruning = true;
-  const prober = (async () => {
-    while (pruning) {
-      const t0 = performance.now();
-      await cache.search('chainid:', { prefix: true });
-      maxWaitMs = Math.max(maxWaitMs, performance.now() - t0);
-      await new Promise((r) => setTimeout(r, 5));
-    }
-  })();
-  const [pruned, prune] = await seconds(() => cache.prune([{ all: true }]));
-  pruning = false;
-  await prober;
+  const { result: pruned, seconds: prune, maxWaitMs } = await whileProbing(
+    () => cache.prune([{ all: true }]),
+    () => cache.search('chainid:', { prefix: true }),
+  );
   await cache.close();
   await backend.close();
   if (seen !== n || pruned.deleted !== n) throw new Error(`${name} N=${n}: du saw ${seen}, prune deleted ${pruned.deleted}`);
   return {
-    backend: name, n, cliDuColdS: cliDuCold, openS, duFirstInProcessS: duWarm1, duWarmS: duWarm, pruneAllS: prune,
-    maxWaitDuringPruneMs: +maxWaitMs.toFixed(2),
+    backend: name, n, cliDuColdS: cliDuCold, openS, duFirstInProcessS: duWarm1, duWarmS: duWarm, pruneAllS: +prune.toFixed(3),
+    maxWaitDuringPruneMs: maxWaitMs,
   };
 }
 

@@ -11,6 +11,7 @@ import { randomBytes } from 'node:crypto';
 import { pino } from 'pino';
 import { CacheManager, openEmbeddedBackend, openContainerdBackend, type Backend, type ImmutableRef } from '@buildcache/cache';
 import { startContainerd, type ContainerdInstance } from '../harness/containerd.js';
+import { whileProbing } from '../support/probe.js';
 
 const logger = pino({ level: 'silent' });
 const DEPTH = 10;
@@ -74,19 +75,10 @@ async function workload(setup: Setup, n: number, dir: string): Promise<Record<st
   const [, warmDu] = await timed(() => countDu(cache));
 
   // Prune everything while another caller keeps using the cache: the longest it waited.
-  let maxWaitMs = 0;
-  let pruning = true;
-  const prober = (async () => {
-    while (pruning) {
-      const t0 = performance.now();
-      await cache.search('chainid:', { prefix: true });
-      maxWaitMs = Math.max(maxWaitMs, performance.now() - t0);
-      await new Promise((r) => setTimeout(r, 5));
-    }
-  })();
-  const [pruned, prune] = await timed(() => cache.prune([{ all: true }]));
-  pruning = false;
-  await prober;
+  const { result: pruned, seconds: prune, maxWaitMs } = await whileProbing(
+    () => cache.prune([{ all: true }]),
+    () => cache.search('chainid:', { prefix: true }),
+  );
   const after = await countDu(cache);
   const leftovers = await setup.leftovers();
   await cache.close();
@@ -105,7 +97,7 @@ async function workload(setup: Setup, n: number, dir: string): Promise<Record<st
     duColdS: +coldDu.toFixed(4),
     duWarmS: +warmDu.toFixed(4),
     pruneS: +prune.toFixed(3),
-    maxWaitDuringPruneMs: +maxWaitMs.toFixed(2),
+    maxWaitDuringPruneMs: maxWaitMs,
     peakRssMiB: Math.round(peakRss / 2 ** 20),
   };
 }
