@@ -63,7 +63,7 @@ export async function setBlob(rec: CacheRecord, desc: Descriptor): Promise<void>
   const diffID = diffIDOf(desc);
   await rec.finalize();
   const { content, leases } = rec.cm.backend;
-  await rec.lock.run(async () => {
+  await rec.lock(async () => {
     if (rec.md.blob) return;
     await content.info(desc.digest).catch((err: unknown) => {
       if (err instanceof ErrNotFound) {
@@ -138,7 +138,7 @@ export async function getRemote(rec: CacheRecord, options: RemoteOptions): Promi
   for (const layer of chain) {
     await layer.blobFlight.do(`${layer.id}-blob`, () => computeBlob(layer, compression));
     if (!layer.md.chainID) {
-      await layer.lock.run(async () => {
+      await layer.lock(async () => {
         queueChainIDs(layer);
         await layer.md.commit();
       });

@@ -2,7 +2,7 @@
 import type { Logger } from 'pino';
 import type { MetadataStore } from '@buildcache/metadata';
 import type { Backend, Descriptor } from '@buildcache/snapshot';
-import type { Mutex } from './mutex.js';
+import type { LimitFunction } from 'p-limit';
 import type { CacheRecord } from './records.js';
 import type { RecordMetadata } from './record-metadata.js';
 import type { GCDebt } from './gc-debt.js';
@@ -22,13 +22,16 @@ export interface DescHandler {
 /** Descriptor handlers by blob digest. */
 export type DescHandlers = ReadonlyMap<string, DescHandler>;
 
+/** No descriptor handlers. */
+export const NO_HANDLERS: DescHandlers = new Map();
+
 /** Shared state of one open manager. */
 export interface ManagerContext {
   readonly backend: Backend;
   readonly store: MetadataStore;
   readonly logger: Logger;
   /** Guards `records` (and record creation/removal); never held across size, extract, diff or apply. */
-  readonly mu: Mutex;
+  readonly mu: LimitFunction;
   readonly records: Map<string, CacheRecord>;
   /** Milliseconds since the epoch; injectable for tests. */
   now(): number;

@@ -35,7 +35,7 @@ const BATCH = 512;
 export async function* diskUsage(cm: ManagerContext, options: DiskUsageOptions = {}): AsyncGenerator<UsageInfo> {
   const filter = compileFilters(options.filters);
   const now = cm.now();
-  const entries = await cm.mu.run(() => {
+  const entries = await cm.mu(() => {
     const inUse = inUseSet(cm.records.values());
     const out: { rec: CacheRecord; info: UsageInfo }[] = [];
     for (const rec of cm.records.values()) {

@@ -46,18 +46,13 @@ async function fetchBlob(rec: CacheRecord, handlers: DescHandlers, signal?: Abor
       details: { id: rec.id, digest: desc.digest },
     });
   }
-  let writer;
-  try {
-    writer = await rec.cm.backend.content.writer(`buildcache-fetch-${desc.digest}`, {
-      lease: rec.id,
-      expected: desc.digest,
-      total: desc.size,
-    });
-  } catch (err) {
-    // Someone stored it meanwhile; the store has added it to our lease.
-    if (err instanceof ErrAlreadyExists) return;
-    throw err;
-  }
+  const writer = await rec.cm.backend.content.writer(`buildcache-fetch-${desc.digest}`, {
+    lease: rec.id,
+    expected: desc.digest,
+    total: desc.size,
+  });
+  // Someone stored it meanwhile; the store has added it to our lease.
+  if (writer.exists) return;
   try {
     if (writer.offset !== 0) {
       // A resumable ingest is only useful to providers that can seek; restart cleanly.
@@ -113,7 +108,7 @@ export async function extractRecord(rec: CacheRecord, handlers: DescHandlers, si
           }
         });
       }
-      await rec.lock.run(async () => {
+      await rec.lock(async () => {
         rec.md.blobOnly = false;
         rec.md.size = SIZE_UNKNOWN;
         await rec.md.commit();

@@ -4,13 +4,11 @@
  * committed is repaired; a mutable record whose snapshot is gone is dropped.
  */
 import { ErrNotFound } from '@buildcache/errdefs';
-import type { ManagerContext } from './context.js';
+import { NO_HANDLERS, type ManagerContext } from './context.js';
 import { CacheRecord } from './records.js';
 import { RecordMetadata } from './record-metadata.js';
 import { deleteRecordLeases } from './leases.js';
 import { ImmutableRef } from './refs.js';
-
-const NO_HANDLERS = new Map();
 
 async function snapshotExists(cm: ManagerContext, key: string): Promise<boolean> {
   try {

@@ -2,14 +2,14 @@
  * The cache manager: opens the record store over a backend, and hands out refs — new mutable
  * layers, immutable layers by ID, by content (blob and chain IDs) or by index.
  */
+import pLimit from 'p-limit';
 import { join } from 'node:path';
 import { mkdir } from 'node:fs/promises';
 import { pino, type Logger } from 'pino';
 import { ErrClosed, ErrInUse, ErrInvalidArgument, ErrNeedsRemoteProvider, ErrNotFound } from '@buildcache/errdefs';
 import { MetadataStore } from '@buildcache/metadata';
 import type { Backend, Descriptor } from '@buildcache/snapshot';
-import type { DescHandlers, ManagerContext } from './context.js';
-import { Mutex } from './mutex.js';
+import { NO_HANDLERS, type DescHandlers, type ManagerContext } from './context.js';
 import { DeferredCommits } from './deferred.js';
 import { GCDebt } from './gc-debt.js';
 import { CacheRecord } from './records.js';
@@ -53,8 +53,6 @@ export interface RefOptions {
   readonly descHandlers?: DescHandlers;
 }
 
-const NO_HANDLERS: DescHandlers = new Map();
-
 function checkOptions(opts: RefOptions): void {
   if (opts.recordType !== undefined && !RECORD_TYPES.includes(opts.recordType)) {
     throw new ErrInvalidArgument(`unknown record type ${JSON.stringify(opts.recordType)}; use one of ${RECORD_TYPES.join(', ')}`);
@@ -90,7 +88,7 @@ export class CacheManager {
       backend: options.backend,
       store,
       logger,
-      mu: new Mutex(),
+      mu: pLimit(1),
       records: new Map(),
       now: options.now ?? Date.now,
       changed: () => undefined,
@@ -99,7 +97,7 @@ export class CacheManager {
     };
     const deferred = new DeferredCommits(logger);
     try {
-      await cm.mu.run(() => repairOnOpen(cm));
+      await cm.mu(() => repairOnOpen(cm));
     } catch (err) {
       await store.close();
       throw err;
@@ -148,10 +146,10 @@ export class CacheManager {
   async get(id: string, opts: RefOptions = {}): Promise<ImmutableRef> {
     const cm = this.check();
     const handlers = opts.descHandlers ?? NO_HANDLERS;
-    const ref = await cm.mu.run(async () => {
+    const ref = await cm.mu(async () => {
       const rec = await loadRecordLocked(cm, id);
       if (!rec.mutable) return new ImmutableRef(rec, !opts.noUpdateLastUsed, handlers);
-      return rec.lock.run(async () => {
+      return rec.lock(async () => {
         if (rec.refs.size > 0) {
           throw new ErrInUse(`record ${id} is mutable and in use; release its mutable ref first`, { details: { id } });
         }
@@ -196,7 +194,7 @@ export class CacheManager {
       }
       const rec = new CacheRecord(cm, md, true);
       rec.parent = parentRef;
-      await cm.mu.run(() => cm.records.set(id, rec));
+      await cm.mu(() => cm.records.set(id, rec));
       cm.changed();
       return new MutableRef(rec, !opts.noUpdateLastUsed, opts.descHandlers ?? NO_HANDLERS);
     } catch (err) {
@@ -208,12 +206,12 @@ export class CacheManager {
   /** Reopens mutable record `id` (dropping its committed equal); fails if either is in use. */
   async getMutable(id: string, opts: RefOptions = {}): Promise<MutableRef> {
     const cm = this.check();
-    return cm.mu.run(async () => {
+    return cm.mu(async () => {
       const rec = await loadRecordLocked(cm, id);
       if (!rec.mutable) {
         throw new ErrInvalidArgument(`record ${id} is immutable; use get() or new(parent)`, { details: { id } });
       }
-      return rec.lock.run(async () => {
+      return rec.lock(async () => {
         if (rec.refs.size > 0) throw new ErrInUse(`mutable record ${id} is in use`, { details: { id } });
         const imm = rec.equalImmutable;
         if (imm) {
@@ -257,7 +255,7 @@ export class CacheManager {
           details: { digest: desc.digest },
         });
       }
-      return await cm.mu.run(async () => {
+      return await cm.mu(async () => {
         for (const id of await this.searchLocked(INDEX_BLOB_CHAIN_ID + blobChain, false)) {
           const rec = await loadRecordLocked(cm, id);
           if (rec.mutable || rec.isDead()) continue;
@@ -306,7 +304,7 @@ export class CacheManager {
   /** IDs of live records whose index value is `index` (or starts with it, with `prefix`). */
   async search(index: string, opts: { prefix?: boolean } = {}): Promise<string[]> {
     const cm = this.check();
-    return cm.mu.run(() => this.searchLocked(index, opts.prefix === true));
+    return cm.mu(() => this.searchLocked(index, opts.prefix === true));
   }
 
   private async searchLocked(index: string, prefix: boolean): Promise<string[]> {
@@ -324,6 +322,6 @@ export class CacheManager {
     this.#closed = true;
     await this.#gc?.stop();
     await this.deferred.flush();
-    await this.cm.mu.run(() => this.cm.store.close());
+    await this.cm.mu(() => this.cm.store.close());
   }
 }

@@ -5,8 +5,7 @@
  * and per deletion, never across the whole prune.
  */
 import { statfs } from 'node:fs/promises';
-import pLimit from 'p-limit';
-import { Mutex } from './mutex.js';
+import pLimit, { type LimitFunction } from 'p-limit';
 import type { ManagerContext } from './context.js';
 import type { CacheRecord } from './records.js';
 import { recordSize } from './size.js';
@@ -114,13 +113,13 @@ class Removed {
   }
 }
 
-const pruneLocks = new WeakMap<ManagerContext, Mutex>();
+const pruneLocks = new WeakMap<ManagerContext, LimitFunction>();
 
 /** Runs the policies in order, then the backend's garbage collection. */
 export async function prune(cm: ManagerContext, policies: readonly PrunePolicy[], options: PruneOptions = {}): Promise<PruneResult> {
   let lock = pruneLocks.get(cm);
-  if (!lock) pruneLocks.set(cm, (lock = new Mutex()));
-  return lock.run(async () => {
+  if (!lock) pruneLocks.set(cm, (lock = pLimit(1)));
+  return lock(async () => {
     let deleted = 0;
     let reclaimed = 0;
     const gone = new Removed();
@@ -167,7 +166,7 @@ async function prunePolicy(
   let total = 0;
   let keep = 0;
   if (spaceMode) {
-    const all = await cm.mu.run(() => {
+    const all = await cm.mu(() => {
       const inUse = inUseSet(cm.records.values());
       return [...cm.records.values()].filter((r) => isRepresentative(r) && !gone.has(r) && !(r.mutable && inUse.has(r)));
     });
@@ -183,7 +182,7 @@ async function prunePolicy(
   for (;;) {
     options.signal?.throwIfAborted();
     if (spaceMode && total <= keep) break;
-    let chosen = await cm.mu.run(() => candidates(cm, policy, gone));
+    let chosen = await cm.mu(() => candidates(cm, policy, gone));
     if (chosen.length === 0) break;
     const sizes = new Map(await Promise.all(chosen.map((r) => limit(async () => [r, await sizeOf(r)] as const))));
     if (spaceMode) {
@@ -230,7 +229,7 @@ async function deleteBatch(
 ): Promise<UsageInfo[]> {
   const infos: UsageInfo[] = [];
   const doomed: CacheRecord[] = [];
-  await cm.mu.run(async () => {
+  await cm.mu(async () => {
     for (const rec of recs) {
       if (rec.isDead() || gone.has(rec) || !gone.isFree(rec)) continue;
       infos.push({ ...usageOf(rec, false), size: sizes.get(rec) ?? 0 });
@@ -253,7 +252,7 @@ async function deleteBatch(
   const limit = pLimit(16);
   await Promise.all(doomed.map((r) => limit(() => deleteRecordLeases(cm.backend.leases, r.id, { view: r.hasViewLease, variants: r.md.hasVariants }))));
   await Promise.all(doomed.map((r) => cm.store.clear(r.id)));
-  await cm.mu.run(async () => {
+  await cm.mu(async () => {
     for (const r of doomed) {
       r.equalImmutable = undefined;
       r.equalMutable = undefined;

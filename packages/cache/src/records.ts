@@ -3,10 +3,10 @@
  * shares data with) over its persisted metadata. Records are created and removed by the manager;
  * callers only see refs.
  */
+import pLimit, { type LimitFunction } from 'p-limit';
 import { ErrNotFound, ErrAlreadyExists } from '@buildcache/errdefs';
 import type { Descriptor, Mount } from '@buildcache/snapshot';
 import { FlightGroup } from './flight.js';
-import { Mutex } from './mutex.js';
 import type { ManagerContext } from './context.js';
 import { SIZE_UNKNOWN, type RecordMetadata } from './record-metadata.js';
 import { deleteLease, deleteRecordLeases, ensureFlatLease, viewLeaseId, viewSnapshotKey, LABEL_TEMPORARY } from './leases.js';
@@ -45,7 +45,7 @@ export class CacheRecord {
     readonly md: RecordMetadata,
     public mutable: boolean,
     /** Shared by records that share data (a mutable and its equal immutable). */
-    readonly lock: Mutex = new Mutex(),
+    readonly lock: LimitFunction = pLimit(1),
   ) {}
 
   get id(): string {
@@ -71,7 +71,7 @@ export class CacheRecord {
    * record. Takes the record lock; a no-op for records already finalized.
    */
   async finalize(): Promise<void> {
-    const dropped = await this.lock.run(async () => {
+    const dropped = await this.lock(async () => {
       const mutable = this.equalMutable;
       if (!mutable) return undefined;
       const { snapshotter, leases } = this.cm.backend;
@@ -93,7 +93,7 @@ export class CacheRecord {
       return mutable;
     });
     // Lock order is manager lock, then record lock: remove the mutable record after letting go.
-    if (dropped) await this.cm.mu.run(() => dropped.removeLocked(true));
+    if (dropped) await this.cm.mu(() => dropped.removeLocked(true));
   }
 
   /**

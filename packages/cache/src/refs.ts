@@ -7,7 +7,6 @@ import { ErrReleased } from '@buildcache/errdefs';
 import type { ActiveMount, Descriptor, Mount } from '@buildcache/snapshot';
 import type { DescHandlers } from './context.js';
 import type { CacheRecord, Handle } from './records.js';
-import { SIZE_UNKNOWN } from './record-metadata.js';
 import { recordSize, resetSize } from './size.js';
 import { extractRecord } from './lazy.js';
 import { setBlob, getRemote, type RemoteOptions } from './blobs.js';
@@ -85,7 +84,7 @@ export class ImmutableRef extends RefBase {
   /** Releases this handle; stamps last-used time; the record stays until pruned (see docs). */
   async release(): Promise<void> {
     this.check();
-    await this.rec.cm.mu.run(() => this.releaseLocked());
+    await this.rec.cm.mu(() => this.releaseLocked());
     this.rec.cm.changed();
   }
 
@@ -93,7 +92,7 @@ export class ImmutableRef extends RefBase {
   async releaseLocked(): Promise<void> {
     this.markReleased();
     const rec = this.rec;
-    await rec.lock.run(async () => {
+    await rec.lock(async () => {
       rec.refs.delete(this);
       if (this.triggerLastUsed && !rec.isDead()) rec.updateLastUsed();
       if (rec.refs.size > 0) return;
@@ -106,12 +105,6 @@ export class ImmutableRef extends RefBase {
   /** Bytes used: own snapshot layer (unless lazy) plus blob; computed once and kept. */
   size(options: { signal?: AbortSignal } = {}): Promise<number> {
     return recordSize(this.check(), options.signal);
-  }
-
-  /** The last computed size without computing it, or undefined when unknown. */
-  get knownSize(): number | undefined {
-    const s = this.check().md.size;
-    return s === SIZE_UNKNOWN ? undefined : s;
   }
 
   info(): RefInfo {
@@ -189,7 +182,7 @@ export class MutableRef extends RefBase {
     const rec = this.check();
     const mounts = await rec.cm.backend.snapshotter.mounts(rec.md.snapshotID);
     if (options.readonly) return rec.cm.backend.mounter.readonly(mounts);
-    await rec.lock.run(() => resetSize(rec));
+    await rec.lock(() => resetSize(rec));
     return mounts;
   }
 
@@ -199,8 +192,8 @@ export class MutableRef extends RefBase {
    */
   async commit(): Promise<ImmutableRef> {
     const rec = this.check();
-    return rec.cm.mu.run(() =>
-      rec.lock.run(async () => {
+    return rec.cm.mu(() =>
+      rec.lock(async () => {
         const imm = await commitMutableLocked(rec, this);
         this.markReleased();
         return new ImmutableRef(imm, true, this.descHandlers);
@@ -212,8 +205,8 @@ export class MutableRef extends RefBase {
   async release(): Promise<void> {
     const rec = this.check();
     this.markReleased();
-    await rec.cm.mu.run(() =>
-      rec.lock.run(() => releaseMutableLocked(rec, this)),
+    await rec.cm.mu(() =>
+      rec.lock(() => releaseMutableLocked(rec, this)),
     );
     rec.cm.changed();
   }

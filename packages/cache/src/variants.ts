@@ -75,7 +75,7 @@ export async function blobIn(rec: CacheRecord, compression: Compression): Promis
     await leases.create(lease, { [LABEL_RECORD]: rec.id }).catch((err: unknown) => {
       if (!(err instanceof ErrAlreadyExists)) throw err;
     });
-    await rec.lock.run(async () => {
+    await rec.lock(async () => {
       if (rec.md.hasVariants) return;
       rec.md.hasVariants = true;
       await rec.md.commit();
@@ -108,7 +108,7 @@ export async function blobIn(rec: CacheRecord, compression: Compression): Promis
       await content.update({ digest, labels: own }, Object.keys(own).map((k) => `labels.${k}`));
       const link = `${LABEL_VARIANT}${digest}`;
       await content.update({ digest: main.digest, labels: { [link]: digest } }, [`labels.${link}`]);
-      await rec.lock.run(() => resetSize(rec));
+      await rec.lock(() => resetSize(rec));
       return { mediaType, digest, size, annotations: { ...main.annotations } };
     } catch (err) {
       await writer.close().catch(() => undefined);

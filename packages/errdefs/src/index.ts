@@ -83,22 +83,3 @@ export class ErrCorruptLayer extends BuildcacheError { readonly code = 'ERR_CORR
 export class ErrNoBlobs extends BuildcacheError { readonly code = 'ERR_NO_BLOBS'; }
 /** A lazy record needs a descriptor handler (blob provider) that was not given. */
 export class ErrNeedsRemoteProvider extends BuildcacheError { readonly code = 'ERR_NEEDS_REMOTE_PROVIDER'; }
-
-/** Every error class, by code, for mapping codes that crossed a process boundary. */
-export const errorClassesByCode: ReadonlyMap<string, new (message: string, options?: ErrorOptions) => BuildcacheError> =
-  new Map<string, new (message: string, options?: ErrorOptions) => BuildcacheError>(
-    [
-      ErrNotFound, ErrAlreadyExists, ErrFailedPrecondition, ErrInvalidArgument, ErrUnavailable, ErrOutOfRange,
-      ErrNotImplemented, ErrDeadlineExceeded, ErrCanceled, ErrPermissionDenied, ErrResourceExhausted, ErrAborted,
-      ErrUnknown, ErrNotAStore, ErrStoreLocked, ErrClosed, ErrInUse, ErrReleased, ErrDigestMismatch,
-      ErrUnsafeEntry, ErrCorruptLayer, ErrNoBlobs, ErrNeedsRemoteProvider,
-    ].map((cls) => [new cls('').code, cls]),
-  );
-
-/** True when `err` is a buildcache error with the given class. */
-export function isError<T extends BuildcacheError>(
-  err: unknown,
-  cls: abstract new (...args: never[]) => T,
-): err is T {
-  return err instanceof cls;
-}

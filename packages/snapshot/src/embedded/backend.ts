@@ -2,6 +2,7 @@
  * `openEmbeddedBackend`: the daemon-less backend under one root directory — snapshotter, content
  * store, leases and GC over one LevelDB (`<root>/meta`), plus the archive applier and differ.
  */
+import pLimit from 'p-limit';
 import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { pino } from 'pino';
@@ -15,8 +16,7 @@ import type { EmbeddedContext } from './context.js';
 import { SYNC, keys, openMetaDB } from './db.js';
 import { collectGarbage } from './gc.js';
 import { EmbeddedLeaseManager } from './leases.js';
-import { cleanupTempMounts } from './mount-cleanup.js';
-import { Mutex } from './mutex.js';
+import { cleanupTempMounts } from '../mount-cleanup.js';
 import { overlayHasIndexParam, probeOverlay } from './snapshot-layout.js';
 import type { SnapshotDriver } from './snapshot-layout.js';
 import { EmbeddedSnapshotter } from './snapshotter.js';
@@ -71,7 +71,7 @@ export async function openEmbeddedBackend(options: EmbeddedBackendOptions): Prom
   await mkdir(root, { recursive: true });
   const db = await openMetaDB(join(root, 'meta'));
   try {
-    const ctx: EmbeddedContext = { root, db, mutex: new Mutex(), clock: options.clock ?? Date.now, logger };
+    const ctx: EmbeddedContext = { root, db, mutex: pLimit(1), clock: options.clock ?? Date.now, logger };
     const mountsDir = join(root, 'mounts');
     await cleanupTempMounts(mountsDir, logger);
     const driver = await chooseDriver(ctx, options.snapshotter ?? 'auto');
@@ -95,7 +95,7 @@ export async function openEmbeddedBackend(options: EmbeddedBackendOptions): Prom
       mounter,
       garbageCollect: gc,
       close: async () => {
-        await ctx.mutex.run(() => db.close());
+        await ctx.mutex(() => db.close());
         await snapshotter.close();
       },
     };

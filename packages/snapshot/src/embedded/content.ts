@@ -69,7 +69,7 @@ export class EmbeddedContentStore implements ContentStore {
   }
 
   async update(info: { digest: string; labels: Readonly<Record<string, string>> }, fieldpaths?: readonly string[]): Promise<ContentInfo> {
-    await this.ctx.mutex.run(async () => {
+    await this.ctx.mutex(async () => {
       const st = await this.statBlob(info.digest);
       const rec = (await this.ctx.db.get(keys.blob(info.digest))) as BlobRecord | undefined;
       const labels = applyLabelUpdate(rec?.labels ?? {}, info.labels, fieldpaths, `content ${info.digest}`);
@@ -95,7 +95,7 @@ export class EmbeddedContentStore implements ContentStore {
 
   async delete(digest: string): Promise<void> {
     const path = this.blobPath(digest);
-    await this.ctx.mutex.run(async () => {
+    await this.ctx.mutex(async () => {
       await this.statBlob(digest);
       await this.ctx.db.del(keys.blob(digest), SYNC);
       await unlink(path).catch((err: unknown) => {
@@ -130,7 +130,7 @@ export class EmbeddedContentStore implements ContentStore {
     const expected = options?.expected;
     if (expected !== undefined && expected !== '') digestHex(expected);
     const dir = ingestDir(this.ingestRoot, ref);
-    const existing = await this.ctx.mutex.run(async () => {
+    const existing = await this.ctx.mutex(async () => {
       if (lease !== undefined) await assertLease(this.ctx.db, lease);
       if (expected && (await this.exists(expected))) {
         if (lease !== undefined) await this.ctx.db.batch([putResource(lease, 'content', expected)], SYNC);
@@ -181,7 +181,7 @@ export class EmbeddedContentStore implements ContentStore {
 
   async abort(ref: string): Promise<void> {
     const dir = ingestDir(this.ingestRoot, ref);
-    await this.ctx.mutex.run(async () => {
+    await this.ctx.mutex(async () => {
       if (!(await readIngest(dir))) throw ingestNotFound(ref);
       await removeTree(dir);
     });
@@ -234,7 +234,7 @@ export class EmbeddedContentStore implements ContentStore {
   /** Moves verified ingest data into place (or finds the blob there) and leases it, atomically in the DB. */
   private async finishCommit(req: CommitRequest, lease: string | undefined): Promise<string> {
     const labels = cleanLabels(req.labels, `content ${req.digest}`);
-    await this.ctx.mutex.run(async () => {
+    await this.ctx.mutex(async () => {
       if (lease !== undefined) await assertLease(this.ctx.db, lease);
       const leaseOps: BatchOp[] = lease === undefined ? [] : [putResource(lease, 'content', req.digest), delResource(lease, 'ingests', req.ref)];
       if (await this.exists(req.digest)) {

@@ -63,7 +63,7 @@ export async function collectGarbage(ctx: EmbeddedContext, snapshotter: Embedded
   const diskDone = new Promise<void>((resolve) => {
     releaseDisk = resolve;
   });
-  const plan = await ctx.mutex.run(() => markAndDelete(ctx, snapshotter, content, diskDone)).catch((err: unknown) => {
+  const plan = await ctx.mutex(() => markAndDelete(ctx, snapshotter, content, diskDone)).catch((err: unknown) => {
     releaseDisk();
     throw err;
   });

@@ -79,7 +79,7 @@ export class EmbeddedLeaseManager implements LeaseManager {
       throw new ErrInvalidArgument(`lease id ${JSON.stringify(leaseId)} must match ${IDENTIFIER.source} (at most 76 characters)`, { details: { id: leaseId } });
     }
     const rec: LeaseRecord = { labels: cleanLabels(labels, `lease ${JSON.stringify(leaseId)}`), created: this.ctx.clock() };
-    return this.ctx.mutex.run(async () => {
+    return this.ctx.mutex(async () => {
       if ((await this.ctx.db.get(keys.lease(leaseId))) !== undefined) {
         throw new ErrAlreadyExists(`lease ${JSON.stringify(leaseId)}: already exists`, { details: { id: leaseId } });
       }
@@ -89,7 +89,7 @@ export class EmbeddedLeaseManager implements LeaseManager {
   }
 
   async delete(id: string, options?: { sync?: boolean }): Promise<void> {
-    await this.ctx.mutex.run(async () => {
+    await this.ctx.mutex(async () => {
       await assertLease(this.ctx.db, id);
       const ops: BatchOp[] = [{ type: 'del', key: keys.lease(id) }];
       for (const [k] of await scan(this.ctx.db, keys.leaseResourcePrefix(id))) ops.push({ type: 'del', key: k });
@@ -110,7 +110,7 @@ export class EmbeddedLeaseManager implements LeaseManager {
 
   async addResource(id: string, resource: LeaseResource): Promise<void> {
     checkResource(resource);
-    await this.ctx.mutex.run(async () => {
+    await this.ctx.mutex(async () => {
       await assertLease(this.ctx.db, id);
       await this.ctx.db.batch([putResource(id, resource.type, resource.id)], SYNC);
     });
@@ -118,7 +118,7 @@ export class EmbeddedLeaseManager implements LeaseManager {
 
   async deleteResource(id: string, resource: LeaseResource): Promise<void> {
     checkResource(resource);
-    await this.ctx.mutex.run(async () => {
+    await this.ctx.mutex(async () => {
       await assertLease(this.ctx.db, id);
       await this.ctx.db.batch([delResource(id, resource.type, resource.id)], SYNC);
     });

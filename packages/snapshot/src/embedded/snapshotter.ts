@@ -81,7 +81,7 @@ export class EmbeddedSnapshotter implements Snapshotter {
     checkName('snapshot name', name);
     const labels = cleanLabels(options?.labels, `snapshot ${JSON.stringify(name)}`);
     const lease = options?.lease;
-    await this.ctx.mutex.run(async () => {
+    await this.ctx.mutex(async () => {
       const rec = await mustGetSnapshot(this.ctx.db, key);
       if (rec.kind !== 'active') throw new ErrFailedPrecondition(`snapshot ${JSON.stringify(key)} is not active`, { details: { key } });
       if (this.pending.has(name) || (await getSnapshot(this.ctx.db, name))) {
@@ -103,7 +103,7 @@ export class EmbeddedSnapshotter implements Snapshotter {
   }
 
   async remove(key: string): Promise<void> {
-    const id = await this.ctx.mutex.run(async () => {
+    const id = await this.ctx.mutex(async () => {
       const rec = await mustGetSnapshot(this.ctx.db, key);
       if (this.pins.has(key) || (await hasPrefix(this.ctx.db, keys.childPrefix(key)))) {
         throw new ErrFailedPrecondition(`cannot remove snapshot ${JSON.stringify(key)} with child`, { details: { key } });
@@ -124,7 +124,7 @@ export class EmbeddedSnapshotter implements Snapshotter {
   }
 
   async update(info: { name: string; labels: Readonly<Record<string, string>> }, fieldpaths?: readonly string[]): Promise<SnapshotInfo> {
-    return this.ctx.mutex.run(async () => {
+    return this.ctx.mutex(async () => {
       const rec = await mustGetSnapshot(this.ctx.db, info.name);
       const labels = applyLabelUpdate(rec.labels, info.labels, fieldpaths, `snapshot ${JSON.stringify(info.name)}`);
       const next: SnapshotRecord = { ...rec, labels, updated: this.ctx.clock() };
@@ -170,7 +170,7 @@ export class EmbeddedSnapshotter implements Snapshotter {
     const parent = parentArg === '' ? undefined : parentArg;
     const labels = cleanLabels(options?.labels, `snapshot ${JSON.stringify(key)}`);
     const lease = options?.lease;
-    const { id, parentId } = await this.ctx.mutex.run(async () => {
+    const { id, parentId } = await this.ctx.mutex(async () => {
       if (this.pending.has(key) || (await getSnapshot(this.ctx.db, key))) {
         throw new ErrAlreadyExists(`snapshot ${JSON.stringify(key)}: already exists`, { details: { key } });
       }
@@ -200,7 +200,7 @@ export class EmbeddedSnapshotter implements Snapshotter {
       if (kind === 'active' && this.meta && parentId !== undefined) {
         await copyTreeExact(snapshotDirs(this.ctx.root, parentId).fs, dirs.fs, this.meta);
       }
-      const rec = await this.ctx.mutex.run(async () => {
+      const rec = await this.ctx.mutex(async () => {
         if (lease !== undefined) await assertLease(this.ctx.db, lease);
         const now = this.ctx.clock();
         const created: SnapshotRecord = { id, kind, ...(parent !== undefined ? { parent } : {}), labels, created: now, updated: now };

@@ -11,7 +11,7 @@ import { describe, it } from 'node:test';
 import { ErrInvalidArgument, ErrStoreLocked } from '@buildcache/errdefs';
 import { openEmbeddedBackend } from '../../src/embedded/index.js';
 import { removeTree } from '../../src/embedded/fsutil.js';
-import { mountPointsUnder } from '../../src/embedded/mount-cleanup.js';
+import { mountPointsUnder } from '../../src/mount-cleanup.js';
 import { mountOne, unmount } from '../../src/mount.js';
 import { availableDrivers, collect, readAll, rejectsWith, withMount } from './helpers.js';
 

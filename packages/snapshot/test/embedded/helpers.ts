@@ -10,7 +10,7 @@ import type { Backend, Mount } from '../../src/types.js';
 import { openEmbeddedBackend } from '../../src/embedded/index.js';
 import type { EmbeddedBackend } from '../../src/embedded/index.js';
 import { removeTree } from '../../src/embedded/fsutil.js';
-import { mountPointsUnder } from '../../src/embedded/mount-cleanup.js';
+import { mountPointsUnder } from '../../src/mount-cleanup.js';
 import { unmount } from '../../src/mount.js';
 
 /** A backend under test and how to dispose of it. */

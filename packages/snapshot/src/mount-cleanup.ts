@@ -1,9 +1,8 @@
-/** Startup cleanup of temp mounts a previous process left under `<root>/mounts`. */
-import { mkdir, readFile, readdir } from 'node:fs/promises';
+/** Startup cleanup of the temp mounts a previous (killed) process left in a backend's mount dir. */
+import { mkdir, readFile, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { unmount } from '../mount.js';
-import { removeTree } from './fsutil.js';
+import { unmount } from './mount.js';
 
 function unescapeMountPath(s: string): string {
   return s.replace(/\\([0-7]{3})/g, (_, oct: string) => String.fromCharCode(parseInt(oct, 8)));
@@ -34,6 +33,6 @@ export async function cleanupTempMounts(mountsDir: string, logger: Logger): Prom
   for (const name of await readdir(mountsDir)) {
     const path = join(mountsDir, name);
     if (still.some((p) => p === path || p.startsWith(path + '/'))) continue;
-    await removeTree(path);
+    await rm(path, { recursive: true, force: true });
   }
 }
