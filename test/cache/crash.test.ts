@@ -43,11 +43,16 @@ function runAndKill(cfg: WorkerConfig, minLines: number, extraMs: number): Promi
   });
 }
 
-/** Mount points a killed worker left under the temp dir (its temp mounts). */
-async function unmountLeftovers(under: string): Promise<void> {
+/** Mount points at or under `dir`, deepest first. */
+async function mountsUnder(dir: string): Promise<string[]> {
   const info = await readFile('/proc/self/mountinfo', 'utf8');
-  const points = info.split('\n').map((l) => l.split(' ')[4]).filter((p): p is string => !!p && p.startsWith(under));
-  for (const p of points.sort((a, b) => b.length - a.length)) await execFileP('umount', ['-l', p]).catch(() => undefined);
+  return info.split('\n').map((l) => l.split(' ')[4]).filter((p): p is string => !!p && (p === dir || p.startsWith(dir + '/')))
+    .sort((a, b) => b.length - a.length);
+}
+
+/** Unmounts what a failing test left under its dir, so that the dir can be removed. */
+async function unmountLeftovers(dir: string): Promise<void> {
+  for (const p of await mountsUnder(dir)) await execFileP('umount', ['-l', p]).catch(() => undefined);
 }
 
 /** Every lease belongs to a record; every snapshot is held by a lease (directly or as a parent). */
@@ -89,8 +94,13 @@ const kinds: { name: string; make: (dir: string) => Omit<WorkerConfig, 'mode' | 
   { name: 'embedded-native', make: (dir) => ({ embedded: { root: join(dir, 'backend'), snapshotter: 'native' } }) },
   {
     name: 'containerd-overlayfs',
-    make: () => ({
-      containerd: { address: containerdAddress(), namespace: `bccrash-${randomBytes(4).toString('hex')}`, snapshotter: 'overlayfs' },
+    make: (dir) => ({
+      containerd: {
+        address: containerdAddress(),
+        namespace: `bccrash-${randomBytes(4).toString('hex')}`,
+        snapshotter: 'overlayfs',
+        mountRoot: join(dir, 'mounts'),
+      },
     }),
   },
 ];
@@ -110,10 +120,10 @@ for (const kind of kinds) {
         for (let round = 0; round < ROUNDS; round++) {
           const mode = round % 4 === 3 ? 'prune' : 'build';
           await runAndKill({ ...base, cacheRoot, mode }, 1 + Math.floor(Math.random() * 6), Math.floor(Math.random() * 40));
-          await unmountLeftovers(tmpdir() + '/buildcache-mount-');
           const backend = await open();
           const cache = await CacheManager.open({ root: cacheRoot, backend, logger: pino({ level: 'silent' }) });
           try {
+            assert.deepEqual(await mountsUnder(dir), [], 'opening removed the temp mounts the killed worker left');
             maxRecords = Math.max(maxRecords, await checkNoOrphans(cache, backend));
           } finally {
             await cache.close();

@@ -62,9 +62,10 @@ const embedded = (mode: Snapshotter): BackendKind =>
     openEmbeddedBackend({ root: join(dir, 'backend'), snapshotter: mode, logger: silent }));
 
 const containerd = (snapshotter: Snapshotter): BackendKind =>
-  kind(`containerd-${snapshotter}`, () => {
+  kind(`containerd-${snapshotter}`, (dir) => {
     const namespace = `bctest-${randomBytes(5).toString('hex')}`;
-    return () => openContainerdBackend({ address: containerdAddress(), namespace, snapshotter, logger: silent });
+    const mountRoot = join(dir, 'mounts');
+    return () => openContainerdBackend({ address: containerdAddress(), namespace, snapshotter, mountRoot, logger: silent });
   });
 
 /** Every backend kind the suites run against. */

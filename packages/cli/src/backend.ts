@@ -32,7 +32,13 @@ export async function openBackend(flags: BackendFlags, logger: Logger): Promise<
     throw new ErrInvalidArgument(`--snapshotter: unknown snapshotter ${JSON.stringify(snapshotter)}; use overlayfs or native`);
   }
   if (flags.containerd) {
-    return openContainerdBackend({ address: flags.containerd, namespace: flags.namespace, snapshotter: snapshotter ?? 'overlayfs', logger });
+    return openContainerdBackend({
+      address: flags.containerd,
+      namespace: flags.namespace,
+      snapshotter: snapshotter ?? 'overlayfs',
+      mountRoot: join(cacheRoot(flags), 'mounts'),
+      logger,
+    });
   }
   return openEmbeddedBackend({ root: join(cacheRoot(flags), 'backend'), snapshotter: snapshotter ?? 'auto', logger });
 }

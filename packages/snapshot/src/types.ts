@@ -130,9 +130,10 @@ export interface Mounter {
 
 /** What a garbage collection removed. */
 export interface GCStats {
-  readonly snapshotsRemoved: number;
-  readonly contentRemoved: number;
-  readonly leasesRemoved: number;
+  /** Counts of what was removed, where the backend knows them (containerd's GC does not say). */
+  readonly snapshotsRemoved?: number;
+  readonly contentRemoved?: number;
+  readonly leasesRemoved?: number;
   readonly durationMs: number;
 }
 

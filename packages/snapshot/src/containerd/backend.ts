@@ -1,6 +1,7 @@
 /** `ContainerdBackend`: the snapshot `Backend` on a real containerd, through `@containerd/leases-ts`. */
 import { randomBytes } from 'node:crypto';
-import type { Logger } from 'pino';
+import { pino, type Logger } from 'pino';
+import { cleanupTempMounts } from '../mount-cleanup.js';
 import { ErrInvalidArgument, ErrNotImplemented, ErrUnavailable } from '@buildcache/errdefs';
 import { Client } from '@containerd/leases-ts';
 import type { ClientOptions } from '@containerd/leases-ts';
@@ -21,7 +22,10 @@ export interface ContainerdBackendOptions {
   readonly client?: Client;
   /** Snapshotter (default overlayfs). */
   readonly snapshotter?: ContainerdSnapshotterName;
-  /** Where temp mount points are made (default: the OS temp dir). */
+  /**
+   * Where temp mount points are made (default: the OS temp dir). A dir of the caller's own is
+   * cleaned at open of the mounts a killed process left there.
+   */
   readonly mountRoot?: string;
   /** Extra client options (deadlines, reconnect backoff). */
   readonly clientOptions?: Omit<ClientOptions, 'address' | 'namespace'>;
@@ -54,32 +58,16 @@ export class ContainerdBackend implements Backend {
     this.mounter = new LocalMounter(mountRoot);
   }
 
-  private async counts(): Promise<{ snapshots: number; content: number; leases: number }> {
-    let snapshots = 0;
-    let content = 0;
-    for await (const _ of this.snapshotter.walk()) snapshots++;
-    for await (const _ of this.content.walk()) content++;
-    const leases = (await this.leases.list()).length;
-    return { snapshots, content, leases };
-  }
-
   /**
    * Runs containerd's garbage collection synchronously (create + delete-with-sync of a throwaway
-   * lease). The removal counts are those of this backend's namespace and snapshotter.
+   * lease). containerd's GC is daemon-wide and does not report what it removed.
    */
   async garbageCollect(): Promise<GCStats> {
     const started = Date.now();
-    const before = await this.counts();
     const id = `buildcache-gc-${randomBytes(8).toString('hex')}`;
     await this.client.leases.create(id, {});
     await this.client.leases.delete(id, { sync: true });
-    const after = await this.counts();
-    return {
-      snapshotsRemoved: Math.max(0, before.snapshots - after.snapshots),
-      contentRemoved: Math.max(0, before.content - after.content),
-      leasesRemoved: Math.max(0, before.leases - after.leases),
-      durationMs: Date.now() - started,
-    };
+    return { durationMs: Date.now() - started };
   }
 
   async close(): Promise<void> {
@@ -107,6 +95,7 @@ export async function openContainerdBackend(options: ContainerdBackendOptions): 
         { details: { id: snapshotter } },
       );
     }
+    if (options.mountRoot) await cleanupTempMounts(options.mountRoot, options.logger ?? pino({ level: 'silent' }));
   } catch (err) {
     if (owns) await client.close();
     if (err instanceof ErrUnavailable && options.address) {
