@@ -7,7 +7,6 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { execFile } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -15,6 +14,7 @@ import { promisify } from 'node:util';
 import { randomBytes } from 'node:crypto';
 import { pino } from 'pino';
 import { CacheManager, openEmbeddedBackend, openContainerdBackend, type Backend } from '@buildcache/cache';
+import { mountPointsUnder } from '@buildcache/snapshot';
 import { containerdAddress } from '../harness/containerd.js';
 import type { WorkerConfig } from './fixtures/crash-worker.js';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -43,16 +43,9 @@ function runAndKill(cfg: WorkerConfig, minLines: number, extraMs: number): Promi
   });
 }
 
-/** Mount points at or under `dir`, deepest first. */
-async function mountsUnder(dir: string): Promise<string[]> {
-  const info = await readFile('/proc/self/mountinfo', 'utf8');
-  return info.split('\n').map((l) => l.split(' ')[4]).filter((p): p is string => !!p && (p === dir || p.startsWith(dir + '/')))
-    .sort((a, b) => b.length - a.length);
-}
-
 /** Unmounts what a failing test left under its dir, so that the dir can be removed. */
 async function unmountLeftovers(dir: string): Promise<void> {
-  for (const p of await mountsUnder(dir)) await execFileP('umount', ['-l', p]).catch(() => undefined);
+  for (const p of await mountPointsUnder(dir)) await execFileP('umount', ['-l', p]).catch(() => undefined);
 }
 
 /** Every lease belongs to a record; every snapshot is held by a lease (directly or as a parent). */
@@ -123,7 +116,7 @@ for (const kind of kinds) {
           const backend = await open();
           const cache = await CacheManager.open({ root: cacheRoot, backend, logger: pino({ level: 'silent' }) });
           try {
-            assert.deepEqual(await mountsUnder(dir), [], 'opening removed the temp mounts the killed worker left');
+            assert.deepEqual(await mountPointsUnder(dir), [], 'opening removed the temp mounts the killed worker left');
             maxRecords = Math.max(maxRecords, await checkNoOrphans(cache, backend));
           } finally {
             await cache.close();

@@ -4,3 +4,4 @@ export { LocalMounter, readonlyMount, bindSource, overlayDirs, overlayOptions, m
 export * from './containerd/index.js';
 export * from './embedded/index.js';
 export { compressor, decompress, detectCompression } from './embedded/archive/compression.js';
+export { mountPointsUnder } from './mount-cleanup.js';
