@@ -27,7 +27,10 @@ export const NO_HANDLERS: DescHandlers = new Map();
 
 /** Shared state of one open manager. */
 export interface ManagerContext {
+  /** The backend, with every lease it creates labelled with `owner` (see owner.ts). */
   readonly backend: Backend;
+  /** This cache's owner ID, kept in its metadata. */
+  readonly owner: string;
   readonly store: MetadataStore;
   readonly logger: Logger;
   /** Guards `records` (and record creation/removal); never held across size, extract, diff or apply. */
@@ -44,4 +47,6 @@ export interface ManagerContext {
   deferCommit(md: RecordMetadata): void;
   /** Whether a garbage collection is owed; `owe()` before deleting any lease. */
   readonly gcDebt: GCDebt;
+  /** Tombstoned records whose leases a backend failure kept; the next prune retries them. */
+  readonly purging: Set<string>;
 }

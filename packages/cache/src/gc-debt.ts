@@ -3,6 +3,7 @@
  * after a collection that nothing new was owed during. Open collects only when it is set (or when
  * repair itself removed something), so a clean start does not walk the whole backend.
  */
+import pLimit from 'p-limit';
 import type { MetadataStore } from '@buildcache/metadata';
 import type { Backend } from '@buildcache/snapshot';
 
@@ -13,23 +14,26 @@ const KEY = 'gc.pending';
 /** The GC debt of one open manager. */
 export class GCDebt {
   private generation = 0;
-  private recorded = false;
+  /** The durable write of the debt of the current cycle (shared by every caller of the cycle). */
+  private recorded: Promise<void> | undefined;
+  /** Writes of the flag, in order: a new debt is never overtaken by the clearing of an old one. */
+  private readonly writes = pLimit(1);
 
   constructor(private readonly store: MetadataStore) {}
 
-  /** Records (durably, once per collection cycle) that garbage is about to be left behind. */
+  /** Resolves once the debt is on disk (written once per collection cycle). */
   async owe(): Promise<void> {
     this.generation++;
-    if (this.recorded) return;
-    this.recorded = true;
-    const item = await this.store.get(STATE_ITEM);
-    item.set(KEY, true);
-    await item.commit();
+    this.recorded ??= this.write(true).catch((err: unknown) => {
+      this.recorded = undefined;
+      throw err;
+    });
+    await this.recorded;
   }
 
   /** Whether a collection is owed (from an earlier process, too). */
   async pending(): Promise<boolean> {
-    return this.recorded || (await this.store.get(STATE_ITEM)).get(KEY) === true;
+    return this.recorded !== undefined || (await this.store.get(STATE_ITEM)).get(KEY) === true;
   }
 
   /** Collects garbage, then clears the debt unless more was owed meanwhile. */
@@ -37,10 +41,17 @@ export class GCDebt {
     const before = this.generation;
     await backend.garbageCollect();
     if (this.generation !== before) return;
-    const item = await this.store.get(STATE_ITEM);
-    if (item.get(KEY) === undefined) return;
-    item.delete(KEY);
-    await item.commit();
-    if (this.generation === before) this.recorded = false;
+    // From here a new debt starts a new write, queued after this one.
+    this.recorded = undefined;
+    await this.write(false);
+  }
+
+  private write(owed: boolean): Promise<void> {
+    return this.writes(async () => {
+      const item = await this.store.get(STATE_ITEM);
+      if (owed) item.set(KEY, true);
+      else if (item.get(KEY) !== undefined) item.delete(KEY);
+      await item.commit();
+    });
   }
 }

@@ -1,5 +1,5 @@
 /**
- * The leases a cache record owns: `<id>` (flat, holds its snapshot and blob), `<id>-view` (flat and
+ * The leases a cache record owns (all labelled with the cache's owner, see owner.ts): `<id>` (flat, holds its snapshot and blob), `<id>-view` (flat and
  * temporary, holds read-only views), `<id>-variants` (not flat, so that the gc.ref labels between a
  * blob and its compression variants are followed), and random temporary leases for work in progress.
  */
@@ -47,14 +47,10 @@ export async function deleteLease(leases: LeaseManager, id: string): Promise<voi
   }
 }
 
-/** Deletes the leases a record owns: its own, and its view and variants leases when it has them. */
-export async function deleteRecordLeases(
-  leases: LeaseManager,
-  recordId: string,
-  has: { view: boolean; variants: boolean },
-): Promise<void> {
-  if (has.view) await deleteLease(leases, viewLeaseId(recordId));
-  if (has.variants) await deleteLease(leases, variantsLeaseId(recordId));
+/** Deletes every lease a record may own, by name: its view and variants leases, then its own. */
+export async function deleteRecordLeases(leases: LeaseManager, recordId: string): Promise<void> {
+  await deleteLease(leases, viewLeaseId(recordId));
+  await deleteLease(leases, variantsLeaseId(recordId));
   await deleteLease(leases, recordId);
 }
 

@@ -6,6 +6,7 @@
 import { newRecordId } from './ids.js';
 import { CacheRecord, type Handle } from './records.js';
 import { RecordMetadata, SIZE_UNKNOWN } from './record-metadata.js';
+import { deleteRecordsLocked } from './deletion.js';
 
 /**
  * Creates the immutable record equal to mutable `m`. `handle` (the committing mutable handle, or
@@ -47,16 +48,12 @@ export async function releaseMutableLocked(m: CacheRecord, handle: Handle): Prom
   if (m.refs.size > 0 || m.dead) return;
   if (!m.md.retain) {
     const imm = m.equalImmutable;
-    if (imm) {
-      if (imm.md.retain) {
-        if (handle.triggerLastUsed) m.updateLastUsed();
-        return;
-      }
-      m.equalImmutable = undefined;
-      imm.equalMutable = undefined;
-      await imm.removeLocked(false);
+    if (imm?.md.retain) {
+      if (handle.triggerLastUsed) m.updateLastUsed();
+      return;
     }
-    await m.removeLocked(true);
+    // One deletion for both: tombstoned together before any of their leases goes.
+    await deleteRecordsLocked(m.cm, imm ? [imm, m] : [m]);
     return;
   }
   if (handle.triggerLastUsed) m.updateLastUsed();

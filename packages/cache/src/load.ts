@@ -7,7 +7,7 @@ import { ErrNotFound } from '@buildcache/errdefs';
 import { NO_HANDLERS, type ManagerContext } from './context.js';
 import { CacheRecord } from './records.js';
 import { RecordMetadata } from './record-metadata.js';
-import { deleteRecordLeases } from './leases.js';
+import { deleteRecordsLocked, purge, tombstone } from './deletion.js';
 import { ImmutableRef } from './refs.js';
 
 async function snapshotExists(cm: ManagerContext, key: string): Promise<boolean> {
@@ -20,11 +20,19 @@ async function snapshotExists(cm: ManagerContext, key: string): Promise<boolean>
   }
 }
 
-/** Removes what is left of a record whose deletion was interrupted (or that cannot be loaded). */
+/**
+ * Deletes what is left of a record whose deletion was interrupted, or that cannot be loaded (by the
+ * one deletion protocol; a record whose metadata cannot even be read is deleted untombstoned, and
+ * stays unloadable if that is interrupted).
+ */
 export async function clearRecord(cm: ManagerContext, id: string): Promise<void> {
-  await cm.gcDebt.owe();
-  await deleteRecordLeases(cm.backend.leases, id, { view: true, variants: true });
-  await cm.store.clear(id);
+  try {
+    const md = new RecordMetadata(await cm.store.get(id));
+    if (!md.deleted) await tombstone([md]);
+  } catch (err) {
+    cm.logger.debug({ id, err }, 'could not tombstone an unloadable record');
+  }
+  await purge(cm, [id]);
 }
 
 /**
@@ -63,10 +71,7 @@ export async function loadRecordLocked(cm: ManagerContext, id: string): Promise<
       // Crashed after committing the snapshot, before recording it: the commit stands.
       md.equalMutable = undefined;
       await md.commit();
-      if (mutable) {
-        mutable.dead = true;
-        await mutable.removeLocked(true);
-      }
+      if (mutable) await deleteRecordsLocked(cm, [mutable]);
       rec = new CacheRecord(cm, md, false);
     } else {
       throw new ErrNotFound(`record ${id}: neither its snapshot nor its equal mutable ${equalMutableId} exists`, {

@@ -18,6 +18,8 @@ import { ImmutableRef, MutableRef } from './refs.js';
 import { commitMutableLocked } from './lifecycle.js';
 import { loadRecordLocked } from './load.js';
 import { repairOnOpen } from './repair.js';
+import { deleteRecordsLocked } from './deletion.js';
+import { loadOwner, ownedBackend } from './owner.js';
 import { ensureFlatLease, deleteLease } from './leases.js';
 import { newRecordId, chainID, blobChainID } from './ids.js';
 import { diffIDOf } from './blobs.js';
@@ -84,19 +86,23 @@ export class CacheManager {
     const logger = options.logger ?? pino({ level: 'silent' });
     await mkdir(options.root, { recursive: true });
     const store = await MetadataStore.open(join(options.root, 'metadata'), { logger });
-    const cm: ManagerContext = {
-      backend: options.backend,
-      store,
-      logger,
-      mu: pLimit(1),
-      records: new Map(),
-      now: options.now ?? Date.now,
-      changed: () => undefined,
-      deferCommit: (md) => deferred.add(md),
-      gcDebt: new GCDebt(store),
-    };
     const deferred = new DeferredCommits(logger);
+    let cm: ManagerContext;
     try {
+      const owner = await loadOwner(store);
+      cm = {
+        backend: ownedBackend(options.backend, owner),
+        owner,
+        store,
+        logger,
+        mu: pLimit(1),
+        records: new Map(),
+        now: options.now ?? Date.now,
+        changed: () => undefined,
+        deferCommit: (md) => deferred.add(md),
+        gcDebt: new GCDebt(store),
+        purging: new Set(),
+      };
       await cm.mu(() => repairOnOpen(cm));
     } catch (err) {
       await store.close();
@@ -220,7 +226,7 @@ export class CacheManager {
           }
           rec.equalImmutable = undefined;
           imm.equalMutable = undefined;
-          await imm.removeLocked(false);
+          await deleteRecordsLocked(cm, [imm]);
         }
         return new MutableRef(rec, !opts.noUpdateLastUsed, opts.descHandlers ?? NO_HANDLERS);
       });

@@ -1,7 +1,7 @@
 /**
  * Prune: delete unused records by policy (filters, age, space caps), least recently and least
- * frequently used first, cascading to parents their children freed; tombstone first, then leases
- * and metadata; the backend's garbage collection frees the disk. The manager lock is taken per scan
+ * frequently used first, cascading to parents their children freed; records go by the one deletion
+ * protocol (deletion.ts); the backend's garbage collection frees the disk. The manager lock is taken per scan
  * and per deletion, never across the whole prune.
  */
 import { statfs } from 'node:fs/promises';
@@ -9,7 +9,7 @@ import pLimit, { type LimitFunction } from 'p-limit';
 import type { ManagerContext } from './context.js';
 import type { CacheRecord } from './records.js';
 import { recordSize } from './size.js';
-import { deleteRecordLeases } from './leases.js';
+import { forgetRecords, purge, releaseParentsLocked, retryPurges, tombstone } from './deletion.js';
 import { compileFilters } from './du.js';
 import { filterAdaptor, inUseSet, isRepresentative, usageOf, type UsageInfo } from './usage.js';
 
@@ -120,6 +120,7 @@ export async function prune(cm: ManagerContext, policies: readonly PrunePolicy[]
   let lock = pruneLocks.get(cm);
   if (!lock) pruneLocks.set(cm, (lock = pLimit(1)));
   return lock(async () => {
+    if (!options.dryRun) await retryPurges(cm);
     let deleted = 0;
     let reclaimed = 0;
     const gone = new Removed();
@@ -216,9 +217,9 @@ async function prunePolicy(
 const BATCH = 64;
 
 /**
- * Deletes the records that are still free: tombstones first (under the manager lock, committed
- * together), then leases and metadata without the lock, then the parents' handles under it again.
- * A crash anywhere leaves tombstones that the next open finishes.
+ * Deletes the records that are still free, by the one deletion protocol (deletion.ts): tombstones
+ * under the manager lock (committed together), leases and metadata without it, then the parents'
+ * handles under it again.
  */
 async function deleteBatch(
   cm: ManagerContext,
@@ -233,33 +234,14 @@ async function deleteBatch(
     for (const rec of recs) {
       if (rec.isDead() || gone.has(rec) || !gone.isFree(rec)) continue;
       infos.push({ ...usageOf(rec, false), size: sizes.get(rec) ?? 0 });
-      if (dryRun) {
-        gone.add(rec);
-        continue;
-      }
-      const imm = rec.equalImmutable;
-      for (const r of imm ? [rec, imm] : [rec]) {
-        r.md.deleted = true;
-        r.dead = true;
-        cm.records.delete(r.id);
-        doomed.push(r);
-      }
+      if (dryRun) gone.add(rec);
+      else doomed.push(rec, ...(rec.equalImmutable ? [rec.equalImmutable] : []));
     }
-    await Promise.all(doomed.map((r) => r.md.commit()));
+    await tombstone(doomed.map((r) => r.md));
+    forgetRecords(cm, doomed);
   });
   if (doomed.length === 0) return infos;
-  await cm.gcDebt.owe();
-  const limit = pLimit(16);
-  await Promise.all(doomed.map((r) => limit(() => deleteRecordLeases(cm.backend.leases, r.id, { view: r.hasViewLease, variants: r.md.hasVariants }))));
-  await Promise.all(doomed.map((r) => cm.store.clear(r.id)));
-  await cm.mu(async () => {
-    for (const r of doomed) {
-      r.equalImmutable = undefined;
-      r.equalMutable = undefined;
-      const parent = r.parent;
-      r.parent = undefined;
-      if (parent) await parent.releaseLocked();
-    }
-  });
+  await purge(cm, doomed.map((r) => r.id));
+  await cm.mu(() => releaseParentsLocked(doomed));
   return infos;
 }

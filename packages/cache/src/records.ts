@@ -1,7 +1,7 @@
 /**
  * A cache record: the in-memory state of one entry of the cache (handles, parent, the record it
- * shares data with) over its persisted metadata. Records are created and removed by the manager;
- * callers only see refs.
+ * shares data with) over its persisted metadata. Records are created by the manager and deleted
+ * only through deletion.ts; callers only see refs.
  */
 import pLimit, { type LimitFunction } from 'p-limit';
 import { ErrNotFound, ErrAlreadyExists } from '@buildcache/errdefs';
@@ -9,7 +9,8 @@ import type { Descriptor, Mount } from '@buildcache/snapshot';
 import { FlightGroup } from './flight.js';
 import type { ManagerContext } from './context.js';
 import { SIZE_UNKNOWN, type RecordMetadata } from './record-metadata.js';
-import { deleteLease, deleteRecordLeases, ensureFlatLease, viewLeaseId, viewSnapshotKey, LABEL_TEMPORARY } from './leases.js';
+import { deleteLease, ensureFlatLease, viewLeaseId, viewSnapshotKey, LABEL_TEMPORARY } from './leases.js';
+import { deleteRecordsLocked } from './deletion.js';
 import type { ImmutableRef } from './refs.js';
 
 /** A handle on a record (a ref); held in `record.refs` while alive. */
@@ -33,8 +34,6 @@ export class CacheRecord {
   dead = false;
   /** Cached mounts of the read-only view of an immutable record. */
   viewMounts: Mount[] | undefined;
-  /** Whether this process made the record's view lease (temporary leases are swept at open). */
-  hasViewLease = false;
   readonly sizeFlight = new FlightGroup<number>();
   readonly blobFlight = new FlightGroup<void>();
   readonly variantFlight = new FlightGroup<Descriptor>();
@@ -93,24 +92,7 @@ export class CacheRecord {
       return mutable;
     });
     // Lock order is manager lock, then record lock: remove the mutable record after letting go.
-    if (dropped) await this.cm.mu(() => dropped.removeLocked(true));
-  }
-
-  /**
-   * Removes the record: from the map, its metadata, and (with `removeData`) its leases, so that
-   * the next garbage collection frees its snapshot and blobs. Releases its parent. The caller
-   * holds the manager lock.
-   */
-  async removeLocked(removeData: boolean): Promise<void> {
-    this.cm.records.delete(this.id);
-    this.dead = true;
-    await this.cm.gcDebt.owe();
-    if (removeData) await deleteRecordLeases(this.cm.backend.leases, this.id, { view: this.hasViewLease, variants: this.md.hasVariants });
-    else if (this.hasViewLease) await deleteLease(this.cm.backend.leases, viewLeaseId(this.id));
-    await this.cm.store.clear(this.id);
-    const parent = this.parent;
-    this.parent = undefined;
-    if (parent) await parent.releaseLocked();
+    if (dropped) await this.cm.mu(() => deleteRecordsLocked(this.cm, [dropped]));
   }
 
   /** Stamps last-used time and usage count (written with the next commit, or within a second). */
@@ -126,7 +108,6 @@ export class CacheRecord {
     const { snapshotter, leases } = this.cm.backend;
     const leaseId = viewLeaseId(this.id);
     await ensureFlatLease(leases, leaseId, this.id, { [LABEL_TEMPORARY]: new Date().toISOString() });
-    this.hasViewLease = true;
     const key = viewSnapshotKey(this.md.snapshotID);
     let mounts: Mount[];
     try {
@@ -150,6 +131,5 @@ export class CacheRecord {
       if (!(err instanceof ErrNotFound)) throw err;
     }
     await deleteLease(this.cm.backend.leases, viewLeaseId(this.id));
-    this.hasViewLease = false;
   }
 }

@@ -137,6 +137,15 @@ export interface GCStats {
   readonly durationMs: number;
 }
 
+/** Options of `Backend.garbageCollect`. */
+export interface GarbageCollectOptions {
+  /**
+   * Labels for any lease the backend creates to run the collection (containerd's throwaway lease),
+   * so that its caller can recognise and remove one a killed process left behind.
+   */
+  readonly leaseLabels?: Readonly<Record<string, string>>;
+}
+
 /** Everything the cache manager needs from one backend. */
 export interface Backend {
   /** `containerd` or `embedded`. */
@@ -148,6 +157,6 @@ export interface Backend {
   readonly differ: Differ;
   readonly mounter: Mounter;
   /** Runs a full garbage collection now and frees disk space. */
-  garbageCollect(): Promise<GCStats>;
+  garbageCollect(options?: GarbageCollectOptions): Promise<GCStats>;
   close(): Promise<void>;
 }

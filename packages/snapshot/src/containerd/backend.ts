@@ -6,7 +6,8 @@ import { ErrInvalidArgument, ErrNotImplemented, ErrUnavailable } from '@buildcac
 import { Client } from '@containerd/leases-ts';
 import type { ClientOptions } from '@containerd/leases-ts';
 import { LocalMounter } from '../mount.js';
-import type { Backend, GCStats, LeaseManager, Mounter } from '../types.js';
+import type { Backend, GarbageCollectOptions, GCStats, LeaseManager, Mounter } from '../types.js';
+import { LABEL_GC_EXPIRE } from '../labels.js';
 import { ContainerdApplier, ContainerdContentStore, ContainerdDiffer, ContainerdSnapshotter } from './adapters.js';
 
 /** Snapshotters the containerd backend supports. */
@@ -32,6 +33,9 @@ export interface ContainerdBackendOptions {
   /** Accepted for symmetry with the embedded backend; the daemon logs its own work. */
   readonly logger?: Logger;
 }
+
+/** How long a GC lease left by a killed process keeps counting as a root. */
+const GC_LEASE_TTL_MS = 60 * 60 * 1000;
 
 /** The snapshot `Backend` over a containerd daemon's snapshots, content, leases and diff services. */
 export class ContainerdBackend implements Backend {
@@ -60,12 +64,14 @@ export class ContainerdBackend implements Backend {
 
   /**
    * Runs containerd's garbage collection synchronously (create + delete-with-sync of a throwaway
-   * lease). containerd's GC is daemon-wide and does not report what it removed.
+   * lease, labelled with `leaseLabels` and expiring within the hour in case the process dies
+   * holding it). containerd's GC is daemon-wide and does not report what it removed.
    */
-  async garbageCollect(): Promise<GCStats> {
+  async garbageCollect(options: GarbageCollectOptions = {}): Promise<GCStats> {
     const started = Date.now();
     const id = `buildcache-gc-${randomBytes(8).toString('hex')}`;
-    await this.client.leases.create(id, {});
+    const expire = new Date(started + GC_LEASE_TTL_MS).toISOString();
+    await this.client.leases.create(id, { ...options.leaseLabels, [LABEL_GC_EXPIRE]: expire });
     await this.client.leases.delete(id, { sync: true });
     return { durationMs: Date.now() - started };
   }

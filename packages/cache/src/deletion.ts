@@ -1,0 +1,76 @@
+/**
+ * The one way a record is deleted, whoever deletes it (release, finalize, getMutable, prune, open):
+ * 1. tombstone its metadata durably; 2. owe a garbage collection (durably); 3. delete its leases
+ * `<id>-view`, `<id>-variants` and `<id>` by name, whether or not its metadata says they exist;
+ * 4. clear its metadata. A crash anywhere leaves a tombstone that the next open finishes; a backend
+ * failure in 3 leaves the record queued in `cm.purging`, retried by the next prune (or open).
+ */
+import pLimit from 'p-limit';
+import type { ManagerContext } from './context.js';
+import type { CacheRecord } from './records.js';
+import type { RecordMetadata } from './record-metadata.js';
+import { deleteRecordLeases } from './leases.js';
+
+/** Step 1: marks the records deleted, durably (one group commit). */
+export async function tombstone(mds: readonly RecordMetadata[]): Promise<void> {
+  for (const md of mds) md.deleted = true;
+  await Promise.all(mds.map((md) => md.commit()));
+}
+
+/** Takes tombstoned records out of the manager's map; they are dead from now on. */
+export function forgetRecords(cm: ManagerContext, recs: readonly CacheRecord[]): void {
+  for (const r of recs) {
+    r.dead = true;
+    cm.records.delete(r.id);
+  }
+}
+
+/**
+ * Steps 2–4 for tombstoned records `ids`. A backend failure does not throw: the records stay
+ * queued in `cm.purging` (and tombstoned on disk) until a later call succeeds.
+ */
+export async function purge(cm: ManagerContext, ids: readonly string[]): Promise<void> {
+  if (ids.length === 0) return;
+  for (const id of ids) cm.purging.add(id);
+  await cm.gcDebt.owe();
+  const limit = pLimit(16);
+  await Promise.all(
+    ids.map((id) =>
+      limit(async () => {
+        try {
+          await deleteRecordLeases(cm.backend.leases, id);
+          await cm.store.clear(id);
+          cm.purging.delete(id);
+        } catch (err) {
+          cm.logger.warn({ id, err }, 'could not delete the leases of a deleted record yet; retried at the next prune');
+        }
+      }),
+    ),
+  );
+  // A collection that ran while the leases went may have cleared the debt: owe it again.
+  await cm.gcDebt.owe();
+}
+
+/** Retries the deletions that a backend failure interrupted. */
+export function retryPurges(cm: ManagerContext): Promise<void> {
+  return purge(cm, [...cm.purging]);
+}
+
+/** Deletes records and releases their parents; the caller holds the manager lock. */
+export async function deleteRecordsLocked(cm: ManagerContext, recs: readonly CacheRecord[]): Promise<void> {
+  await tombstone(recs.map((r) => r.md));
+  forgetRecords(cm, recs);
+  await purge(cm, recs.map((r) => r.id));
+  await releaseParentsLocked(recs);
+}
+
+/** Drops the handles deleted records held on their parents; the caller holds the manager lock. */
+export async function releaseParentsLocked(recs: readonly CacheRecord[]): Promise<void> {
+  for (const r of recs) {
+    r.equalImmutable = undefined;
+    r.equalMutable = undefined;
+    const parent = r.parent;
+    r.parent = undefined;
+    if (parent) await parent.releaseLocked();
+  }
+}

@@ -1,0 +1,75 @@
+/**
+ * The cache's owner ID: made once, when the cache is created, and kept in its metadata. Every lease
+ * the cache makes carries it, so that caches sharing a containerd namespace (or an embedded backend)
+ * each sweep only their own leases and never one without the label.
+ */
+import { randomBytes } from 'node:crypto';
+import type { MetadataStore } from '@buildcache/metadata';
+import type { Backend, GCStats, Lease, LeaseManager, LeaseResource } from '@buildcache/snapshot';
+import { STATE_ITEM } from './gc-debt.js';
+import { LABEL_TEMPORARY } from './leases.js';
+
+/** Label naming the cache (its owner ID) that made a lease. */
+export const LABEL_OWNER = 'buildcache/owner';
+const KEY = 'owner';
+
+/** The owner ID of the cache whose metadata is `store`, made and stored durably on first use. */
+export async function loadOwner(store: MetadataStore): Promise<string> {
+  const item = await store.get(STATE_ITEM);
+  const known = item.get(KEY);
+  if (typeof known === 'string' && known !== '') return known;
+  const owner = randomBytes(16).toString('hex');
+  item.set(KEY, owner);
+  await item.commit();
+  return owner;
+}
+
+/** The containerd filter selecting the leases of `owner`. */
+export function ownerFilter(owner: string): string {
+  return `labels."${LABEL_OWNER}"==${owner}`;
+}
+
+/** Leases that get the owner label on creation; everything else passes through. */
+class OwnedLeases implements LeaseManager {
+  constructor(
+    private readonly leases: LeaseManager,
+    private readonly owner: string,
+  ) {}
+  create(id: string, labels: Readonly<Record<string, string>> = {}): Promise<Lease> {
+    return this.leases.create(id, { ...labels, [LABEL_OWNER]: this.owner });
+  }
+  delete(id: string, options?: { sync?: boolean }): Promise<void> {
+    return this.leases.delete(id, options);
+  }
+  list(filters?: readonly string[]): Promise<Lease[]> {
+    return this.leases.list(filters);
+  }
+  addResource(id: string, resource: LeaseResource): Promise<void> {
+    return this.leases.addResource(id, resource);
+  }
+  deleteResource(id: string, resource: LeaseResource): Promise<void> {
+    return this.leases.deleteResource(id, resource);
+  }
+  listResources(id: string): Promise<LeaseResource[]> {
+    return this.leases.listResources(id);
+  }
+}
+
+/**
+ * The backend as the cache of `owner` uses it: every lease it creates, and the backend's own GC
+ * lease, carries the owner label (the GC lease also the temporary one, so a crash cannot leak it).
+ */
+export function ownedBackend(backend: Backend, owner: string): Backend {
+  const leaseLabels = { [LABEL_OWNER]: owner, [LABEL_TEMPORARY]: new Date().toISOString() };
+  return {
+    kind: backend.kind,
+    snapshotter: backend.snapshotter,
+    content: backend.content,
+    leases: new OwnedLeases(backend.leases, owner),
+    applier: backend.applier,
+    differ: backend.differ,
+    mounter: backend.mounter,
+    garbageCollect: (): Promise<GCStats> => backend.garbageCollect({ leaseLabels }),
+    close: () => backend.close(),
+  };
+}
