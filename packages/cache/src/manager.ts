@@ -195,7 +195,7 @@ export class CacheManager {
         md.parent = parentRef?.id;
         await md.commit();
       } catch (err) {
-        await deleteLease(leases, id).catch(() => undefined);
+        await cm.gcDebt.owe().then(() => deleteLease(leases, id)).catch(() => undefined);
         throw err;
       }
       const rec = new CacheRecord(cm, md, true);
