@@ -1,8 +1,8 @@
 /**
  * Prune: delete unused records by policy (filters, age, space caps), least recently and least
- * frequently used first, cascading to parents their children freed; records go by the one deletion
- * protocol (deletion.ts); the backend's garbage collection frees the disk. The manager lock is taken per scan
- * and per deletion, never across the whole prune.
+ * frequently used first, cascading to parents their children freed; records go by the one
+ * deletion protocol (deletion.ts); the backend's garbage collection frees the disk. The manager
+ * lock is taken per scan and per deletion, never across the whole prune.
  */
 import { statfs } from 'node:fs/promises';
 import pLimit, { type LimitFunction } from 'p-limit';
