@@ -12,19 +12,19 @@ import { fileURLToPath } from 'node:url';
 import { gunzipSync } from 'node:zlib';
 import type { Descriptor } from '@buildcache/snapshot';
 import { ErrNeedsRemoteProvider, ErrNoBlobs } from '@buildcache/errdefs';
-import type { ImmutableRef } from '@buildcache/cache';
+import type { ImmutableRef, RemoteOptions } from '@buildcache/cache';
 import { BACKENDS } from '../support/backends.js';
 import { openTestCache, readFileOf, writeFiles, type TestCache } from './helpers.js';
 import { providerFor, readBlob, sha256, tarLayer, unzstd, zstdLayer, type Layer } from './layers.js';
-import type { VariantWorkerConfig } from './fixtures/variant-worker.js';
+import type { UploadWorkerConfig } from './fixtures/upload-worker.js';
 
-const worker = join(dirname(fileURLToPath(import.meta.url)), 'fixtures', 'variant-worker.js');
+const worker = join(dirname(fileURLToPath(import.meta.url)), 'fixtures', 'upload-worker.js');
 const DIFF_ID = 'containerd.io/uncompressed';
 const OCI_GZIP = 'application/vnd.oci.image.layer.v1.tar+gzip';
 const OCI_ZSTD = 'application/vnd.oci.image.layer.v1.tar+zstd';
 
-/** Runs the variant worker and SIGKILLs it as soon as it reports a part-written upload; returns its lines. */
-function runUntilPartial(cfg: VariantWorkerConfig): Promise<string[]> {
+/** Runs the upload worker and SIGKILLs it as soon as it reports a part-written upload; returns its lines. */
+function runUntilPartial(cfg: UploadWorkerConfig): Promise<string[]> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [worker, JSON.stringify(cfg)], { stdio: ['ignore', 'pipe', 'pipe'] });
     const lines: string[] = [];
@@ -36,7 +36,7 @@ function runUntilPartial(cfg: VariantWorkerConfig): Promise<string[]> {
     child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
     child.on('exit', (code, signal) => {
       if (signal === 'SIGKILL' || code === 0) resolve(lines);
-      else reject(new Error(`variant worker failed (${code}): ${stderr}`));
+      else reject(new Error(`upload worker failed (${code}): ${stderr}`));
     });
   });
 }
@@ -80,23 +80,46 @@ for (const kind of BACKENDS) {
       await t.cache.prune([{ all: true }]);
     }
 
-    test('a conversion a killed process left half-uploaded starts again from zero', async () => {
+    /** A layer of 24 MiB of random bytes (long enough to kill an upload of it midway), not yet diffed. */
+    async function bigLayer(): Promise<ImmutableRef> {
       const m = await t.cache.new();
       const mnt = await m.mount();
       await writeFile(join(mnt.target, 'random.bin'), randomBytes(24 << 20));
       await mnt.unmount();
       const layer = await m.commit();
+      await layer.finalize();
+      return layer;
+    }
+
+    /** Closes the cache, kills a worker process in the middle of `getRemote(remote)` on `id`, reopens. */
+    async function killMidUpload(id: string, remote: RemoteOptions): Promise<void> {
+      let lines: string[] = [];
+      await t.reopen(async () => {
+        lines = await runUntilPartial({ spec: t.tb.spec, cacheRoot: join(t.tb.dir, 'cache'), id, remote });
+      });
+      assert.deepEqual(lines, ['partial'], 'the worker was killed in the middle of its upload');
+    }
+
+    test('a diff a killed process left half-uploaded is collected at the next open', async () => {
+      const layer = await bigLayer();
+      const id = layer.id;
+      await layer.release();
+      await killMidUpload(id, { compression: 'gzip' });
+      assert.deepEqual(await t.tb.backend.content.listStatuses(), [], 'no partial upload is left');
+      const ref = await t.cache.get(id);
+      const [gz] = await ref.getRemote({ compression: 'gzip' });
+      assert.equal(sha256(await readBlob(t.tb.backend, gz!.digest)), gz!.digest);
+      await releaseAll([ref]);
+    });
+
+    test('a conversion a killed process left half-uploaded starts again from zero', async () => {
+      const layer = await bigLayer();
       const [gz] = await layer.getRemote({ compression: 'gzip' });
       const id = layer.id;
       await layer.release();
-
-      let lines: string[] = [];
-      await t.reopen(async () => {
-        lines = await runUntilPartial({ spec: t.tb.spec, cacheRoot: join(t.tb.dir, 'cache'), id, compression: 'zstd' });
-      });
-      assert.deepEqual(lines, ['partial'], 'the worker was killed in the middle of its upload');
+      await killMidUpload(id, { compression: 'zstd', force: true });
       const partial = await t.tb.backend.content.listStatuses();
-      assert.ok(partial.some((s) => s.offset > 0), 'the killed upload left a part-written ingest behind');
+      assert.ok(partial.some((s) => s.offset > 0), 'the killed conversion left a part-written upload behind');
 
       const ref = await t.cache.get(id);
       const [zst] = await ref.getRemote({ compression: 'zstd', force: true });

@@ -140,18 +140,22 @@ async function withView<T>(rec: CacheRecord, fn: (mounts: Mount[]) => Promise<T>
   });
 }
 
-/** Creates the blob of one layer with the differ (parent view → this view). */
+/**
+ * Creates the blob of one layer with the differ (parent view → this view), under a temporary lease
+ * until the record holds it: a diff cut short by a crash leaves nothing behind that the record keeps.
+ */
 async function computeBlob(rec: CacheRecord, compression: Compression): Promise<void> {
   await rec.finalize();
   if (rec.md.blob) return;
   const parent = rec.parent?.record;
-  const { differ } = rec.cm.backend;
-  const desc = await withView(rec, (upper) =>
-    parent
-      ? withView(parent, (lower) => differ.compare(lower, upper, { mediaType: layerMediaType(compression), lease: rec.id }))
-      : differ.compare([], upper, { mediaType: layerMediaType(compression), lease: rec.id }),
-  );
-  await setBlob(rec, desc);
+  const { differ, leases } = rec.cm.backend;
+  await withTemporaryLease(leases, async (lease) => {
+    const options = { mediaType: layerMediaType(compression), lease };
+    const desc = await withView(rec, (upper) =>
+      parent ? withView(parent, (lower) => differ.compare(lower, upper, options)) : differ.compare([], upper, options),
+    );
+    await setBlob(rec, desc);
+  });
 }
 
 /** `desc` with the distributable media type and without `urls`, if it is a non-distributable layer. */
