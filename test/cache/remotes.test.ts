@@ -80,11 +80,11 @@ for (const kind of BACKENDS) {
       await t.cache.prune([{ all: true }]);
     }
 
-    /** A layer of 24 MiB of random bytes (long enough to kill an upload of it midway), not yet diffed. */
+    /** A layer of 16 MiB of random bytes (long enough to kill an upload of it midway), not yet diffed. */
     async function bigLayer(): Promise<ImmutableRef> {
       const m = await t.cache.new();
       const mnt = await m.mount();
-      await writeFile(join(mnt.target, 'random.bin'), randomBytes(24 << 20));
+      await writeFile(join(mnt.target, 'random.bin'), randomBytes(16 << 20));
       await mnt.unmount();
       const layer = await m.commit();
       await layer.finalize();
@@ -262,6 +262,12 @@ for (const kind of BACKENDS) {
         assert.equal(d.urls, undefined);
         assert.equal(sha256(unzstd(await readBlob(t.tb.backend, d.digest))), kept[i]!.annotations![DIFF_ID]);
       }
+      const remotes = await r2.getRemotes({ compression: 'zstd', all: true, convertNonDistributable: true });
+      assert.equal(remotes.length, 5, 'the main chain and 2 × 2 combinations under the zstd top');
+      assert.ok(remotes.flat().every((d) => d.urls === undefined && !/nondistributable|foreign/.test(d.mediaType)), 'all converted');
+      const keptAll = await r2.getRemotes({ compression: 'zstd', all: true });
+      assert.deepEqual(keptAll[0]!.slice(0, 2), [oci.desc, docker.desc]);
+      assert.ok(keptAll.slice(1).some((r) => r[0]!.urls !== undefined), 'without conversion the foreign blobs keep their urls');
       await releaseAll([r0, r1, r2]);
     });
   });

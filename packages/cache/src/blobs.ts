@@ -204,12 +204,14 @@ export async function getRemote(rec: CacheRecord, handlers: DescHandlers, option
 export async function getRemotes(rec: CacheRecord, handlers: DescHandlers, options: RemotesOptions): Promise<Descriptor[][]> {
   const main = await getRemote(rec, handlers, options);
   if (!options.all || options.force) return [main];
+  const shown = (d: Descriptor): Descriptor => (options.convertNonDistributable ? asDistributable(d) : d);
   const chain = chainOf(rec);
-  const top = await storedBlobIn(chain[chain.length - 1]!, options.compression ?? 'gzip');
-  if (!top) return [main];
+  const stored = await storedBlobIn(chain[chain.length - 1]!, options.compression ?? 'gzip');
+  if (!stored) return [main];
+  const top = shown(stored);
   let combos: Descriptor[][] = [[]];
   for (const layer of chain.slice(0, -1)) {
-    const blobs = await availableBlobs(layer);
+    const blobs = (await availableBlobs(layer)).map(shown);
     combos = blobs.flatMap((b) => combos.map((lower) => [...lower, b]));
   }
   const key = (descs: readonly Descriptor[]): string => descs.map((d) => d.digest).join(',');
