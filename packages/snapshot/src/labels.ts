@@ -24,22 +24,22 @@ export const MEDIA_TYPE_DOCKER_LAYER_GZIP = 'application/vnd.docker.image.rootfs
 export type Compression = 'uncompressed' | 'gzip' | 'zstd';
 
 /** Non-distributable (foreign) layer media types, and the distributable type of the same layer. */
-const NON_DISTRIBUTABLE: Readonly<Record<string, string>> = {
-  'application/vnd.oci.image.layer.nondistributable.v1.tar': MEDIA_TYPE_LAYER,
-  'application/vnd.oci.image.layer.nondistributable.v1.tar+gzip': MEDIA_TYPE_LAYER_GZIP,
-  'application/vnd.oci.image.layer.nondistributable.v1.tar+zstd': MEDIA_TYPE_LAYER_ZSTD,
-  'application/vnd.docker.image.rootfs.foreign.diff.tar': MEDIA_TYPE_DOCKER_LAYER,
-  'application/vnd.docker.image.rootfs.foreign.diff.tar.gzip': MEDIA_TYPE_DOCKER_LAYER_GZIP,
-};
+const NON_DISTRIBUTABLE: ReadonlyMap<string, string> = new Map([
+  ['application/vnd.oci.image.layer.nondistributable.v1.tar', MEDIA_TYPE_LAYER],
+  ['application/vnd.oci.image.layer.nondistributable.v1.tar+gzip', MEDIA_TYPE_LAYER_GZIP],
+  ['application/vnd.oci.image.layer.nondistributable.v1.tar+zstd', MEDIA_TYPE_LAYER_ZSTD],
+  ['application/vnd.docker.image.rootfs.foreign.diff.tar', MEDIA_TYPE_DOCKER_LAYER],
+  ['application/vnd.docker.image.rootfs.foreign.diff.tar.gzip', MEDIA_TYPE_DOCKER_LAYER_GZIP],
+]);
 
 /** Whether a layer media type says the blob must not be pushed (it is fetched from its `urls`). */
 export function isNonDistributable(mediaType: string): boolean {
-  return mediaType in NON_DISTRIBUTABLE;
+  return NON_DISTRIBUTABLE.has(mediaType);
 }
 
 /** The distributable media type of the same layer (the media type itself when already distributable). */
 export function distributableMediaType(mediaType: string): string {
-  return NON_DISTRIBUTABLE[mediaType] ?? mediaType;
+  return NON_DISTRIBUTABLE.get(mediaType) ?? mediaType;
 }
 
 /** The compression a layer media type declares, or undefined for a media type that is not a layer. */
