@@ -5,11 +5,14 @@ import { pino } from 'pino';
 import { CacheManager, type CacheManagerOptions, type ImmutableRef, type MutableRef } from '@buildcache/cache';
 import type { BackendKind, TestBackend } from '../support/backends.js';
 
-/** A manager on a fresh backend; `reopen()` closes and opens both again on the same state. */
+/**
+ * A manager on a fresh backend; `reopen()` closes and opens both again on the same state, running
+ * `whileClosed` (e.g. another process using them) in between.
+ */
 export interface TestCache {
   cache: CacheManager;
   readonly tb: TestBackend;
-  reopen(): Promise<CacheManager>;
+  reopen(whileClosed?: () => Promise<void>): Promise<CacheManager>;
   close(): Promise<void>;
 }
 
@@ -22,9 +25,10 @@ export async function openTestCache(kind: BackendKind, extra: Partial<CacheManag
   const t: TestCache = {
     cache: await open(),
     tb,
-    async reopen() {
+    async reopen(whileClosed) {
       await t.cache.close();
       await tb.backend.close();
+      await whileClosed?.();
       await tb.reopen();
       t.cache = await open();
       return t.cache;

@@ -142,6 +142,25 @@ for (const kind of backendKinds()) {
       assert.ok(await isGone(b.snapshotter.stat(snap)));
     });
 
+    it('a part-written upload goes at the first GC after its lease; one opened without a lease stays', async () => {
+      const b = f.backend;
+      const tmp = await scratch();
+      const leasedRef = f.name('upload-leased');
+      const freeRef = f.name('upload-free');
+      for (const [ref, opts] of [[leasedRef, { lease: tmp }], [freeRef, {}]] as const) {
+        const w = await b.content.writer(ref, opts);
+        await w.write(unique(ref)); // abandoned mid-stream: the writer goes away without commit or abort
+        await w.close();
+      }
+      await b.garbageCollect();
+      assert.ok((await b.content.status(leasedRef)).offset > 0, 'kept while its lease lives');
+      await b.leases.delete(tmp);
+      await b.garbageCollect();
+      assert.ok(await isGone(b.content.status(leasedRef)), 'no lease holds it any more: removed');
+      assert.ok((await b.content.status(freeRef)).offset > 0, 'opened without a lease: kept (24 h)');
+      await b.content.abort(freeRef);
+    });
+
     it('deleting a lease with sync collects its objects before returning', async () => {
       const b = f.backend;
       const l = f.name('sync');

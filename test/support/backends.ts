@@ -15,6 +15,8 @@ export interface TestBackend {
   readonly backend: Backend;
   /** Temp dir owned by the test (cache metadata goes here). */
   readonly dir: string;
+  /** What the backend was opened from (for a child process that opens it too). */
+  readonly spec: BackendSpec;
   /** Closes the backend and removes the temp dir. */
   close(): Promise<void>;
   /** Opens the same backend state again (after `backend.close()`), as a restarted process would. */
@@ -31,21 +33,41 @@ const silent = pino({ level: 'silent' });
 
 type Snapshotter = 'overlayfs' | 'native';
 
-/** A kind whose `open(dir)` makes the opener of one backend state (called again by `reopen`). */
-function kind(name: string, opener: (dir: string) => () => Promise<Backend>): BackendKind {
+/** What one backend is opened from: plain data, so that a child process can open the same backend. */
+export type BackendSpec =
+  | { readonly embedded: { readonly root: string; readonly snapshotter: Snapshotter } }
+  | {
+      readonly containerd: {
+        readonly address: string;
+        readonly namespace: string;
+        readonly snapshotter: Snapshotter;
+        readonly mountRoot: string;
+      };
+    };
+
+/** Opens the backend `spec` describes. */
+export function openBackendSpec(spec: BackendSpec): Promise<Backend> {
+  return 'embedded' in spec
+    ? openEmbeddedBackend({ ...spec.embedded, logger: silent })
+    : openContainerdBackend({ ...spec.containerd, logger: silent });
+}
+
+/** A kind whose backends are opened from the spec `specOf(dir)` gives (again by `reopen`). */
+function kind(name: string, specOf: (dir: string) => BackendSpec): BackendKind {
   return {
     name,
     async open() {
       const dir = await mkdtemp(join(tmpdir(), `bc-test-${name}-`));
-      const make = opener(dir);
-      let backend = await make();
+      const spec = specOf(dir);
+      let backend = await openBackendSpec(spec);
       return {
         get backend() {
           return backend;
         },
         dir,
+        spec,
         async reopen() {
-          backend = await make();
+          backend = await openBackendSpec(spec);
           return backend;
         },
         async close() {
@@ -58,15 +80,17 @@ function kind(name: string, opener: (dir: string) => () => Promise<Backend>): Ba
 }
 
 const embedded = (mode: Snapshotter): BackendKind =>
-  kind(`embedded-${mode}`, (dir) => () =>
-    openEmbeddedBackend({ root: join(dir, 'backend'), snapshotter: mode, logger: silent }));
+  kind(`embedded-${mode}`, (dir) => ({ embedded: { root: join(dir, 'backend'), snapshotter: mode } }));
 
 const containerd = (snapshotter: Snapshotter): BackendKind =>
-  kind(`containerd-${snapshotter}`, (dir) => {
-    const namespace = `bctest-${randomBytes(5).toString('hex')}`;
-    const mountRoot = join(dir, 'mounts');
-    return () => openContainerdBackend({ address: containerdAddress(), namespace, snapshotter, mountRoot, logger: silent });
-  });
+  kind(`containerd-${snapshotter}`, (dir) => ({
+    containerd: {
+      address: containerdAddress(),
+      namespace: `bctest-${randomBytes(5).toString('hex')}`,
+      snapshotter,
+      mountRoot: join(dir, 'mounts'),
+    },
+  }));
 
 /** Every backend kind the suites run against. */
 export const BACKENDS: readonly BackendKind[] = [

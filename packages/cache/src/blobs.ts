@@ -1,9 +1,11 @@
 /** Layer blobs of records: recording one, chain IDs, and computing the blobs of a whole chain (export). */
 import { randomBytes } from 'node:crypto';
-import { ErrInvalidArgument, ErrNotFound } from '@buildcache/errdefs';
+import { ErrInvalidArgument, ErrNoBlobs, ErrNotFound } from '@buildcache/errdefs';
 import {
   LABEL_UNCOMPRESSED,
   compressionOf,
+  distributableMediaType,
+  isNonDistributable,
   layerMediaType,
   type Compression,
   type Descriptor,
@@ -12,7 +14,8 @@ import {
 import { checkDigest, chainID, blobChainID } from './ids.js';
 import { ensureFlatLease, withTemporaryLease } from './leases.js';
 import type { CacheRecord } from './records.js';
-import { blobIn } from './variants.js';
+import { availableBlobs, blobIn, storedBlobIn } from './variants.js';
+import type { DescHandlers } from './context.js';
 import { SIZE_UNKNOWN } from './record-metadata.js';
 
 /** Options of `getRemote()`. */
@@ -21,6 +24,23 @@ export interface RemoteOptions {
   readonly compression?: Compression;
   /** Return every blob in `compression`, converting existing blobs of another compression (kept as variants). */
   readonly force?: boolean;
+  /** Create missing blobs with the differ (default true); false: fail with ErrNoBlobs, changing nothing. */
+  readonly createIfNeeded?: boolean;
+  /**
+   * Treat non-distributable (foreign) layers as ordinary ones: distributable media type, no `urls`,
+   * converted by `force` (default false: they keep their blob, media type and `urls`).
+   */
+  readonly convertNonDistributable?: boolean;
+}
+
+/** Options of `getRemotes()`. */
+export interface RemotesOptions extends RemoteOptions {
+  /**
+   * Also return every other chain that stored blobs make up: each combination of the lower layers'
+   * blobs and variants, topped with the top layer's blob in `compression` (none without such a blob;
+   * ignored with `force`).
+   */
+  readonly all?: boolean;
 }
 
 /** The diffID a layer descriptor declares: its `containerd.io/uncompressed` annotation, or its digest if uncompressed. */
@@ -83,6 +103,7 @@ export async function setBlob(rec: CacheRecord, desc: Descriptor): Promise<void>
     md.blobSize = desc.size;
     const { [LABEL_UNCOMPRESSED]: _omit, ...annotations } = desc.annotations ?? {};
     md.annotations = annotations;
+    md.urls = desc.urls ?? [];
     md.size = SIZE_UNKNOWN;
     queueChainIDs(rec);
     await md.commit();
@@ -95,11 +116,13 @@ export function descriptorOf(rec: CacheRecord): Descriptor {
   if (!md.blob || !md.diffID || !md.mediaType || md.blobSize === undefined) {
     throw new ErrNotFound(`record ${rec.id} has no blob`, { details: { id: rec.id } });
   }
+  const urls = md.urls;
   return {
     mediaType: md.mediaType,
     digest: md.blob,
     size: md.blobSize,
     annotations: { ...md.annotations, [LABEL_UNCOMPRESSED]: md.diffID },
+    ...(urls.length ? { urls } : {}),
   };
 }
 
@@ -117,24 +140,50 @@ async function withView<T>(rec: CacheRecord, fn: (mounts: Mount[]) => Promise<T>
   });
 }
 
-/** Creates the blob of one layer with the differ (parent view → this view). */
+/**
+ * Creates the blob of one layer with the differ (parent view → this view), under a temporary lease
+ * until the record holds it: a diff cut short by a crash leaves nothing behind that the record keeps.
+ */
 async function computeBlob(rec: CacheRecord, compression: Compression): Promise<void> {
   await rec.finalize();
   if (rec.md.blob) return;
   const parent = rec.parent?.record;
-  const { differ } = rec.cm.backend;
-  const desc = await withView(rec, (upper) =>
-    parent
-      ? withView(parent, (lower) => differ.compare(lower, upper, { mediaType: layerMediaType(compression), lease: rec.id }))
-      : differ.compare([], upper, { mediaType: layerMediaType(compression), lease: rec.id }),
-  );
-  await setBlob(rec, desc);
+  const { differ, leases } = rec.cm.backend;
+  await withTemporaryLease(leases, async (lease) => {
+    const options = { mediaType: layerMediaType(compression), lease };
+    const desc = await withView(rec, (upper) =>
+      parent ? withView(parent, (lower) => differ.compare(lower, upper, options)) : differ.compare([], upper, options),
+    );
+    await setBlob(rec, desc);
+  });
 }
 
-/** Blob descriptors of the chain ending at `rec`, base first, creating missing blobs. */
-export async function getRemote(rec: CacheRecord, options: RemoteOptions): Promise<Descriptor[]> {
+/** `desc` with the distributable media type and without `urls`, if it is a non-distributable layer. */
+function asDistributable(desc: Descriptor): Descriptor {
+  if (!isNonDistributable(desc.mediaType)) return desc;
+  const { urls: _dropped, ...rest } = desc;
+  return { ...rest, mediaType: distributableMediaType(desc.mediaType) };
+}
+
+/** The descriptor `getRemote` gives for one layer. */
+async function remoteBlobOf(layer: CacheRecord, handlers: DescHandlers, compression: Compression, options: RemoteOptions): Promise<Descriptor> {
+  const main = descriptorOf(layer);
+  if (isNonDistributable(main.mediaType) && !options.convertNonDistributable) return main;
+  return asDistributable(options.force ? await blobIn(layer, handlers, compression) : main);
+}
+
+/** Blob descriptors of the chain ending at `rec`, base first, creating missing blobs (unless told not to). */
+export async function getRemote(rec: CacheRecord, handlers: DescHandlers, options: RemoteOptions): Promise<Descriptor[]> {
   const compression = options.compression ?? 'gzip';
   const chain = chainOf(rec);
+  if (options.createIfNeeded === false) {
+    const missing = chain.filter((layer) => !layer.md.blob).map((layer) => layer.id);
+    if (missing.length) {
+      throw new ErrNoBlobs(`records ${missing.join(', ')} of the chain of ${rec.id} have no blob; call getRemote() without createIfNeeded: false`, {
+        details: { id: rec.id, ids: missing },
+      });
+    }
+  }
   for (const layer of chain) {
     await layer.blobFlight.do(`${layer.id}-blob`, () => computeBlob(layer, compression));
     if (!layer.md.chainID) {
@@ -144,5 +193,35 @@ export async function getRemote(rec: CacheRecord, options: RemoteOptions): Promi
       });
     }
   }
-  return Promise.all(chain.map(async (layer) => (options.force ? blobIn(layer, compression) : descriptorOf(layer))));
+  return Promise.all(chain.map((layer) => remoteBlobOf(layer, handlers, compression, options)));
+}
+
+/**
+ * The chain of `getRemote`, then (with `all`) every other chain of stored blobs whose top layer is
+ * in `compression`: each combination of the lower layers' blobs and variants. Nothing is converted
+ * or fetched for the extra chains; duplicates of the first are left out.
+ */
+export async function getRemotes(rec: CacheRecord, handlers: DescHandlers, options: RemotesOptions): Promise<Descriptor[][]> {
+  const main = await getRemote(rec, handlers, options);
+  if (!options.all || options.force) return [main];
+  const shown = (d: Descriptor): Descriptor => (options.convertNonDistributable ? asDistributable(d) : d);
+  const chain = chainOf(rec);
+  const stored = await storedBlobIn(chain[chain.length - 1]!, options.compression ?? 'gzip');
+  if (!stored) return [main];
+  const top = shown(stored);
+  let combos: Descriptor[][] = [[]];
+  for (const layer of chain.slice(0, -1)) {
+    const blobs = (await availableBlobs(layer)).map(shown);
+    combos = blobs.flatMap((b) => combos.map((lower) => [...lower, b]));
+  }
+  const key = (descs: readonly Descriptor[]): string => descs.map((d) => d.digest).join(',');
+  const seen = new Set([key(main)]);
+  const out = [main];
+  for (const lower of combos) {
+    const remote = [...lower, top];
+    if (seen.has(key(remote))) continue;
+    seen.add(key(remote));
+    out.push(remote);
+  }
+  return out;
 }

@@ -1,7 +1,7 @@
 export { CacheManager, type CacheManagerOptions, type RefOptions } from './manager.js';
 export { ImmutableRef, MutableRef, type MountOptions, type RefInfo } from './refs.js';
 export type { BlobProvider, DescHandler, DescHandlers } from './context.js';
-export type { RemoteOptions } from './blobs.js';
+export type { RemoteOptions, RemotesOptions } from './blobs.js';
 export { RECORD_TYPES, type RecordType } from './record-metadata.js';
 export { chainID, chainIDs, blobChainID, newRecordId } from './ids.js';
 export { FlightGroup } from './flight.js';

@@ -9,6 +9,7 @@ import type { CacheRecord } from './records.js';
 import { SIZE_UNKNOWN } from './record-metadata.js';
 import { descriptorOf } from './blobs.js';
 import { withTemporaryLease } from './leases.js';
+import { freshWriter } from './ingest.js';
 
 /** Whether the record's blob is in the content store. */
 async function hasBlob(rec: CacheRecord): Promise<boolean> {
@@ -42,11 +43,12 @@ async function fetchBlob(rec: CacheRecord, handlers: DescHandlers, signal?: Abor
   const desc = descriptorOf(rec);
   const handler = handlers.get(desc.digest);
   if (!handler) {
-    throw new ErrNeedsRemoteProvider(`blob ${desc.digest} of record ${rec.id} is missing and no provider was given`, {
-      details: { id: rec.id, digest: desc.digest },
-    });
+    throw new ErrNeedsRemoteProvider(
+      `blob ${desc.digest} of record ${rec.id} is not in the content store; pass descHandlers with a provider for it`,
+      { details: { id: rec.id, digest: desc.digest } },
+    );
   }
-  const writer = await rec.cm.backend.content.writer(`buildcache-fetch-${desc.digest}`, {
+  const writer = await freshWriter(rec.cm.backend.content, `buildcache-fetch-${desc.digest}`, {
     lease: rec.id,
     expected: desc.digest,
     total: desc.size,
@@ -54,12 +56,6 @@ async function fetchBlob(rec: CacheRecord, handlers: DescHandlers, signal?: Abor
   // Someone stored it meanwhile; the store has added it to our lease.
   if (writer.exists) return;
   try {
-    if (writer.offset !== 0) {
-      // A resumable ingest is only useful to providers that can seek; restart cleanly.
-      await writer.close();
-      await rec.cm.backend.content.abort(`buildcache-fetch-${desc.digest}`);
-      return fetchBlob(rec, handlers, signal);
-    }
     for await (const chunk of await handler.provider.fetch(desc, signal ? { signal } : {})) {
       signal?.throwIfAborted();
       await writer.write(chunk);
@@ -69,6 +65,14 @@ async function fetchBlob(rec: CacheRecord, handlers: DescHandlers, signal?: Abor
     await writer.close().catch(() => undefined);
     throw err;
   }
+}
+
+/** Makes the record's blob exist in the content store, fetching it through its descriptor handler if missing. */
+export async function ensureBlob(rec: CacheRecord, handlers: DescHandlers, signal?: AbortSignal): Promise<void> {
+  if (await hasBlob(rec)) return;
+  await rec.blobFlight.do(`${rec.id}-fetch`, async (shared) => {
+    if (!(await hasBlob(rec))) await fetchBlob(rec, handlers, shared);
+  }, signal ? { signal } : {});
 }
 
 /** Makes the snapshot of `rec` (and its parents) exist, applying blobs where needed. */
@@ -88,7 +92,7 @@ export async function extractRecord(rec: CacheRecord, handlers: DescHandlers, si
         else throw err;
       });
       if (!exists) {
-        if (!(await hasBlob(rec))) await fetchBlob(rec, handlers, shared);
+        await ensureBlob(rec, handlers, shared);
         const desc = descriptorOf(rec);
         await withTemporaryLease(leases, async (lease) => {
           const key = `extract-${randomBytes(6).toString('hex')} ${rec.md.chainID ?? rec.id}`;

@@ -292,6 +292,7 @@ export class CacheManager {
         md.blob = desc.digest;
         md.mediaType = desc.mediaType;
         md.blobSize = desc.size;
+        md.urls = desc.urls ?? [];
         md.chainID = chain;
         md.blobChainID = blobChain;
         md.blobOnly = true;

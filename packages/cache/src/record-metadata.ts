@@ -38,6 +38,7 @@ const K = {
   deleted: 'cache.deleted',
   hasVariants: 'cache.variants',
   annotations: 'cache.annotations',
+  urls: 'cache.urls',
 } as const;
 
 /** Index prefixes under which records are found by content. */
@@ -163,6 +164,14 @@ export class RecordMetadata {
   }
   set annotations(v: Record<string, string>) {
     this.put(K.annotations, Object.keys(v).length ? v : undefined);
+  }
+  /** Where a non-distributable blob can be fetched from (its descriptor's `urls`). */
+  get urls(): string[] {
+    const v = this.item.get(K.urls);
+    return Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : [];
+  }
+  set urls(v: readonly string[]) {
+    this.put(K.urls, v.length ? [...v] : undefined);
   }
   get chainID(): string | undefined {
     return this.str(K.chainID);

@@ -9,7 +9,7 @@ import type { DescHandlers } from './context.js';
 import type { CacheRecord, Handle } from './records.js';
 import { recordSize, resetSize } from './size.js';
 import { extractRecord } from './lazy.js';
-import { setBlob, getRemote, type RemoteOptions } from './blobs.js';
+import { setBlob, getRemote, getRemotes, type RemoteOptions, type RemotesOptions } from './blobs.js';
 import { commitMutableLocked, releaseMutableLocked } from './lifecycle.js';
 
 /** Options of `mount()` / `mounts()`. */
@@ -164,9 +164,14 @@ export class ImmutableRef extends RefBase {
     return setBlob(this.check(), desc);
   }
 
-  /** Descriptors of the layer blobs of the whole chain, base first, creating missing ones. */
+  /** Descriptors of the layer blobs of the whole chain, base first, creating missing ones (see RemoteOptions). */
   getRemote(options: RemoteOptions = {}): Promise<Descriptor[]> {
-    return getRemote(this.check(), options);
+    return getRemote(this.check(), this.descHandlers, options);
+  }
+
+  /** `getRemote()`'s chain, then with `all` every other chain of stored blobs and variants (see RemotesOptions). */
+  getRemotes(options: RemotesOptions = {}): Promise<Descriptor[][]> {
+    return getRemotes(this.check(), this.descHandlers, options);
   }
 
   /** @internal */

@@ -22,6 +22,9 @@ import type { CacheRecord } from './records.js';
 import { descriptorOf } from './blobs.js';
 import { LABEL_RECORD, variantsLeaseId } from './leases.js';
 import { resetSize } from './size.js';
+import type { DescHandlers } from './context.js';
+import { ensureBlob } from './lazy.js';
+import { freshWriter } from './ingest.js';
 
 /** Label prefix linking a blob to a variant of it (BuildKit's). */
 const LABEL_VARIANT = `${LABEL_GC_REF_CONTENT}.blob-`;
@@ -50,26 +53,34 @@ export async function variantsSize(rec: CacheRecord): Promise<number> {
   return size;
 }
 
-/** An existing variant of the record's blob in `compression`. */
-async function findVariant(rec: CacheRecord, compression: Compression): Promise<Descriptor | undefined> {
+/** The record's blob and every stored variant of it, main blob first. */
+export async function availableBlobs(rec: CacheRecord): Promise<Descriptor[]> {
   const main = descriptorOf(rec);
-  for (const d of await variantDigests(rec, main.digest)) {
+  const out = [main];
+  for (const d of new Set(await variantDigests(rec, main.digest))) {
     const info = await rec.cm.backend.content.info(d).catch(() => undefined);
     const mediaType = info?.labels[LABEL_MEDIA_TYPE];
-    if (info && mediaType && compressionOf(mediaType) === compression) {
-      return { mediaType, digest: d, size: info.size, annotations: { ...main.annotations } };
-    }
+    if (info && mediaType && d !== main.digest) out.push({ mediaType, digest: d, size: info.size, annotations: { ...main.annotations } });
   }
-  return undefined;
+  return out;
 }
 
-/** The record's layer in `compression`: its own blob, or a variant converted (once) from it. */
-export async function blobIn(rec: CacheRecord, compression: Compression): Promise<Descriptor> {
+/** The record's blob in `compression` if it or a stored variant has it. */
+export async function storedBlobIn(rec: CacheRecord, compression: Compression): Promise<Descriptor | undefined> {
+  return (await availableBlobs(rec)).find((d) => compressionOf(d.mediaType) === compression);
+}
+
+/**
+ * The record's layer in `compression`: its own blob, or a variant converted (once) from it. A blob
+ * that is not stored (lazy record) is fetched through `handlers` first.
+ */
+export async function blobIn(rec: CacheRecord, handlers: DescHandlers, compression: Compression): Promise<Descriptor> {
   const main = descriptorOf(rec);
   if (compressionOf(main.mediaType) === compression) return main;
   return rec.variantFlight.do(`${rec.id}-variant-${compression}`, async () => {
-    const found = await findVariant(rec, compression);
+    const found = await storedBlobIn(rec, compression);
     if (found) return found;
+    await ensureBlob(rec, handlers);
     const { content, leases } = rec.cm.backend;
     const lease = variantsLeaseId(rec.id);
     await leases.create(lease, { [LABEL_RECORD]: rec.id }).catch((err: unknown) => {
@@ -82,7 +93,7 @@ export async function blobIn(rec: CacheRecord, compression: Compression): Promis
     });
     const mediaType = layerMediaType(compression);
     const ref = `buildcache-variant-${rec.id}-${compression}`;
-    const writer = await content.writer(ref, { lease });
+    const writer = await freshWriter(content, ref, { lease });
     const hash = createHash('sha256');
     let size = 0;
     try {

@@ -48,6 +48,8 @@ export interface Descriptor {
   readonly digest: string;
   readonly size: number;
   readonly annotations?: Labels;
+  /** Where a non-distributable layer can be downloaded from (OCI descriptor `urls`; not sent to containerd). */
+  readonly urls?: readonly string[];
 }
 
 /** What the content store knows of one blob. */

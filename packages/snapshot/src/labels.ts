@@ -23,19 +23,35 @@ export const MEDIA_TYPE_DOCKER_LAYER_GZIP = 'application/vnd.docker.image.rootfs
 /** Layer compression as named by its media type. */
 export type Compression = 'uncompressed' | 'gzip' | 'zstd';
 
+/** Non-distributable (foreign) layer media types, and the distributable type of the same layer. */
+const NON_DISTRIBUTABLE: ReadonlyMap<string, string> = new Map([
+  ['application/vnd.oci.image.layer.nondistributable.v1.tar', MEDIA_TYPE_LAYER],
+  ['application/vnd.oci.image.layer.nondistributable.v1.tar+gzip', MEDIA_TYPE_LAYER_GZIP],
+  ['application/vnd.oci.image.layer.nondistributable.v1.tar+zstd', MEDIA_TYPE_LAYER_ZSTD],
+  ['application/vnd.docker.image.rootfs.foreign.diff.tar', MEDIA_TYPE_DOCKER_LAYER],
+  ['application/vnd.docker.image.rootfs.foreign.diff.tar.gzip', MEDIA_TYPE_DOCKER_LAYER_GZIP],
+]);
+
+/** Whether a layer media type says the blob must not be pushed (it is fetched from its `urls`). */
+export function isNonDistributable(mediaType: string): boolean {
+  return NON_DISTRIBUTABLE.has(mediaType);
+}
+
+/** The distributable media type of the same layer (the media type itself when already distributable). */
+export function distributableMediaType(mediaType: string): string {
+  return NON_DISTRIBUTABLE.get(mediaType) ?? mediaType;
+}
+
 /** The compression a layer media type declares, or undefined for a media type that is not a layer. */
 export function compressionOf(mediaType: string): Compression | undefined {
-  switch (mediaType) {
+  switch (distributableMediaType(mediaType)) {
     case MEDIA_TYPE_LAYER:
     case MEDIA_TYPE_DOCKER_LAYER:
-    case 'application/vnd.oci.image.layer.nondistributable.v1.tar':
       return 'uncompressed';
     case MEDIA_TYPE_LAYER_GZIP:
     case MEDIA_TYPE_DOCKER_LAYER_GZIP:
-    case 'application/vnd.oci.image.layer.nondistributable.v1.tar+gzip':
       return 'gzip';
     case MEDIA_TYPE_LAYER_ZSTD:
-    case 'application/vnd.oci.image.layer.nondistributable.v1.tar+zstd':
       return 'zstd';
     default:
       return undefined;

@@ -1,7 +1,8 @@
 /**
  * Ingests of the embedded content store: `<root>/content/ingest/<sha256(ref)>/` holding `data`,
- * `ref`, `startedat`, and `total` / `expected` when known. The data file's size is the offset a
- * write resumes at; its mtime is the last activity.
+ * `ref`, `startedat`, `total` / `expected` when known, and `expireat` when the ingest was last
+ * opened without a lease. The data file's size is the offset a write resumes at; its mtime is the
+ * last activity.
  */
 import { createHash } from 'node:crypto';
 import type { Hash } from 'node:crypto';
@@ -66,8 +67,20 @@ export async function listIngests(ingestRoot: string): Promise<Array<{ dir: stri
   );
 }
 
-/** Creates the ingest directory of `ref` if needed and records total/expected when given. */
-export async function ensureIngest(dir: string, ref: string, now: number, total?: number, expected?: string): Promise<void> {
+/**
+ * When an unleased ingest in `dir` may be collected (ms), or undefined when it was always opened
+ * under a lease (then it lives exactly as long as a lease holds it, as in containerd).
+ */
+export async function ingestExpiry(dir: string): Promise<number | undefined> {
+  const v = await readOptional(join(dir, 'expireat'));
+  return v === undefined ? undefined : Number(v);
+}
+
+/**
+ * Creates the ingest directory of `ref` if needed and records total/expected when given; opened
+ * without a lease (`expireAt` given), it gets that expiry, as containerd gives it 24 h.
+ */
+export async function ensureIngest(dir: string, ref: string, now: number, total?: number, expected?: string, expireAt?: number): Promise<void> {
   await mkdir(dir, { recursive: true });
   if ((await readOptional(join(dir, 'ref'))) === undefined) {
     await writeFile(join(dir, 'startedat'), String(now));
@@ -76,6 +89,7 @@ export async function ensureIngest(dir: string, ref: string, now: number, total?
   }
   if (total !== undefined && total > 0) await writeFile(join(dir, 'total'), String(total));
   if (expected !== undefined && expected !== '') await writeFile(join(dir, 'expected'), expected);
+  if (expireAt !== undefined) await writeFile(join(dir, 'expireat'), String(expireAt));
 }
 
 /** What a writer hands back to the store when the caller commits. */

@@ -17,6 +17,9 @@ import { IngestWriter, ensureIngest, ingestDir, ingestNotFound, listIngests, rea
 import type { CommitRequest } from './content-ingest.js';
 import { assertLease, delResource, putResource } from './leases.js';
 
+/** How long an ingest opened without a lease survives (containerd: 24 h from its last open). */
+export const UNLEASED_INGEST_TTL_MS = 24 * 60 * 60 * 1000;
+
 /** Labels and timestamps of one blob as stored. */
 export interface BlobRecord {
   readonly labels: Record<string, string>;
@@ -142,7 +145,8 @@ export class EmbeddedContentStore implements ContentStore {
       }
       this.locks.set(ref, Date.now());
       try {
-        await ensureIngest(dir, ref, this.ctx.clock(), options?.total, expected);
+        const now = this.ctx.clock();
+        await ensureIngest(dir, ref, now, options?.total, expected, lease === undefined ? now + UNLEASED_INGEST_TTL_MS : undefined);
         if (lease !== undefined) await this.ctx.db.batch([putResource(lease, 'ingests', ref)], SYNC);
       } catch (err) {
         this.locks.delete(ref);

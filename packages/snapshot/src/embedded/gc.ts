@@ -17,7 +17,7 @@ import type { GCStats } from '../types.js';
 import type { EmbeddedContext } from './context.js';
 import type { EmbeddedContentStore } from './content.js';
 import type { BlobRecord } from './content.js';
-import { listIngests } from './content-ingest.js';
+import { ingestExpiry, listIngests } from './content-ingest.js';
 import { SYNC, keys, scan } from './db.js';
 import type { BatchOp } from './db.js';
 import { removeTree } from './fsutil.js';
@@ -25,9 +25,6 @@ import type { LeaseRecord } from './leases.js';
 import { parseResourceKey } from './leases.js';
 import type { SnapshotRecord } from './snapshot-records.js';
 import type { EmbeddedSnapshotter } from './snapshotter.js';
-
-/** How long an ingest that no lease holds survives without activity (containerd: 24 h). */
-export const UNLEASED_INGEST_TTL_MS = 24 * 60 * 60 * 1000;
 
 const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/;
 
@@ -182,10 +179,12 @@ async function markAndDelete(
   for (const d of blobRecs.keys()) if (!marked.content.has(d) || !blobFiles.has(d)) ops.push({ type: 'del', key: keys.blob(d) });
 
   let ingests = 0;
+  // An ingest lives while a live lease holds it or, opened without a lease, until its expiry; a
+  // partial upload whose lease is gone is removed now (as containerd does).
   for (const { dir, status } of await listIngests(content.ingestRoot)) {
     if (status && (keepIngests.has(status.ref) || content.isLocked(status.ref))) continue;
-    const last = status ? Math.max(status.updatedAt.getTime(), status.startedAt.getTime()) : 0;
-    if (status && now - last < UNLEASED_INGEST_TTL_MS) continue;
+    const expiry = status ? await ingestExpiry(dir) : undefined;
+    if (expiry !== undefined && expiry > now) continue;
     await removeTree(dir); // half-made ingests (no ref file) are leftovers of a crash
     ingests++;
   }

@@ -244,7 +244,7 @@ describe('GC: embedded clock-driven expiry and stale ingests', () => {
     assert.ok(!(await exists(b.content.blobPath(blob))));
   });
 
-  it('removes unleased ingests after 24 h of inactivity, keeps leased and fresh ones', async () => {
+  it('removes unleased ingests 24 h after their last open, keeps leased and fresh ones', async () => {
     let now = Date.now();
     h = await embeddedFactory('native')({ clock: () => now });
     const b = h.backend;
