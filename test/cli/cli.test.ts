@@ -2,7 +2,8 @@
 import { describe, test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { chown, mkdtemp, readdir, rm, stat } from 'node:fs/promises';
+import { promisify } from 'node:util';
 import { tmpdir } from 'node:os';
 import { join, dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -17,9 +18,10 @@ interface Run {
   stderr: string;
 }
 
-function run(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Run> {
+function run(args: string[], env: NodeJS.ProcessEnv = {}, asUser?: string): Promise<Run> {
+  const [file, argv] = asUser ? ['runuser', ['-u', asUser, '--', process.execPath, bin, ...args]] : [process.execPath, [bin, ...args]];
   return new Promise((res) => {
-    execFile(process.execPath, [bin, ...args], { env: { ...process.env, ...env } }, (err, stdout, stderr) => {
+    execFile(file, argv, { env: { ...process.env, ...env } }, (err, stdout, stderr) => {
       const code = err ? ((err as { code?: number }).code ?? 1) : 0;
       res({ code: typeof code === 'number' ? code : 1, stdout, stderr });
     });
@@ -127,4 +129,57 @@ test('--help and --version', async () => {
   assert.match(help.stdout, /Usage: buildcache/);
   const v = await run(['--version']);
   assert.match(v.stdout, /^buildcache \d+\.\d+\.\d+\n$/);
+});
+
+/** A normal (non-root) user for the tests, created once (idempotent); returns its uid and gid. */
+async function normalUser(name: string): Promise<{ uid: number; gid: number }> {
+  const exec = promisify(execFile);
+  const id = async (flag: string): Promise<number> => Number((await exec('id', [flag, name])).stdout.trim());
+  try {
+    return { uid: await id('-u'), gid: await id('-g') };
+  } catch {
+    await exec('useradd', ['--system', '--no-create-home', '--shell', '/usr/sbin/nologin', name]).catch(async (err: unknown) => {
+      await exec('id', [name]).catch(() => Promise.reject(err)); // another test process created it meanwhile
+    });
+    return { uid: await id('-u'), gid: await id('-g') };
+  }
+}
+
+describe('buildcache CLI as a normal user (embedded backend)', () => {
+  const user = 'buildcache-test';
+  test('demo, du and prune work without root and leave nothing behind', async () => {
+    const { uid, gid } = await normalUser(user);
+    const dir = await mkdtemp(join(tmpdir(), 'bc-cli-user-'));
+    roots.push(dir);
+    await chown(dir, uid, gid);
+    const root = join(dir, 'cache');
+    const g = ['--root', root];
+    const demo = await run([...g, 'demo'], {}, user);
+    assert.equal(demo.code, 0, demo.stderr);
+    assert.match(demo.stdout, /layer 1: sha256:[0-9a-f]{64}/);
+    const records = JSON.parse((await run([...g, 'du', '--format', 'json'], {}, user)).stdout) as { size: number }[];
+    assert.equal(records.length, 2);
+    assert.ok(records.every((r) => r.size > 0));
+    const pruned = await run([...g, 'prune', '--format', 'json'], {}, user);
+    assert.equal(pruned.code, 0, pruned.stderr);
+    assert.equal((JSON.parse(pruned.stdout) as { count: number }).count, 2);
+    assert.deepEqual(JSON.parse((await run([...g, 'du', '--format', 'json'], {}, user)).stdout), []);
+    const backend = join(root, 'backend');
+    assert.deepEqual(await readdir(join(backend, 'snapshots')), [], 'no snapshot directory left');
+    assert.deepEqual(await readdir(join(backend, 'content', 'blobs', 'sha256')), [], 'no blob left');
+    assert.deepEqual(await readdir(join(backend, 'mounts')), [], 'no temp mount point left');
+    assert.equal((await stat(join(backend, 'meta'))).uid, uid, 'everything belongs to the user');
+  });
+
+  test('the overlayfs snapshotter fails up front with one line saying it needs root', async () => {
+    const { uid, gid } = await normalUser(user);
+    const dir = await mkdtemp(join(tmpdir(), 'bc-cli-user-'));
+    roots.push(dir);
+    await chown(dir, uid, gid);
+    const r = await run(['--root', join(dir, 'cache'), '--snapshotter', 'overlayfs', 'demo'], {}, user);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /needs root/);
+    assert.equal(r.stderr.trim().split('\n').length, 1, `one line: ${r.stderr}`);
+    assert.deepEqual(await readdir(dir), [], 'nothing was created');
+  });
 });

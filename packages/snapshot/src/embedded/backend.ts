@@ -7,8 +7,8 @@ import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { pino } from 'pino';
 import type { Logger } from 'pino';
-import { ErrFailedPrecondition, ErrInvalidArgument } from '@buildcache/errdefs';
-import { LocalMounter } from '../mount.js';
+import { ErrFailedPrecondition, ErrInvalidArgument, ErrPermissionDenied } from '@buildcache/errdefs';
+import { LocalMounter, mayMount } from '../mount.js';
 import type { Applier, Backend, Differ, GCStats } from '../types.js';
 import { EmbeddedApplier, EmbeddedDiffer } from './archive/index.js';
 import { EmbeddedContentStore } from './content.js';
@@ -67,6 +67,11 @@ async function chooseDriver(ctx: EmbeddedContext, wanted: 'auto' | SnapshotDrive
  */
 export async function openEmbeddedBackend(options: EmbeddedBackendOptions): Promise<EmbeddedBackend> {
   const root = resolve(options.root);
+  if (options.snapshotter === 'overlayfs' && !mayMount()) {
+    throw new ErrPermissionDenied(`the overlayfs snapshotter needs root (this process runs as uid ${process.geteuid?.()}); use the native snapshotter`, {
+      details: { path: root },
+    });
+  }
   const logger = (options.logger ?? pino({ level: 'silent' })).child({ component: 'snapshot/embedded' });
   await mkdir(root, { recursive: true });
   const db = await openMetaDB(join(root, 'meta'));
