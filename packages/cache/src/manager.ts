@@ -8,7 +8,7 @@ import { mkdir } from 'node:fs/promises';
 import { pino, type Logger } from 'pino';
 import { ErrClosed, ErrInUse, ErrInvalidArgument, ErrNeedsRemoteProvider, ErrNotFound } from '@buildcache/errdefs';
 import { MetadataStore } from '@buildcache/metadata';
-import type { Backend, Descriptor } from '@buildcache/snapshot';
+import { msToNs, nowNs, strictlyIncreasing, type Backend, type Descriptor } from '@buildcache/snapshot';
 import { NO_HANDLERS, type DescHandlers, type ManagerContext } from './context.js';
 import { DeferredCommits } from './deferred.js';
 import { GCDebt } from './gc-debt.js';
@@ -84,13 +84,15 @@ export class CacheManager {
     const logger = options.logger ?? pino({ level: 'silent' });
     await mkdir(options.root, { recursive: true });
     const store = await MetadataStore.open(join(options.root, 'metadata'), { logger });
+    const now = options.now;
     const cm: ManagerContext = {
       backend: options.backend,
       store,
       logger,
       mu: pLimit(1),
       records: new Map(),
-      now: options.now ?? Date.now,
+      now: now ?? Date.now,
+      nowNs: now ? strictlyIncreasing(() => msToNs(now())) : nowNs,
       changed: () => undefined,
       deferCommit: (md) => deferred.add(md),
       gcDebt: new GCDebt(store),

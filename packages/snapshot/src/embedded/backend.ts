@@ -9,6 +9,7 @@ import { pino } from 'pino';
 import type { Logger } from 'pino';
 import { ErrFailedPrecondition, ErrInvalidArgument, ErrPermissionDenied } from '@buildcache/errdefs';
 import { LocalMounter, mayMount } from '../mount.js';
+import { msToNs, nowNs, strictlyIncreasing } from '../clock.js';
 import type { Applier, Backend, Differ, GCStats } from '../types.js';
 import { EmbeddedApplier, EmbeddedDiffer } from './archive/index.js';
 import { EmbeddedContentStore } from './content.js';
@@ -31,7 +32,7 @@ export interface EmbeddedBackendOptions {
    */
   readonly snapshotter?: 'auto' | SnapshotDriver;
   readonly logger?: Logger;
-  /** Milliseconds since the epoch, for lease expiry and ingest staleness (tests inject one). */
+  /** Milliseconds since the epoch, for lease expiry, ingest staleness and times (tests inject one). */
   readonly clock?: () => number;
 }
 
@@ -76,7 +77,9 @@ export async function openEmbeddedBackend(options: EmbeddedBackendOptions): Prom
   await mkdir(root, { recursive: true });
   const db = await openMetaDB(join(root, 'meta'));
   try {
-    const ctx: EmbeddedContext = { root, db, mutex: pLimit(1), clock: options.clock ?? Date.now, logger };
+    const clock = options.clock;
+    const clockNs = clock ? strictlyIncreasing(() => msToNs(clock())) : nowNs;
+    const ctx: EmbeddedContext = { root, db, mutex: pLimit(1), clock: clock ?? Date.now, clockNs, logger };
     const mountsDir = join(root, 'mounts');
     await cleanupTempMounts(mountsDir, logger);
     const driver = await chooseDriver(ctx, options.snapshotter ?? 'auto');
