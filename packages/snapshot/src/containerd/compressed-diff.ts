@@ -4,7 +4,7 @@
  * written back through the content service, as BuildKit does.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { Readable } from 'node:stream';
+import { Readable, pipeline } from 'node:stream';
 import type { Client } from '@containerd/leases-ts';
 import { LABEL_GC_EXPIRE, LABEL_UNCOMPRESSED, MEDIA_TYPE_LAYER, layerMediaType } from '../labels.js';
 import type { Compression } from '../labels.js';
@@ -46,7 +46,9 @@ export async function compressedDiff(
       const hash = createHash('sha256');
       let size = 0;
       const source = Readable.from(client.content.read(tar.digest, {}, { ...NO_DEADLINE, ...signal }));
-      for await (const chunk of source.pipe(compressor(compression)) as AsyncIterable<Buffer>) {
+      // pipeline, not pipe: a failed read destroys the compressor and ends the loop with the error
+      const compressed = pipeline(source, compressor(compression), () => undefined) as AsyncIterable<Buffer>;
+      for await (const chunk of compressed) {
         hash.update(chunk);
         size += chunk.length;
         await writer.write(chunk);
