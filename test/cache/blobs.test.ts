@@ -135,6 +135,24 @@ for (const kind of BACKENDS) {
       }
     });
 
+    test('getRemote zstd: the layer\'s own blob is made as zstd, and no uncompressed blob is left behind', async () => {
+      const { cache } = t;
+      const m = await cache.new(undefined, { description: 'zstd layer' });
+      await writeFiles(m, { 'etc/zstd': 'compressed in zstd' });
+      const layer = await m.commit();
+      const [desc] = await layer.getRemote({ compression: 'zstd' });
+      assert.equal(desc!.mediaType, 'application/vnd.oci.image.layer.v1.tar+zstd');
+      const blob = await readBlob(t.tb.backend, desc!.digest);
+      assert.equal(sha256(blob), desc!.digest);
+      const diffID = sha256(execFileSync('zstd', ['-d', '-c'], { input: blob }));
+      assert.equal(desc!.annotations?.['containerd.io/uncompressed'], diffID);
+      assert.equal(layer.info().diffID, diffID);
+      await t.tb.backend.garbageCollect();
+      await assert.rejects(t.tb.backend.content.info(diffID), ErrNotFound, 'no uncompressed copy of the layer is kept');
+      await layer.release();
+      await cache.prune([{}]);
+    });
+
     test('getByBlob: lazy records, dedupe by blob chain, extraction through a provider', async () => {
       const { cache } = t;
       const l0 = tarLayer({ 'etc/hello': 'hello', 'bin/tool': '#!/bin/sh\n' });

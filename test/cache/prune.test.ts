@@ -154,5 +154,20 @@ for (const kind of BACKENDS) {
       assert.equal(deleted.length, 2, 'reservedSpace is a floor');
       await cache.prune([{}]);
     });
+
+    test('releases in the same millisecond keep their order for LRU prune', async () => {
+      const { cache } = t;
+      clock += 1000;
+      const refs: ImmutableRef[] = [];
+      for (let i = 0; i < 3; i++) refs.push(await record(cache, { bytes: 50_000 }));
+      for (const i of [2, 0, 1]) await refs[i]!.release(); // all at the same clock reading
+      const sizes: number[] = [];
+      for await (const u of cache.diskUsage()) sizes.push(u.size);
+      const total = sizes.reduce((a, b) => a + b, 0);
+      const deleted: string[] = [];
+      await cache.prune([{ maxUsedSpace: total - 2 * Math.max(...sizes) }], { onDeleted: (u) => void deleted.push(u.id) });
+      assert.deepEqual(deleted, [refs[2]!.id, refs[0]!.id], 'released first, deleted first');
+      await cache.prune([{}]);
+    });
   });
 }

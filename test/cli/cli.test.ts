@@ -2,7 +2,8 @@
 import { describe, test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { chown, mkdtemp, readdir, rm, stat } from 'node:fs/promises';
+import { promisify } from 'node:util';
 import { tmpdir } from 'node:os';
 import { join, dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -17,9 +18,11 @@ interface Run {
   stderr: string;
 }
 
-function run(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Run> {
+/** Runs the CLI; `as` is a command prefix that switches user (see `normalUser`). */
+function run(args: string[], env: NodeJS.ProcessEnv = {}, as: readonly string[] = []): Promise<Run> {
+  const [file, ...argv] = [...as, process.execPath, bin, ...args] as [string, ...string[]];
   return new Promise((res) => {
-    execFile(process.execPath, [bin, ...args], { env: { ...process.env, ...env } }, (err, stdout, stderr) => {
+    execFile(file, argv, { env: { ...process.env, ...env } }, (err, stdout, stderr) => {
       const code = err ? ((err as { code?: number }).code ?? 1) : 0;
       res({ code: typeof code === 'number' ? code : 1, stdout, stderr });
     });
@@ -127,4 +130,67 @@ test('--help and --version', async () => {
   assert.match(help.stdout, /Usage: buildcache/);
   const v = await run(['--version']);
   assert.match(v.stdout, /^buildcache \d+\.\d+\.\d+\n$/);
+});
+
+/**
+ * A normal (non-root) user for the tests, created once (idempotent): its uid, gid and the command
+ * prefix that runs a program as it. When the user cannot read this checkout (a clone under a
+ * private home), the prefix keeps CAP_DAC_READ_SEARCH only, to read the code; the process still
+ * runs as that uid, without the right to mount or chown.
+ */
+async function normalUser(name: string): Promise<{ uid: number; gid: number; as: string[] }> {
+  const exec = promisify(execFile);
+  const id = async (flag: string): Promise<number> => Number((await exec('id', [flag, name])).stdout.trim());
+  await exec('id', [name]).catch(() =>
+    exec('useradd', ['--system', '--no-create-home', '--shell', '/usr/sbin/nologin', name]).catch(async (err: unknown) => {
+      await exec('id', [name]).catch(() => Promise.reject(err)); // another test process created it meanwhile
+    }),
+  );
+  const uid = await id('-u');
+  const gid = await id('-g');
+  const plain = ['runuser', '-u', name, '--'];
+  const readable = await exec(plain[0]!, [...plain.slice(1), 'test', '-r', bin]).then(() => true, () => false);
+  const as = readable
+    ? plain
+    : ['setpriv', `--reuid=${uid}`, `--regid=${gid}`, '--clear-groups', '--inh-caps=+dac_read_search', '--ambient-caps=+dac_read_search'];
+  return { uid, gid, as };
+}
+
+describe('buildcache CLI as a normal user (embedded backend)', () => {
+  const user = 'buildcache-test';
+  test('demo, du and prune work without root and leave nothing behind', async () => {
+    const { uid, gid, as } = await normalUser(user);
+    const dir = await mkdtemp(join(tmpdir(), 'bc-cli-user-'));
+    roots.push(dir);
+    await chown(dir, uid, gid);
+    const root = join(dir, 'cache');
+    const g = ['--root', root];
+    const demo = await run([...g, 'demo'], {}, as);
+    assert.equal(demo.code, 0, demo.stderr);
+    assert.match(demo.stdout, /layer 1: sha256:[0-9a-f]{64}/);
+    const records = JSON.parse((await run([...g, 'du', '--format', 'json'], {}, as)).stdout) as { size: number }[];
+    assert.equal(records.length, 2);
+    assert.ok(records.every((r) => r.size > 0));
+    const pruned = await run([...g, 'prune', '--format', 'json'], {}, as);
+    assert.equal(pruned.code, 0, pruned.stderr);
+    assert.equal((JSON.parse(pruned.stdout) as { count: number }).count, 2);
+    assert.deepEqual(JSON.parse((await run([...g, 'du', '--format', 'json'], {}, as)).stdout), []);
+    const backend = join(root, 'backend');
+    assert.deepEqual(await readdir(join(backend, 'snapshots')), [], 'no snapshot directory left');
+    assert.deepEqual(await readdir(join(backend, 'content', 'blobs', 'sha256')), [], 'no blob left');
+    assert.deepEqual(await readdir(join(backend, 'mounts')), [], 'no temp mount point left');
+    assert.equal((await stat(join(backend, 'meta'))).uid, uid, 'everything belongs to the user');
+  });
+
+  test('the overlayfs snapshotter fails up front with one line saying it needs root', async () => {
+    const { uid, gid, as } = await normalUser(user);
+    const dir = await mkdtemp(join(tmpdir(), 'bc-cli-user-'));
+    roots.push(dir);
+    await chown(dir, uid, gid);
+    const r = await run(['--root', join(dir, 'cache'), '--snapshotter', 'overlayfs', 'demo'], {}, as);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /needs root/);
+    assert.equal(r.stderr.trim().split('\n').length, 1, `one line: ${r.stderr}`);
+    assert.deepEqual(await readdir(dir), [], 'nothing was created');
+  });
 });

@@ -5,11 +5,12 @@
  * onto the parent give the same tree (compared through real mounts).
  */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
-import { LABEL_UNCOMPRESSED, MEDIA_TYPE_LAYER, MEDIA_TYPE_LAYER_GZIP, layerMediaType } from '@buildcache/snapshot';
+import { LABEL_UNCOMPRESSED, MEDIA_TYPE_LAYER, MEDIA_TYPE_LAYER_GZIP, MEDIA_TYPE_LAYER_ZSTD, layerMediaType } from '@buildcache/snapshot';
 import type { Compression, Descriptor } from '@buildcache/snapshot';
 import { backendKinds, openFixture, readBlob, sha256, writeBlob } from './helpers.js';
 import type { Fixture } from './helpers.js';
@@ -154,6 +155,24 @@ for (const kind of backendKinds()) {
       mine.diffGzip = gzBytes;
       mine.diffGzipDiffID = diffID;
       mine.diffTarDigest = plain.digest;
+    });
+
+    it('diffs to zstd (containerd 1.6 has no zstd differ): zstd of the diff tar, labelled, re-applies to the same tree', async () => {
+      const b = f.backend;
+      const { l1, l2 } = await chain(f);
+      const lower = await b.snapshotter.view(f.name('lower'), l1, f.leased);
+      const upper = await b.snapshotter.view(f.name('upper'), l2, f.leased);
+      const zst = await b.differ.compare(lower, upper, { ...f.leased, mediaType: MEDIA_TYPE_LAYER_ZSTD });
+      assert.equal(zst.mediaType, MEDIA_TYPE_LAYER_ZSTD);
+      const bytes = await readBlob(b, zst.digest);
+      assert.equal(sha256(bytes), zst.digest);
+      assert.equal(zst.size, bytes.length);
+      const diffID = sha256(execFileSync('zstd', ['-d', '-c', '-q'], { input: bytes }));
+      assert.equal(zst.annotations?.[LABEL_UNCOMPRESSED], diffID, 'annotation containerd.io/uncompressed = sha256 of the decompressed blob');
+      assert.equal((await b.content.info(zst.digest)).labels[LABEL_UNCOMPRESSED], diffID, 'the blob carries the label too');
+      const name = f.name('re-zstd');
+      assert.equal((await applyCommit(f, name, l1, zst)).digest, diffID, 'apply returns the diffID');
+      assertSameTree(await listSnapshot(f, name), expectFinal, 'zstd diff re-applied on the parent');
     });
 
     it('a diff against nothing is the whole tree', async () => {

@@ -8,6 +8,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import { ErrAlreadyExists, ErrFailedPrecondition, ErrInvalidArgument, ErrNotFound } from '@buildcache/errdefs';
+import { nowNs, nsToMs } from '@buildcache/snapshot';
 import { KNOWN_DIFFERENCES, backendKinds, committed, expectedClass, isGone, openFixture, rejectsWith, walkNames } from './helpers.js';
 import type { Fixture } from './helpers.js';
 
@@ -46,6 +47,30 @@ for (const kind of backendKinds()) {
       const emptyView = f.name('empty-view');
       await s.view(emptyView, undefined, f.leased);
       assert.equal((await s.stat(emptyView)).parent, undefined);
+    });
+
+    it('times carry nanoseconds: created and updated lie between the caller\'s clock before and after the call', async () => {
+      const s = f.backend.snapshotter;
+      const key = f.name('times');
+      const within = (ns: bigint, before: bigint, after: bigint, what: string): void =>
+        assert.ok(before <= ns && ns <= after, `${what} ${ns} lies in [${before}, ${after}]`);
+      const b0 = nowNs();
+      await s.prepare(key, undefined, f.leased);
+      const a0 = nowNs();
+      const created = await s.stat(key);
+      within(created.createdAtNs, b0, a0, 'createdAtNs');
+      within(created.updatedAtNs, b0, a0, 'updatedAtNs');
+      assert.equal(created.createdAt.getTime(), nsToMs(created.createdAtNs), 'the Date is the same time in whole ms');
+      const b1 = nowNs();
+      const updated = await s.update({ name: key, labels: { touched: 'yes' } });
+      const a1 = nowNs();
+      within(updated.updatedAtNs, b1, a1, 'updatedAtNs after update');
+      assert.equal(updated.createdAtNs, created.createdAtNs, 'update keeps the creation time');
+      assert.equal((await s.stat(key)).updatedAtNs, updated.updatedAtNs, 'stat gives the stored time');
+      assert.ok(
+        [created.createdAtNs, updated.updatedAtNs].some((ns) => ns % 1_000_000n !== 0n),
+        'not whole milliseconds',
+      );
     });
 
     it('a prepared snapshot is writable through its mounts and usage counts it', async () => {

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { pino } from 'pino';
-import { openEmbeddedBackend, openContainerdBackend, type Backend } from '@buildcache/snapshot';
+import { ContainerdBackend, openEmbeddedBackend, openContainerdBackend, type Backend } from '@buildcache/snapshot';
 import { containerdAddress } from '../harness/containerd.js';
 
 /** A backend opened for one test, with a temp dir for whatever else the test keeps. */
@@ -21,6 +21,12 @@ export interface TestBackend {
   close(): Promise<void>;
   /** Opens the same backend state again (after `backend.close()`), as a restarted process would. */
   reopen(): Promise<Backend>;
+  /**
+   * The same open backend with every default call deadline lowered to `ms` (containerd: a client
+   * view with unary and stream deadlines of `ms`; the embedded backend has no deadlines: itself).
+   * Not to be closed.
+   */
+  withDeadlines(ms: number): Backend;
 }
 
 /** One kind of backend. */
@@ -69,6 +75,10 @@ function kind(name: string, specOf: (dir: string) => BackendSpec): BackendKind {
         async reopen() {
           backend = await openBackendSpec(spec);
           return backend;
+        },
+        withDeadlines(ms) {
+          if (!(backend instanceof ContainerdBackend)) return backend;
+          return new ContainerdBackend(backend.client.withTimeout(ms, ms), backend.snapshotter.name as Snapshotter);
         },
         async close() {
           await backend.close().catch(() => undefined);

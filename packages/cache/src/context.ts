@@ -38,6 +38,8 @@ export interface ManagerContext {
   readonly records: Map<string, CacheRecord>;
   /** Milliseconds since the epoch; injectable for tests. */
   now(): number;
+  /** Nanoseconds since the epoch (`now` when one is injected), strictly increasing: last-used stamps. */
+  nowNs(): bigint;
   /** Called after operations that change the cache (automatic GC listens). */
   changed(): void;
   /**

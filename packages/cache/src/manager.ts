@@ -8,7 +8,7 @@ import { mkdir } from 'node:fs/promises';
 import { pino, type Logger } from 'pino';
 import { ErrClosed, ErrInUse, ErrInvalidArgument, ErrNeedsRemoteProvider, ErrNotFound } from '@buildcache/errdefs';
 import { MetadataStore } from '@buildcache/metadata';
-import type { Backend, Descriptor } from '@buildcache/snapshot';
+import { msToNs, nowNs, strictlyIncreasing, type Backend, type Descriptor } from '@buildcache/snapshot';
 import { NO_HANDLERS, type DescHandlers, type ManagerContext } from './context.js';
 import { DeferredCommits } from './deferred.js';
 import { GCDebt } from './gc-debt.js';
@@ -87,6 +87,7 @@ export class CacheManager {
     await mkdir(options.root, { recursive: true });
     const store = await MetadataStore.open(join(options.root, 'metadata'), { logger });
     const deferred = new DeferredCommits(logger);
+    const clock = options.now;
     let cm: ManagerContext;
     try {
       const owner = await loadOwner(store);
@@ -97,7 +98,8 @@ export class CacheManager {
         logger,
         mu: pLimit(1),
         records: new Map(),
-        now: options.now ?? Date.now,
+        now: clock ?? Date.now,
+        nowNs: clock ? strictlyIncreasing(() => msToNs(clock())) : nowNs,
         changed: () => undefined,
         deferCommit: (md) => deferred.add(md),
         gcDebt: new GCDebt(store),

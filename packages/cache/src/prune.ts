@@ -76,10 +76,13 @@ export function keepBytes(totalSize: number, disk: DiskStat, p: PrunePolicy): nu
   return Math.max(keep, reserved);
 }
 
-/** Orders candidates: lowest blend of last-used rank and usage-count rank first (LRU/LFU). */
-export function sortForDeletion<T extends { lastUsedAt?: number; usageCount: number }>(items: T[]): T[] {
-  const rank = (values: number[]): Map<number, number> => {
-    const distinct = [...new Set(values)].sort((a, b) => a - b);
+/**
+ * Orders candidates: lowest blend of last-used rank and usage-count rank first (LRU/LFU). Last-used
+ * times are nanoseconds (`bigint`, strictly ordered) or milliseconds.
+ */
+export function sortForDeletion<T extends { lastUsedAt?: number | bigint; usageCount: number }>(items: T[]): T[] {
+  const rank = <V extends number | bigint>(values: V[]): Map<V, number> => {
+    const distinct = [...new Set(values)].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
     return new Map(distinct.map((v, i) => [v, i + 1]));
   };
   const lastRank = rank(items.map((i) => i.lastUsedAt ?? -Infinity));
@@ -187,7 +190,7 @@ async function prunePolicy(
     if (chosen.length === 0) break;
     const sizes = new Map(await Promise.all(chosen.map((r) => limit(async () => [r, await sizeOf(r)] as const))));
     if (spaceMode) {
-      const sorted = sortForDeletion(chosen.map((rec) => ({ rec, lastUsedAt: rec.md.lastUsedAt, usageCount: rec.md.usageCount })));
+      const sorted = sortForDeletion(chosen.map((rec) => ({ rec, lastUsedAt: rec.md.lastUsedNs, usageCount: rec.md.usageCount })));
       chosen = [];
       let projected = total;
       for (const { rec } of sorted) {

@@ -3,6 +3,7 @@
  * setter only queues; `commit()` writes the queued changes as one atomic batch.
  */
 import type { StorageItem } from '@buildcache/metadata';
+import { msToNs, nsToMs } from '@buildcache/snapshot';
 
 /** Kinds of record, as `buildctl du` reports them. */
 export type RecordType = 'regular' | 'internal' | 'frontend' | 'source.local' | 'source.git.checkout' | 'exec.cachemount';
@@ -23,6 +24,7 @@ const K = {
   description: 'cache.description',
   createdAt: 'cache.createdAt',
   lastUsedAt: 'cache.lastUsedAt',
+  lastUsedNs: 'cache.lastUsedNs',
   usageCount: 'cache.usageCount',
   recordType: 'cache.recordType',
   parent: 'cache.parent',
@@ -110,11 +112,21 @@ export class RecordMetadata {
   set createdAt(v: number) {
     this.put(K.createdAt, v);
   }
+  /** Last use in whole milliseconds since the epoch. */
   get lastUsedAt(): number | undefined {
     return this.num(K.lastUsedAt);
   }
-  set lastUsedAt(v: number | undefined) {
-    this.put(K.lastUsedAt, v);
+  /** Last use in nanoseconds since the epoch (strictly ordered); records from before have ms only. */
+  get lastUsedNs(): bigint | undefined {
+    const ns = this.str(K.lastUsedNs);
+    if (ns !== undefined) return BigInt(ns);
+    const ms = this.lastUsedAt;
+    return ms === undefined ? undefined : msToNs(ms);
+  }
+  /** Sets the last use (both forms). */
+  set lastUsedNs(v: bigint) {
+    this.put(K.lastUsedNs, String(v));
+    this.put(K.lastUsedAt, nsToMs(v));
   }
   get usageCount(): number {
     return this.num(K.usageCount) ?? 0;

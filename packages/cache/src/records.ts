@@ -98,7 +98,7 @@ export class CacheRecord {
   /** Stamps last-used time and usage count (written with the next commit, or within a second). */
   updateLastUsed(): void {
     this.md.usageCount = this.md.usageCount + 1;
-    this.md.lastUsedAt = this.cm.now();
+    this.md.lastUsedNs = this.cm.nowNs();
     this.cm.deferCommit(this.md);
   }
 

@@ -17,36 +17,44 @@ async function writeLayer(ref: MutableRef, files: Record<string, string>, remove
   }
 }
 
-/** Runs the demo build: base layer → app layer → export as gzip layer blobs; prints what it did. */
+/**
+ * Runs the demo build: base layer → app layer → export as gzip layer blobs; prints what it did.
+ * Every handle is released, also on failure (what was not finalized then goes with it).
+ */
 export async function demo(cache: CacheManager, out: NodeJS.WritableStream): Promise<void> {
   const stamp = new Date().toISOString();
-  out.write('building a two-layer chain:\n');
-  const baseM = await cache.new(undefined, { description: 'demo: base layer' });
-  await writeLayer(baseM, {
-    'etc/os-release': 'NAME=demo\n',
-    'etc/motd': `built ${stamp}\n`,
-    'usr/share/doc/README': 'a file the next layer removes\n',
-  });
-  const base = await baseM.commit();
-  out.write(`  base  ${base.id}\n`);
+  const held: { release(): Promise<void> }[] = [];
+  const hold = <T extends { release(): Promise<void> }>(ref: T): T => (held.push(ref), ref);
+  try {
+    out.write('building a two-layer chain:\n');
+    const baseM = hold(await cache.new(undefined, { description: 'demo: base layer' }));
+    await writeLayer(baseM, {
+      'etc/os-release': 'NAME=demo\n',
+      'etc/motd': `built ${stamp}\n`,
+      'usr/share/doc/README': 'a file the next layer removes\n',
+    });
+    held.pop(); // commit consumes the mutable handle
+    const base = hold(await baseM.commit());
+    out.write(`  base  ${base.id}\n`);
 
-  const appM = await cache.new(base, { description: 'demo: app layer' });
-  await writeLayer(appM, { 'app/main.js': "console.log('hello from the cache');\n", 'etc/motd': `app ${stamp}\n` }, [
-    'usr/share/doc/README',
-  ]);
-  const app = await appM.commit();
-  out.write(`  app   ${app.id}\n`);
+    const appM = hold(await cache.new(base, { description: 'demo: app layer' }));
+    await writeLayer(appM, { 'app/main.js': "console.log('hello from the cache');\n", 'etc/motd': `app ${stamp}\n` }, [
+      'usr/share/doc/README',
+    ]);
+    held.pop();
+    const app = hold(await appM.commit());
+    out.write(`  app   ${app.id}\n`);
 
-  out.write('exporting (getRemote, gzip):\n');
-  const descs = await app.getRemote({ compression: 'gzip' });
-  const chain = app.layerChain();
-  descs.forEach((d, i) => {
-    const info = chain[i]!.info();
-    out.write(`  layer ${i}: ${d.digest}  ${formatSize(d.size)}\n`);
-    out.write(`           diffID  ${info.diffID}\n           chainID ${info.chainID}\n`);
-  });
-  for (const r of chain) await r.release();
-  await app.release();
-  await base.release();
-  out.write('\n');
+    out.write('exporting (getRemote, gzip):\n');
+    const descs = await app.getRemote({ compression: 'gzip' });
+    const chain = app.layerChain().map(hold);
+    descs.forEach((d, i) => {
+      const info = chain[i]!.info();
+      out.write(`  layer ${i}: ${d.digest}  ${formatSize(d.size)}\n`);
+      out.write(`           diffID  ${info.diffID}\n           chainID ${info.chainID}\n`);
+    });
+    out.write('\n');
+  } finally {
+    for (const ref of held.reverse()) await ref.release();
+  }
 }

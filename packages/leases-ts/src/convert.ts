@@ -39,6 +39,12 @@ export function toDate(ts: WireTimestamp | null | undefined): Date {
   return new Date(seconds * 1000 + Math.floor((ts.nanos ?? 0) / 1e6));
 }
 
+/** Wire timestamp → nanoseconds since the epoch; unset or Go's zero time → 0n. */
+export function toNanos(ts: WireTimestamp | null | undefined): bigint {
+  if (toDate(ts).getTime() === 0) return 0n;
+  return BigInt(String(ts!.seconds ?? 0)) * 1_000_000_000n + BigInt(ts!.nanos ?? 0);
+}
+
 /** Wire timestamp → Date, or undefined when unset or Go's zero time. */
 export function toOptionalDate(ts: WireTimestamp | null | undefined): Date | undefined {
   const d = toDate(ts);

@@ -1,7 +1,7 @@
 /** The Snapshots service, bound to one snapshotter (`overlayfs`, `native`, …). */
 import { checkLabels, checkNonEmpty, protocolError, toNumber } from './errors.js';
 import type { CallContext } from './errors.js';
-import { labelsOf, toDate, toMounts } from './convert.js';
+import { labelsOf, toDate, toMounts, toNanos } from './convert.js';
 import type { WireMount, WireTimestamp } from './convert.js';
 import type { Scope } from './transport.js';
 import type { CallOptions, Labels, Mount, SnapshotInfo, SnapshotKind, Usage } from './types.js';
@@ -46,6 +46,8 @@ export class SnapshotsService {
       labels: labelsOf(w.labels),
       createdAt: toDate(w.created_at),
       updatedAt: toDate(w.updated_at),
+      createdAtNs: toNanos(w.created_at),
+      updatedAtNs: toNanos(w.updated_at),
     };
   }
 

@@ -8,7 +8,8 @@
  * call fails with `ErrInvalidArgument` before anything is sent.
  *
  * Times: timestamps are `Date`s; a timestamp the daemon left unset (or Go's zero time) becomes
- * `new Date(0)`.
+ * `new Date(0)`. Snapshot times also come whole, as `bigint` nanoseconds since the Unix epoch
+ * (`createdAtNs`, `updatedAtNs`; 0n when unset): a `Date` holds only milliseconds.
  */
 
 /** String labels of an object. */
@@ -34,6 +35,10 @@ export interface SnapshotInfo {
   readonly labels: Labels;
   readonly createdAt: Date;
   readonly updatedAt: Date;
+  /** `createdAt` in nanoseconds since the Unix epoch. */
+  readonly createdAtNs: bigint;
+  /** `updatedAt` in nanoseconds since the Unix epoch. */
+  readonly updatedAtNs: bigint;
 }
 
 /** Disk usage of one snapshot's own layer. */

@@ -5,3 +5,4 @@ export * from './containerd/index.js';
 export * from './embedded/index.js';
 export { compressor, decompress, detectCompression } from './embedded/archive/compression.js';
 export { mountPointsUnder } from './mount-cleanup.js';
+export { nowNs, nsToMs, msToNs, strictlyIncreasing } from './clock.js';

@@ -7,7 +7,7 @@ import { mkdtemp, rmdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, dirname, relative } from 'node:path';
 import { promisify } from 'node:util';
-import { ErrFailedPrecondition, ErrInvalidArgument } from '@buildcache/errdefs';
+import { ErrFailedPrecondition, ErrInvalidArgument, ErrPermissionDenied } from '@buildcache/errdefs';
 import type { ActiveMount, Mount, Mounter } from './types.js';
 import { SyscallError, mountSyscall, syscallMountsAvailable, umountSyscall } from './mount-syscall.js';
 
@@ -131,15 +131,36 @@ export async function unmount(target: string): Promise<void> {
   }
 }
 
-/** Mounts mount lists on temp dirs with mount(8). */
+/** True when this process may call mount(2) (it runs as root). */
+export function mayMount(): boolean {
+  return process.geteuid?.() === 0;
+}
+
+/**
+ * Mounts mount lists on temp dirs. A single rw bind mount is handed out as its directory; so is a
+ * read-only one when the process may not mount (not root): the caller's contract is then to not
+ * write through it.
+ */
 export class LocalMounter implements Mounter {
-  /** @param tempRoot where temp mount points are made (defaults to the OS temp dir). */
-  constructor(private readonly tempRoot: string = tmpdir()) {}
+  /**
+   * @param tempRoot where temp mount points are made (defaults to the OS temp dir).
+   * @param privileged whether mount(2) is allowed (default: running as root).
+   */
+  constructor(
+    private readonly tempRoot: string = tmpdir(),
+    private readonly privileged: boolean = mayMount(),
+  ) {}
 
   async mount(mounts: readonly Mount[]): Promise<ActiveMount> {
     if (mounts.length === 0) throw new ErrInvalidArgument('no mounts to mount');
     const bind = bindSource(mounts);
-    if (bind && !bind.readonly) return { target: bind.source, unmount: async () => undefined };
+    if (bind && (!bind.readonly || !this.privileged)) return { target: bind.source, unmount: async () => undefined };
+    if (!this.privileged) {
+      const what = mounts.map((m) => m.type).join('+');
+      throw new ErrPermissionDenied(`mounting ${what} needs root (this process runs as uid ${process.geteuid?.()}); use the native snapshotter`, {
+        details: { path: mounts[0]!.source },
+      });
+    }
     const target = await mkdtemp(join(this.tempRoot, 'buildcache-mount-'));
     const done: string[] = [];
     try {

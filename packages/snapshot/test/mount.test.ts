@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, mkdir, writeFile, readFile, rm, readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { ErrPermissionDenied } from '@buildcache/errdefs';
 import { LocalMounter, readonlyMount, unmount } from '../src/mount.js';
 import { parseMountOptions } from '../src/mount-syscall.js';
 
@@ -29,6 +30,23 @@ test('bind mounts: rw writes through, ro refuses writes; unmount of a non-mount 
     await ro.unmount();
     await unmount(src);
     assert.deepEqual((await readdir(dir)).sort(), ['src'], 'temp mount points are removed');
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('without the right to mount: a read-only bind is its directory, an overlay fails up front with ErrPermissionDenied', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'bc-mount-'));
+  try {
+    const src = join(dir, 'src');
+    await mkdir(src);
+    const mounter = new LocalMounter(dir, false);
+    const ro = await mounter.mount([{ type: 'bind', source: src, options: ['ro', 'rbind'] }]);
+    assert.equal(ro.target, src, 'the directory itself (read-only by contract)');
+    await ro.unmount();
+    const overlay = { type: 'overlay', source: 'overlay', options: [`lowerdir=${src}:${src}`] };
+    await assert.rejects(mounter.mount([overlay]), (err: Error) => err instanceof ErrPermissionDenied && /needs root/.test(err.message));
+    assert.deepEqual(await readdir(dir), ['src'], 'no mount point was made');
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

@@ -3,11 +3,12 @@
  * Snapshotter, ContentStore (with its ContentWriter), Applier and Differ.
  */
 import type { Client, ContentWriter as ClientWriter, SnapshotsService } from '@containerd/leases-ts';
-import { LABEL_UNCOMPRESSED } from '../labels.js';
+import { LABEL_UNCOMPRESSED, compressionOf } from '../labels.js';
 import type {
   Applier, ContentInfo, ContentStore, ContentWriter, Descriptor, Differ, IngestStatus, LeasedOptions, Mount,
   SnapshotInfo, Snapshotter, Usage,
 } from '../types.js';
+import { NO_DEADLINE, compressedDiff } from './compressed-diff.js';
 
 /** `Snapshotter` over containerd's Snapshots service for one snapshotter. */
 export class ContainerdSnapshotter implements Snapshotter {
@@ -99,12 +100,14 @@ export class ContainerdContentStore implements ContentStore {
     return this.client.content.delete(digest);
   }
 
+  /** Streams without a deadline: a reader that stops iterating cancels the call. */
   read(digest: string, range?: { offset?: number; length?: number }): AsyncIterable<Uint8Array> {
-    return this.client.content.read(digest, range);
+    return this.client.content.read(digest, range, NO_DEADLINE);
   }
 
+  /** An ingest without a deadline: `close()` ends it. */
   async writer(ref: string, options: LeasedOptions & { expected?: string; total?: number } = {}): Promise<ContentWriter> {
-    const w = await this.client.content.writer(ref, options);
+    const w = await this.client.content.writer(ref, { ...options, ...NO_DEADLINE });
     return new LabelledWriter(w, options.labels);
   }
 
@@ -121,16 +124,23 @@ export class ContainerdContentStore implements ContentStore {
   }
 }
 
-/** `Applier` over containerd's Diff.Apply (the daemon mounts the mounts itself). */
+/**
+ * `Applier` over containerd's Diff.Apply (the daemon mounts the mounts itself); no deadline, it runs
+ * as long as the layer takes, cancelled by the caller's signal.
+ */
 export class ContainerdApplier implements Applier {
   constructor(private readonly client: Client) {}
 
   apply(desc: Descriptor, mounts: readonly Mount[], options: { signal?: AbortSignal } = {}): Promise<Descriptor> {
-    return this.client.diff.apply(desc, mounts, options.signal ? { signal: options.signal } : {});
+    return this.client.diff.apply(desc, mounts, { ...NO_DEADLINE, ...(options.signal ? { signal: options.signal } : {}) });
   }
 }
 
-/** `Differ` over containerd's Diff.Diff; compressed results get the `containerd.io/uncompressed` annotation. */
+/**
+ * `Differ` over containerd's Diff.Diff (no deadline, the caller's signal); compressed results get the
+ * `containerd.io/uncompressed` annotation. zstd, which containerd before 2.1 cannot produce, is
+ * compressed in this process from the daemon's uncompressed diff.
+ */
 export class ContainerdDiffer implements Differ {
   constructor(private readonly client: Client) {}
 
@@ -139,8 +149,9 @@ export class ContainerdDiffer implements Differ {
     upper: readonly Mount[],
     options: LeasedOptions & { mediaType?: string; ref?: string; signal?: AbortSignal } = {},
   ): Promise<Descriptor> {
-    const desc = await this.client.diff.diff(lower, upper, options);
-    if (desc.annotations?.[LABEL_UNCOMPRESSED]) return desc;
+    if (options.mediaType && compressionOf(options.mediaType) === 'zstd') return compressedDiff(this.client, lower, upper, 'zstd', options);
+    const desc = await this.client.diff.diff(lower, upper, { ...options, ...NO_DEADLINE });
+    if (desc.annotations?.[LABEL_UNCOMPRESSED] || compressionOf(desc.mediaType) === 'uncompressed') return desc;
     const uncompressed = (await this.client.content.info(desc.digest, options.lease ? { lease: options.lease } : {})).labels[LABEL_UNCOMPRESSED];
     if (!uncompressed || uncompressed === desc.digest) return desc;
     return { ...desc, annotations: { ...(desc.annotations ?? {}), [LABEL_UNCOMPRESSED]: uncompressed } };

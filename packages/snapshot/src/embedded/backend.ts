@@ -7,8 +7,9 @@ import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { pino } from 'pino';
 import type { Logger } from 'pino';
-import { ErrFailedPrecondition, ErrInvalidArgument } from '@buildcache/errdefs';
-import { LocalMounter } from '../mount.js';
+import { ErrFailedPrecondition, ErrInvalidArgument, ErrPermissionDenied } from '@buildcache/errdefs';
+import { LocalMounter, mayMount } from '../mount.js';
+import { msToNs, nowNs, strictlyIncreasing } from '../clock.js';
 import type { Applier, Backend, Differ, GCStats } from '../types.js';
 import { EmbeddedApplier, EmbeddedDiffer } from './archive/index.js';
 import { EmbeddedContentStore } from './content.js';
@@ -31,7 +32,7 @@ export interface EmbeddedBackendOptions {
    */
   readonly snapshotter?: 'auto' | SnapshotDriver;
   readonly logger?: Logger;
-  /** Milliseconds since the epoch, for lease expiry and ingest staleness (tests inject one). */
+  /** Milliseconds since the epoch, for lease expiry, ingest staleness and times (tests inject one). */
   readonly clock?: () => number;
 }
 
@@ -67,11 +68,18 @@ async function chooseDriver(ctx: EmbeddedContext, wanted: 'auto' | SnapshotDrive
  */
 export async function openEmbeddedBackend(options: EmbeddedBackendOptions): Promise<EmbeddedBackend> {
   const root = resolve(options.root);
+  if (options.snapshotter === 'overlayfs' && !mayMount()) {
+    throw new ErrPermissionDenied(`the overlayfs snapshotter needs root (this process runs as uid ${process.geteuid?.()}); use the native snapshotter`, {
+      details: { path: root },
+    });
+  }
   const logger = (options.logger ?? pino({ level: 'silent' })).child({ component: 'snapshot/embedded' });
   await mkdir(root, { recursive: true });
   const db = await openMetaDB(join(root, 'meta'));
   try {
-    const ctx: EmbeddedContext = { root, db, mutex: pLimit(1), clock: options.clock ?? Date.now, logger };
+    const clock = options.clock;
+    const clockNs = clock ? strictlyIncreasing(() => msToNs(clock())) : nowNs;
+    const ctx: EmbeddedContext = { root, db, mutex: pLimit(1), clock: clock ?? Date.now, clockNs, logger };
     const mountsDir = join(root, 'mounts');
     await cleanupTempMounts(mountsDir, logger);
     const driver = await chooseDriver(ctx, options.snapshotter ?? 'auto');

@@ -11,5 +11,7 @@ export interface EmbeddedContext {
   readonly mutex: LimitFunction;
   /** Milliseconds since the epoch; injectable so expiry tests need no sleeps. */
   readonly clock: () => number;
+  /** Nanoseconds since the epoch, for snapshot times (`clock` in whole ms when one is injected). */
+  readonly clockNs: () => bigint;
   readonly logger: Logger;
 }

@@ -1,5 +1,6 @@
 /** Snapshot metadata records as stored in LevelDB, and lookups over them. */
 import { ErrNotFound } from '@buildcache/errdefs';
+import { msToNs, nsToMs } from '../clock.js';
 import type { SnapshotInfo, SnapshotKind } from '../types.js';
 import { checkName, keys } from './db.js';
 import type { MetaDB } from './db.js';
@@ -10,8 +11,32 @@ export interface SnapshotRecord {
   readonly kind: SnapshotKind;
   readonly parent?: string;
   readonly labels: Record<string, string>;
+  /** Milliseconds since the epoch (what older roots have alone). */
   readonly created: number;
   readonly updated: number;
+  /** Nanoseconds since the epoch, as a decimal string. */
+  readonly createdNs?: string;
+  readonly updatedNs?: string;
+}
+
+/** The time fields of a record created (or updated) at `created` (`updated`), in nanoseconds. */
+export function times(created: bigint, updated = created): Pick<SnapshotRecord, 'created' | 'updated' | 'createdNs' | 'updatedNs'> {
+  return { created: nsToMs(created), updated: nsToMs(updated), createdNs: String(created), updatedNs: String(updated) };
+}
+
+/** The creation time of a record in nanoseconds. */
+function createdNs(rec: SnapshotRecord): bigint {
+  return rec.createdNs !== undefined ? BigInt(rec.createdNs) : msToNs(rec.created);
+}
+
+/** The last update time of a record in nanoseconds. */
+function updatedNs(rec: SnapshotRecord): bigint {
+  return rec.updatedNs !== undefined ? BigInt(rec.updatedNs) : msToNs(rec.updated);
+}
+
+/** The time fields of `rec` with the update time set to `updated`. */
+export function touched(rec: SnapshotRecord, updated: bigint): Pick<SnapshotRecord, 'created' | 'updated' | 'createdNs' | 'updatedNs'> {
+  return times(createdNs(rec), updated);
 }
 
 /** The record of `name`, or undefined. */
@@ -48,5 +73,7 @@ export function toInfo(name: string, rec: SnapshotRecord): SnapshotInfo {
     labels: { ...rec.labels },
     createdAt: new Date(rec.created),
     updatedAt: new Date(rec.updated),
+    createdAtNs: createdNs(rec),
+    updatedAtNs: updatedNs(rec),
   };
 }

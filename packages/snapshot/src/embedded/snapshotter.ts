@@ -14,7 +14,7 @@ import { compileFilters, fieldsAdaptor } from './filters.js';
 import { diskUsage, removeTree } from './fsutil.js';
 import { assertLease, delResource, putResource } from './leases.js';
 import { MetaHelper } from './meta-helper.js';
-import { chainIds, getSnapshot, mustGetSnapshot, toInfo } from './snapshot-records.js';
+import { chainIds, getSnapshot, mustGetSnapshot, times, toInfo, touched } from './snapshot-records.js';
 import type { SnapshotRecord } from './snapshot-records.js';
 import { mountsFor, snapshotDirs } from './snapshot-layout.js';
 import type { SnapshotDriver } from './snapshot-layout.js';
@@ -88,8 +88,7 @@ export class EmbeddedSnapshotter implements Snapshotter {
         throw new ErrAlreadyExists(`snapshot ${JSON.stringify(name)}: already exists`, { details: { key: name } });
       }
       if (lease !== undefined) await assertLease(this.ctx.db, lease);
-      const now = this.ctx.clock();
-      const committed: SnapshotRecord = { id: rec.id, kind: 'committed', ...parentOf(rec), labels, created: now, updated: now };
+      const committed: SnapshotRecord = { id: rec.id, kind: 'committed', ...parentOf(rec), labels, ...times(this.ctx.clockNs()) };
       const ops: BatchOp[] = [
         { type: 'del', key: keys.snapshot(key) },
         { type: 'put', key: keys.snapshot(name), value: committed },
@@ -127,7 +126,7 @@ export class EmbeddedSnapshotter implements Snapshotter {
     return this.ctx.mutex(async () => {
       const rec = await mustGetSnapshot(this.ctx.db, info.name);
       const labels = applyLabelUpdate(rec.labels, info.labels, fieldpaths, `snapshot ${JSON.stringify(info.name)}`);
-      const next: SnapshotRecord = { ...rec, labels, updated: this.ctx.clock() };
+      const next: SnapshotRecord = { ...rec, labels, ...touched(rec, this.ctx.clockNs()) };
       await this.ctx.db.put(keys.snapshot(info.name), next, SYNC);
       return toInfo(info.name, next);
     });
@@ -202,8 +201,7 @@ export class EmbeddedSnapshotter implements Snapshotter {
       }
       const rec = await this.ctx.mutex(async () => {
         if (lease !== undefined) await assertLease(this.ctx.db, lease);
-        const now = this.ctx.clock();
-        const created: SnapshotRecord = { id, kind, ...(parent !== undefined ? { parent } : {}), labels, created: now, updated: now };
+        const created: SnapshotRecord = { id, kind, ...(parent !== undefined ? { parent } : {}), labels, ...times(this.ctx.clockNs()) };
         const ops: BatchOp[] = [
           { type: 'put', key: keys.snapshot(key), value: created },
           { type: 'put', key: keys.nextSnapshotId, value: this.nextId },
