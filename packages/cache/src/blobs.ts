@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { ErrInvalidArgument, ErrNotFound } from '@buildcache/errdefs';
 import {
   LABEL_UNCOMPRESSED,
+  checkCompression,
   compressionOf,
   layerMediaType,
   type Compression,
@@ -133,7 +134,7 @@ async function computeBlob(rec: CacheRecord, compression: Compression): Promise<
 
 /** Blob descriptors of the chain ending at `rec`, base first, creating missing blobs. */
 export async function getRemote(rec: CacheRecord, options: RemoteOptions): Promise<Descriptor[]> {
-  const compression = options.compression ?? 'gzip';
+  const compression = checkCompression(options.compression ?? 'gzip');
   const chain = chainOf(rec);
   for (const layer of chain) {
     await layer.blobFlight.do(`${layer.id}-blob`, () => computeBlob(layer, compression));
