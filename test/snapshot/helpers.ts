@@ -64,10 +64,17 @@ export const KNOWN_DIFFERENCES = {
    */
   hostileEntry: { containerd: 'reroot-or-unknown', embedded: ErrUnsafeEntry },
   /**
-   * Device nodes and fifos in a layer: containerd (as root) creates them inside the snapshot; the
-   * embedded applier refuses them with ErrUnsafeEntry ("char device entries are not allowed").
+   * An entry the filesystem cannot hold (a name component over 255 bytes): containerd says UNKNOWN;
+   * the embedded applier gives the class of the errno (ENAMETOOLONG: ErrUnsafeEntry) naming the
+   * entry, with no host path in the message.
    */
-  specialFiles: { containerd: 'created', embedded: ErrUnsafeEntry },
+  unholdableEntry: { containerd: ErrUnknown, embedded: ErrUnsafeEntry },
+  /**
+   * Many extended headers chained before one entry (64 PAX headers of 32 KiB): containerd keeps only
+   * the last and applies the entry; the embedded reader bounds extended headers per entry (1 MiB in
+   * total, so memory does not grow with the chain) and gives ErrCorruptLayer.
+   */
+  extendedHeaderChain: { containerd: 'created', embedded: ErrCorruptLayer },
   /**
    * Differ output: every header is the same except whiteout entries' mtime — containerd stamps them
    * with the time of the diff (so its diffs are not reproducible, and overlayfs ≠ native), the
