@@ -15,7 +15,7 @@ import { ErrPermissionDenied, ErrResourceExhausted, ErrUnsafeEntry } from '@buil
 import type { BuildcacheError } from '@buildcache/errdefs';
 import { applyLayer } from '../../src/embedded/archive/index.js';
 import { BLOCK, padding, writeBytes, writeChecksum, writeNumeric } from '../../src/embedded/archive/tar-format.js';
-import { E, buildTar, cleanup, run, tempDir } from './helpers.js';
+import { E, buildTar, cleanup, recordingLogger, run, tempDir } from './helpers.js';
 
 after(cleanup);
 
@@ -112,7 +112,8 @@ async function expectFailure(
   entry: string,
   errno: string,
 ): Promise<void> {
-  await assert.rejects(applyLayer([layer], target), (err: unknown) => {
+  const { logger, records } = recordingLogger();
+  await assert.rejects(applyLayer([layer], target, { logger }), (err: unknown) => {
     assert.ok(err instanceof cls, `expected ${cls.name}, got ${String(err)}`);
     assert.equal(err.details.entry, entry, err.message);
     assert.equal(err.details['errno'], errno, err.message);
@@ -120,6 +121,8 @@ async function expectFailure(
     assert.ok(!err.message.includes(target) && !err.message.includes('/tmp'), `host path in: ${err.message}`);
     return true;
   });
+  const logged = records.find((r) => r['entry'] === entry && typeof r['path'] === 'string');
+  assert.ok(String(logged?.['path']).startsWith(target), `the host path is in the debug log: ${JSON.stringify(records)}`);
 }
 
 describe('filesystem failures are typed errors naming the entry', () => {

@@ -13,7 +13,7 @@ import { applyLayer } from '../../src/embedded/archive/index.js';
 import type { BuildcacheError } from '@buildcache/errdefs';
 import type { ApplyOptions, TarWriteEntry } from '../../src/embedded/archive/index.js';
 import { SysHelper } from '../../src/embedded/archive/sys-helper.js';
-import { E, buildTar, cleanup, fingerprint, tempDir } from './helpers.js';
+import { E, buildTar, cleanup, fingerprint, recordingLogger, tempDir } from './helpers.js';
 
 after(cleanup);
 
@@ -154,10 +154,14 @@ describe('hostile but harmless layers', () => {
       ['security.capability', cap],
       ['user.ok', Buffer.from('1')],
     ]);
+    const { logger, records } = recordingLogger();
     await applyLayer(
       [await tarOf([{ ...file('f', 'x'), xattrs }, { ...E, name: 'ln', type: 'symlink', linkname: 'f', xattrs: new Map([['user.x', Buffer.from('v')]]) }])],
       target,
+      { logger },
     );
+    const skipped = records.filter((r) => r['xattr'] !== undefined).map((r) => `${String(r['entry'])} ${String(r['xattr'])}`);
+    assert.deepEqual(skipped.sort(), ['f trusted.foo', 'f trusted.overlay.opaque', 'ln user.x'], 'each skipped xattr is logged at debug');
     const h = new SysHelper();
     try {
       const [f, ln] = await h.listXattrs([join(target, 'f'), join(target, 'ln')]);

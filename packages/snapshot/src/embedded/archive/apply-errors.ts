@@ -12,6 +12,7 @@ import {
   ErrUnsafeEntry,
 } from '@buildcache/errdefs';
 import type { ErrorOptions } from '@buildcache/errdefs';
+import { join } from 'node:path';
 import type { Logger } from 'pino';
 
 type ErrorClass = new (message: string, options?: ErrorOptions) => BuildcacheError;
@@ -41,14 +42,17 @@ const ERRNO: Readonly<Record<string, readonly [ErrorClass, string]>> = {
 /**
  * The error `err` (thrown while applying `entry`) as callers get it: typed errors pass through,
  * errno errors get the class of their code (their message, which holds the host path, is dropped),
- * anything else is ErrUnknown with `roots` (target and lower dirs) cut out of its message.
+ * anything else is ErrUnknown with `roots` (the target, then the lower dirs) cut out of its message.
+ * The host path is logged at debug.
  */
 export function entryFailure(err: unknown, entry: string | undefined, roots: readonly string[], logger: Logger | undefined): BuildcacheError {
   if (err instanceof BuildcacheError) return err;
   const what = entry === undefined ? 'cannot apply the layer' : `cannot apply layer entry ${JSON.stringify(entry)}`;
   const details = entry === undefined ? {} : { entry };
   const e = err as NodeJS.ErrnoException;
-  logger?.debug({ entry, path: e?.path, dest: (e as { dest?: string })?.dest, err }, 'layer entry failed');
+  const [target = ''] = roots;
+  const path = e?.path ?? (entry === undefined ? target : join(target, entry));
+  logger?.debug({ entry, path, dest: (e as { dest?: string })?.dest, err }, 'layer entry failed');
   if (typeof e?.code === 'string' && /^E[A-Z0-9]+$/.test(e.code)) {
     const [cls, why] = ERRNO[e.code] ?? [ErrUnknown, 'the filesystem refused it'];
     return new cls(`${what}: ${why} (${e.code})`, { cause: err, details: { ...details, errno: e.code } });
