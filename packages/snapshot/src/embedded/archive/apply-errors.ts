@@ -3,6 +3,7 @@
  * ENAMETOOLONG…) becomes the errdefs class for its errno, with the entry and errno in `details`
  * and no host path in the message (the host path goes to the debug log).
  */
+import { join } from 'node:path';
 import {
   BuildcacheError,
   ErrAlreadyExists,
@@ -12,7 +13,6 @@ import {
   ErrUnsafeEntry,
 } from '@buildcache/errdefs';
 import type { ErrorOptions } from '@buildcache/errdefs';
-import { join } from 'node:path';
 import type { Logger } from 'pino';
 
 type ErrorClass = new (message: string, options?: ErrorOptions) => BuildcacheError;
