@@ -3,7 +3,9 @@
  * nodes and a fifo (what a debootstrap'd rootfs has in /dev), a whiteout followed by an entry of
  * the same name (OCI allows it: the whiteout hides the lower entry, the new one replaces it), xattrs
  * (`trusted.*` not applied, `user.*` on a symlink skipped, `security.capability` kept), and a zstd
- * layer that begins with a skippable frame.
+ * layer that begins with a skippable frame. With `BC_ROOTFS_DIR` set to a real root filesystem
+ * (e.g. `debootstrap --variant=minbase bookworm DIR`, which needs the network, so it is not made here),
+ * a GNU tar of it is applied on every backend too and must give the same tree.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -78,6 +80,8 @@ async function xattrsOf(paths: string[]): Promise<Record<string, Record<string, 
   return JSON.parse(stdout) as Record<string, Record<string, string>>;
 }
 
+const ROOTFS = process.env['BC_ROOTFS_DIR'];
+
 let work = '';
 let dev: PackedLayer;
 let devListing: Listing;
@@ -115,6 +119,16 @@ for (const kind of backendKinds()) {
       const applied = await applyCommit(f, name, undefined, await layerDesc(f, dev.tar, MEDIA_TYPE_LAYER));
       assert.equal(applied.digest, dev.diffID);
       assertSameTree(await listSnapshot(f, name), devListing, 'the /dev tree');
+    });
+
+    it('a GNU tar of a real rootfs (BC_ROOTFS_DIR) applies as that tree', { skip: !ROOTFS && 'BC_ROOTFS_DIR is not set' }, async () => {
+      const tar = join(work, 'rootfs.tar');
+      await execFileP('tar', ['-cf', tar, '--numeric-owner', '--xattrs', '--xattrs-include=*', '-C', ROOTFS!, '.']);
+      const bytes = await readFile(tar);
+      const name = f.name('rootfs');
+      const applied = await applyCommit(f, name, undefined, await layerDesc(f, bytes, MEDIA_TYPE_LAYER));
+      assert.equal(applied.digest, sha256(bytes));
+      assertSameTree(await listSnapshot(f, name), await listTree(ROOTFS!), 'the rootfs');
     });
 
     it(`a whiteout then an entry of the same name in one layer: a file replaces the lower one, a dir ${expectedFor(KNOWN_DIFFERENCES.dirAfterWhiteout, kind.name)}`, async () => {
