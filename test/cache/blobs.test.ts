@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import { gunzipSync } from 'node:zlib';
 import { join } from 'node:path';
 import type { Backend } from '@buildcache/snapshot';
-import { ErrNeedsRemoteProvider, ErrNotFound } from '@buildcache/errdefs';
+import { ErrInvalidArgument, ErrNeedsRemoteProvider, ErrNotFound } from '@buildcache/errdefs';
 import type { ImmutableRef } from '@buildcache/cache';
 import { BACKENDS } from '../support/backends.js';
 import { openTestCache, readFileOf, writeFiles, type TestCache } from './helpers.js';
@@ -80,6 +80,18 @@ for (const kind of BACKENDS) {
       } finally {
         await cache.close();
       }
+    });
+
+    test('getRemote with an unknown compression name is ErrInvalidArgument and creates no blob', async () => {
+      const m = await t.cache.new();
+      await writeFiles(m, { 'etc/a': 'A' });
+      const ref = await m.commit();
+      for (const compression of ['zst', 'lz4', ''] as const) {
+        await assert.rejects(ref.getRemote({ compression: compression as 'zstd' }), ErrInvalidArgument);
+        await assert.rejects(ref.getRemote({ compression: compression as 'zstd', force: true }), ErrInvalidArgument);
+      }
+      assert.equal(ref.info().blob, undefined, 'no blob was made');
+      await ref.release();
     });
 
     test('getRemote: blobs whose uncompressed sha256 is the diffID, chainIDs by the OCI rule', async () => {

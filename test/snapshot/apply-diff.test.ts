@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
 import { LABEL_UNCOMPRESSED, MEDIA_TYPE_LAYER, MEDIA_TYPE_LAYER_GZIP, MEDIA_TYPE_LAYER_ZSTD, layerMediaType } from '@buildcache/snapshot';
 import type { Compression, Descriptor } from '@buildcache/snapshot';
-import { backendKinds, openFixture, readBlob, sha256, writeBlob } from './helpers.js';
+import { applyCommit, backendKinds, layerDesc, listSnapshot, openFixture, readBlob, sha256, writeBlob } from './helpers.js';
 import type { Fixture } from './helpers.js';
 import { tarEntries } from './tarwriter.js';
 import { FINAL, LAYER1, LAYER2, assertSameTree, buildTree, gunzipDiffID, listTree, packLayer } from './trees.js';
@@ -54,38 +54,6 @@ after(async () => {
 
 function blobOf(layer: PackedLayer, c: Compression): Buffer {
   return c === 'gzip' ? layer.gzip : c === 'zstd' ? layer.zstd : layer.tar;
-}
-
-/** Writes a layer blob and returns its descriptor. */
-async function layerDesc(f: Fixture, bytes: Buffer, mediaType: string): Promise<Descriptor> {
-  // (a blob that already exists is reused: re-writing it is content.test.ts's business)
-  const known = await f.backend.content.info(sha256(bytes)).then(() => true, () => false);
-  if (known) await f.backend.leases.addResource(f.lease, { type: 'content', id: sha256(bytes) });
-  const digest = known ? sha256(bytes) : await writeBlob(f.backend, bytes, f.leased);
-  return { mediaType, digest, size: bytes.length };
-}
-
-/** Prepares `name` on `parent`, applies `desc`, commits; returns the applied descriptor. */
-async function applyCommit(f: Fixture, name: string, parent: string | undefined, desc: Descriptor): Promise<Descriptor> {
-  const mounts = await f.backend.snapshotter.prepare(`${name}-active`, parent, f.leased);
-  const applied = await f.backend.applier.apply(desc, mounts);
-  await f.backend.snapshotter.commit(name, `${name}-active`, f.leased);
-  return applied;
-}
-
-/** The listing of committed snapshot `name`, read through a real mount of a view. */
-async function listSnapshot(f: Fixture, name: string): Promise<Listing> {
-  const view = await f.backend.snapshotter.view(f.name(`${name}-list`), name, f.leased);
-  const m = await f.mount(view);
-  try {
-    const listing = await listTree(m.target);
-    const mounted = (await readFile('/proc/self/mountinfo', 'utf8')).split('\n').some((l) => l.split(' ')[4] === m.target);
-    // another process lazily unmounting /tmp/buildcache-mount-* (test/cache/crash.test.ts does) would empty the view
-    assert.ok(mounted, `${m.target} is still mounted after listing it`);
-    return listing;
-  } finally {
-    await m.unmount();
-  }
 }
 
 /** Layer 1 then layer 2 (gzip), committed; returns their names. */

@@ -5,13 +5,16 @@
  */
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { ErrCorruptLayer, ErrFailedPrecondition, ErrNotFound, ErrOutOfRange, ErrUnknown, ErrUnsafeEntry } from '@buildcache/errdefs';
 import type { BuildcacheError } from '@buildcache/errdefs';
-import type { ActiveMount, Backend, Mount } from '@buildcache/snapshot';
+import type { ActiveMount, Backend, Descriptor, Mount } from '@buildcache/snapshot';
 import { BACKENDS } from '../support/backends.js';
 import type { BackendKind, TestBackend } from '../support/backends.js';
 import { containerdAddress } from '../harness/containerd.js';
+import { listTree } from './trees.js';
+import type { Listing } from './trees.js';
 
 /** An error class as the assertions take it. */
 export type ErrorClass = abstract new (...args: never[]) => BuildcacheError;
@@ -61,16 +64,30 @@ export const KNOWN_DIFFERENCES = {
    */
   hostileEntry: { containerd: 'reroot-or-unknown', embedded: ErrUnsafeEntry },
   /**
-   * Device nodes and fifos in a layer: containerd (as root) creates them inside the snapshot; the
-   * embedded applier refuses them with ErrUnsafeEntry ("char device entries are not allowed").
+   * An entry the filesystem cannot hold (a name component over 255 bytes): containerd says UNKNOWN;
+   * the embedded applier gives the class of the errno (ENAMETOOLONG: ErrUnsafeEntry) naming the
+   * entry, with no host path in the message.
    */
-  specialFiles: { containerd: 'created', embedded: ErrUnsafeEntry },
+  unholdableEntry: { containerd: ErrUnknown, embedded: ErrUnsafeEntry },
+  /**
+   * Many extended headers chained before one entry (64 PAX headers of 32 KiB): containerd keeps only
+   * the last and applies the entry; the embedded reader bounds extended headers per entry (1 MiB in
+   * total, so memory does not grow with the chain) and gives ErrCorruptLayer.
+   */
+  extendedHeaderChain: { containerd: 'created', embedded: ErrCorruptLayer },
   /**
    * Differ output: every header is the same except whiteout entries' mtime — containerd stamps them
    * with the time of the diff (so its diffs are not reproducible, and overlayfs ≠ native), the
    * embedded differ writes 0 (byte-identical in both modes). Checked in apply-diff.test.ts.
    */
   whiteoutMtime: { containerd: 'time of the diff', embedded: '0' },
+  /**
+   * A whiteout `b/.wh.c` followed in the same layer by a directory `b/c/`: the new directory
+   * replaces the lower one (its lower content is hidden), except on containerd-overlayfs, whose
+   * applier swaps the whiteout for a plain directory without making it opaque, so the lower
+   * directory's content shows through (checked in layer-entries.test.ts).
+   */
+  dirAfterWhiteout: { default: 'replaces', 'containerd-overlayfs': 'merges' },
   /** Corrupt streams (truncated gzip, gzip bytes labelled as plain tar): UNKNOWN vs ErrCorruptLayer. */
   corruptLayer: { containerd: ErrUnknown, embedded: ErrCorruptLayer },
 } as const;
@@ -240,4 +257,36 @@ export function blobFile(backend: Backend, digest: string): string | undefined {
     return join(dirname(containerdAddress()), 'root', 'io.containerd.content.v1.content', 'blobs', 'sha256', hex);
   }
   return undefined;
+}
+
+/** Writes a layer blob and returns its descriptor. */
+export async function layerDesc(f: Fixture, bytes: Buffer, mediaType: string): Promise<Descriptor> {
+  // (a blob that already exists is reused: re-writing it is content.test.ts's business)
+  const known = await f.backend.content.info(sha256(bytes)).then(() => true, () => false);
+  if (known) await f.backend.leases.addResource(f.lease, { type: 'content', id: sha256(bytes) });
+  const digest = known ? sha256(bytes) : await writeBlob(f.backend, bytes, f.leased);
+  return { mediaType, digest, size: bytes.length };
+}
+
+/** Prepares `name` on `parent`, applies `desc`, commits; returns the applied descriptor. */
+export async function applyCommit(f: Fixture, name: string, parent: string | undefined, desc: Descriptor): Promise<Descriptor> {
+  const mounts = await f.backend.snapshotter.prepare(`${name}-active`, parent, f.leased);
+  const applied = await f.backend.applier.apply(desc, mounts);
+  await f.backend.snapshotter.commit(name, `${name}-active`, f.leased);
+  return applied;
+}
+
+/** The listing of committed snapshot `name`, read through a real mount of a view. */
+export async function listSnapshot(f: Fixture, name: string): Promise<Listing> {
+  const view = await f.backend.snapshotter.view(f.name(`${name}-list`), name, f.leased);
+  const m = await f.mount(view);
+  try {
+    const listing = await listTree(m.target);
+    const mounted = (await readFile('/proc/self/mountinfo', 'utf8')).split('\n').some((l) => l.split(' ')[4] === m.target);
+    // another process lazily unmounting /tmp/buildcache-mount-* (test/cache/crash.test.ts does) would empty the view
+    assert.ok(mounted, `${m.target} is still mounted after listing it`);
+    return listing;
+  } finally {
+    await m.unmount();
+  }
 }

@@ -6,8 +6,13 @@
 /** One raw tar entry. */
 export interface RawEntry {
   readonly name: string;
-  /** ustar type flag: '0' file, '1' hard link, '2' symlink, '3' char, '4' block, '5' dir, '6' fifo. */
-  readonly type: '0' | '1' | '2' | '3' | '4' | '5' | '6';
+  /**
+   * ustar type flag: '0' file, '1' hard link, '2' symlink, '3' char, '4' block, '5' dir, '6' fifo;
+   * or a meta entry written as given: 'x' PAX header, 'g' PAX global header, 'L' GNU long name.
+   */
+  readonly type: '0' | '1' | '2' | '3' | '4' | '5' | '6' | 'x' | 'g' | 'L';
+  /** PAX records (e.g. `SCHILY.xattr.user.x`) written as an 'x' header before the entry. */
+  readonly pax?: Readonly<Record<string, string | Buffer>>;
   readonly data?: string | Buffer;
   readonly linkname?: string;
   readonly mode?: number;
@@ -59,10 +64,23 @@ export function tarHeader(e: RawEntry, size: number): Buffer {
   return h;
 }
 
+/** The data of a PAX header holding `records` (`"<len> <key>=<value>\n"` each). */
+export function paxData(records: Readonly<Record<string, string | Buffer>>): Buffer {
+  const parts: Buffer[] = [];
+  for (const [key, value] of Object.entries(records)) {
+    const body = Buffer.concat([Buffer.from(` ${key}=`), Buffer.from(value), Buffer.from('\n')]);
+    let len = body.length + 1;
+    while (String(len).length + body.length !== len) len = String(len).length + body.length;
+    parts.push(Buffer.from(String(len)), body);
+  }
+  return Buffer.concat(parts);
+}
+
 /** A complete tar stream of `entries` (with the two zero blocks at the end). */
 export function tarArchive(entries: readonly RawEntry[]): Buffer {
   const parts: Buffer[] = [];
-  for (const e of entries) {
+  const expanded = entries.flatMap((e): RawEntry[] => (e.pax ? [{ name: 'PaxHeader', type: 'x', data: paxData(e.pax) }, e] : [e]));
+  for (const e of expanded) {
     const data = e.data === undefined ? Buffer.alloc(0) : Buffer.from(e.data);
     parts.push(tarHeader(e, data.length), data);
     const pad = (512 - (data.length % 512)) % 512;

@@ -18,7 +18,10 @@ export type Spec =
   | { path: string; type: 'dir'; mode?: number; uid?: number; gid?: number }
   | { path: string; type: 'file'; content: string | Buffer; mode?: number; uid?: number; gid?: number }
   | { path: string; type: 'symlink'; target: string }
-  | { path: string; type: 'hardlink'; target: string };
+  | { path: string; type: 'hardlink'; target: string }
+  /** A node made with mknod(1) (as a debootstrap'd rootfs holds in /dev). */
+  | { path: string; type: 'char' | 'block'; major: number; minor: number; mode: number }
+  | { path: string; type: 'fifo'; mode: number };
 
 /** Builds `specs` under `root` in order. */
 export async function buildTree(root: string, specs: readonly Spec[]): Promise<void> {
@@ -43,6 +46,13 @@ export async function buildTree(root: string, specs: readonly Spec[]): Promise<v
         break;
       case 'hardlink':
         await link(join(root, s.target), p);
+        break;
+      case 'char':
+      case 'block':
+        await execFileP('mknod', ['-m', s.mode.toString(8), p, s.type === 'char' ? 'c' : 'b', String(s.major), String(s.minor)]);
+        break;
+      case 'fifo':
+        await execFileP('mknod', ['-m', s.mode.toString(8), p, 'p']);
         break;
     }
   }

@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { ErrInvalidArgument, ErrNoBlobs, ErrNotFound } from '@buildcache/errdefs';
 import {
   LABEL_UNCOMPRESSED,
+  checkCompression,
   compressionOf,
   distributableMediaType,
   isNonDistributable,
@@ -174,7 +175,7 @@ async function remoteBlobOf(layer: CacheRecord, handlers: DescHandlers, compress
 
 /** Blob descriptors of the chain ending at `rec`, base first, creating missing blobs (unless told not to). */
 export async function getRemote(rec: CacheRecord, handlers: DescHandlers, options: RemoteOptions): Promise<Descriptor[]> {
-  const compression = options.compression ?? 'gzip';
+  const compression = checkCompression(options.compression ?? 'gzip');
   const chain = chainOf(rec);
   if (options.createIfNeeded === false) {
     const missing = chain.filter((layer) => !layer.md.blob).map((layer) => layer.id);

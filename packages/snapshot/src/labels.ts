@@ -1,4 +1,5 @@
 /** containerd label and annotation names the backends and the cache agree on. */
+import { ErrInvalidArgument } from '@buildcache/errdefs';
 
 /** On a lease: hold only the directly leased objects, do not follow their label references. */
 export const LABEL_GC_FLAT = 'containerd.io/gc.flat';
@@ -58,7 +59,18 @@ export function compressionOf(mediaType: string): Compression | undefined {
   }
 }
 
-/** The OCI media type of a layer with the given compression. */
+const COMPRESSIONS: ReadonlySet<string> = new Set<Compression>(['uncompressed', 'gzip', 'zstd']);
+
+/** `name` as a Compression; ErrInvalidArgument for any other name (from callers without types). */
+export function checkCompression(name: string): Compression {
+  if (!COMPRESSIONS.has(name)) {
+    throw new ErrInvalidArgument(`unknown compression ${JSON.stringify(name)}: use uncompressed, gzip or zstd`);
+  }
+  return name as Compression;
+}
+
+/** The OCI media type of a layer with the given compression (ErrInvalidArgument for an unknown one). */
 export function layerMediaType(compression: Compression): string {
-  return compression === 'gzip' ? MEDIA_TYPE_LAYER_GZIP : compression === 'zstd' ? MEDIA_TYPE_LAYER_ZSTD : MEDIA_TYPE_LAYER;
+  const c = checkCompression(compression);
+  return c === 'gzip' ? MEDIA_TYPE_LAYER_GZIP : c === 'zstd' ? MEDIA_TYPE_LAYER_ZSTD : MEDIA_TYPE_LAYER;
 }

@@ -9,6 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { ErrNotFound } from '@buildcache/errdefs';
+import { pino } from 'pino';
+import type { Logger } from 'pino';
 import { TarWriter } from '../../src/embedded/archive/index.js';
 import type { TarWriteEntry } from '../../src/embedded/archive/index.js';
 import { SysHelper } from '../../src/embedded/archive/sys-helper.js';
@@ -186,4 +188,11 @@ export class MemoryContentStore implements ContentStore {
     return [];
   }
   async abort(): Promise<void> {}
+}
+
+/** A debug-level logger that keeps its records, for tests that check what was logged. */
+export function recordingLogger(): { logger: Logger; records: Array<Record<string, unknown>> } {
+  const records: Array<Record<string, unknown>> = [];
+  const logger = pino({ level: 'debug' }, { write: (line: string) => void records.push(JSON.parse(line) as Record<string, unknown>) });
+  return { logger, records };
 }

@@ -12,7 +12,8 @@ import { ErrCorruptLayer, ErrUnsafeEntry } from '@buildcache/errdefs';
 import { applyLayer } from '../../src/embedded/archive/index.js';
 import type { BuildcacheError } from '@buildcache/errdefs';
 import type { ApplyOptions, TarWriteEntry } from '../../src/embedded/archive/index.js';
-import { E, buildTar, cleanup, fingerprint, tempDir } from './helpers.js';
+import { SysHelper } from '../../src/embedded/archive/sys-helper.js';
+import { E, buildTar, cleanup, fingerprint, recordingLogger, tempDir } from './helpers.js';
 
 after(cleanup);
 
@@ -98,8 +99,8 @@ describe('malicious layers', () => {
       'h',
     ));
   for (const type of ['char', 'block', 'fifo'] as const) {
-    it(`${type} device entries are refused by default`, async () =>
-      expectRejected(await tarOf([{ ...E, name: `dev-${type}`, type, devmajor: 1, devminor: 3 }]), ErrUnsafeEntry, `dev-${type}`));
+    it(`${type} entries are refused with allowDevices: false`, async () =>
+      expectRejected(await tarOf([{ ...E, name: `dev-${type}`, type, devmajor: 1, devminor: 3 }]), ErrUnsafeEntry, `dev-${type}`, { allowDevices: false }));
   }
   it('whiteout of .. and of .', async () => {
     await expectRejected(await tarOf([file('.wh...', '')]), ErrUnsafeEntry, '.wh...');
@@ -142,12 +143,42 @@ describe('hostile but harmless layers', () => {
     await applyLayer([await tarOf([{ ...E, name: './d', type: 'dir', mode: 0o755 }, file('./d/f', 'ok')])], target);
     assert.equal(await readFile(join(target, 'd', 'f'), 'utf8'), 'ok');
   });
-  it('devices and fifos are created when allowed (as root)', async () => {
+  it('xattrs: trusted.* dropped, one the filesystem refuses (user.* on a symlink) skipped, security.capability kept', async () => {
+    const { target } = await setup();
+    const cap = Buffer.alloc(20);
+    cap.writeUInt32LE(0x02000001, 0); // VFS_CAP_REVISION_2 | effective
+    cap.writeUInt32LE(1 << 10, 4); // cap_net_bind_service permitted
+    const xattrs = new Map([
+      ['trusted.foo', Buffer.from('bar')],
+      ['trusted.overlay.opaque', Buffer.from('y')],
+      ['security.capability', cap],
+      ['user.ok', Buffer.from('1')],
+    ]);
+    const { logger, records } = recordingLogger();
+    await applyLayer(
+      [await tarOf([{ ...file('f', 'x'), xattrs }, { ...E, name: 'ln', type: 'symlink', linkname: 'f', xattrs: new Map([['user.x', Buffer.from('v')]]) }])],
+      target,
+      { logger },
+    );
+    const skipped = records.filter((r) => r['xattr'] !== undefined).map((r) => `${String(r['entry'])} ${String(r['xattr'])}`);
+    assert.deepEqual(skipped.sort(), ['f trusted.foo', 'f trusted.overlay.opaque', 'ln user.x'], 'each skipped xattr is logged at debug');
+    const h = new SysHelper();
+    try {
+      const [f, ln] = await h.listXattrs([join(target, 'f'), join(target, 'ln')]);
+      assert.deepEqual([...f!.keys()].sort(), ['security.capability', 'user.ok']);
+      assert.deepEqual(f!.get('security.capability'), cap);
+      assert.deepEqual([...ln!.keys()], []);
+    } finally {
+      await h.close();
+    }
+    assert.equal((await lstat(join(target, 'ln'))).isSymbolicLink(), true);
+  });
+
+  it('devices and fifos are created by default (as root)', async () => {
     const { target } = await setup();
     await applyLayer(
       [await tarOf([{ ...E, name: 'null', type: 'char', devmajor: 1, devminor: 3, mode: 0o666 }, { ...E, name: 'pipe', type: 'fifo' }])],
       target,
-      { allowDevices: true },
     );
     const st = await lstat(join(target, 'null'));
     assert.ok(st.isCharacterDevice());

@@ -71,6 +71,33 @@ describe('whiteouts and opaque directories', () => {
     assert.equal(await readFile(join(lower, 'a', 'old'), 'utf8'), 'old');
   });
 
+  it('a whiteout then an entry of the same name in one layer: the entry replaces the lower one (both modes)', async () => {
+    // a/ is new in the upper dir (fresh), yet a/old and dir a/sub exist below
+    const replace = await buildTar([
+      { ...E, name: 'a', type: 'dir', mode: 0o755 },
+      { ...E, name: 'b', type: 'dir', mode: 0o755 },
+      { ...E, name: 'a/.wh.old', type: 'file', body: '' },
+      { ...E, name: 'a/old', type: 'file', body: 'replaced' },
+      { ...E, name: 'b/.wh.c', type: 'file', body: '' },
+      { ...E, name: 'b/c', type: 'dir', mode: 0o755 },
+      { ...E, name: 'b/c/e', type: 'file', body: 'e' },
+    ]);
+    const base = await tempDir();
+    const [lower, upper, work, merged] = ['lower', 'upper', 'work', 'merged'].map((d) => join(base, d)) as [string, string, string, string];
+    for (const d of [lower, upper, work, merged]) await mkdir(d);
+    await lowerTree(lower);
+    await applyLayer([replace], upper, { mode: 'overlay-upper', lowerDirs: [lower] });
+    await mountOverlay([lower], upper, work, merged);
+    const plain = await tempDir();
+    await lowerTree(plain);
+    await applyLayer([replace], plain);
+    for (const root of [merged, plain]) {
+      assert.equal(await readFile(join(root, 'a', 'old'), 'utf8'), 'replaced');
+      assert.deepEqual((await readdir(join(root, 'b', 'c'))).sort(), ['e'], 'the new b/c hides the lower one');
+    }
+    assert.deepEqual(await snapshotTree(merged), await snapshotTree(plain));
+  });
+
   it('a hard link to a lower-only file is copied up in overlay-upper mode', async () => {
     const base = await tempDir();
     const [lower, upper, work, merged] = ['lower', 'upper', 'work', 'merged'].map((d) => join(base, d)) as [string, string, string, string];

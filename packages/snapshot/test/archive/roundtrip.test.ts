@@ -3,8 +3,11 @@ import assert from 'node:assert/strict';
 import { chmod, chown, lchown, link, lutimes, mkdir, readdir, symlink, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
+import { ErrInvalidArgument } from '@buildcache/errdefs';
 import { applyLayer, compressor, decompress, detectCompression, writeDiff } from '../../src/embedded/archive/index.js';
 import { SysHelper } from '../../src/embedded/archive/sys-helper.js';
+import { layerMediaType } from '../../src/labels.js';
+import type { Compression } from '../../src/labels.js';
 import { cleanup, collect, setXattr, snapshotTree, tempDir } from './helpers.js';
 
 after(cleanup);
@@ -32,7 +35,6 @@ export async function richTree(root: string): Promise<void> {
   await symlink('/absolute/dangling', join(root, 'dangling'));
   await writeFile(join(root, 'xattr-file'), 'x');
   await setXattr(join(root, 'xattr-file'), 'user.color', 'blue');
-  await setXattr(join(root, 'xattr-file'), 'trusted.note', 'root-only');
   await setXattr(join(root, 'etc', 'conf.d'), 'user.dir', 'yes');
   await writeFile(join(root, 'ünïcödé näme'), 'u');
   await mkdir(join(root, 'l'.repeat(90), 'm'.repeat(90)), { recursive: true });
@@ -109,6 +111,35 @@ describe('round trips', () => {
       assert.deepEqual(await snapshotTree(dst), await snapshotTree(src));
     });
   }
+
+  it('zstd: a stream that begins with a skippable frame is zstd, detected and applied', async () => {
+    const src = await tempDir();
+    await richTree(src);
+    const { tar, diffID } = await diffBytes(src);
+    const comp = compressor('zstd');
+    const out = collect(comp as AsyncIterable<Buffer>);
+    comp.end(tar);
+    for (const magic of [0x184d2a50, 0x184d2a5f]) {
+      const skippable = Buffer.alloc(8 + 5, 0x2e);
+      skippable.writeUInt32LE(magic, 0);
+      skippable.writeUInt32LE(5, 4);
+      const blob = Buffer.concat([skippable, await out]);
+      assert.equal(detectCompression(blob), 'zstd');
+      for (const compression of ['zstd', 'auto'] as const) {
+        const dst = await tempDir();
+        assert.equal((await applyLayer([blob], dst, { compression })).diffID, diffID);
+        assert.deepEqual(await snapshotTree(dst), await snapshotTree(src));
+      }
+    }
+  });
+
+  it('an unknown compression name is ErrInvalidArgument everywhere it is taken', async () => {
+    const bogus = 'zst' as Compression;
+    assert.throws(() => compressor(bogus), ErrInvalidArgument);
+    assert.throws(() => layerMediaType(bogus), ErrInvalidArgument);
+    assert.throws(() => decompress([Buffer.from('x')], bogus), ErrInvalidArgument);
+    await assert.rejects(applyLayer([Buffer.alloc(1024)], await tempDir(), { compression: bogus }), ErrInvalidArgument);
+  });
 
   it('xattr helper reports nothing for a file without xattrs', async () => {
     const d = await tempDir();

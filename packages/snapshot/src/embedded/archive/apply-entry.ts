@@ -63,7 +63,8 @@ const fsClose = promisify(fs.close);
 export async function writeSmallFile(ctx: EntryContext, path: string, body: Buffer, h: TarHeader, freshParent = false): Promise<void> {
   const fd = await fsOpen(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600);
   try {
-    if (body.length > 0) await fsWrite(fd, body, 0, body.length, 0);
+    // a write may be short (a filesystem filling up): the next one reports why
+    for (let pos = 0; pos < body.length; ) pos += (await fsWrite(fd, body, pos, body.length - pos, pos)).bytesWritten;
     const myUid = process.getuid?.() ?? -1;
     const myGid = process.getgid?.() ?? -1;
     if (ctx.preserveOwners && !(freshParent && h.uid === myUid && h.gid === myGid)) await fsFchown(fd, h.uid, h.gid);
@@ -81,8 +82,11 @@ export async function writeStreamedFile(ctx: EntryContext, path: string, body: A
   try {
     let pos = 0;
     for await (const chunk of body) {
-      await fh.write(chunk, 0, chunk.length, pos);
-      pos += chunk.length;
+      for (let done = 0; done < chunk.length; ) {
+        const { bytesWritten } = await fh.write(chunk, done, chunk.length - done, pos);
+        done += bytesWritten;
+        pos += bytesWritten;
+      }
     }
     await setMeta(ctx, fh, h);
   } finally {
@@ -103,10 +107,19 @@ const S_IFCHR = 0o020000;
 const S_IFBLK = 0o060000;
 const S_IFIFO = 0o010000;
 
-/** Creates a device node or fifo and restores its metadata. */
+/**
+ * Creates a device node or fifo and restores its metadata. One that mknod is not permitted to make
+ * (a device, for a normal user or in a user namespace) is skipped with a debug log, as containerd does.
+ */
 export async function writeSpecial(ctx: EntryContext, path: string, h: TarHeader): Promise<void> {
   const type = h.type === 'char' ? S_IFCHR : h.type === 'block' ? S_IFBLK : S_IFIFO;
-  await ctx.helper().mknod(path, type | 0o600, h.type === 'fifo' ? 0 : makedev(h.devmajor, h.devminor));
+  try {
+    await ctx.helper().mknod(path, type | 0o600, h.type === 'fifo' ? 0 : makedev(h.devmajor, h.devminor));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EPERM') throw err;
+    ctx.logger?.debug({ entry: h.name, type: h.type }, 'layer entry skipped: mknod is not permitted here');
+    return;
+  }
   if (ctx.preserveOwners) await lchown(path, h.uid, h.gid);
   await chmod(path, modeBits(ctx, h.mode)); // path is the node just made; chmod of a device does not follow
   await lutimes(path, h.mtime, h.mtime);
@@ -149,24 +162,29 @@ export async function setDirMeta(ctx: EntryContext, path: string, meta: EntryMet
   }
 }
 
-/** xattr names a layer may not set: overlay's own (they would steer the overlay mount). */
-function forbiddenXattr(name: string): boolean {
-  return name.startsWith('trusted.overlay.');
-}
+/**
+ * Errnos of lsetxattr meaning "this filesystem will not hold this xattr here" (no support, `user.*`
+ * on a symlink, no privilege for the namespace, too big): the xattr is skipped, not the layer.
+ */
+const REFUSED_XATTR = new Set(['ENOTSUP', 'EOPNOTSUPP', 'EPERM', 'E2BIG', 'ERANGE']);
 
-/** Sets a layer entry's xattrs; ENOTSUP is ignored (logged at debug). */
+/**
+ * Sets a layer entry's xattrs. `trusted.*` ones are never taken from a layer (containerd refuses
+ * them too; `trusted.overlay.*` would steer the overlay mount); one the filesystem refuses is
+ * skipped. Both are logged at debug.
+ */
 export async function setXattrs(ctx: EntryContext, path: string, xattrs: ReadonlyMap<string, Buffer>, entry: string): Promise<void> {
   for (const [name, value] of xattrs) {
-    if (forbiddenXattr(name)) {
-      ctx.logger?.debug({ entry, xattr: name }, 'layer xattr dropped: overlay-private');
+    if (name.startsWith('trusted.')) {
+      ctx.logger?.debug({ entry, xattr: name }, 'layer xattr dropped: trusted.* is not taken from layers');
       continue;
     }
     try {
       await ctx.helper().setXattr(path, name, value);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
-      if (code !== 'ENOTSUP' && code !== 'EOPNOTSUPP') throw err;
-      ctx.logger?.debug({ entry, xattr: name }, 'xattr not supported by the filesystem; skipped');
+      if (code === undefined || !REFUSED_XATTR.has(code)) throw err;
+      ctx.logger?.debug({ entry, xattr: name, code }, 'layer xattr refused by the filesystem; skipped');
     }
   }
 }

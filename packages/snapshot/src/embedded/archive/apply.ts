@@ -3,11 +3,14 @@
  *
  * Safety: every entry name is relative and free of `..`; no parent component is ever a symlink
  * (checked with lstat, cached per apply); files are created with O_EXCL|O_NOFOLLOW after whatever
- * was at their path is removed; hard links point inside the target; devices and fifos need
- * `allowDevices`. A refused entry gives ErrUnsafeEntry, a malformed stream ErrCorruptLayer, both
- * naming the entry. Nothing outside the target is touched, but the target is left half-written
- * on error: the applier never commits, and the snapshot layer above it removes the active
- * snapshot when apply fails.
+ * was at their path is removed; hard links point inside the target; devices and fifos are made
+ * as containerd makes them (skipped when mknod is not permitted) unless `allowDevices` is false.
+ * Every failure is a typed error naming the entry: a refused entry ErrUnsafeEntry, a malformed
+ * stream ErrCorruptLayer, a filesystem error the class of its errno (see `apply-errors.ts`), never
+ * with a host path in its message. Memory is bounded whatever the layer: extended headers per entry
+ * (tar reader), and small-file bodies waiting to be written. Nothing outside the target is touched,
+ * but the target is left half-written on error: the applier never commits, and the snapshot layer
+ * above it removes the active snapshot when apply fails.
  */
 import type { ByteStream } from './tar-reader.js';
 import { createHash } from 'node:crypto';
@@ -22,6 +25,7 @@ import type { EntryContext, EntryMeta } from './apply-entry.js';
 import { classifyName, entryComponents, isUnder, relPath, unsafe } from './safe-path.js';
 import { SafeTree, isOverlayWhiteout } from './safe-tree.js';
 import type { ApplyMode } from './safe-tree.js';
+import { entryFailure } from './apply-errors.js';
 import { SysHelper } from './sys-helper.js';
 import { corrupt } from './tar-format.js';
 import type { TarHeader } from './tar-format.js';
@@ -37,7 +41,11 @@ export interface ApplyOptions {
   readonly mode?: ApplyMode;
   /** The overlay's lowerdirs, nearest first (overlay-upper mode). */
   readonly lowerDirs?: readonly string[];
-  /** Allow char/block devices and fifos (default false). Overlay whiteouts are always allowed. */
+  /**
+   * Create char/block devices and fifos (default true; a device that mknod is not permitted to make,
+   * as for a normal user, is skipped with a debug log). False refuses them with ErrUnsafeEntry.
+   * Overlay whiteouts are always allowed.
+   */
   readonly allowDevices?: boolean;
   /** Restore uid/gid and setuid/setgid bits (default: when running as root). */
   readonly preserveOwners?: boolean;
@@ -59,6 +67,8 @@ export interface ApplyResult {
 
 /** Files up to this size are read into memory and written concurrently. */
 const SMALL_FILE = 1 << 20;
+/** Most bytes of small-file bodies read but not yet written. */
+const PENDING_BYTES = 32 << 20;
 
 async function* hashed(source: AsyncIterable<Buffer>, hash: ReturnType<typeof createHash>, count: { n: number }): AsyncGenerator<Buffer> {
   for await (const c of source) {
@@ -81,12 +91,13 @@ export async function applyLayer(stream: ByteStream, target: string, options: Ap
   const tree: SafeTree = new SafeTree(target, mode, options.lowerDirs ?? [], preserveOwners, (rel): Promise<void> =>
     ctx.helper().setXattr(tree.abs(rel), 'trusted.overlay.opaque', Buffer.from('y')),
   );
-  await tree.ensureDir([], target);
   const created = new Set<string>();
   const dirMeta = new Map<string, EntryMeta>();
   const limit = pLimit(options.concurrency ?? 32);
   const pending = new Map<string, Promise<void>>();
+  let pendingBytes = 0;
   let failure: unknown;
+  const roots = [target, ...(options.lowerDirs ?? [])];
   let entries = 0;
 
   const settle = async (rel: string | undefined): Promise<void> => {
@@ -94,14 +105,21 @@ export async function applyLayer(stream: ByteStream, target: string, options: Ap
     await Promise.all(waits);
     if (failure) throw failure;
   };
-  const schedule = async (rel: string, work: () => Promise<void>): Promise<void> => {
-    while (pending.size >= 4 * (options.concurrency ?? 32)) await Promise.race(pending.values());
+  /** Runs `work` (writing `bytes` held in memory for `entry`) concurrently, within the pending bounds. */
+  const schedule = async (rel: string, entry: string, bytes: number, work: () => Promise<void>): Promise<void> => {
+    while (pending.size > 0 && (pending.size >= 4 * (options.concurrency ?? 32) || pendingBytes + bytes > PENDING_BYTES)) {
+      await Promise.race(pending.values());
+    }
     if (failure) throw failure;
+    pendingBytes += bytes;
     const p = limit(work)
       .catch((err: unknown) => {
-        failure ??= err;
+        failure ??= entryFailure(err, entry, roots, logger);
       })
-      .finally(() => pending.delete(rel));
+      .finally(() => {
+        pending.delete(rel);
+        pendingBytes -= bytes;
+      });
     pending.set(rel, p);
   };
   /** Forgets bookkeeping of `rel` (and, when a directory was removed there, of everything under it). */
@@ -144,6 +162,7 @@ export async function applyLayer(stream: ByteStream, target: string, options: Ap
         await tree.ensureDir(parents, h.name);
         forgetUnder(rel, (await tree.clearFinal(rel, false)).removedDir);
         await writeOverlayWhiteout(ctx, tree.abs(rel), h);
+        created.add(rel); // an entry of the same name later in this layer must replace it
       }
       return;
     }
@@ -157,7 +176,7 @@ export async function applyLayer(stream: ByteStream, target: string, options: Ap
     }
     const rel = relPath(kind.parts);
     const parents = kind.parts.slice(0, -1);
-    if ((h.type === 'char' || h.type === 'block' || h.type === 'fifo') && !options.allowDevices) {
+    if ((h.type === 'char' || h.type === 'block' || h.type === 'fifo') && options.allowDevices === false) {
       throw unsafe(`${h.type === 'fifo' ? 'fifo' : `${h.type} device`} entries are not allowed`, h.name);
     }
     if (h.type === 'link') {
@@ -189,7 +208,7 @@ export async function applyLayer(stream: ByteStream, target: string, options: Ap
       case 'file':
         if (h.size <= SMALL_FILE) {
           const body = await reader.readBody();
-          await schedule(rel, () => writeSmallFile(ctx, path, body, h, freshParent));
+          await schedule(rel, h.name, body.length, () => writeSmallFile(ctx, path, body, h, freshParent));
         } else await writeStreamedFile(ctx, path, reader.body(), h);
         return;
       default:
@@ -239,7 +258,9 @@ export async function applyLayer(stream: ByteStream, target: string, options: Ap
     // directories last, deepest first, so that writing their content does not change their mtime
     const dirs = [...dirMeta.keys()].sort((a, b) => b.split('/').length - a.split('/').length);
     const dirLimit = pLimit(options.concurrency ?? 32);
-    await Promise.all(dirs.map((rel) => dirLimit(() => setDirMeta(ctx, tree.abs(rel), dirMeta.get(rel)!))));
+    await Promise.all(
+      dirs.map((rel) => dirLimit(() => setDirMeta(ctx, tree.abs(rel), dirMeta.get(rel)!).catch((err: unknown) => Promise.reject(entryFailure(err, rel, roots, logger))))),
+    );
   } catch (err) {
     await Promise.allSettled(pending.values());
     await reader.cancel().catch(() => undefined);
@@ -250,7 +271,7 @@ export async function applyLayer(stream: ByteStream, target: string, options: Ap
         details: { ...err.details, entry: current },
       });
     }
-    throw err;
+    throw entryFailure(err, current, roots, logger);
   } finally {
     await helper?.close();
   }

@@ -9,18 +9,24 @@ import { Duplex, PassThrough, Readable, pipeline } from 'node:stream';
 import type { Transform } from 'node:stream';
 import * as zlib from 'node:zlib';
 import { ErrCorruptLayer, ErrFailedPrecondition, ErrInvalidArgument } from '@buildcache/errdefs';
-import { MEDIA_TYPE_DOCKER_LAYER, compressionOf } from '../../labels.js';
+import { MEDIA_TYPE_DOCKER_LAYER, checkCompression, compressionOf } from '../../labels.js';
 import type { Compression } from '../../labels.js';
 
 const GZIP_MAGIC = Buffer.from([0x1f, 0x8b]);
 const ZSTD_MAGIC = Buffer.from([0x28, 0xb5, 0x2f, 0xfd]);
+/** Last three bytes of a zstd skippable frame's magic (little-endian 0x184D2A5?); the first is 0x5?. */
+const ZSTD_SKIPPABLE_TAIL = Buffer.from([0x2a, 0x4d, 0x18]);
 const CHUNK = 256 * 1024;
 
-/** The compression the first bytes of a stream show (`uncompressed` when neither magic matches). */
+/**
+ * The compression the first bytes of a stream show (`uncompressed` when no magic matches). A zstd
+ * stream may begin with a skippable frame (magic 0x184D2A50–0x184D2A5F) instead of a data frame.
+ */
 export function detectCompression(head: Uint8Array): Compression {
   const b = Buffer.from(head.buffer, head.byteOffset, head.byteLength);
   if (b.length >= 2 && b.subarray(0, 2).equals(GZIP_MAGIC)) return 'gzip';
   if (b.length >= 4 && b.subarray(0, 4).equals(ZSTD_MAGIC)) return 'zstd';
+  if (b.length >= 4 && (b[0]! & 0xf0) === 0x50 && b.subarray(1, 4).equals(ZSTD_SKIPPABLE_TAIL)) return 'zstd';
   return 'uncompressed';
 }
 
@@ -75,6 +81,7 @@ function decompressor(compression: Exclude<Compression, 'uncompressed'>): Duplex
 
 /** A compressing transform for `compression` (`level`: gzip 1–9, zstd 1–19). */
 export function compressor(compression: Compression, level?: number): Duplex {
+  checkCompression(compression);
   if (compression === 'uncompressed') return new PassThrough();
   if (compression === 'gzip') return zlib.createGzip({ chunkSize: CHUNK, ...(level === undefined ? {} : { level }) });
   const z = zlib as ZlibWithZstd;
@@ -109,10 +116,11 @@ async function* withMagicCheck(
 
 /**
  * The decompressed bytes of a layer stream. `compression` comes from the media type (`auto`
- * detects it); a stream whose magic bytes disagree with it gives ErrCorruptLayer, as does a
- * truncated or otherwise broken compressed stream.
+ * detects it; an unknown name is ErrInvalidArgument); a stream whose magic bytes disagree with it
+ * gives ErrCorruptLayer, as does a truncated or otherwise broken compressed stream.
  */
 export function decompress(source: ByteStream, compression: Compression | 'auto'): AsyncIterable<Buffer> {
+  if (compression !== 'auto') checkCompression(compression);
   let actual: Compression = compression === 'auto' ? 'uncompressed' : compression;
   const checked = withMagicCheck(source, (head) => {
     const seen = detectCompression(head);

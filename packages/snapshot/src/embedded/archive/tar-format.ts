@@ -6,7 +6,7 @@ import { ErrCorruptLayer } from '@buildcache/errdefs';
 
 /** Size of a tar block. */
 export const BLOCK = 512;
-/** Largest PAX extended header or GNU long name/link we accept (bigger ones are refused as corrupt). */
+/** Most bytes of extended headers (PAX, GNU long name/link) before one entry; more is refused as corrupt. */
 export const MAX_META_SIZE = 1 << 20;
 
 /** The kind of a tar entry, after PAX/GNU meta entries have been folded into it. */

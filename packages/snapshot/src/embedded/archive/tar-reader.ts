@@ -96,7 +96,7 @@ const TYPES: Record<string, EntryType> = {
 
 /** Options of the tar reader. */
 export interface TarReaderOptions {
-  /** Largest PAX header / GNU long name accepted; default 1 MiB. */
+  /** Most bytes of extended headers (PAX, GNU long names, their header blocks) before one entry; default 1 MiB. */
   readonly maxMetaSize?: number;
 }
 
@@ -133,8 +133,12 @@ export class TarReader {
     this.pad = 0;
   }
 
-  private async readMeta(size: number, what: string, entry: string): Promise<Buffer> {
-    if (size > this.maxMeta) throw corrupt(`${what} of ${size} bytes exceeds the ${this.maxMeta}-byte limit`, entry);
+  /** Reads one extended header's data; `chain` counts the bytes of every extended header before this entry. */
+  private async readMeta(size: number, what: string, entry: string, chain: { bytes: number }): Promise<Buffer> {
+    chain.bytes += BLOCK + size;
+    if (chain.bytes > this.maxMeta) {
+      throw corrupt(`${what} of ${size} bytes takes the extended headers of one entry over the ${this.maxMeta}-byte limit`, entry);
+    }
     const data = await this.src.exact(size + padding(size));
     if (data.length < size + padding(size)) throw corrupt(`unexpected end of archive inside a ${what}`, entry);
     return data.subarray(0, size);
@@ -147,6 +151,7 @@ export class TarReader {
     let pax = new Map<string, Buffer>();
     let longName: string | undefined;
     let longLink: string | undefined;
+    const chain = { bytes: 0 };
     for (;;) {
       const block = await this.src.exact(BLOCK);
       if (block.length === 0 && this.src.consumed === 0) {
@@ -165,12 +170,12 @@ export class TarReader {
       const entry = longName ?? pax.get('path')?.toString('utf8') ?? rawName;
       const size = parseNumeric(block, 'size', entry);
       if (flag === 'x' || flag === 'g') {
-        const data = await this.readMeta(size, 'PAX header', entry);
+        const data = await this.readMeta(size, flag === 'x' ? 'PAX header' : 'PAX global header', entry, chain);
         if (flag === 'x') for (const [k, v] of parsePax(data, entry)) pax.set(k, v);
         continue; // global headers are read and ignored
       }
       if (flag === 'L' || flag === 'K') {
-        const data = await this.readMeta(size, flag === 'L' ? 'GNU long name' : 'GNU long link', entry);
+        const data = await this.readMeta(size, flag === 'L' ? 'GNU long name' : 'GNU long link', entry, chain);
         const nul = data.indexOf(0);
         const text = (nul < 0 ? data : data.subarray(0, nul)).toString('utf8');
         if (flag === 'L') longName = text;
@@ -178,7 +183,7 @@ export class TarReader {
         continue;
       }
       if (flag === 'V') {
-        await this.readMeta(size, 'volume header', entry);
+        await this.readMeta(size, 'volume header', entry, chain);
         continue;
       }
       const type = TYPES[flag];
