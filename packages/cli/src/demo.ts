@@ -2,6 +2,7 @@
 import { mkdir, writeFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { CacheManager, MutableRef } from '@buildcache/cache';
+import type { Output } from './terminal.js';
 import { formatSize } from './units.js';
 
 async function writeLayer(ref: MutableRef, files: Record<string, string>, remove: string[] = []): Promise<void> {
@@ -18,7 +19,7 @@ async function writeLayer(ref: MutableRef, files: Record<string, string>, remove
 }
 
 /** Runs the demo build: base layer → app layer → export as gzip layer blobs; prints what it did. */
-export async function demo(cache: CacheManager, out: NodeJS.WritableStream): Promise<void> {
+export async function demo(cache: CacheManager, out: Output): Promise<void> {
   const stamp = new Date().toISOString();
   out.write('building a two-layer chain:\n');
   const baseM = await cache.new(undefined, { description: 'demo: base layer' });
