@@ -12,31 +12,32 @@ import { ContainerdApplier, ContainerdContentStore, ContainerdDiffer, Containerd
 /** Default of `connectTimeoutMs`. */
 export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
 
-/** The first call's failure, said in terms of the socket: unreachable, forbidden, silent or not containerd. */
+/** The first call's failure, said in terms of the socket: missing, forbidden, silent, or not containerd. */
 function connectError(err: unknown, address: string, timeoutMs: number): unknown {
-  const details = { path: address };
   if (!(err instanceof Error)) return err;
-  const reason = err.message.split('\n')[0]!;
-  if (err instanceof ErrPermissionDenied || (err instanceof ErrUnavailable && /EACCES|EPERM|permission denied/i.test(reason))) {
+  const options = { cause: err, details: { path: address } };
+  // grpc-js says "No connection established. Last error: <cause> (<time>). Resolution note: …".
+  const reason = /Last error: (?:Error: )?(.*?)(?: \([\dT:.Z-]+\))?\. Resolution note/.exec(err.message)?.[1] ?? err.message.split('\n')[0]!;
+  if (err instanceof ErrPermissionDenied || (err instanceof ErrUnavailable && /EACCES|EPERM/.test(reason))) {
     return new ErrPermissionDenied(
       `containerd socket ${address}: permission denied; run as a user who may open it (usually root) or use the embedded backend`,
-      { cause: err, details },
+      options,
     );
   }
+  if (err instanceof ErrUnavailable && /Protocol error/.test(reason)) {
+    return new ErrUnavailable(`${address} is not containerd: it does not speak gRPC; pass containerd's socket`, options);
+  }
   if (err instanceof ErrUnavailable) {
-    return new ErrUnavailable(`containerd at ${address} is unreachable (${reason}); is the daemon running, and is that its socket?`, {
-      cause: err,
-      details,
-    });
+    return new ErrUnavailable(`containerd at ${address} is unreachable (${reason}); is the daemon running, and is that its socket?`, options);
   }
   if (err instanceof ErrDeadlineExceeded) {
     return new ErrUnavailable(
       `${address} did not answer as containerd within ${timeoutMs / 1000}s; is that containerd's socket (or raise the timeout)?`,
-      { cause: err, details },
+      options,
     );
   }
   if (err instanceof ErrNotImplemented && grpcCodeOf(err) !== undefined) {
-    return new ErrUnavailable(`${address} answered, but not as containerd (${reason}); pass containerd's socket`, { cause: err, details });
+    return new ErrUnavailable(`${address} answered, but not as containerd (${reason}); pass containerd's socket`, options);
   }
   return err;
 }
