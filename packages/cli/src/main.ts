@@ -6,7 +6,7 @@ import { readFile } from 'node:fs/promises';
 import { constants, homedir } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
 import { pino, type Logger } from 'pino';
-import { openCache, type OpenCacheOptions, type PrunePolicy } from '@buildcache/cache';
+import { openCache, type CacheManager, type OpenCacheOptions, type PrunePolicy } from '@buildcache/cache';
 import {
   BuildcacheError, ErrDeadlineExceeded, ErrInvalidArgument, ErrNotAStore, ErrPermissionDenied, ErrStoreLocked, ErrUnavailable,
 } from '@buildcache/errdefs';
@@ -147,22 +147,14 @@ export async function main(argv: readonly string[]): Promise<number> {
     if (command === 'du') {
       const { filters, until } = splitUntil(flags.filters);
       if (until !== undefined) throw new UsageError('du: the until= filter applies to prune only');
-      const opened = await openCache(options);
-      try {
-        await du(opened.cache, { filters, verbose: flags.booleans.has('verbose'), format: fmt }, out, progress);
-      } finally {
-        await opened.close();
-      }
+      await withCache(options, (cache) => du(cache, { filters, verbose: flags.booleans.has('verbose'), format: fmt }, out, progress));
       return EXIT.ok;
     }
     if (command === 'prune') return await prune(flags, options, fmt, out, progress);
-    const opened = await openCache(options);
-    try {
-      await demo(opened.cache, out);
-      await du(opened.cache, { filters: [], verbose: false, format: 'table' }, out, progress);
-    } finally {
-      await opened.close();
-    }
+    await withCache(options, async (cache) => {
+      await demo(cache, out);
+      await du(cache, { filters: [], verbose: false, format: 'table' }, out, progress);
+    });
     return EXIT.ok;
   } catch (err) {
     const message = err instanceof BuildcacheError || err instanceof UsageError ? err.message : String(err);
@@ -172,28 +164,38 @@ export async function main(argv: readonly string[]): Promise<number> {
   }
 }
 
+/** Runs `fn` on the cache `options` name, closing it afterwards. */
+async function withCache<T>(options: OpenCacheOptions, fn: (cache: CacheManager) => Promise<T>): Promise<T> {
+  const opened = await openCache(options);
+  try {
+    return await fn(opened.cache);
+  } finally {
+    await opened.close();
+  }
+}
+
 async function prune(flags: Flags, options: OpenCacheOptions, fmt: 'table' | 'json', out: Output, progress: Progress): Promise<number> {
   const policy = prunePolicy(flags);
   const dryRun = flags.booleans.has('dry-run');
-  const opened = await openCache(options);
-  const controller = new AbortController();
-  out.onClose(() => controller.abort('stdout closed'));
-  const undo = onSignals(controller);
-  try {
-    if (!dryRun && fmt === 'table' && !flags.booleans.has('force') && canAsk()) {
-      const yes = await confirm('WARNING! This will remove the build cache records the options select. Are you sure you want to continue?');
-      if (!yes) {
-        process.stderr.write('buildcache: prune cancelled; nothing was removed\n');
-        return EXIT.ok;
+  return withCache(options, async (cache) => {
+    const controller = new AbortController();
+    out.onClose(() => controller.abort('stdout closed'));
+    const undo = onSignals(controller);
+    try {
+      if (!dryRun && fmt === 'table' && !flags.booleans.has('force') && canAsk()) {
+        const yes = await confirm('WARNING! This will remove the build cache records the options select. Are you sure you want to continue?');
+        if (!yes) {
+          process.stderr.write('buildcache: prune cancelled; nothing was removed\n');
+          return EXIT.ok;
+        }
       }
+      const verbose = flags.booleans.has('verbose');
+      const outcome = await pruneCommand(cache, { policy, dryRun, verbose, format: fmt, signal: controller.signal }, out, progress);
+      const reason: unknown = controller.signal.reason;
+      if (outcome.complete || out.closed || typeof reason !== 'string' || !(reason in constants.signals)) return EXIT.ok;
+      return EXIT.interrupted + constants.signals[reason as NodeJS.Signals];
+    } finally {
+      undo();
     }
-    const verbose = flags.booleans.has('verbose');
-    const outcome = await pruneCommand(opened.cache, { policy, dryRun, verbose, format: fmt, signal: controller.signal }, out, progress);
-    const reason: unknown = controller.signal.reason;
-    if (outcome.complete || out.closed || typeof reason !== 'string' || !(reason in constants.signals)) return EXIT.ok;
-    return EXIT.interrupted + constants.signals[reason as NodeJS.Signals];
-  } finally {
-    undo();
-    await opened.close();
-  }
+  });
 }
