@@ -9,11 +9,20 @@ export const syntheticId = (i: number): string => `synthetic${String(i).padStart
 /** The size synthetic record `i` reports. */
 export const syntheticSize = (i: number): number => 4096 + (i % 100);
 
+/** What a test may choose for synthetic record `i` instead of the defaults. */
+export interface SyntheticShape {
+  /** Milliseconds since the epoch. */
+  readonly lastUsedAt?: number;
+  readonly size?: number;
+  /** `internal`, `frontend`, … (default: none, i.e. regular). */
+  readonly recordType?: string;
+}
+
 /**
  * Writes `count` finalized records (sizes known, chains of ten, no snapshots or leases behind them)
  * into the store at `path`, which must not be open elsewhere.
  */
-export async function writeSyntheticRecords(path: string, count: number): Promise<void> {
+export async function writeSyntheticRecords(path: string, count: number, shape?: (i: number) => SyntheticShape): Promise<void> {
   const store = await MetadataStore.open(path, { logger: pino({ level: 'silent' }) });
   const limit = pLimit(256);
   const now = Date.now();
@@ -22,12 +31,14 @@ export async function writeSyntheticRecords(path: string, count: number): Promis
       Array.from({ length: count }, (_, i) =>
         limit(async () => {
           const item = await store.get(syntheticId(i));
+          const chosen = shape?.(i) ?? {};
           item.set('cache.createdAt', now - i * 1000);
-          item.set('cache.lastUsedAt', now - i * 500);
+          item.set('cache.lastUsedAt', chosen.lastUsedAt ?? now - i * 500);
           item.set('cache.usageCount', i % 7);
           item.set('snapshot.committed', true);
-          item.set('snapshot.size', syntheticSize(i));
+          item.set('snapshot.size', chosen.size ?? syntheticSize(i));
           item.set('cache.description', `synthetic record ${i}`);
+          if (chosen.recordType) item.set('cache.recordType', chosen.recordType);
           if (i % 10 !== 0) item.set('cache.parent', syntheticId(i - 1));
           await item.commit();
         }),

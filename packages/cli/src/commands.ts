@@ -1,7 +1,8 @@
 /** The `du` and `prune` commands. */
 import type { CacheManager, PrunePolicy, UsageInfo } from '@buildcache/cache';
-import { Progress, renderTable, tableRow, TABLE_HEADER, toJSON, totals, verboseBlock } from './output.js';
-import { formatSize, table } from './units.js';
+import { renderTable, summary, tableRow, TABLE_HEADER, toJSON, totals, verboseBlock } from './output.js';
+import type { Output, Progress } from './terminal.js';
+import { formatSize, plural, table } from './units.js';
 
 /** Options of `buildcache du`. */
 export interface DuOptions {
@@ -10,13 +11,13 @@ export interface DuOptions {
   readonly format: 'table' | 'json';
 }
 
-/** Prints disk usage: a table sorted by size (or verbose blocks), totals, or JSON. */
-export async function du(cache: CacheManager, opts: DuOptions, out: NodeJS.WritableStream): Promise<void> {
-  const progress = new Progress();
+/** Prints disk usage: a table sorted by size (or verbose blocks), totals and a summary line, or buildctl's JSON array. */
+export async function du(cache: CacheManager, opts: DuOptions, out: Output, progress: Progress): Promise<void> {
   if (opts.format === 'json') {
     out.write('[');
     let first = true;
     for await (const u of cache.diskUsage({ filters: opts.filters })) {
+      if (out.closed) return;
       out.write((first ? '\n' : ',\n') + JSON.stringify(toJSON(u)));
       first = false;
     }
@@ -26,14 +27,15 @@ export async function du(cache: CacheManager, opts: DuOptions, out: NodeJS.Writa
   const rows: UsageInfo[] = [];
   for await (const u of cache.diskUsage({ filters: opts.filters })) {
     rows.push(u);
-    if (rows.length % 1000 === 0) progress.update(`reading ${rows.length} records…`);
+    if (rows.length % 1000 === 0) progress.update(`reading ${plural(rows.length, 'record')}…`, true);
   }
-  progress.done();
+  progress.clear();
   rows.sort((a, b) => a.size - b.size || (a.id < b.id ? -1 : 1));
   const now = Date.now();
   if (opts.verbose) for (const u of rows) out.write(verboseBlock(u) + '\n');
   else out.write(renderTable(rows, now) + '\n');
   if (opts.filters.length === 0) out.write((opts.verbose ? '' : '\n') + totals(rows) + '\n');
+  out.write(summary(rows) + '\n');
 }
 
 /** Options of `buildcache prune`. */
@@ -42,40 +44,60 @@ export interface PruneCommandOptions {
   readonly dryRun: boolean;
   readonly verbose: boolean;
   readonly format: 'table' | 'json';
+  /** Aborting stops the prune after its current batch; what was deleted is still reported. */
+  readonly signal: AbortSignal;
 }
 
-/** Prunes, streaming rows as records go, then the total. */
-export async function pruneCommand(cache: CacheManager, opts: PruneCommandOptions, out: NodeJS.WritableStream): Promise<void> {
-  const progress = new Progress();
-  const deleted: UsageInfo[] = [];
-  let reclaimed = 0;
+/** What `prune` did, and whether it ran to the end. */
+export interface PruneOutcome {
+  readonly count: number;
+  readonly total: number;
+  readonly complete: boolean;
+}
+
+/** Prunes, streaming a row (or a JSON line) per record as it goes, then the total. */
+export async function pruneCommand(
+  cache: CacheManager,
+  opts: PruneCommandOptions,
+  out: Output,
+  progress: Progress,
+): Promise<PruneOutcome> {
+  let count = 0;
+  let total = 0;
   let headerShown = false;
   const now = Date.now();
-  const result = await cache.prune([opts.policy], {
-    dryRun: opts.dryRun,
-    onDeleted: (u) => {
-      reclaimed += u.size;
-      progress.update(`${opts.dryRun ? 'would delete' : 'deleted'} ${deleted.length + 1} records, ${formatSize(reclaimed)}`);
-      if (opts.format === 'json') {
-        deleted.push(u);
-        return;
-      }
-      deleted.push(u);
-      progress.done();
-      if (opts.verbose) {
-        out.write(verboseBlock(u) + '\n');
-      } else {
-        const rows = headerShown ? [tableRow(u, now)] : [TABLE_HEADER, tableRow(u, now)];
-        // Fixed widths so that streamed rows line up with the header.
-        out.write(table(rows.map((r) => [r[0]!.padEnd(28), r[1]!.padEnd(11), r[2]!.padEnd(10), r[3]!])) + '\n');
+  const verb = opts.dryRun ? 'would delete' : 'deleted';
+  let complete = true;
+  try {
+    await cache.prune([opts.policy], {
+      dryRun: opts.dryRun,
+      signal: opts.signal,
+      onDeleted: (u) => {
+        count++;
+        total += u.size;
+        progress.update(`${verb} ${plural(count, 'record')}, ${formatSize(total)}`);
+        progress.row(out, pruneRow(u, opts, now, !headerShown));
         headerShown = true;
-      }
-    },
-  });
-  progress.done();
-  if (opts.format === 'json') {
-    out.write(JSON.stringify({ dryRun: opts.dryRun, deleted: deleted.map(toJSON), count: result.deleted, total: result.reclaimed }, null, 2) + '\n');
-    return;
+      },
+    });
+  } catch (err) {
+    if (!opts.signal.aborted || err !== opts.signal.reason) throw err;
+    complete = false;
   }
-  out.write(`${opts.dryRun ? 'Total (dry run):' : 'Total:'}\t${formatSize(result.reclaimed)}\n`);
+  progress.end();
+  if (opts.format === 'json') {
+    out.write(JSON.stringify({ dryRun: opts.dryRun, count, total, complete }) + '\n');
+  } else {
+    out.write(`${opts.dryRun ? 'Total (dry run):' : 'Total:'}\t${formatSize(total)}${complete ? '' : ' (interrupted)'}\n`);
+  }
+  return { count, total, complete };
+}
+
+/** One deleted record as printed: a JSON line, a verbose block, or a table row (with the header first). */
+function pruneRow(u: UsageInfo, opts: PruneCommandOptions, now: number, first: boolean): string {
+  if (opts.format === 'json') return JSON.stringify(toJSON(u)) + '\n';
+  if (opts.verbose) return verboseBlock(u) + '\n';
+  const rows = first ? [TABLE_HEADER, tableRow(u, now)] : [tableRow(u, now)];
+  // Fixed widths so that streamed rows line up with the header.
+  return table(rows.map((r) => [r[0]!.padEnd(28), r[1]!.padEnd(11), r[2]!.padEnd(10), r[3]!])) + '\n';
 }

@@ -2,6 +2,7 @@
 import { mkdir, writeFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { CacheManager, MutableRef } from '@buildcache/cache';
+import type { Output } from './terminal.js';
 import { formatSize } from './units.js';
 
 async function writeLayer(ref: MutableRef, files: Record<string, string>, remove: string[] = []): Promise<void> {
@@ -21,7 +22,7 @@ async function writeLayer(ref: MutableRef, files: Record<string, string>, remove
  * Runs the demo build: base layer → app layer → export as gzip layer blobs; prints what it did.
  * Every handle is released, also on failure (what was not finalized then goes with it).
  */
-export async function demo(cache: CacheManager, out: NodeJS.WritableStream): Promise<void> {
+export async function demo(cache: CacheManager, out: Output): Promise<void> {
   const stamp = new Date().toISOString();
   const held: { release(): Promise<void> }[] = [];
   const hold = <T extends { release(): Promise<void> }>(ref: T): T => (held.push(ref), ref);

@@ -1,2 +1,2 @@
-export { main } from './main.js';
+export { main, defaultRoot } from './main.js';
 export { parseSize, parseDuration, formatSize, formatAgo } from './units.js';

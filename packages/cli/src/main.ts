@@ -1,77 +1,29 @@
 /**
  * `buildcache`: disk usage and pruning of a build cache, on the embedded backend by default or on
- * a containerd socket. Errors are one line on stderr: exit code 2 for bad usage, 1 for failures.
+ * a containerd socket. Errors are one line on stderr; the exit code says their kind (see `--help`).
  */
-import { parseArgs } from 'node:util';
 import { readFile } from 'node:fs/promises';
-import { pino } from 'pino';
-import { CacheManager, type PrunePolicy } from '@buildcache/cache';
-import { BuildcacheError, ErrInvalidArgument } from '@buildcache/errdefs';
-import { openBackend, cacheRoot } from './backend.js';
+import { constants, homedir } from 'node:os';
+import { isAbsolute, join, resolve } from 'node:path';
+import { pino, type Logger } from 'pino';
+import { openCache, type CacheManager, type OpenCacheOptions, type PrunePolicy } from '@buildcache/cache';
+import {
+  BuildcacheError, ErrDeadlineExceeded, ErrInvalidArgument, ErrNotAStore, ErrPermissionDenied, ErrStoreLocked, ErrUnavailable,
+} from '@buildcache/errdefs';
+import { readArgs, UsageError, type Flags, type Name } from './args.js';
 import { du, pruneCommand } from './commands.js';
 import { demo } from './demo.js';
+import { canAsk, confirm, Output, Progress } from './terminal.js';
 import { parseDuration, parseSize } from './units.js';
+import { EXIT, USAGE } from './usage.js';
 
-const USAGE = `Usage: buildcache [global options] <command> [options]
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
-Commands:
-  du       Show disk usage of the build cache
-  prune    Remove unused cache records
-  demo     Build a small chain of cache records, export it, and show du
-
-Global options:
-  --root DIR             cache root (default: $XDG_DATA_HOME/buildcache or ~/.local/share/buildcache)
-  --containerd SOCKET    use a containerd daemon instead of the embedded backend
-  --namespace NS         containerd namespace (default: buildcache)
-  --snapshotter NAME     overlayfs or native (default: overlayfs when possible)
-  --log-level LEVEL      fatal, error, warn, info, debug, trace (default: warn)
-  -h, --help             show this help
-  --version              print the version
-
-du options:
-  -f, --filter F         filter records (repeatable; several filters are OR-ed, a comma is AND)
-  -v, --verbose          one block per record
-  --format table|json    output format (default: table)
-
-prune options:
-  --all                  include internal and frontend records
-  -f, --filter F         only records matching (repeatable)
-  --keep-duration D      keep records used within D (e.g. 48h)
-  --keep-storage S       prune until the cache uses at most S (e.g. 10GB)
-  --keep-storage-min S   never prune below S
-  --free-storage S       prune until the disk has S free
-  --dry-run              show what would be removed, remove nothing
-  -v, --verbose          one block per record
-  --format table|json    output format (default: table)
-`;
-
-class UsageError extends Error {}
-
-const OPTIONS = {
-  root: { type: 'string' },
-  containerd: { type: 'string' },
-  namespace: { type: 'string' },
-  snapshotter: { type: 'string' },
-  'log-level': { type: 'string' },
-  help: { type: 'boolean', short: 'h' },
-  version: { type: 'boolean' },
-  filter: { type: 'string', short: 'f', multiple: true },
-  verbose: { type: 'boolean', short: 'v' },
-  format: { type: 'string' },
-  all: { type: 'boolean' },
-  'keep-duration': { type: 'string' },
-  'keep-storage': { type: 'string' },
-  'keep-storage-min': { type: 'string' },
-  'free-storage': { type: 'string' },
-  'dry-run': { type: 'boolean' },
-} as const;
-
-const COMMAND_FLAGS: Record<string, readonly string[]> = {
-  du: ['filter', 'verbose', 'format'],
-  prune: ['all', 'filter', 'keep-duration', 'keep-storage', 'keep-storage-min', 'free-storage', 'dry-run', 'verbose', 'format'],
-  demo: [],
-};
-const GLOBAL_FLAGS = ['root', 'containerd', 'namespace', 'snapshotter', 'log-level', 'help', 'version'];
+/** The default cache root: `$XDG_DATA_HOME/buildcache` (absolute only, as the XDG spec says), else `~/.local/share/buildcache`. */
+export function defaultRoot(): string {
+  const xdg = process.env.XDG_DATA_HOME;
+  return join(xdg && isAbsolute(xdg) ? xdg : join(homedir(), '.local', 'share'), 'buildcache');
+}
 
 async function version(): Promise<string> {
   const pkg = JSON.parse(await readFile(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -83,72 +35,167 @@ function format(value: string | undefined): 'table' | 'json' {
   throw new UsageError(`--format: unknown format ${JSON.stringify(value)}; use table or json`);
 }
 
+/** Where the cache is, from the global flags. */
+function cacheOptions(flags: Flags, logger: Logger): OpenCacheOptions {
+  const s = flags.strings;
+  const containerd = s.get('containerd');
+  for (const name of ['namespace', 'timeout'] as const) {
+    if (s.has(name) && containerd === undefined) throw new UsageError(`--${name} applies only with --containerd SOCKET`);
+  }
+  const timeout = s.get('timeout');
+  return {
+    root: resolve(s.get('root') ?? defaultRoot()),
+    logger,
+    ...(containerd !== undefined ? { containerd } : {}),
+    ...(s.has('namespace') ? { namespace: s.get('namespace')! } : {}),
+    ...(s.has('snapshotter') ? { snapshotter: s.get('snapshotter')! } : {}),
+    ...(timeout !== undefined ? { connectTimeoutMs: parseDuration(timeout, '--timeout') } : {}),
+  };
+}
+
+/** Splits buildx's `until=D` (and its older name `unused-for=D`) out of the filters. */
+function splitUntil(filters: readonly string[]): { filters: string[]; until?: string } {
+  const rest: string[] = [];
+  let until: string | undefined;
+  for (const f of filters) {
+    const m = /^(until|unused-for)=(.*)$/.exec(f);
+    if (!m) rest.push(f);
+    else if (until !== undefined && until !== m[2]) throw new UsageError(`--filter ${m[1]}= is given twice with different values`);
+    else until = m[2]!;
+  }
+  return { filters: rest, ...(until !== undefined ? { until } : {}) };
+}
+
+/** The value of a flag given in buildctl's or buildx's spelling (not both). */
+function either(flags: Flags, buildctl: Name, buildx: string, buildxValue: string | undefined): [string, string] | undefined {
+  const a = flags.strings.get(buildctl);
+  if (a !== undefined && buildxValue !== undefined) throw new UsageError(`--${buildctl} and ${buildx} mean the same; give one of them`);
+  if (a !== undefined) return [a, `--${buildctl}`];
+  return buildxValue !== undefined ? [buildxValue, buildx] : undefined;
+}
+
+/** The prune policy from prune's flags. */
+function prunePolicy(flags: Flags): PrunePolicy {
+  const { filters, until } = splitUntil(flags.filters);
+  const duration = either(flags, 'keep-duration', '--filter until', until);
+  const size = (buildctl: Name, buildx: Name): number | undefined => {
+    const v = either(flags, buildctl, `--${buildx}`, flags.strings.get(buildx));
+    return v && parseSize(v[0], v[1], v[1] === `--${buildctl}` ? 'megabytes' : 'refused');
+  };
+  const keepDurationMs = duration && parseDuration(duration[0], duration[1]);
+  const maxUsedSpace = size('keep-storage', 'max-used-space');
+  const reservedSpace = size('keep-storage-min', 'reserved-space');
+  const minFreeSpace = size('free-storage', 'min-free-space');
+  return {
+    all: flags.booleans.has('all'),
+    filters,
+    ...(keepDurationMs !== undefined ? { keepDurationMs } : {}),
+    ...(maxUsedSpace !== undefined ? { maxUsedSpace } : {}),
+    ...(reservedSpace !== undefined ? { reservedSpace } : {}),
+    ...(minFreeSpace !== undefined ? { minFreeSpace } : {}),
+  };
+}
+
+/** The exit code for an error, by kind. */
+function exitCode(err: unknown): number {
+  if (err instanceof UsageError || err instanceof ErrInvalidArgument) return EXIT.usage;
+  if (err instanceof ErrPermissionDenied) return EXIT.permission;
+  if (err instanceof ErrUnavailable || err instanceof ErrDeadlineExceeded || err instanceof ErrStoreLocked || err instanceof ErrNotAStore) {
+    return EXIT.unavailable;
+  }
+  return EXIT.failure;
+}
+
+/** Aborts `controller` on SIGINT/SIGTERM (a second signal exits at once); returns the undo. */
+function onSignals(controller: AbortController): () => void {
+  const handler = (signal: NodeJS.Signals): void => {
+    if (controller.signal.aborted) process.exit(EXIT.interrupted + constants.signals[signal]);
+    controller.abort(signal);
+  };
+  process.on('SIGINT', handler);
+  process.on('SIGTERM', handler);
+  return () => {
+    process.off('SIGINT', handler);
+    process.off('SIGTERM', handler);
+  };
+}
+
 /** Runs the CLI with `argv` (without node and script); returns the exit code. */
 export async function main(argv: readonly string[]): Promise<number> {
-  let parsed;
+  let logger: Logger | undefined;
   try {
-    parsed = parseArgs({ args: [...argv], options: OPTIONS, allowPositionals: true, strict: true });
-  } catch (err) {
-    process.stderr.write(`buildcache: ${(err as Error).message}\n`);
-    return 2;
-  }
-  const { values, positionals } = parsed;
-  if (values.version) {
-    process.stdout.write(`buildcache ${await version()}\n`);
-    return 0;
-  }
-  const command = positionals[0];
-  if (values.help || command === undefined || command === 'help') {
-    process.stdout.write(USAGE);
-    return command === undefined && !values.help ? 2 : 0;
-  }
-  const logger = pino({ level: values['log-level'] ?? 'warn' }, pino.destination(2));
-  try {
-    const allowed = COMMAND_FLAGS[command];
-    if (!allowed) throw new UsageError(`unknown command ${JSON.stringify(command)}; see buildcache --help`);
-    if (positionals.length > 1) throw new UsageError(`${command}: unexpected argument ${JSON.stringify(positionals[1])}`);
-    for (const key of Object.keys(values)) {
-      if (!GLOBAL_FLAGS.includes(key) && !allowed.includes(key)) throw new UsageError(`${command}: unknown flag --${key}`);
+    const { command, flags } = readArgs(argv);
+    if (flags.booleans.has('version')) {
+      process.stdout.write(`buildcache ${await version()}\n`);
+      return EXIT.ok;
     }
-    const flags = {
-      namespace: values.namespace ?? 'buildcache',
-      ...(values.root !== undefined ? { root: values.root } : {}),
-      ...(values.containerd !== undefined ? { containerd: values.containerd } : {}),
-      ...(values.snapshotter !== undefined ? { snapshotter: values.snapshotter } : {}),
-    };
-    const fmt = format(values.format);
-    const policy: PrunePolicy = {
-      all: values.all === true,
-      filters: values.filter ?? [],
-      ...(values['keep-duration'] ? { keepDurationMs: parseDuration(values['keep-duration'], '--keep-duration') } : {}),
-      ...(values['keep-storage'] ? { maxUsedSpace: parseSize(values['keep-storage'], '--keep-storage') } : {}),
-      ...(values['keep-storage-min'] ? { reservedSpace: parseSize(values['keep-storage-min'], '--keep-storage-min') } : {}),
-      ...(values['free-storage'] ? { minFreeSpace: parseSize(values['free-storage'], '--free-storage') } : {}),
-    };
-    const backend = await openBackend(flags, logger);
-    try {
-      const cache = await CacheManager.open({ root: cacheRoot(flags), backend, logger });
-      try {
-        const out = process.stdout;
-        const verbose = values.verbose === true;
-        if (command === 'du') await du(cache, { filters: values.filter ?? [], verbose, format: fmt }, out);
-        else if (command === 'prune') await pruneCommand(cache, { policy, dryRun: values['dry-run'] === true, verbose, format: fmt }, out);
-        else {
-          await demo(cache, out);
-          await du(cache, { filters: [], verbose: false, format: 'table' }, out);
-        }
-      } finally {
-        await cache.close();
-      }
-    } finally {
-      await backend.close();
+    if (flags.booleans.has('help') || command === 'help') {
+      process.stdout.write(USAGE);
+      return EXIT.ok;
     }
-    return 0;
+    if (command === undefined) {
+      process.stderr.write(USAGE);
+      return EXIT.usage;
+    }
+    const level = flags.strings.get('log-level') ?? 'warn';
+    if (!LOG_LEVELS.includes(level)) throw new UsageError(`--log-level: unknown level ${JSON.stringify(level)}; use one of ${LOG_LEVELS.join(', ')}`);
+    logger = pino({ level }, pino.destination(2));
+    const options = cacheOptions(flags, logger);
+    const fmt = format(flags.strings.get('format'));
+    const out = new Output();
+    const progress = new Progress();
+    if (command === 'du') {
+      const { filters, until } = splitUntil(flags.filters);
+      if (until !== undefined) throw new UsageError('du: the until= filter applies to prune only');
+      await withCache(options, (cache) => du(cache, { filters, verbose: flags.booleans.has('verbose'), format: fmt }, out, progress));
+      return EXIT.ok;
+    }
+    if (command === 'prune') return await prune(flags, options, fmt, out, progress);
+    await withCache(options, async (cache) => {
+      await demo(cache, out);
+      await du(cache, { filters: [], verbose: false, format: 'table' }, out, progress);
+    });
+    return EXIT.ok;
   } catch (err) {
-    const usage = err instanceof UsageError || err instanceof ErrInvalidArgument;
     const message = err instanceof BuildcacheError || err instanceof UsageError ? err.message : String(err);
     process.stderr.write(`buildcache: ${message.split('\n')[0]}\n`);
-    logger.debug({ err }, 'command failed');
-    return usage ? 2 : 1;
+    logger?.debug({ err }, 'command failed');
+    return exitCode(err);
   }
+}
+
+/** Runs `fn` on the cache `options` name, closing it afterwards. */
+async function withCache<T>(options: OpenCacheOptions, fn: (cache: CacheManager) => Promise<T>): Promise<T> {
+  const opened = await openCache(options);
+  try {
+    return await fn(opened.cache);
+  } finally {
+    await opened.close();
+  }
+}
+
+async function prune(flags: Flags, options: OpenCacheOptions, fmt: 'table' | 'json', out: Output, progress: Progress): Promise<number> {
+  const policy = prunePolicy(flags);
+  const dryRun = flags.booleans.has('dry-run');
+  return withCache(options, async (cache) => {
+    const controller = new AbortController();
+    out.onClose(() => controller.abort('stdout closed'));
+    const undo = onSignals(controller);
+    try {
+      if (!dryRun && fmt === 'table' && !flags.booleans.has('force') && canAsk()) {
+        const yes = await confirm('WARNING! This will remove the build cache records the options select. Are you sure you want to continue?');
+        if (!yes) {
+          process.stderr.write('buildcache: prune cancelled; nothing was removed\n');
+          return EXIT.ok;
+        }
+      }
+      const verbose = flags.booleans.has('verbose');
+      const outcome = await pruneCommand(cache, { policy, dryRun, verbose, format: fmt, signal: controller.signal }, out, progress);
+      const reason: unknown = controller.signal.reason;
+      if (outcome.complete || out.closed || typeof reason !== 'string' || !(reason in constants.signals)) return EXIT.ok;
+      return EXIT.interrupted + constants.signals[reason as NodeJS.Signals];
+    } finally {
+      undo();
+    }
+  });
 }

@@ -1,6 +1,6 @@
-/** Printing of usage records: buildctl-style tables and verbose blocks, JSON, and a TTY progress line. */
+/** Printing of usage records: buildctl-style tables and verbose blocks, totals, a summary line, JSON. */
 import type { UsageInfo } from '@buildcache/cache';
-import { formatAgo, formatSize, table } from './units.js';
+import { formatAgo, formatSize, plural, table } from './units.js';
 
 /** A usage record as JSON (dates as RFC 3339). */
 export function toJSON(u: UsageInfo): Record<string, unknown> {
@@ -55,40 +55,41 @@ export function verboseBlock(u: UsageInfo): string {
   return table(lines) + '\n';
 }
 
-/** The totals block under `du`: Shared and Private only when something is shared. */
-export function totals(rows: readonly UsageInfo[]): string {
+interface Sums {
+  readonly shared: number;
+  readonly priv: number;
+  readonly reclaimable: number;
+  readonly inUse: number;
+}
+
+function sums(rows: readonly UsageInfo[]): Sums {
   let shared = 0;
   let priv = 0;
   let reclaimable = 0;
+  let inUse = 0;
   for (const u of rows) {
+    if (u.inUse) inUse++;
     if (u.size <= 0) continue;
     if (u.shared) shared += u.size;
     else priv += u.size;
     if (!u.inUse) reclaimable += u.size;
   }
+  return { shared, priv, reclaimable, inUse };
+}
+
+/** The totals block under `du`: Shared and Private only when something is shared. */
+export function totals(rows: readonly UsageInfo[]): string {
+  const { shared, priv, reclaimable } = sums(rows);
   const lines: [string, string][] = [];
   if (shared > 0) lines.push(['Shared:', formatSize(shared)], ['Private:', formatSize(priv)]);
   lines.push(['Reclaimable:', formatSize(reclaimable)], ['Total:', formatSize(shared + priv)]);
   return table(lines);
 }
 
-/** A one-line progress display on a TTY (stderr); a no-op elsewhere. */
-export class Progress {
-  private last = 0;
-  private shown = false;
-  constructor(private readonly stream: NodeJS.WriteStream = process.stderr) {}
-
-  update(text: string): void {
-    if (!this.stream.isTTY) return;
-    const now = Date.now();
-    if (now - this.last < 100) return;
-    this.last = now;
-    this.shown = true;
-    this.stream.write(`\r\x1b[2K${text}`);
-  }
-
-  done(): void {
-    if (this.shown) this.stream.write('\r\x1b[2K');
-    this.shown = false;
-  }
+/** A `docker system df`-style line: how many records, how many in use, how much is reclaimable. */
+export function summary(rows: readonly UsageInfo[]): string {
+  const { shared, priv, reclaimable, inUse } = sums(rows);
+  const total = shared + priv;
+  const pct = total > 0 ? Math.round((reclaimable * 100) / total) : 0;
+  return `${plural(rows.length, 'record')}, ${inUse} in use, ${formatSize(reclaimable)} of ${formatSize(total)} reclaimable (${pct}%)`;
 }

@@ -1,20 +1,31 @@
-/** Parsing and printing of sizes and durations the way buildctl and docker users write them. */
+/** Parsing and printing of sizes and durations the way buildctl, buildx and docker users write and read them. */
 import { ErrInvalidArgument } from '@buildcache/errdefs';
 
-const SIZE_UNITS: Record<string, number> = {
-  '': 1, b: 1,
-  k: 1e3, kb: 1e3, m: 1e6, mb: 1e6, g: 1e9, gb: 1e9, t: 1e12, tb: 1e12,
-  ki: 1024, kib: 1024, mi: 1024 ** 2, mib: 1024 ** 2, gi: 1024 ** 3, gib: 1024 ** 3, ti: 1024 ** 4, tib: 1024 ** 4,
-};
+/** How a size flag reads a number without a unit. */
+export type BareNumber = 'megabytes' | 'refused';
 
-/** Bytes from `10GB`, `512MiB`, `1.5g`, `4096` (decimal units are powers of 1000, `i` units of 1024). */
-export function parseSize(text: string, flag: string): number {
-  const m = /^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$/.exec(text);
-  const factor = m ? SIZE_UNITS[m[2]!.toLowerCase()] : undefined;
-  if (!m || factor === undefined) {
-    throw new ErrInvalidArgument(`${flag}: invalid size ${JSON.stringify(text)} (examples: 10GB, 512MB, 1.5GiB, 4096)`);
+/** The size rule, as `--help` states it. */
+export const SIZE_RULE =
+  'A bare number is megabytes as in buildctl (--keep-storage 10000 = 10 GB, 1 MB = 1,000,000 bytes); with a unit,\n' +
+  "docker's rule: B, K[i][B], M[i][B], G[i][B], T[i][B], P[i][B], any case, are all 1024-based (1GB = 1GiB = 1073741824 bytes).\n" +
+  "buildx's spellings (--reserved-space, --max-used-space, --min-free-space) need a unit (buildx reads a bare number as bytes).";
+
+const SIZE = /^(\d+(?:\.\d+)?) ?(?:([kmgtp])(i)?b?|(b))?$/i;
+const POWERS: Record<string, number> = { k: 1, m: 2, g: 3, t: 4, p: 5 };
+
+/** Bytes from `10000` (megabytes, as buildctl), `10GB`, `512MiB`, `1.5g`, `4096B` (as docker: 1024-based). */
+export function parseSize(text: string, flag: string, bare: BareNumber = 'megabytes'): number {
+  const m = SIZE.exec(text);
+  if (!m) throw new ErrInvalidArgument(`${flag}: invalid size ${JSON.stringify(text)} (examples: 10GB, 512MiB, 1.5g, 4096B, or 10000 for 10000 MB)`);
+  const n = Number(m[1]);
+  if (m[2]) return Math.round(n * 1024 ** POWERS[m[2].toLowerCase()]!);
+  if (m[4]) return Math.round(n);
+  if (bare === 'refused' && n !== 0) {
+    throw new ErrInvalidArgument(
+      `${flag}: ${JSON.stringify(text)} has no unit (buildx reads it as bytes, buildctl as megabytes); write ${text}B, ${text}MB or ${text}GB`,
+    );
   }
-  return Math.round(Number(m[1]) * factor);
+  return Math.round(n * 1e6);
 }
 
 const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1e3, m: 60e3, h: 3600e3, d: 86400e3, w: 7 * 86400e3 };
@@ -34,7 +45,7 @@ export function parseDuration(text: string, flag: string): number {
   return total;
 }
 
-/** `14.77MB`: decimal units with two decimals, as `buildctl du` prints sizes. */
+/** `292B`, `0B`, `14.77MB`: whole bytes, then decimal units with two decimals, as `buildctl du` prints sizes. */
 export function formatSize(bytes: number): string {
   const units = ['B', 'kB', 'MB', 'GB', 'TB', 'PB'];
   let v = bytes;
@@ -43,24 +54,35 @@ export function formatSize(bytes: number): string {
     v /= 1000;
     i++;
   }
-  return `${v.toFixed(2)}${units[i]}`;
+  return i === 0 ? `${Math.round(v)}B` : `${v.toFixed(2)}${units[i]}`;
 }
 
-/** `3 minutes ago`, `2 days ago`, `Less than a second ago`. */
+/** `About a minute ago`, `47 hours ago`, `2 weeks ago`: the wording of docker and buildx. */
 export function formatAgo(date: Date | undefined, now: number): string {
   if (!date) return '';
-  const s = Math.max(0, (now - date.getTime()) / 1000);
-  if (s < 1) return 'Less than a second ago';
-  const steps: [number, string][] = [[60, 'second'], [60, 'minute'], [24, 'hour'], [7, 'day'], [4.35, 'week'], [12, 'month'], [Infinity, 'year']];
-  let v = s;
-  for (const [limit, name] of steps) {
-    if (v < limit) {
-      const n = Math.floor(v);
-      return `${n} ${name}${n === 1 ? '' : 's'} ago`;
-    }
-    v /= limit;
-  }
-  return '';
+  return `${humanDuration(Math.max(0, now - date.getTime()))} ago`;
+}
+
+function humanDuration(ms: number): string {
+  const seconds = Math.floor(ms / 1000);
+  if (seconds < 1) return 'Less than a second';
+  if (seconds === 1) return '1 second';
+  if (seconds < 60) return `${seconds} seconds`;
+  const minutes = Math.floor(seconds / 60);
+  if (minutes === 1) return 'About a minute';
+  if (minutes < 60) return `${minutes} minutes`;
+  const hours = Math.round(ms / 3600e3);
+  if (hours === 1) return 'About an hour';
+  if (hours < 48) return `${hours} hours`;
+  if (hours < 24 * 7 * 2) return `${Math.floor(hours / 24)} days`;
+  if (hours < 24 * 30 * 2) return `${Math.floor(hours / 24 / 7)} weeks`;
+  if (hours < 24 * 365 * 2) return `${Math.floor(hours / 24 / 30)} months`;
+  return `${Math.floor(ms / 3600e3 / 24 / 365)} years`;
+}
+
+/** `1 record`, `2 records`. */
+export function plural(n: number, noun: string): string {
+  return `${n} ${noun}${n === 1 ? '' : 's'}`;
 }
 
 /** Left-aligned columns separated by at least two spaces (like Go's tabwriter). */

@@ -30,7 +30,7 @@ export async function openDatabase(path: string, logger: Logger): Promise<Db> {
     await checkMarker(db, path, logger);
   } catch (err) {
     await db.close();
-    throw err;
+    throw err instanceof ErrNotAStore ? err : openError(path, err);
   }
   return db;
 }
@@ -81,9 +81,10 @@ function openError(path: string, err: unknown): Error {
       { cause: err, details: { path } },
     );
   }
-  if (code === 'LEVEL_CORRUPTION') {
+  // A truncated table file shows as an I/O error on the first read.
+  if (code === 'LEVEL_CORRUPTION' || code === 'LEVEL_IO_ERROR') {
     return new ErrNotAStore(
-      `metadata: ${path} is not a usable metadata store: LevelDB reports corruption (${reason}). ` +
+      `metadata: ${path} is not a usable metadata store: LevelDB reports damage (${reason}). ` +
         'Move the directory aside and open again to start an empty store.',
       { cause: err, details: { path } },
     );

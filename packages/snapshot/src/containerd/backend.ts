@@ -2,13 +2,46 @@
 import { randomBytes } from 'node:crypto';
 import { pino, type Logger } from 'pino';
 import { cleanupTempMounts } from '../mount-cleanup.js';
-import { ErrInvalidArgument, ErrNotImplemented, ErrUnavailable } from '@buildcache/errdefs';
-import { Client } from '@containerd/leases-ts';
+import { ErrDeadlineExceeded, ErrInvalidArgument, ErrNotImplemented, ErrPermissionDenied, ErrUnavailable } from '@buildcache/errdefs';
+import { Client, grpcCodeOf } from '@containerd/leases-ts';
 import type { ClientOptions } from '@containerd/leases-ts';
 import { LocalMounter } from '../mount.js';
 import type { Backend, GarbageCollectOptions, GCStats, LeaseManager, Mounter } from '../types.js';
 import { LABEL_GC_EXPIRE } from '../labels.js';
 import { ContainerdApplier, ContainerdContentStore, ContainerdDiffer, ContainerdSnapshotter } from './adapters.js';
+
+/** Default of `connectTimeoutMs`. */
+export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
+
+/** The first call's failure, said in terms of the socket: missing, forbidden, silent, or not containerd. */
+function connectError(err: unknown, address: string, timeoutMs: number): unknown {
+  if (!(err instanceof Error)) return err;
+  const options = { cause: err, details: { path: address } };
+  // grpc-js says "No connection established. Last error: <cause> (<time>). Resolution note: …".
+  const reason = /Last error: (?:Error: )?(.*?)(?: \([\dT:.Z-]+\))?\. Resolution note/.exec(err.message)?.[1] ?? err.message.split('\n')[0]!;
+  if (err instanceof ErrPermissionDenied || (err instanceof ErrUnavailable && /EACCES|EPERM/.test(reason))) {
+    return new ErrPermissionDenied(
+      `containerd socket ${address}: permission denied; run as a user who may open it (usually root) or use the embedded backend`,
+      options,
+    );
+  }
+  if (err instanceof ErrUnavailable && /Protocol error/.test(reason)) {
+    return new ErrUnavailable(`${address} is not containerd: it does not speak gRPC; pass containerd's socket`, options);
+  }
+  if (err instanceof ErrUnavailable) {
+    return new ErrUnavailable(`containerd at ${address} is unreachable (${reason}); is the daemon running, and is that its socket?`, options);
+  }
+  if (err instanceof ErrDeadlineExceeded) {
+    return new ErrUnavailable(
+      `${address} did not answer as containerd within ${timeoutMs / 1000}s; is that containerd's socket (or raise the timeout)?`,
+      options,
+    );
+  }
+  if (err instanceof ErrNotImplemented && grpcCodeOf(err) !== undefined) {
+    return new ErrUnavailable(`${address} answered, but not as containerd (${reason}); pass containerd's socket`, options);
+  }
+  return err;
+}
 
 /** Snapshotters the containerd backend supports. */
 export type ContainerdSnapshotterName = 'overlayfs' | 'native';
@@ -28,6 +61,8 @@ export interface ContainerdBackendOptions {
    * cleaned at open of the mounts a killed process left there.
    */
   readonly mountRoot?: string;
+  /** How long the first call may wait for the daemon to answer, in ms (default 10 s). */
+  readonly connectTimeoutMs?: number;
   /** Extra client options (deadlines, reconnect backoff). */
   readonly clientOptions?: Omit<ClientOptions, 'address' | 'namespace'>;
   /** Accepted for symmetry with the embedded backend; the daemon logs its own work. */
@@ -93,7 +128,9 @@ export async function openContainerdBackend(options: ContainerdBackendOptions): 
     client = Client.connect({ ...(options.clientOptions ?? {}), address: options.address, namespace: options.namespace });
   }
   try {
-    const plugins = await client.introspection.plugins([`type==io.containerd.snapshotter.v1,id==${snapshotter}`]);
+    const plugins = await client.introspection.plugins([`type==io.containerd.snapshotter.v1,id==${snapshotter}`], {
+      timeoutMs: options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
+    });
     const plugin = plugins[0];
     if (!plugin || plugin.initError) {
       throw new ErrNotImplemented(
@@ -104,13 +141,7 @@ export async function openContainerdBackend(options: ContainerdBackendOptions): 
     if (options.mountRoot) await cleanupTempMounts(options.mountRoot, options.logger ?? pino({ level: 'silent' }));
   } catch (err) {
     if (owns) await client.close();
-    if (err instanceof ErrUnavailable && options.address) {
-      throw new ErrUnavailable(
-        `containerd at ${options.address} is unreachable (${err.message.split('\n')[0]}); is the daemon running, and is that its socket?`,
-        { cause: err, details: { path: options.address } },
-      );
-    }
-    throw err;
+    throw options.address ? connectError(err, options.address, options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS) : err;
   }
   return new ContainerdBackend(client, snapshotter, options.mountRoot, owns);
 }

@@ -1,9 +1,11 @@
 /**
- * The embedded backend's one LevelDB (`<root>/meta`): key layout, opening with the lock mapped to
- * ErrStoreLocked, and the label rules every object shares.
+ * The embedded backend's one LevelDB (`<root>/meta`): key layout, opening (lock, damage and foreign
+ * stores mapped to typed errors), and the label rules every object shares.
  */
+import { readdir } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { Level } from 'level';
-import { ErrInvalidArgument, ErrStoreLocked } from '@buildcache/errdefs';
+import { ErrInvalidArgument, ErrNotAStore, ErrStoreLocked } from '@buildcache/errdefs';
 
 /** The metadata database: string keys, JSON values, every write with `sync: true`. */
 export type MetaDB = Level<string, unknown>;
@@ -43,17 +45,81 @@ export function range(prefix: string): { gte: string; lt: string } {
   return { gte: prefix, lt: prefix.slice(0, -1) + String.fromCharCode(last + 1) };
 }
 
-/** Opens (creating) the LevelDB at `path`; a DB held by another process gives ErrStoreLocked. */
+/** The `name!` prefixes of every key this backend writes (derived from `keys`). */
+const KNOWN_PREFIXES = new Set(
+  Object.values(keys).map((k) => {
+    const key = typeof k === 'string' ? k : (k as (...args: string[]) => string)('x', 'x', 'x');
+    return key.slice(0, key.indexOf('!') + 1);
+  }),
+);
+
+/** What to do about a damaged store at `path`. */
+const whatToDo = (path: string): string =>
+  `Move the backend directory ${dirname(path)} aside (its snapshots and blobs are unusable without this store) to start an empty backend.`;
+
+/** Refuses a path that is not a store: a file, or a non-empty directory without a LevelDB database. */
+async function checkStorePath(path: string): Promise<void> {
+  let entries: string[];
+  try {
+    entries = await readdir(path);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return;
+    if (code === 'ENOTDIR') {
+      throw new ErrNotAStore(`embedded backend store ${path} is a file, not a directory. ${whatToDo(path)}`, { cause: err, details: { path } });
+    }
+    throw err;
+  }
+  if (entries.length > 0 && !entries.includes('CURRENT')) {
+    throw new ErrNotAStore(
+      `embedded backend store ${path} is a non-empty directory without a database (found ${entries.slice(0, 3).join(', ')}); ` +
+        'pass a backend root whose store is missing or empty to create one, or an existing backend.',
+      { details: { path } },
+    );
+  }
+}
+
+/** A LevelDB error while opening or first reading `path`, as a typed error naming the path and the remedy. */
+function storeError(path: string, err: unknown): unknown {
+  const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+  const code = cause?.code ?? (err as { code?: string }).code;
+  const reason = cause?.message ?? (err as Error).message;
+  if (code === 'LEVEL_LOCKED') {
+    return new ErrStoreLocked(`embedded backend store ${path} is locked by another process`, { cause: err, details: { path } });
+  }
+  if (code === 'LEVEL_CORRUPTION' || code === 'LEVEL_IO_ERROR') {
+    return new ErrNotAStore(`embedded backend store ${path} is damaged: LevelDB reports ${reason}. ${whatToDo(path)}`, { cause: err, details: { path } });
+  }
+  return err;
+}
+
+/**
+ * Opens (creating in a missing or empty directory) the LevelDB at `path`. A DB held by another
+ * process gives ErrStoreLocked; a damaged or foreign one, or a directory of other files, ErrNotAStore.
+ */
 export async function openMetaDB(path: string): Promise<MetaDB> {
+  await checkStorePath(path);
   const db = new Level<string, unknown>(path, { valueEncoding: 'json' });
   try {
     await db.open();
   } catch (err) {
-    const cause = (err as { cause?: { code?: string } }).cause;
-    if (cause?.code === 'LEVEL_LOCKED') {
-      throw new ErrStoreLocked(`embedded backend store ${path} is locked by another process`, { cause: err, details: { path } });
+    throw storeError(path, err);
+  }
+  try {
+    // The first and last keys: reads a table file (a truncated one fails here) and tells a foreign database.
+    for (const reverse of [false, true]) {
+      const [key] = await db.keys({ reverse, limit: 1 }).all();
+      if (key !== undefined && !KNOWN_PREFIXES.has(key.slice(0, key.indexOf('!') + 1))) {
+        throw new ErrNotAStore(
+          `embedded backend store ${path} is a LevelDB database of something else (key ${JSON.stringify(key.slice(0, 40))}); ` +
+            'pass the root of an embedded backend, or a missing or empty directory to create one.',
+          { details: { path } },
+        );
+      }
     }
-    throw err;
+  } catch (err) {
+    await db.close();
+    throw storeError(path, err);
   }
   return db;
 }

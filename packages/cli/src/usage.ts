@@ -1,0 +1,66 @@
+/** `buildcache --help`: commands, flags, the size rule, filter fields and exit codes. */
+import { FILTER_FIELDS } from '@buildcache/cache';
+import { SIZE_RULE } from './units.js';
+
+/** Exit codes, by kind of outcome. */
+export const EXIT = {
+  ok: 0,
+  failure: 1,
+  usage: 2,
+  unavailable: 3,
+  permission: 4,
+  interrupted: 128,
+} as const;
+
+/** The help text. */
+export const USAGE = `Usage: buildcache [global options] <command> [options]
+
+Commands:
+  du       Show disk usage of the build cache
+  prune    Remove unused cache records
+  demo     Build a small chain of cache records, export it, and show du
+
+Global options:
+  --root DIR             cache root (default: $XDG_DATA_HOME/buildcache, else ~/.local/share/buildcache)
+  --containerd SOCKET    use a containerd daemon instead of the embedded backend
+  --namespace NS         containerd namespace (default: buildcache; only with --containerd)
+  --timeout D            how long containerd may take to answer when connecting (default: 10s)
+  --snapshotter NAME     overlayfs or native (default: overlayfs when possible)
+  --log-level LEVEL      fatal, error, warn, info, debug, trace, silent (default: warn)
+  -h, --help             show this help
+  --version              print the version
+
+du options:
+  -f, --filter F         filter records (repeatable; several filters are OR-ed, a comma is AND)
+  -v, --verbose          one block per record
+  --format table|json    output format (default: table; json is buildctl's array)
+
+prune options (buildx's spellings in brackets):
+  -a, --all              include internal and frontend records
+  -f, --filter F         only records matching (repeatable); until=D [buildx] is --keep-duration D
+  --keep-duration D      keep records used within D (e.g. 48h)
+  --keep-storage S       [--max-used-space] prune until the cache uses at most S
+  --keep-storage-min S   [--reserved-space] never prune the cache below S
+  --free-storage S       [--min-free-space] prune until the disk has S free
+  --dry-run              show what would be removed, remove nothing
+  --force                do not ask for confirmation (asked only on a terminal, never with --format json)
+  -v, --verbose          one block per record
+  --format table|json    output format (default: table; json is one object per deleted record, one per
+                         line, then a totals object)
+
+Sizes: ${SIZE_RULE.replaceAll('\n', '\n  ')}
+  An empty value (e.g. an unset shell variable) is an error, never "no limit".
+Durations: 90s, 30m, 48h, 7d, 2w, 1h30m.
+
+Filters: containerd's syntax, FIELD==VALUE, FIELD!=VALUE, FIELD~=REGEXP, or a bare FIELD for true.
+  Fields: ${FILTER_FIELDS.join(', ')}.
+  Example: -f type==exec.cachemount -f 'type!=regular,description~=^go'
+
+Exit codes:
+  ${EXIT.ok}    success (also when stdout is closed early, e.g. by | head)
+  ${EXIT.failure}    the command failed
+  ${EXIT.usage}    bad usage: unknown command or flag, bad or empty value
+  ${EXIT.unavailable}    the cache cannot be opened: daemon unreachable or not containerd, store locked or corrupt
+  ${EXIT.permission}    permission denied (socket or cache directory)
+  130  interrupted by SIGINT (143: SIGTERM); prune finishes its current batch and prints what it deleted
+`;
