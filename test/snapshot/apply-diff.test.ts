@@ -6,13 +6,13 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
 import { LABEL_UNCOMPRESSED, MEDIA_TYPE_LAYER, MEDIA_TYPE_LAYER_GZIP, MEDIA_TYPE_LAYER_ZSTD, layerMediaType } from '@buildcache/snapshot';
-import type { Compression, Descriptor } from '@buildcache/snapshot';
-import { applyCommit, backendKinds, layerDesc, listSnapshot, openFixture, readBlob, sha256, writeBlob } from './helpers.js';
+import type { Compression } from '@buildcache/snapshot';
+import { applyCommit, backendKinds, layerDesc, listSnapshot, openFixture, readBlob, sha256 } from './helpers.js';
 import type { Fixture } from './helpers.js';
 import { tarEntries } from './tarwriter.js';
 import { FINAL, LAYER1, LAYER2, assertSameTree, buildTree, gunzipDiffID, listTree, packLayer } from './trees.js';
