@@ -8,6 +8,7 @@ import { join, resolve } from 'node:path';
 import { pino } from 'pino';
 import type { Logger } from 'pino';
 import { ErrFailedPrecondition, ErrInvalidArgument } from '@buildcache/errdefs';
+import { assertSysLoaded } from '@buildcache/sys';
 import { LocalMounter } from '../mount.js';
 import type { Applier, Backend, Differ, GCStats } from '../types.js';
 import { EmbeddedApplier, EmbeddedDiffer } from './archive/index.js';
@@ -63,9 +64,11 @@ async function chooseDriver(ctx: EmbeddedContext, wanted: 'auto' | SnapshotDrive
 /**
  * Opens the embedded backend at `options.root`. A root another process has open gives
  * ErrStoreLocked. On open, leftover temp mounts, snapshot dirs without metadata and interrupted
- * removals are cleaned up.
+ * removals are cleaned up. Where the `@buildcache/sys` addon does not load, fails with
+ * ErrFailedPrecondition saying how to build it.
  */
 export async function openEmbeddedBackend(options: EmbeddedBackendOptions): Promise<EmbeddedBackend> {
+  assertSysLoaded();
   const root = resolve(options.root);
   const logger = (options.logger ?? pino({ level: 'silent' })).child({ component: 'snapshot/embedded' });
   await mkdir(root, { recursive: true });
@@ -96,7 +99,6 @@ export async function openEmbeddedBackend(options: EmbeddedBackendOptions): Prom
       garbageCollect: gc,
       close: async () => {
         await ctx.mutex(() => db.close());
-        await snapshotter.close();
       },
     };
   } catch (err) {

@@ -13,7 +13,6 @@ import type { BatchOp } from './db.js';
 import { compileFilters, fieldsAdaptor } from './filters.js';
 import { diskUsage, removeTree } from './fsutil.js';
 import { assertLease, delResource, putResource } from './leases.js';
-import { MetaHelper } from './meta-helper.js';
 import { chainIds, getSnapshot, mustGetSnapshot, toInfo } from './snapshot-records.js';
 import type { SnapshotRecord } from './snapshot-records.js';
 import { mountsFor, snapshotDirs } from './snapshot-layout.js';
@@ -32,8 +31,6 @@ export class EmbeddedSnapshotter implements Snapshotter {
   private readonly pending = new Set<string>();
   /** Committed snapshots that a pending prepare or view builds on, with counts. */
   private readonly pins = new Map<string, number>();
-  /** xattr/mknod/utimensat co-process of native copies; started on the first copy. */
-  private readonly meta: MetaHelper | undefined;
 
   private constructor(
     private readonly ctx: EmbeddedContext,
@@ -41,7 +38,6 @@ export class EmbeddedSnapshotter implements Snapshotter {
     private readonly indexOff: boolean,
   ) {
     this.name = driver;
-    this.meta = driver === 'native' ? new MetaHelper() : undefined;
   }
 
   /** Opens the snapshotter: finishes interrupted removals and deletes directories without records. */
@@ -156,11 +152,6 @@ export class EmbeddedSnapshotter implements Snapshotter {
     await this.ctx.db.del(keys.removing(id));
   }
 
-  /** Ends the native copy helper, if one was started. */
-  async close(): Promise<void> {
-    await this.meta?.close();
-  }
-
   private get resourceType(): string {
     return `snapshots/${this.name}`;
   }
@@ -197,8 +188,8 @@ export class EmbeddedSnapshotter implements Snapshotter {
     try {
       await mkdir(dirs.fs, { recursive: true });
       if (kind === 'active' && this.name === 'overlayfs' && parent !== undefined) await mkdir(dirs.work);
-      if (kind === 'active' && this.meta && parentId !== undefined) {
-        await copyTreeExact(snapshotDirs(this.ctx.root, parentId).fs, dirs.fs, this.meta);
+      if (kind === 'active' && this.name === 'native' && parentId !== undefined) {
+        await copyTreeExact(snapshotDirs(this.ctx.root, parentId).fs, dirs.fs);
       }
       const rec = await this.ctx.mutex(async () => {
         if (lease !== undefined) await assertLease(this.ctx.db, lease);
