@@ -236,10 +236,12 @@ static void finalize_token(napi_env env, void *data, void *hint) {
   token_release(data);
 }
 
-/* copyTree(src, dst, threads) → [promise, cancel]. */
+/* copyTree(src, dst, threads, cancelled) → [promise, cancel]; `cancelled` starts it cancelled. */
 static napi_value js_copy_tree(napi_env env, napi_callback_info info) {
-  napi_value argv[3];
-  if (!sys_args(env, info, 2, 3, argv)) return NULL;
+  napi_value argv[4];
+  bool cancelled = false;
+  if (!sys_args(env, info, 2, 4, argv)) return NULL;
+  napi_get_value_bool(env, argv[3], &cancelled);
   int64_t threads = 4;
   napi_valuetype t;
   napi_typeof(env, argv[2], &t);
@@ -255,6 +257,7 @@ static napi_value js_copy_tree(napi_env env, napi_callback_info info) {
   pthread_mutex_init(&c->lock, NULL);
   c->token = calloc(1, sizeof *c->token);
   atomic_init(&c->token->refs, 2);
+  atomic_init(&c->token->cancelled, cancelled ? 1 : 0);
   sys_job *job = calloc(1, sizeof *job);
   job->data = c;
   job->run = run_copy_tree;

@@ -124,10 +124,9 @@ export interface CopyTreeOptions {
  * is left for the caller to remove.
  */
 export async function copyTree(src: Bytes, dst: Bytes, options: CopyTreeOptions = {}): Promise<void> {
-  const [done, cancel] = native().copyTree(src, dst, options.threads);
   const signal = options.signal;
+  const [done, cancel] = native().copyTree(src, dst, options.threads, signal?.aborted === true);
   if (!signal) return done;
-  if (signal.aborted) cancel();
   signal.addEventListener('abort', cancel, { once: true });
   try {
     await done;

@@ -26,7 +26,7 @@ export interface Native {
   renameat2(from: Bytes, to: Bytes, flags?: number): Promise<void>;
   syncfs(path: Bytes): Promise<void>;
   copyFile(src: Bytes, dst: Bytes): Promise<void>;
-  copyTree(src: Bytes, dst: Bytes, threads?: number): [Promise<void>, () => void];
+  copyTree(src: Bytes, dst: Bytes, threads?: number, cancelled?: boolean): [Promise<void>, () => void];
   usage(path: Bytes): Promise<{ size: number; inodes: number }>;
 }
 

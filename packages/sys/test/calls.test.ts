@@ -35,7 +35,7 @@ describe('sys bindings', () => {
     for (const f of prebuilds) {
       const mod = { exports: {} as { sourceDigest?: string } };
       process.dlopen(mod, join(dir, f));
-      assert.equal(mod.exports.sourceDigest, digest, `prebuilds/${process.platform}-${process.arch}/${f} is stale: run npm run prebuild -w @buildcache/sys`);
+      assert.equal(mod.exports.sourceDigest, digest, `prebuilds/${process.platform}-${process.arch}/${f} is stale: run npm run make-prebuild -w @buildcache/sys`);
     }
   });
 
