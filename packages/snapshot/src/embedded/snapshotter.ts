@@ -6,12 +6,13 @@ import { mkdir, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import pLimit from 'p-limit';
 import { ErrAlreadyExists, ErrFailedPrecondition, ErrInvalidArgument, ErrNotFound } from '@buildcache/errdefs';
+import { usage as treeUsage } from '@buildcache/sys';
 import type { LeasedOptions, Mount, SnapshotInfo, Snapshotter, Usage } from '../types.js';
 import type { EmbeddedContext } from './context.js';
 import { SYNC, applyLabelUpdate, checkName, cleanLabels, hasPrefix, keys, scan } from './db.js';
 import type { BatchOp } from './db.js';
 import { compileFilters, fieldsAdaptor } from './filters.js';
-import { diskUsage, removeTree } from './fsutil.js';
+import { removeTree } from './fsutil.js';
 import { assertLease, delResource, putResource } from './leases.js';
 import { chainIds, getSnapshot, mustGetSnapshot, toInfo } from './snapshot-records.js';
 import type { SnapshotRecord } from './snapshot-records.js';
@@ -129,9 +130,10 @@ export class EmbeddedSnapshotter implements Snapshotter {
     });
   }
 
+  /** Allocated bytes and inodes of the snapshot's tree, hard links once (containerd's count). */
   async usage(key: string): Promise<Usage> {
     const rec = await mustGetSnapshot(this.ctx.db, key);
-    return diskUsage(snapshotDirs(this.ctx.root, rec.id).fs);
+    return treeUsage(snapshotDirs(this.ctx.root, rec.id).fs);
   }
 
   async *walk(filters?: readonly string[]): AsyncIterable<SnapshotInfo> {

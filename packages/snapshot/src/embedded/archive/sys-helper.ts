@@ -3,12 +3,15 @@
  * differ, through `@buildcache/sys`. Nothing here follows a symlink: the calls are the `l*`
  * variants and mknodat on a path whose parents the caller has checked.
  */
+import pLimit from 'p-limit';
 import { lgetxattr, llistxattr, lsetxattr, mknodat } from '@buildcache/sys';
 
 export { makedev } from '@buildcache/sys';
 
 /** The calls of one apply or diff. */
 export class SysHelper {
+  private readonly limit = pLimit(16);
+
   /** mknod(2) of a char/block device or fifo at `path` (`mode` includes the S_IF* type bits). */
   async mknod(path: string, mode: number, dev: number): Promise<void> {
     await mknodat(path, mode, dev);
@@ -21,7 +24,7 @@ export class SysHelper {
 
   /** The xattrs of each path (not following symlinks); a path that cannot be listed gets none. */
   async listXattrs(paths: readonly string[]): Promise<Array<Map<string, Buffer>>> {
-    return Promise.all(paths.map((p) => xattrsOf(p)));
+    return Promise.all(paths.map((p) => this.limit(() => xattrsOf(p))));
   }
 
   /** Nothing to end (kept for callers that close what they opened). */
