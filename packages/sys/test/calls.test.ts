@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { lstat, mkdir, mkdtemp, open, readFile, readdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -30,12 +30,17 @@ describe('sys bindings', () => {
   it('the loaded binary and the committed prebuild were compiled from these sources', () => {
     const digest = execFileSync(process.execPath, [join(PACKAGE_DIR, 'scripts/source-digest.cjs')], { encoding: 'utf8' });
     assert.equal(loadedSourceDigest(), digest);
-    const dir = join(PACKAGE_DIR, 'prebuilds', `${process.platform}-${process.arch}`);
-    const prebuilds = existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith('.node')) : [];
-    for (const f of prebuilds) {
-      const mod = { exports: {} as { sourceDigest?: string } };
-      process.dlopen(mod, join(dir, f));
-      assert.equal(mod.exports.sourceDigest, digest, `prebuilds/${process.platform}-${process.arch}/${f} is stale: run npm run make-prebuild -w @buildcache/sys`);
+    // every committed prebuild carries the digest of the sources it was built from
+    const root = join(PACKAGE_DIR, 'prebuilds');
+    for (const platform of existsSync(root) ? readdirSync(root) : []) {
+      for (const f of readdirSync(join(root, platform)).filter((n) => n.endsWith('.node'))) {
+        const stale = `prebuilds/${platform}/${f} is stale: run npm run make-prebuild (x64) or make-prebuild-arm64 -w @buildcache/sys`;
+        assert.ok(readFileSync(join(root, platform, f)).includes(digest), stale);
+        if (platform !== `${process.platform}-${process.arch}`) continue;
+        const mod = { exports: {} as { sourceDigest?: string } };
+        process.dlopen(mod, join(root, platform, f));
+        assert.equal(mod.exports.sourceDigest, digest, stale);
+      }
     }
   });
 
