@@ -63,10 +63,19 @@ async function snapshotTree(dir: string, sys: SysHelper): Promise<Map<string, Se
   return out;
 }
 
-/** Reads every file, directory and symlink once, so later reads no longer move atimes (relatime). */
+/**
+ * Reads every file, directory and symlink once, so later reads no longer move atimes (relatime).
+ * It first lets the kernel's coarse clock pass the entries' ctimes: a read in the same tick would
+ * leave atime == ctime, and the next read (the copy's) would move it again.
+ */
 async function settleAtimes(dir: string): Promise<void> {
+  await new Promise((r) => setTimeout(r, 20));
+  await readAll(dir);
+}
+
+async function readAll(dir: string): Promise<void> {
   for (const e of await readdir(dir, { withFileTypes: true })) {
-    if (e.isDirectory()) await settleAtimes(join(dir, e.name));
+    if (e.isDirectory()) await readAll(join(dir, e.name));
     else if (e.isFile()) await readFile(join(dir, e.name));
     else if (e.isSymbolicLink()) await readlink(join(dir, e.name));
   }
