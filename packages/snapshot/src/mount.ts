@@ -1,17 +1,13 @@
 /**
- * Performing mount lists on the local machine, as containerd's clients do: mount(2) through a
- * long-lived co-process (no process per mount), or mount(8) where that cannot run.
+ * Performing mount lists on the local machine, as containerd's clients do: mount(2) through
+ * `@buildcache/sys` (no process per mount).
  */
-import { execFile } from 'node:child_process';
 import { mkdtemp, rmdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, dirname, relative } from 'node:path';
-import { promisify } from 'node:util';
 import { ErrFailedPrecondition, ErrInvalidArgument, ErrPermissionDenied } from '@buildcache/errdefs';
 import type { ActiveMount, Mount, Mounter } from './types.js';
-import { SyscallError, mountSyscall, syscallMountsAvailable, umountSyscall } from './mount-syscall.js';
-
-const execFileP = promisify(execFile);
+import { mountSyscall, umountSyscall } from './mount-syscall.js';
 
 /** Kernel limit on mount data is a page; containerd shortens overlay paths past pagesize − 512. */
 const MAX_OPTIONS_LENGTH = 4096 - 512;
@@ -73,58 +69,32 @@ function shortenOverlay(mount: Mount): { options: string[]; cwd?: string } {
   return { options, cwd };
 }
 
-/** Mounts one mount on `target` (mount(2) through the co-process, else mount(8)). */
+/** Mounts one mount on `target` (mount(2)). */
 export async function mountOne(mount: Mount, target: string): Promise<void> {
   const { options, cwd } = shortenOverlay(mount);
   try {
-    if (syscallMountsAvailable()) {
-      try {
-        await mountSyscall(mount.type, mount.source, target, options, cwd);
-        return;
-      } catch (err) {
-        if (err instanceof SyscallError) throw err;
-        // the co-process could not run: mount(8) below
-      }
-    }
-    const args = ['-t', mount.type === 'rbind' ? 'bind' : mount.type];
-    if (options.length) args.push('-o', options.join(','));
-    args.push(mount.source, target);
-    await execFileP('mount', args, cwd ? { cwd } : {});
+    await mountSyscall(mount.type, mount.source, target, options, cwd);
   } catch (err) {
-    const reason = err instanceof SyscallError ? err.code : ((err as { stderr?: string }).stderr?.trim() ?? String(err));
-    throw new ErrFailedPrecondition(`mount ${mount.type} ${mount.source} on ${target} failed: ${reason}`, {
+    throw new ErrFailedPrecondition(`mount ${mount.type} ${mount.source} on ${target} failed: ${errCode(err)}`, {
       cause: err,
       details: { path: target },
     });
   }
 }
 
+const errCode = (err: unknown): string => (err as NodeJS.ErrnoException).code ?? String(err);
+
 /** Unmounts `target` (a no-op when nothing is mounted there), retrying while it is busy. */
 export async function unmount(target: string): Promise<void> {
   for (let attempt = 0; ; attempt++) {
     try {
-      if (syscallMountsAvailable()) {
-        try {
-          await umountSyscall(target);
-          return;
-        } catch (err) {
-          if (!(err instanceof SyscallError)) throw err;
-          if (err.code === 'EINVAL' || err.code === 'ENOENT') return; // not a mount point
-          if (err.code !== 'EBUSY') throw err;
-          throw Object.assign(new Error('busy'), { busy: true, cause: err });
-        }
-      }
-      await execFileP('umount', [target]);
+      await umountSyscall(target);
       return;
     } catch (err) {
-      const stderr = (err as { stderr?: string }).stderr ?? '';
-      if (/not mounted|no mount point/i.test(stderr)) return;
-      const busy = (err as { busy?: boolean }).busy === true || /busy/i.test(stderr);
-      if (!busy || attempt >= 20) {
-        throw new ErrFailedPrecondition(`umount ${target} failed: ${stderr.trim() || String((err as Error).cause ?? err)}`, {
-          cause: err,
-          details: { path: target },
-        });
+      const code = errCode(err);
+      if (code === 'EINVAL' || code === 'ENOENT') return; // not a mount point
+      if (code !== 'EBUSY' || attempt >= 20) {
+        throw new ErrFailedPrecondition(`umount ${target} failed: ${code}`, { cause: err, details: { path: target } });
       }
       await new Promise((r) => setTimeout(r, 25 * (attempt + 1)));
     }

@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { pino, type Logger } from 'pino';
 import { cleanupTempMounts } from '../mount-cleanup.js';
 import { ErrDeadlineExceeded, ErrInvalidArgument, ErrNotImplemented, ErrPermissionDenied, ErrUnavailable } from '@buildcache/errdefs';
+import { assertSysLoaded } from '@buildcache/sys';
 import { Client, grpcCodeOf } from '@containerd/leases-ts';
 import type { ClientOptions } from '@containerd/leases-ts';
 import { LocalMounter } from '../mount.js';
@@ -116,8 +117,12 @@ export class ContainerdBackend implements Backend {
   }
 }
 
-/** Opens the containerd backend and checks that the daemon answers and the snapshotter is loaded. */
+/**
+ * Opens the containerd backend and checks that the daemon answers and the snapshotter is loaded
+ * (and that the `@buildcache/sys` addon, which makes its local mounts, loads).
+ */
 export async function openContainerdBackend(options: ContainerdBackendOptions): Promise<ContainerdBackend> {
+  assertSysLoaded();
   const snapshotter = options.snapshotter ?? 'overlayfs';
   let client = options.client;
   const owns = !client;

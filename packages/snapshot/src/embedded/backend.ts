@@ -8,6 +8,7 @@ import { join, resolve } from 'node:path';
 import { pino } from 'pino';
 import type { Logger } from 'pino';
 import { ErrFailedPrecondition, ErrInvalidArgument, ErrPermissionDenied } from '@buildcache/errdefs';
+import { assertSysLoaded } from '@buildcache/sys';
 import { LocalMounter, mayMount } from '../mount.js';
 import { msToNs, nowNs, strictlyIncreasing } from '../clock.js';
 import type { Applier, Backend, Differ, GCStats } from '../types.js';
@@ -64,9 +65,11 @@ async function chooseDriver(ctx: EmbeddedContext, wanted: 'auto' | SnapshotDrive
 /**
  * Opens the embedded backend at `options.root`. A root another process has open gives
  * ErrStoreLocked. On open, leftover temp mounts, snapshot dirs without metadata and interrupted
- * removals are cleaned up.
+ * removals are cleaned up. Where the `@buildcache/sys` addon does not load, fails with
+ * ErrFailedPrecondition saying how to build it.
  */
 export async function openEmbeddedBackend(options: EmbeddedBackendOptions): Promise<EmbeddedBackend> {
+  assertSysLoaded();
   const root = resolve(options.root);
   if (options.snapshotter === 'overlayfs' && !mayMount()) {
     throw new ErrPermissionDenied(`the overlayfs snapshotter needs root (this process runs as uid ${process.geteuid?.()}); use the native snapshotter`, {
@@ -104,7 +107,6 @@ export async function openEmbeddedBackend(options: EmbeddedBackendOptions): Prom
       garbageCollect: gc,
       close: async () => {
         await ctx.mutex(() => db.close());
-        await snapshotter.close();
       },
     };
   } catch (err) {

@@ -6,14 +6,14 @@ import { mkdir, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import pLimit from 'p-limit';
 import { ErrAlreadyExists, ErrFailedPrecondition, ErrInvalidArgument, ErrNotFound } from '@buildcache/errdefs';
+import { usage as treeUsage } from '@buildcache/sys';
 import type { LeasedOptions, Mount, SnapshotInfo, Snapshotter, Usage } from '../types.js';
 import type { EmbeddedContext } from './context.js';
 import { SYNC, applyLabelUpdate, checkName, cleanLabels, hasPrefix, keys, scan } from './db.js';
 import type { BatchOp } from './db.js';
 import { compileFilters, fieldsAdaptor } from './filters.js';
-import { diskUsage, removeTree } from './fsutil.js';
+import { removeTree } from './fsutil.js';
 import { assertLease, delResource, putResource } from './leases.js';
-import { MetaHelper } from './meta-helper.js';
 import { chainIds, getSnapshot, mustGetSnapshot, times, toInfo, touched } from './snapshot-records.js';
 import type { SnapshotRecord } from './snapshot-records.js';
 import { mountsFor, snapshotDirs } from './snapshot-layout.js';
@@ -32,8 +32,6 @@ export class EmbeddedSnapshotter implements Snapshotter {
   private readonly pending = new Set<string>();
   /** Committed snapshots that a pending prepare or view builds on, with counts. */
   private readonly pins = new Map<string, number>();
-  /** xattr/mknod/utimensat co-process of native copies; started on the first copy. */
-  private readonly meta: MetaHelper | undefined;
 
   private constructor(
     private readonly ctx: EmbeddedContext,
@@ -41,7 +39,6 @@ export class EmbeddedSnapshotter implements Snapshotter {
     private readonly indexOff: boolean,
   ) {
     this.name = driver;
-    this.meta = driver === 'native' ? new MetaHelper() : undefined;
   }
 
   /** Opens the snapshotter: finishes interrupted removals and deletes directories without records. */
@@ -132,9 +129,10 @@ export class EmbeddedSnapshotter implements Snapshotter {
     });
   }
 
+  /** Allocated bytes and inodes of the snapshot's tree, hard links once (containerd's count). */
   async usage(key: string): Promise<Usage> {
     const rec = await mustGetSnapshot(this.ctx.db, key);
-    return diskUsage(snapshotDirs(this.ctx.root, rec.id).fs);
+    return treeUsage(snapshotDirs(this.ctx.root, rec.id).fs);
   }
 
   async *walk(filters?: readonly string[]): AsyncIterable<SnapshotInfo> {
@@ -153,11 +151,6 @@ export class EmbeddedSnapshotter implements Snapshotter {
   async finishRemoval(id: number): Promise<void> {
     await removeTree(this.dirOf(id));
     await this.ctx.db.del(keys.removing(id));
-  }
-
-  /** Ends the native copy helper, if one was started. */
-  async close(): Promise<void> {
-    await this.meta?.close();
   }
 
   private get resourceType(): string {
@@ -196,8 +189,8 @@ export class EmbeddedSnapshotter implements Snapshotter {
     try {
       await mkdir(dirs.fs, { recursive: true });
       if (kind === 'active' && this.name === 'overlayfs' && parent !== undefined) await mkdir(dirs.work);
-      if (kind === 'active' && this.meta && parentId !== undefined) {
-        await copyTreeExact(snapshotDirs(this.ctx.root, parentId).fs, dirs.fs, this.meta);
+      if (kind === 'active' && this.name === 'native' && parentId !== undefined) {
+        await copyTreeExact(snapshotDirs(this.ctx.root, parentId).fs, dirs.fs);
       }
       const rec = await this.ctx.mutex(async () => {
         if (lease !== undefined) await assertLease(this.ctx.db, lease);
