@@ -6,6 +6,7 @@ import type { ManagerContext } from './context.js';
 import { recordSize } from './size.js';
 import { FILTER_FIELDS, filterAdaptor, inUseSet, isRepresentative, usageOf, type UsageInfo } from './usage.js';
 import type { CacheRecord } from './records.js';
+import { loadAllLocked } from './load.js';
 
 /** Options of `diskUsage()`. */
 export interface DiskUsageOptions {
@@ -35,7 +36,8 @@ const BATCH = 512;
 export async function* diskUsage(cm: ManagerContext, options: DiskUsageOptions = {}): AsyncGenerator<UsageInfo> {
   const filter = compileFilters(options.filters);
   const now = cm.now();
-  const entries = await cm.mu(() => {
+  const entries = await cm.mu(async () => {
+    await loadAllLocked(cm);
     const inUse = inUseSet(cm.records.values());
     const out: { rec: CacheRecord; info: UsageInfo }[] = [];
     for (const rec of cm.records.values()) {

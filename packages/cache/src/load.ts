@@ -1,5 +1,5 @@
 /**
- * Loading records from the metadata store, with BuildKit's repairs and the ones it misses: a
+ * Loading records from the metadata store on first use, with BuildKit's repairs and the ones it misses: a
  * tombstoned record is finished off; a record whose equal mutable vanished after its snapshot was
  * committed is repaired; a mutable record whose snapshot is gone is dropped.
  */
@@ -9,6 +9,7 @@ import { CacheRecord } from './records.js';
 import { RecordMetadata } from './record-metadata.js';
 import { deleteRecordsLocked, purge, tombstone } from './deletion.js';
 import { ImmutableRef } from './refs.js';
+import { STATE_ITEM } from './gc-debt.js';
 
 async function snapshotExists(cm: ManagerContext, key: string): Promise<boolean> {
   try {
@@ -87,4 +88,22 @@ export async function loadRecordLocked(cm: ManagerContext, id: string): Promise<
   if (parent) rec.parent = new ImmutableRef(parent, false, NO_HANDLERS);
   cm.records.set(id, rec);
   return rec;
+}
+
+/**
+ * Loads every stored record not in memory yet (once per manager: records created later are added
+ * as they are made), deleting the ones that cannot be loaded. The caller holds the manager lock.
+ */
+export async function loadAllLocked(cm: ManagerContext): Promise<void> {
+  if (cm.allLoaded) return;
+  for await (const item of cm.store.all()) {
+    if (item.id === STATE_ITEM || cm.records.has(item.id) || cm.purging.has(item.id)) continue;
+    try {
+      await loadRecordLocked(cm, item.id);
+    } catch (err) {
+      cm.logger.debug({ id: item.id, err }, 'could not load cache record; deleting it');
+      await clearRecord(cm, item.id);
+    }
+  }
+  cm.allLoaded = true;
 }

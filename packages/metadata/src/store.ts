@@ -36,6 +36,12 @@ export interface SearchOptions {
   readonly prefix?: boolean | undefined;
 }
 
+/** Write counters plus how many items were read from disk into memory since open. */
+export interface StoreStats extends WriteStats {
+  /** Items materialised from disk (point reads, scans, searches); an item already in memory is not counted again. */
+  readonly itemsLoaded: number;
+}
+
 /** How many LevelDB entries a scan reads per round trip. */
 const SCAN_BATCH = 1000;
 
@@ -54,6 +60,7 @@ export class MetadataStore {
   readonly #loading = new Map<string, Promise<StorageItem>>();
   readonly #tracked = new Set<Promise<unknown>>();
   #state: 'open' | 'closing' | 'closed' = 'open';
+  #itemsLoaded = 0;
   #closing: Promise<void> | undefined;
 
   private constructor(path: string, db: Db, logger: Logger, sync: boolean) {
@@ -144,6 +151,24 @@ export class MetadataStore {
     }
   }
 
+  /** The IDs of every item with committed values, in ID order, read from keys only (nothing is loaded). */
+  async *ids(): AsyncGenerator<string, void, undefined> {
+    this.#assertOpen();
+    const it = this.#db.keys(ALL_VALUES_RANGE);
+    try {
+      for (;;) {
+        const keys = await this.#scan(() => it.nextv(SCAN_BATCH));
+        if (keys.length === 0) return;
+        for (const dbKey of keys) {
+          const id = parseValueKey(dbKey);
+          if (id !== undefined) yield id;
+        }
+      }
+    } finally {
+      await it.close();
+    }
+  }
+
   /**
    * The items findable under `index` (committed state): exactly that string, or with
    * `prefix: true` every index string starting with it. Each item appears once, in index order.
@@ -196,9 +221,9 @@ export class MetadataStore {
     await this.#track(item[CLEAR]());
   }
 
-  /** Write counters since open: requests, batches (fewer when group commit merged) and operations. */
-  stats(): WriteStats {
-    return this.#writer.stats();
+  /** Counters since open: write requests, batches (fewer when group commit merged), operations, items loaded. */
+  stats(): StoreStats {
+    return { ...this.#writer.stats(), itemsLoaded: this.#itemsLoaded };
   }
 
   /** Waits for operations in flight, then closes the database. Later calls throw ErrClosed. */
@@ -233,6 +258,7 @@ export class MetadataStore {
     if (have !== undefined) return have;
     const item = new StorageItem(this.#host, id, entries);
     this.#items.set(id, item);
+    this.#itemsLoaded++;
     return item;
   }
 
