@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { randomBytes } from 'node:crypto';
 import { pino } from 'pino';
-import { CacheManager, openEmbeddedBackend, openContainerdBackend, type Backend } from '@buildcache/cache';
+import { CacheManager, openEmbeddedBackend, openContainerdBackend } from '@buildcache/cache';
 import { startContainerd, type ContainerdInstance } from '../harness/containerd.js';
 import { writeSyntheticRecords } from '../support/synthetic.js';
 import { whileProbing } from '../support/probe.js';
