@@ -36,12 +36,6 @@ export interface SearchOptions {
   readonly prefix?: boolean | undefined;
 }
 
-/** Write counters plus how many items were read from disk into memory since open. */
-export interface StoreStats extends WriteStats {
-  /** Items materialised from disk (point reads, scans, searches); an item already in memory is not counted again. */
-  readonly itemsLoaded: number;
-}
-
 /** How many LevelDB entries a scan reads per round trip. */
 const SCAN_BATCH = 1000;
 
@@ -221,9 +215,14 @@ export class MetadataStore {
     await this.#track(item[CLEAR]());
   }
 
-  /** Counters since open: write requests, batches (fewer when group commit merged), operations, items loaded. */
-  stats(): StoreStats {
-    return { ...this.#writer.stats(), itemsLoaded: this.#itemsLoaded };
+  /** Write counters since open: requests, batches (fewer when group commit merged) and operations. */
+  stats(): WriteStats {
+    return this.#writer.stats();
+  }
+
+  /** How many items were read into memory since open (by get, all or search); each ID counts once. */
+  get itemsLoaded(): number {
+    return this.#itemsLoaded;
   }
 
   /** Waits for operations in flight, then closes the database. Later calls throw ErrClosed. */
