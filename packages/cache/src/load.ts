@@ -90,6 +90,19 @@ export async function loadRecordLocked(cm: ManagerContext, id: string): Promise<
   return rec;
 }
 
+/** The record `id` (loaded if need be), or undefined after deleting it when it cannot be loaded. */
+export async function loadOrClearLocked(cm: ManagerContext, id: string): Promise<CacheRecord | undefined> {
+  if (cm.purging.has(id)) return undefined;
+  try {
+    return await loadRecordLocked(cm, id);
+  } catch (err) {
+    if (cm.records.has(id)) return undefined; // in memory and being deleted
+    cm.logger.debug({ id, err }, 'could not load cache record; deleting it');
+    await clearRecord(cm, id);
+    return undefined;
+  }
+}
+
 /**
  * Loads every stored record not in memory yet (once per manager: records created later are added
  * as they are made), deleting the ones that cannot be loaded. The caller holds the manager lock.
@@ -97,13 +110,7 @@ export async function loadRecordLocked(cm: ManagerContext, id: string): Promise<
 export async function loadAllLocked(cm: ManagerContext): Promise<void> {
   if (cm.allLoaded) return;
   for await (const item of cm.store.all()) {
-    if (item.id === STATE_ITEM || cm.records.has(item.id) || cm.purging.has(item.id)) continue;
-    try {
-      await loadRecordLocked(cm, item.id);
-    } catch (err) {
-      cm.logger.debug({ id: item.id, err }, 'could not load cache record; deleting it');
-      await clearRecord(cm, item.id);
-    }
+    if (item.id !== STATE_ITEM && !cm.records.has(item.id)) await loadOrClearLocked(cm, item.id);
   }
   cm.allLoaded = true;
 }
