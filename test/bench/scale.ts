@@ -7,7 +7,7 @@
  * [embedded-native] (default 1000 10000 100000, both backends).
  */
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -24,6 +24,10 @@ const execFileP = promisify(execFile);
 const logger = pino({ level: 'silent' });
 const cli = resolve(dirname(fileURLToPath(import.meta.url)), '../../../packages/cli/bin/buildcache.js');
 const self = fileURLToPath(import.meta.url);
+/** Figures measured before issue 12, printed beside the new ones. */
+const baseline = JSON.parse(
+  await readFile(resolve(dirname(self), '../../bench/scale-baseline.json'), 'utf8'),
+) as Record<string, unknown>;
 
 async function seconds<T>(fn: () => Promise<T>): Promise<[T, number]> {
   const t0 = performance.now();
@@ -79,7 +83,8 @@ async function run(t: Target, n: number): Promise<Record<string, unknown>> {
   await writeSyntheticRecords(join(cacheRootOf(t), 'metadata'), n);
   const [, cliDuCold] = await seconds(() => execFileP(process.execPath, [cli, ...global, 'du', '--format', 'json'], { maxBuffer: 1 << 30 }));
   const { stdout } = await execFileP(process.execPath, [self, '--measure', JSON.stringify(t), String(n)], { maxBuffer: 1 << 20 });
-  return { backend: t.name, n, cliDuColdS: cliDuCold, ...(JSON.parse(stdout) as Record<string, unknown>) };
+  const before = (baseline[t.name] as Record<string, unknown> | undefined)?.[String(n)];
+  return { backend: t.name, n, cliDuColdS: cliDuCold, ...(JSON.parse(stdout) as Record<string, unknown>), ...(before ? { before } : {}) };
 }
 
 async function main(): Promise<void> {
