@@ -12,6 +12,7 @@ import { pino } from 'pino';
 import { CacheManager, openEmbeddedBackend, openContainerdBackend, type Backend, type ImmutableRef } from '@buildcache/cache';
 import { startContainerd, type ContainerdInstance } from '../harness/containerd.js';
 import { whileProbing } from '../support/probe.js';
+import { peakRssMiB, resetPeakRss, rssMiB } from '../support/memory.js';
 
 const logger = pino({ level: 'silent' });
 const DEPTH = 10;
@@ -36,12 +37,9 @@ async function countDu(cache: CacheManager): Promise<number> {
   return n;
 }
 
-let peakRss = 0;
-const rssTimer = setInterval(() => (peakRss = Math.max(peakRss, process.memoryUsage().rss)), 50);
-
 async function workload(setup: Setup, n: number, dir: string): Promise<Record<string, unknown>> {
   const root = join(dir, 'cache');
-  peakRss = process.memoryUsage().rss;
+  await resetPeakRss();
   let backend = await setup.open();
   let cache = await CacheManager.open({ root, backend, logger });
   const reopen = async (): Promise<void> => {
@@ -71,6 +69,7 @@ async function workload(setup: Setup, n: number, dir: string): Promise<Record<st
   const [firstCount, firstDu] = await timed(() => countDu(cache));
   const [, warmDu1] = await timed(() => countDu(cache));
   const [, reopenS] = await timed(reopen);
+  const rssAfterReopen = await rssMiB();
   const [, coldDu] = await timed(() => countDu(cache));
   const [, warmDu] = await timed(() => countDu(cache));
 
@@ -98,7 +97,8 @@ async function workload(setup: Setup, n: number, dir: string): Promise<Record<st
     duWarmS: +warmDu.toFixed(4),
     pruneS: +prune.toFixed(3),
     maxWaitDuringPruneMs: maxWaitMs,
-    peakRssMiB: Math.round(peakRss / 2 ** 20),
+    peakRssMiB: await peakRssMiB(),
+    rssAfterReopenMiB: rssAfterReopen,
   };
 }
 
@@ -150,7 +150,6 @@ async function main(): Promise<void> {
       }
     }
   } finally {
-    clearInterval(rssTimer);
     await daemon?.stop();
   }
 }

@@ -36,6 +36,8 @@ export interface ManagerContext {
   /** Guards `records` (and record creation/removal); never held across size, extract, diff or apply. */
   readonly mu: LimitFunction;
   readonly records: Map<string, CacheRecord>;
+  /** Whether every stored record is in `records` (set by the first du or prune; records load on first use). */
+  allLoaded: boolean;
   /** Milliseconds since the epoch; injectable for tests. */
   now(): number;
   /** Nanoseconds since the epoch (`now` when one is injected), strictly increasing: last-used stamps. */

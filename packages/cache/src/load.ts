@@ -1,5 +1,5 @@
 /**
- * Loading records from the metadata store, with BuildKit's repairs and the ones it misses: a
+ * Loading records from the metadata store on first use, with BuildKit's repairs and the ones it misses: a
  * tombstoned record is finished off; a record whose equal mutable vanished after its snapshot was
  * committed is repaired; a mutable record whose snapshot is gone is dropped.
  */
@@ -9,6 +9,7 @@ import { CacheRecord } from './records.js';
 import { RecordMetadata } from './record-metadata.js';
 import { deleteRecordsLocked, purge, tombstone } from './deletion.js';
 import { ImmutableRef } from './refs.js';
+import { STATE_ITEM } from './gc-debt.js';
 
 async function snapshotExists(cm: ManagerContext, key: string): Promise<boolean> {
   try {
@@ -87,4 +88,29 @@ export async function loadRecordLocked(cm: ManagerContext, id: string): Promise<
   if (parent) rec.parent = new ImmutableRef(parent, false, NO_HANDLERS);
   cm.records.set(id, rec);
   return rec;
+}
+
+/** The record `id` (loaded if need be), or undefined after deleting it when it cannot be loaded. */
+export async function loadOrClearLocked(cm: ManagerContext, id: string): Promise<CacheRecord | undefined> {
+  if (cm.purging.has(id)) return undefined;
+  try {
+    return await loadRecordLocked(cm, id);
+  } catch (err) {
+    if (cm.records.has(id)) return undefined; // in memory and being deleted
+    cm.logger.debug({ id, err }, 'could not load cache record; deleting it');
+    await clearRecord(cm, id);
+    return undefined;
+  }
+}
+
+/**
+ * Loads every stored record not in memory yet (once per manager: records created later are added
+ * as they are made), deleting the ones that cannot be loaded. The caller holds the manager lock.
+ */
+export async function loadAllLocked(cm: ManagerContext): Promise<void> {
+  if (cm.allLoaded) return;
+  for await (const item of cm.store.all()) {
+    if (item.id !== STATE_ITEM && !cm.records.has(item.id)) await loadOrClearLocked(cm, item.id);
+  }
+  cm.allLoaded = true;
 }

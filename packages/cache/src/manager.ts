@@ -17,7 +17,7 @@ import { RECORD_TYPES, RecordMetadata, INDEX_BLOB_CHAIN_ID, INDEX_CHAIN_ID, type
 import { ImmutableRef, MutableRef } from './refs.js';
 import { commitMutableLocked } from './lifecycle.js';
 import { loadRecordLocked } from './load.js';
-import { repairOnOpen } from './repair.js';
+import { markClosed, repairOnOpen } from './repair.js';
 import { deleteRecordsLocked } from './deletion.js';
 import { loadOwner, ownedBackend } from './owner.js';
 import { ensureFlatLease, deleteLease } from './leases.js';
@@ -81,7 +81,7 @@ export class CacheManager {
     private readonly deferred: DeferredCommits,
   ) {}
 
-  /** Opens (or creates) the cache at `root`, loads every record and repairs what a crash left. */
+  /** Opens (or creates) the cache at `root` and repairs what a crash left; records load on first use. */
   static async open(options: CacheManagerOptions): Promise<CacheManager> {
     const logger = options.logger ?? pino({ level: 'silent' });
     await mkdir(options.root, { recursive: true });
@@ -98,6 +98,7 @@ export class CacheManager {
         logger,
         mu: pLimit(1),
         records: new Map(),
+        allLoaded: false,
         now: clock ?? Date.now,
         nowNs: clock ? strictlyIncreasing(() => msToNs(clock())) : nowNs,
         changed: () => undefined,
@@ -319,8 +320,12 @@ export class CacheManager {
   private async searchLocked(index: string, prefix: boolean): Promise<string[]> {
     const out: string[] = [];
     for (const item of await this.cm.store.search(index, { prefix })) {
-      const rec = this.cm.records.get(item.id);
-      if (rec && !rec.isDead()) out.push(item.id);
+      try {
+        const rec = await loadRecordLocked(this.cm, item.id);
+        if (!rec.isDead()) out.push(item.id);
+      } catch (err) {
+        if (!(err instanceof ErrNotFound)) throw err;
+      }
     }
     return out;
   }
@@ -331,6 +336,9 @@ export class CacheManager {
     this.#closed = true;
     await this.#gc?.stop();
     await this.deferred.flush();
-    await this.cm.mu(() => this.cm.store.close());
+    await this.cm.mu(async () => {
+      await markClosed(this.cm);
+      await this.cm.store.close();
+    });
   }
 }

@@ -11,6 +11,7 @@ import type { CacheRecord } from './records.js';
 import { recordSize } from './size.js';
 import { forgetRecords, purge, releaseParentsLocked, retryPurges, tombstone } from './deletion.js';
 import { compileFilters } from './du.js';
+import { loadAllLocked } from './load.js';
 import { filterAdaptor, inUseSet, isRepresentative, usageOf, type UsageInfo } from './usage.js';
 
 /** One prune policy, BuildKit's PruneInfo. Sizes in bytes, durations in milliseconds. */
@@ -124,6 +125,7 @@ export async function prune(cm: ManagerContext, policies: readonly PrunePolicy[]
   if (!lock) pruneLocks.set(cm, (lock = pLimit(1)));
   return lock(async () => {
     if (!options.dryRun) await retryPurges(cm);
+    await cm.mu(() => loadAllLocked(cm));
     let deleted = 0;
     let reclaimed = 0;
     const gone = new Removed();

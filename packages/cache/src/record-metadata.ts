@@ -46,6 +46,8 @@ const K = {
 /** Index prefixes under which records are found by content. */
 export const INDEX_CHAIN_ID = 'chainid:';
 export const INDEX_BLOB_CHAIN_ID = 'blobchainid:';
+/** Index of tombstoned records, so that open finishes their deletion without loading every record. */
+export const INDEX_TOMBSTONE = 'tombstone';
 
 /** Typed access to one record's metadata. */
 export class RecordMetadata {
@@ -230,7 +232,7 @@ export class RecordMetadata {
     return this.bool(K.deleted);
   }
   set deleted(v: boolean) {
-    this.put(K.deleted, v || undefined);
+    this.put(K.deleted, v || undefined, v ? INDEX_TOMBSTONE : undefined);
   }
 
   /** Writes the queued changes atomically and durably. */

@@ -54,6 +54,7 @@ export class MetadataStore {
   readonly #loading = new Map<string, Promise<StorageItem>>();
   readonly #tracked = new Set<Promise<unknown>>();
   #state: 'open' | 'closing' | 'closed' = 'open';
+  #itemsLoaded = 0;
   #closing: Promise<void> | undefined;
 
   private constructor(path: string, db: Db, logger: Logger, sync: boolean) {
@@ -144,6 +145,24 @@ export class MetadataStore {
     }
   }
 
+  /** The IDs of every item with committed values, in ID order, read from keys only (nothing is loaded). */
+  async *ids(): AsyncGenerator<string, void, undefined> {
+    this.#assertOpen();
+    const it = this.#db.keys(ALL_VALUES_RANGE);
+    try {
+      for (;;) {
+        const keys = await this.#scan(() => it.nextv(SCAN_BATCH));
+        if (keys.length === 0) return;
+        for (const dbKey of keys) {
+          const id = parseValueKey(dbKey);
+          if (id !== undefined) yield id;
+        }
+      }
+    } finally {
+      await it.close();
+    }
+  }
+
   /**
    * The items findable under `index` (committed state): exactly that string, or with
    * `prefix: true` every index string starting with it. Each item appears once, in index order.
@@ -201,6 +220,11 @@ export class MetadataStore {
     return this.#writer.stats();
   }
 
+  /** How many items were read into memory since open (by get, all or search); each ID counts once. */
+  get itemsLoaded(): number {
+    return this.#itemsLoaded;
+  }
+
   /** Waits for operations in flight, then closes the database. Later calls throw ErrClosed. */
   close(): Promise<void> {
     this.#closing ??= (async () => {
@@ -233,6 +257,7 @@ export class MetadataStore {
     if (have !== undefined) return have;
     const item = new StorageItem(this.#host, id, entries);
     this.#items.set(id, item);
+    this.#itemsLoaded++;
     return item;
   }
 

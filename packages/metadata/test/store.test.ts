@@ -213,3 +213,30 @@ test('concurrent commits to one item apply in call order', async () => {
     await cleanup();
   }
 });
+
+test('ids() lists stored items in ID order without loading them; each loaded item counts once', async () => {
+  const { dir, cleanup } = await tempDir();
+  let store = await MetadataStore.open(dir);
+  try {
+    for (const id of ['b', 'a', 'c']) {
+      const item = await store.get(id);
+      item.set('v', id);
+      await item.commit();
+    }
+    await store.get('empty');
+    await store.close();
+    store = await MetadataStore.open(dir);
+    const ids: string[] = [];
+    for await (const id of store.ids()) ids.push(id);
+    assert.deepEqual(ids, ['a', 'b', 'c']);
+    assert.equal(store.itemsLoaded, 0);
+    await store.get('b');
+    await store.get('b');
+    assert.equal(store.itemsLoaded, 1);
+    for await (const _ of store.all()) void _;
+    assert.equal(store.itemsLoaded, 3);
+  } finally {
+    await store.close();
+    await cleanup();
+  }
+});
