@@ -7,7 +7,7 @@ import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdtemp, readFile, rm, writeFile, readdir } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rename, rm, writeFile, readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execFile } from 'node:child_process';
@@ -168,6 +168,26 @@ for (const kind of BACKENDS) {
         assert.deepEqual(await readdir(join(tb.dir, 'layers', 'tmp')), [], `${what}: no work files left`);
       }
       assert.deepEqual((await store.release(parent)).length, 1);
+    });
+
+    test('open finishes what a crash interrupted: a registration in progress and a deletion in progress leave no layer, record or work file', async () => {
+      const before = await records();
+      // A registration cut off after its record and work dir existed.
+      const half = await cache.new(undefined, { description: 'layer cut off' });
+      await mkdir(join(tb.dir, 'layers', 'tmp', `${half.id}.reg`));
+      await writeFile(join(tb.dir, 'layers', 'tmp', `${half.id}.reg`, 'tar-split.gz'), 'partial');
+      await half.release();
+      // A deletion cut off after its durable step (the rename into tmp).
+      const doomed = await store.register([await oneFileTar(tb.dir, 'doomed', 'd')]);
+      const meta = store.list()[0]!;
+      await rename(join(tb.dir, 'layers', 'layers', meta.chainID.slice(7)), join(tb.dir, 'layers', 'tmp', `${meta.recordId}.del`));
+      assert.ok(doomed);
+      await store.close();
+      await cache.close();
+      await open();
+      assert.deepEqual(store.list(), []);
+      assert.equal(await records(), before);
+      assert.deepEqual(await readdir(join(tb.dir, 'layers', 'tmp')), []);
     });
 
     test('sparse entries (GNU and PAX) are refused with a typed error, nothing registered', async () => {
