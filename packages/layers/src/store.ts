@@ -179,7 +179,6 @@ export class LayerStore {
       }
       const chainID = parentMeta ? `sha256:${createHash('sha256').update(`${parentMeta.chainID} ${applied.diffID}`).digest('hex')}` : applied.diffID;
       const ref = mref;
-      const dir = work;
       return await this.serial(async () => {
         const existing = this.#layers.get(chainID);
         if (existing) return this.addRef(existing);
@@ -187,6 +186,11 @@ export class LayerStore {
         mref = undefined;
         try {
           await done.finalize();
+          // The finalized record has its own ID: the work dir is renamed after it, so that open()
+          // drops this record if the process dies before the layer is in place.
+          const dir = join(tmpDir(this.root), `${done.id}.reg`);
+          await durableRename(work!, dir);
+          work = dir;
           const meta: LayerMeta = {
             chainID, diffID: applied.diffID, depth, size: applied.size, recordId: done.id, tarSplit: true, refs: 1,
             ...(parentMeta ? { parent: parentMeta.chainID } : {}),
