@@ -83,3 +83,5 @@ export class ErrCorruptLayer extends BuildcacheError { readonly code = 'ERR_CORR
 export class ErrNoBlobs extends BuildcacheError { readonly code = 'ERR_NO_BLOBS'; }
 /** A lazy record needs a descriptor handler (blob provider) that was not given. */
 export class ErrNeedsRemoteProvider extends BuildcacheError { readonly code = 'ERR_NEEDS_REMOTE_PROVIDER'; }
+/** A layer would sit deeper in its chain than the layer store allows (Docker's 125). */
+export class ErrMaxDepthExceeded extends BuildcacheError { readonly code = 'ERR_MAX_DEPTH_EXCEEDED'; }

@@ -6,3 +6,5 @@ export * from './embedded/index.js';
 export { compressor, decompress, detectCompression } from './embedded/archive/compression.js';
 export { mountPointsUnder } from './mount-cleanup.js';
 export { nowNs, nsToMs, msToNs, strictlyIncreasing } from './clock.js';
+// The safe applier on a plain directory (the layer store applies a stream it also records).
+export { applyLayer, type ApplyOptions, type ApplyResult } from './embedded/archive/index.js';

@@ -1,0 +1,78 @@
+/**
+ * Real tar streams for the layer store's tests, written at test time by two tar writers (GNU tar
+ * and Python's tarfile) in several formats — PAX, GNU long names, hard links,
+ * symlinks, xattrs, a large file with holes — plus a tar of a real system tree (`/usr/share/zoneinfo` or `/usr/share/doc`).
+ */
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { mkdir, symlink, link, writeFile, open, access } from 'node:fs/promises';
+import { join } from 'node:path';
+
+const run = promisify(execFile);
+
+/** Builds the source tree the generated tars hold. */
+async function makeTree(dir: string): Promise<void> {
+  const long = 'd'.repeat(60) + '/' + 'e'.repeat(70);
+  await mkdir(join(dir, long), { recursive: true });
+  await writeFile(join(dir, long, 'f'.repeat(120) + '.txt'), 'long name body\n');
+  await writeFile(join(dir, 'small.txt'), 'hello\n');
+  await writeFile(join(dir, 'empty'), '');
+  await writeFile(join(dir, 'big.bin'), Buffer.alloc(300_000, 7));
+  await link(join(dir, 'small.txt'), join(dir, 'hard.txt'));
+  await symlink('small.txt', join(dir, 'sym'));
+  await writeFile(join(dir, 'ünïcode-名前.txt'), 'utf8 name\n');
+  const fh = await open(join(dir, 'sparse.img'), 'w');
+  await fh.write(Buffer.from('head'), 0, 4, 0);
+  await fh.write(Buffer.from('tail'), 0, 4, 4 << 20);
+  await fh.close();
+  await run('python3', ['-c', 'import os, sys; os.setxattr(sys.argv[1], "user.layer", b"xattr-value")', join(dir, 'small.txt')]);
+}
+
+const PY = `
+import sys, tarfile
+fmt = {'pax': tarfile.PAX_FORMAT, 'gnu': tarfile.GNU_FORMAT}[sys.argv[3]]
+with tarfile.open(sys.argv[1], 'w', format=fmt) as t:
+    t.add(sys.argv[2], arcname='.')
+`;
+
+/** Writes the fixture tars into `dir`; returns their paths by name. */
+export async function makeTars(dir: string): Promise<Record<string, string>> {
+  const tree = join(dir, 'tree');
+  await makeTree(tree);
+  const out: Record<string, string> = {};
+  const gnu = async (name: string, args: string[]): Promise<void> => {
+    out[name] = join(dir, `${name}.tar`);
+    await run('tar', ['-C', tree, ...args, '-cf', out[name]!, '.']);
+  };
+  await gnu('gnutar-gnu', ['--format=gnu', '--xattrs']);
+  await gnu('gnutar-posix', ['--format=posix', '--xattrs']);
+  await gnu('gnutar-ustar-short', ['--format=ustar', '--exclude', './d*', '--exclude', './ü*']);
+  for (const fmt of ['pax', 'gnu']) {
+    out[`python-${fmt}`] = join(dir, `python-${fmt}.tar`);
+    await run('python3', ['-c', PY, out[`python-${fmt}`]!, tree, fmt]);
+  }
+  return out;
+}
+
+/** Tars with sparse entries (GNU old-style and PAX 1.0), which the safe applier refuses. */
+export async function sparseTars(dir: string): Promise<string[]> {
+  const tree = join(dir, 'tree');
+  const out: string[] = [];
+  for (const format of ['gnu', 'posix']) {
+    const path = join(dir, `sparse-${format}.tar`);
+    await run('tar', ['-C', tree, `--format=${format}`, '--sparse', '-cf', path, 'sparse.img', 'small.txt']);
+    out.push(path);
+  }
+  return out;
+}
+
+/** A tar of a real system tree (bounded size), and which tree it is. */
+export async function systemTreeTar(dir: string): Promise<{ path: string; tree: string }> {
+  let tree = '/usr/share/zoneinfo';
+  await access(tree).catch(() => {
+    tree = '/usr/share/doc';
+  });
+  const path = join(dir, 'system.tar');
+  await run('tar', ['-C', tree, '-cf', path, '.']);
+  return { path, tree };
+}

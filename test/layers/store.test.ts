@@ -1,0 +1,220 @@
+/**
+ * The layer store on every backend: registration from real tars (GNU tar, Python's tarfile, a real
+ * system tree; plain, gzip, zstd), exact re-export, reference counts and the release cascade, the
+ * depth limit, and bad input that must change nothing.
+ */
+import { describe, test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { mkdir, mkdtemp, readFile, rename, rm, writeFile, readdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { pino } from 'pino';
+import { CacheManager } from '@buildcache/cache';
+import { ErrCorruptLayer, ErrDigestMismatch, ErrMaxDepthExceeded, ErrNotFound, type BuildcacheError } from '@buildcache/errdefs';
+import { LayerStore, MAX_DEPTH, type Layer } from '@buildcache/layers';
+import { BACKENDS, type TestBackend } from '../support/backends.js';
+import { makeTars, sparseTars, systemTreeTar } from './fixtures.js';
+
+const run = promisify(execFile);
+const sha = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+
+async function collect(it: AsyncIterable<Buffer>): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const c of it) parts.push(c);
+  return Buffer.concat(parts);
+}
+
+/** A tar holding one file `name` with `body` (GNU tar). */
+async function oneFileTar(dir: string, name: string, body: string): Promise<Buffer> {
+  const src = join(dir, `src-${name}`);
+  await rm(src, { recursive: true, force: true });
+  await run('mkdir', ['-p', src]);
+  await writeFile(join(src, name), body);
+  const out = join(dir, `${name}.tar`);
+  await run('tar', ['-C', src, '-cf', out, name]);
+  return readFile(out);
+}
+
+let fixtures: string;
+let tars: Record<string, string>;
+let system: { path: string; tree: string };
+let sparse: string[];
+
+before(async () => {
+  fixtures = await mkdtemp(join(tmpdir(), 'layers-fixtures-'));
+  tars = await makeTars(fixtures);
+  system = await systemTreeTar(fixtures);
+  sparse = await sparseTars(fixtures);
+});
+after(async () => {
+  await rm(fixtures, { recursive: true, force: true });
+});
+
+for (const kind of BACKENDS) {
+  describe(`layer store on ${kind.name}`, () => {
+    let tb: TestBackend;
+    let cache: CacheManager;
+    let store: LayerStore;
+    const open = async (): Promise<void> => {
+      cache = await CacheManager.open({ root: join(tb.dir, 'cache'), backend: tb.backend, logger: pino({ level: 'silent' }) });
+      store = await LayerStore.open({ cache, root: join(tb.dir, 'layers') });
+    };
+    before(async () => {
+      tb = await kind.open();
+      await open();
+    });
+    after(async () => {
+      await store.close();
+      await cache.close();
+      await tb.close();
+    });
+    const records = async (): Promise<number> => {
+      let n = 0;
+      for await (const u of cache.diskUsage()) if (u.id) n++;
+      return n;
+    };
+
+    test('every fixture tar and a real system tree re-export byte for byte (sha256 = diffID), plain, gzip and zstd', async () => {
+      const names = [...Object.keys(tars), 'system'];
+      for (const name of names) {
+        const path = name === 'system' ? system.path : tars[name]!;
+        const raw = await readFile(path);
+        for (const comp of ['none', 'gzip', 'zstd'] as const) {
+          if (comp !== 'none' && name !== 'python-pax') continue;
+          const blobPath = comp === 'none' ? path : `${path}.${comp === 'gzip' ? 'gz' : 'zst'}`;
+          if (comp === 'gzip') await run('sh', ['-c', `gzip -c '${path}' > '${blobPath}'`]);
+          if (comp === 'zstd') await run('zstd', ['-q', '-f', path, '-o', blobPath]);
+          const blob = await readFile(blobPath);
+          const descriptor = { mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: sha(blob), size: blob.length };
+          const layer = await store.register(createReadStream(blobPath), undefined, { descriptor });
+          assert.equal(layer.diffID, sha(raw), `${name}/${comp}: diffID is the sha256 of the uncompressed tar`);
+          assert.equal(layer.chainID, layer.diffID, 'a base layer: chainID = diffID');
+          const back = await collect(layer.tarStream());
+          assert.equal(back.length, raw.length, `${name}/${comp}: same length`);
+          assert.ok(back.equals(raw), `${name} (${system.tree} for system)/${comp}: re-export equals the original tar`);
+          await store.release(layer);
+        }
+      }
+      assert.equal(store.list().length, 0);
+      assert.equal(await records(), 0, 'released layers leave no record');
+    });
+
+    test('same chain ID twice: one layer, two references; the last release removes it', async () => {
+      const tar = await oneFileTar(tb.dir, 'twice', 'x');
+      const a = await store.register([tar]);
+      const b = await store.register([tar]);
+      assert.equal(a.chainID, b.chainID);
+      assert.equal(store.list().length, 1);
+      assert.equal(store.list()[0]!.refs, 2);
+      assert.equal(await records(), 1, 'the duplicate registration left no record');
+      assert.deepEqual(await store.release(a), []);
+      const removed = await store.release(b);
+      assert.deepEqual(removed.map((r) => r.chainID), [a.chainID]);
+      assert.equal(await records(), 0);
+      await assert.rejects(store.get(a.chainID), ErrNotFound);
+    });
+
+    test('a child holds its parent; releasing the child last cascades, child first; references survive a reopen', async () => {
+      const base = await store.register([await oneFileTar(tb.dir, 'base', 'b')]);
+      const child = await store.register([await oneFileTar(tb.dir, 'child', 'c')], base.chainID);
+      const expected = sha(Buffer.from(`${base.chainID} ${child.diffID}`));
+      assert.equal(child.chainID, expected, 'chainID = sha256(parent chainID + " " + diffID)');
+      assert.equal(child.parent, base.chainID);
+      assert.deepEqual(await store.release(base), [], 'the child keeps its parent');
+      await store.close();
+      await cache.close();
+      await open();
+      const again = await store.get(child.chainID);
+      assert.deepEqual(await store.release(child), [], 'the reference taken after reopen remains');
+      const removed = await store.release(again);
+      assert.deepEqual(removed.map((r) => r.chainID), [child.chainID, base.chainID]);
+      assert.equal(await records(), 0);
+      assert.deepEqual(await readdir(join(tb.dir, 'layers', 'layers')), []);
+    });
+
+    test('bad input: not a tar, truncated, size lies, digest differs — typed error naming the layer, nothing registered, parent unchanged', async () => {
+      const parent = await store.register([await oneFileTar(tb.dir, 'parent', 'p')]);
+      const good = await readFile(tars['python-pax']!);
+      const lying = Buffer.from(good);
+      // Claim a larger size for the first entry with a body: the stream then ends early.
+      const bodyHeader = good.indexOf(Buffer.from('small.txt'));
+      assert.ok(bodyHeader >= 0);
+      const hdr = Math.floor(bodyHeader / 512) * 512;
+      lying.write('77777777777\0', hdr + 124, 'latin1');
+      let sum = 0;
+      lying.write('        ', hdr + 148, 'latin1');
+      for (let i = 0; i < 512; i++) sum += lying[hdr + i]!;
+      lying.write(sum.toString(8).padStart(6, '0') + '\0 ', hdr + 148, 'latin1');
+      const before = await records();
+      const cases: Array<[string, Buffer, (e: unknown) => boolean, object?]> = [
+        ['not a tar', Buffer.from('this is not a tar archive at all, only text '.repeat(40)), (e) => e instanceof ErrCorruptLayer],
+        ['truncated', good.subarray(0, 2048 + 100), (e) => e instanceof ErrCorruptLayer],
+        ['size lies', lying, (e) => e instanceof ErrCorruptLayer],
+        ['digest differs', good, (e) => e instanceof ErrDigestMismatch,
+          { descriptor: { mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: sha(Buffer.from('other')), size: good.length } }],
+      ];
+      for (const [what, data, isType, opts] of cases) {
+        const err = await store.register([data], parent.chainID, opts).then(() => undefined, (e: unknown) => e);
+        assert.ok(err && isType(err), `${what}: typed error, got ${String(err)}`);
+        const d = (err as BuildcacheError).details;
+        assert.ok(typeof d['layer'] === 'string' && (err as Error).message.includes(d['layer']), `${what}: the error names the layer`);
+        assert.equal(store.list().length, 1, `${what}: nothing registered`);
+        assert.equal(store.list()[0]!.refs, 1, `${what}: parent references unchanged`);
+        assert.equal(await records(), before, `${what}: no record (snapshot, lease) left`);
+        assert.deepEqual(await readdir(join(tb.dir, 'layers', 'tmp')), [], `${what}: no work files left`);
+      }
+      assert.deepEqual((await store.release(parent)).length, 1);
+    });
+
+    test('open finishes what a crash interrupted: a registration in progress and a deletion in progress leave no layer, record or work file', async () => {
+      const before = await records();
+      // A registration cut off after its record and work dir existed.
+      const half = await cache.new(undefined, { description: 'layer cut off' });
+      await mkdir(join(tb.dir, 'layers', 'tmp', `${half.id}.reg`));
+      await writeFile(join(tb.dir, 'layers', 'tmp', `${half.id}.reg`, 'tar-split.gz'), 'partial');
+      await half.release();
+      // A deletion cut off after its durable step (the rename into tmp).
+      const doomed = await store.register([await oneFileTar(tb.dir, 'doomed', 'd')]);
+      const meta = store.list()[0]!;
+      await rename(join(tb.dir, 'layers', 'layers', meta.chainID.slice(7)), join(tb.dir, 'layers', 'tmp', `${meta.recordId}.del`));
+      assert.ok(doomed);
+      await store.close();
+      await cache.close();
+      await open();
+      assert.deepEqual(store.list(), []);
+      assert.equal(await records(), before);
+      assert.deepEqual(await readdir(join(tb.dir, 'layers', 'tmp')), []);
+    });
+
+    test('sparse entries (GNU and PAX) are refused with a typed error, nothing registered', async () => {
+      const before = await records();
+      for (const path of sparse) {
+        await assert.rejects(store.register(createReadStream(path)), (e: unknown) => e instanceof ErrCorruptLayer && /sparse/.test((e as Error).message));
+        assert.equal(store.list().length, 0);
+        assert.equal(await records(), before);
+      }
+    });
+
+    test("the chain depth is limited (Docker's 125 by default; a store opened with 3 here): ErrMaxDepthExceeded, nothing registered", async () => {
+      assert.equal(MAX_DEPTH, 125);
+      const shallow = await LayerStore.open({ cache, root: join(tb.dir, 'shallow'), maxDepth: 3 });
+      let top: Layer | undefined;
+      const held: Layer[] = [];
+      for (let i = 0; i < 3; i++) {
+        top = await shallow.register([await oneFileTar(tb.dir, `l${i}`, String(i))], top?.chainID);
+        held.push(top);
+      }
+      const before = await records();
+      await assert.rejects(shallow.register([await oneFileTar(tb.dir, 'deep', 'x')], top!.chainID), ErrMaxDepthExceeded);
+      assert.equal(shallow.list().length, 3);
+      assert.equal(await records(), before);
+      for (const l of held.reverse()) await shallow.release(l);
+      assert.equal(shallow.list().length, 0);
+      await shallow.close();
+    });
+  });
+}
