@@ -13,7 +13,8 @@ import { pino } from 'pino';
 import type { Logger } from 'pino';
 import { TarWriter } from '../../src/embedded/archive/index.js';
 import type { TarWriteEntry } from '../../src/embedded/archive/index.js';
-import { SysHelper } from '../../src/embedded/archive/sys-helper.js';
+import { lsetxattr } from '@buildcache/sys';
+import { listXattrs } from '../../src/embedded/archive/xattrs.js';
 import { unmount } from '../../src/mount.js';
 import type { ContentInfo, ContentStore, ContentWriter, IngestStatus } from '../../src/types.js';
 
@@ -74,39 +75,34 @@ export const E = { mode: 0o644, uid: 0, gid: 0, mtime: 1_700_000_000 } as const;
 export async function snapshotTree(root: string, options: { xattrs?: boolean } = {}): Promise<Record<string, string>> {
   const out: Record<string, string> = {};
   const inodes = new Map<string, string>();
-  const helper = new SysHelper();
-  try {
-    const walk = async (rel: string): Promise<void> => {
-      const names = (await readdir(join(root, rel))).sort();
-      for (const name of names) {
-        const r = rel ? `${rel}/${name}` : name;
-        const p = join(root, r);
-        const st = await lstat(p);
-        let desc = `mode=${st.mode.toString(8)} uid=${st.uid} gid=${st.gid}`;
-        if (!st.isDirectory()) desc += ` mtime=${Math.floor(st.mtimeMs / 1000)}`;
-        if (st.isFile()) {
-          desc += ` size=${st.size} sha=${createHash('sha256').update(await readFile(p)).digest('hex').slice(0, 16)}`;
-          if (st.nlink > 1) {
-            const key = `${st.ino}`;
-            if (!inodes.has(key)) inodes.set(key, r);
-            desc += ` inode-of=${inodes.get(key)}`;
-          }
+  const walk = async (rel: string): Promise<void> => {
+    const names = (await readdir(join(root, rel))).sort();
+    for (const name of names) {
+      const r = rel ? `${rel}/${name}` : name;
+      const p = join(root, r);
+      const st = await lstat(p);
+      let desc = `mode=${st.mode.toString(8)} uid=${st.uid} gid=${st.gid}`;
+      if (!st.isDirectory()) desc += ` mtime=${Math.floor(st.mtimeMs / 1000)}`;
+      if (st.isFile()) {
+        desc += ` size=${st.size} sha=${createHash('sha256').update(await readFile(p)).digest('hex').slice(0, 16)}`;
+        if (st.nlink > 1) {
+          const key = `${st.ino}`;
+          if (!inodes.has(key)) inodes.set(key, r);
+          desc += ` inode-of=${inodes.get(key)}`;
         }
-        if (st.isSymbolicLink()) desc += ` -> ${await readlink(p)}`;
-        if (st.isCharacterDevice() || st.isBlockDevice()) desc += ` rdev=${st.rdev}`;
-        if (options.xattrs) {
-          const [x] = await helper.listXattrs([p]);
-          const xs = [...(x ?? new Map<string, Buffer>())].map(([k, v]) => `${k}=${v.toString('hex')}`).sort();
-          if (xs.length) desc += ` xattrs=${xs.join(',')}`;
-        }
-        out[r] = desc;
-        if (st.isDirectory()) await walk(r);
       }
-    };
-    await walk('');
-  } finally {
-    await helper.close();
-  }
+      if (st.isSymbolicLink()) desc += ` -> ${await readlink(p)}`;
+      if (st.isCharacterDevice() || st.isBlockDevice()) desc += ` rdev=${st.rdev}`;
+      if (options.xattrs) {
+        const [x] = await listXattrs([p]);
+        const xs = [...(x ?? new Map<string, Buffer>())].map(([k, v]) => `${k}=${v.toString('hex')}`).sort();
+        if (xs.length) desc += ` xattrs=${xs.join(',')}`;
+      }
+      out[r] = desc;
+      if (st.isDirectory()) await walk(r);
+    }
+  };
+  await walk('');
   // directory mtimes are checked too (set after their content)
   for (const r of Object.keys(out)) {
     const st = await lstat(join(root, r));
@@ -117,12 +113,7 @@ export async function snapshotTree(root: string, options: { xattrs?: boolean } =
 
 /** Sets an xattr (test setup). */
 export async function setXattr(path: string, name: string, value: string): Promise<void> {
-  const h = new SysHelper();
-  try {
-    await h.setXattr(path, name, Buffer.from(value));
-  } finally {
-    await h.close();
-  }
+  await lsetxattr(path, name, Buffer.from(value));
 }
 
 /** Byte-for-byte listing of a directory tree (for the sentinel checks). */

@@ -9,8 +9,8 @@ import { chmod, chown, lchown, link, lstat, mkdir, mkdtemp, readFile, readdir, r
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { utimensat } from '@buildcache/sys';
-import { SysHelper, makedev } from '../../src/embedded/archive/sys-helper.js';
+import { lsetxattr, makedev, mknodat, utimensat } from '@buildcache/sys';
+import { listXattrs } from '../../src/embedded/archive/xattrs.js';
 import { removeTree } from '../../src/embedded/fsutil.js';
 import { copyTreeExact } from '../../src/embedded/tree-copy.js';
 import { embeddedFactory } from './helpers.js';
@@ -42,13 +42,13 @@ interface Seen {
  * Everything under `dir` (itself as '.'), by relative path. Metadata first (a directory is stat'ed
  * before it is read), contents after, so the comparison's own reads move no atime it records.
  */
-async function snapshotTree(dir: string, sys: SysHelper): Promise<Map<string, Seen>> {
+async function snapshotTree(dir: string): Promise<Map<string, Seen>> {
   const groups = new Map<bigint, string>();
   const out = new Map<string, Seen>();
   const visit = async (rel: string): Promise<void> => {
     const p = join(dir, rel);
     const st = await lstat(p, { bigint: true });
-    const x = [...(await xattrsOf(sys, p))].map(([k, v]) => `${k}=${v.toString('hex')}`).sort().join(',');
+    const x = [...(await xattrsOf(p))].map(([k, v]) => `${k}=${v.toString('hex')}`).sort().join(',');
     if (!groups.has(st.ino)) groups.set(st.ino, rel);
     const { mode, uid, gid, size, rdev, nlink, mtimeNs, atimeNs } = st;
     out.set(rel, { mode, uid, gid, size: st.isDirectory() ? 0n : size, rdev, nlink, mtimeNs, atimeNs, data: '', xattrs: x, group: groups.get(st.ino)! });
@@ -82,14 +82,14 @@ async function readAll(dir: string): Promise<void> {
 }
 
 /** Asserts `copy` equals `expected` entry by entry, field by field. */
-async function assertSameTree(expected: Map<string, Seen>, copy: string, sys: SysHelper): Promise<void> {
-  const got = await snapshotTree(copy, sys);
+async function assertSameTree(expected: Map<string, Seen>, copy: string): Promise<void> {
+  const got = await snapshotTree(copy);
   assert.deepEqual([...got.keys()].sort(), [...expected.keys()].sort());
   for (const [rel, want] of expected) assert.deepEqual(got.get(rel), want, `entry ${rel}`);
 }
 
 /** A tree with every kind of inode and metadata the copy must keep. */
-async function buildRichTree(dir: string, sys: SysHelper): Promise<void> {
+async function buildRichTree(dir: string): Promise<void> {
   await mkdir(join(dir, 'a/deep/er'), { recursive: true });
   await mkdir(join(dir, 'b'));
   await mkdir(join(dir, 'opaque'));
@@ -104,17 +104,17 @@ async function buildRichTree(dir: string, sys: SysHelper): Promise<void> {
   await symlink('a/suid', join(dir, 'sym'));
   await lchown(join(dir, 'sym'), 42, 43);
   await symlink('/nonexistent/target', join(dir, 'b/dangling'));
-  await sys.mknod(join(dir, 'fifo'), 0o010640, 0);
-  await sys.mknod(join(dir, 'null-dev'), 0o020600, makedev(1, 3));
+  await mknodat(join(dir, 'fifo'), 0o010640, 0);
+  await mknodat(join(dir, 'null-dev'), 0o020600, makedev(1, 3));
   await chown(join(dir, 'null-dev'), 7, 8);
   await chmod(join(dir, 'b'), 0o2755);
   await chmod(join(dir, 'opaque'), 0o1777);
-  await sys.setXattr(join(dir, 'a/suid'), 'user.origin', Buffer.from('build step 1'));
-  await sys.setXattr(join(dir, 'a/suid'), 'trusted.note', Buffer.from([0, 1, 2, 255]));
-  await sys.setXattr(join(dir, 'opaque'), 'trusted.overlay.opaque', Buffer.from('y'));
-  await sys.setXattr(join(dir, 'b/shared-b'), 'user.linked', Buffer.from('on the inode'));
-  await sys.setXattr(join(dir, 'a/deep'), 'user.dir', Buffer.from('directory xattr'));
-  await sys.setXattr(join(dir, 'cap'), 'security.capability', CAPABILITY);
+  await lsetxattr(join(dir, 'a/suid'), 'user.origin', Buffer.from('build step 1'));
+  await lsetxattr(join(dir, 'a/suid'), 'trusted.note', Buffer.from([0, 1, 2, 255]));
+  await lsetxattr(join(dir, 'opaque'), 'trusted.overlay.opaque', Buffer.from('y'));
+  await lsetxattr(join(dir, 'b/shared-b'), 'user.linked', Buffer.from('on the inode'));
+  await lsetxattr(join(dir, 'a/deep'), 'user.dir', Buffer.from('directory xattr'));
+  await lsetxattr(join(dir, 'cap'), 'security.capability', CAPABILITY);
   // nanosecond times, set last so nothing above moves them
   const times = [
     ['a/suid', NS(1_000_000_000, 123_456_789)],
@@ -128,34 +128,31 @@ async function buildRichTree(dir: string, sys: SysHelper): Promise<void> {
   assert.equal((await lstat(join(dir, 'a/suid'), { bigint: true })).mtimeNs, NS(1_000_000_000, 123_456_789));
 }
 
-async function xattrsOf(sys: SysHelper, path: string): Promise<Map<string, Buffer>> {
-  return (await sys.listXattrs([path]))[0]!;
+async function xattrsOf(path: string): Promise<Map<string, Buffer>> {
+  return (await listXattrs([path]))[0]!;
 }
 
 /** `n` files of 4 KiB in 10 directories, every 50th hard-linked into the next directory, a few xattrs. */
-async function buildLargeTree(dir: string, n: number, sys: SysHelper): Promise<void> {
+async function buildLargeTree(dir: string, n: number): Promise<void> {
   for (let d = 0; d < 10; d++) await mkdir(join(dir, `d${d}`));
   for (let i = 0; i < n; i++) {
     const p = join(dir, `d${i % 10}`, `f${i}`);
     await writeFile(p, Buffer.alloc(4096, i % 251));
     if (i % 50 === 0) await link(p, join(dir, `d${(i + 1) % 10}`, `l${i}`));
-    if (i % 97 === 0) await sys.setXattr(p, 'user.i', Buffer.from(String(i)));
+    if (i % 97 === 0) await lsetxattr(p, 'user.i', Buffer.from(String(i)));
     if (i % 101 === 0) await chown(p, i, i + 1);
   }
 }
 
 describe('native tree copy', { skip: !isRoot && 'needs root (owners, devices, trusted.* xattrs)' }, () => {
   let base: string;
-  let sys: SysHelper;
   let h: Harness;
   before(async () => {
     base = await mkdtemp(join(tmpdir(), 'bc-treecopy-'));
-    sys = new SysHelper();
     h = await embeddedFactory('native')();
   });
   after(async () => {
     await h.dispose();
-    await sys.close();
     await removeTree(base);
   });
 
@@ -164,12 +161,12 @@ describe('native tree copy', { skip: !isRoot && 'needs root (owners, devices, tr
     const dst = join(base, 'rich-dst');
     await mkdir(src);
     await mkdir(dst);
-    await buildRichTree(src, sys);
+    await buildRichTree(src);
     await settleAtimes(src);
-    const expected = await snapshotTree(src, sys);
+    const expected = await snapshotTree(src);
     await copyTreeExact(src, dst);
-    await assertSameTree(expected, dst, sys);
-    const got = await snapshotTree(dst, sys);
+    await assertSameTree(expected, dst);
+    const got = await snapshotTree(dst);
     assert.equal(got.get('a/suid')!.mtimeNs, NS(1_000_000_000, 123_456_789), 'nanosecond mtime kept exactly');
     assert.equal(got.get('sym')!.mtimeNs, NS(1_100_000_000, 1), 'symlink mtime kept (lutimes)');
     assert.equal(got.get('fifo')!.atimeNs, NS(1_200_000_000, 999_999_999) - 5n, 'nanosecond atime kept exactly');
@@ -187,22 +184,22 @@ describe('native tree copy', { skip: !isRoot && 'needs root (owners, devices, tr
   it('prepare on a native parent yields the same exact copy', async () => {
     const s = h.backend.snapshotter;
     const dir = (await s.prepare('rich-a', undefined))[0]!.source;
-    await buildRichTree(dir, sys);
+    await buildRichTree(dir);
     await s.commit('rich', 'rich-a');
     await settleAtimes(dir);
-    const expected = await snapshotTree(dir, sys);
+    const expected = await snapshotTree(dir);
     const copy = (await s.prepare('rich-child', 'rich'))[0]!.source;
-    await assertSameTree(expected, copy, sys);
+    await assertSameTree(expected, copy);
   });
 
   it('copies 1,000 files through prepare', async () => {
     const s = h.backend.snapshotter;
     const dir = (await s.prepare('large-a', undefined))[0]!.source;
-    await buildLargeTree(dir, 1000, sys);
+    await buildLargeTree(dir, 1000);
     await s.commit('large', 'large-a');
     await settleAtimes(dir);
-    const viaPrepare = await snapshotTree(dir, sys);
-    await assertSameTree(viaPrepare, (await s.prepare('large-child', 'large'))[0]!.source, sys);
+    const viaPrepare = await snapshotTree(dir);
+    await assertSameTree(viaPrepare, (await s.prepare('large-child', 'large'))[0]!.source);
   });
 
   it('copies names that are not UTF-8 byte for byte; a failed copy names the path and errno', async () => {

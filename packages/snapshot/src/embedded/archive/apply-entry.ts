@@ -11,8 +11,7 @@ import { chmod, copyFile, lchown, lutimes, open, readlink, symlink } from 'node:
 import type { FileHandle } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import type { TarHeader } from './tar-format.js';
-import type { SysHelper } from './sys-helper.js';
-import { makedev } from './sys-helper.js';
+import { lsetxattr, makedev, mknodat } from '@buildcache/sys';
 
 const { O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW, O_RDONLY, O_DIRECTORY } = constants;
 
@@ -28,8 +27,6 @@ export interface EntryMeta {
 export interface EntryContext {
   readonly preserveOwners: boolean;
   readonly logger: Logger | undefined;
-  /** The helper for xattrs and device nodes (started on first use). */
-  helper(): SysHelper;
 }
 
 /** Permission bits to restore: setuid/setgid only when owners are preserved (root). */
@@ -114,7 +111,7 @@ const S_IFIFO = 0o010000;
 export async function writeSpecial(ctx: EntryContext, path: string, h: TarHeader): Promise<void> {
   const type = h.type === 'char' ? S_IFCHR : h.type === 'block' ? S_IFBLK : S_IFIFO;
   try {
-    await ctx.helper().mknod(path, type | 0o600, h.type === 'fifo' ? 0 : makedev(h.devmajor, h.devminor));
+    await mknodat(path, type | 0o600, h.type === 'fifo' ? 0 : makedev(h.devmajor, h.devminor));
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EPERM') throw err;
     ctx.logger?.debug({ entry: h.name, type: h.type }, 'layer entry skipped: mknod is not permitted here');
@@ -128,7 +125,7 @@ export async function writeSpecial(ctx: EntryContext, path: string, h: TarHeader
 
 /** Creates an overlay whiteout (char device 0:0) owned like the entry. */
 export async function writeOverlayWhiteout(ctx: EntryContext, path: string, h: TarHeader): Promise<void> {
-  await ctx.helper().mknod(path, S_IFCHR, 0);
+  await mknodat(path, S_IFCHR, 0);
   if (ctx.preserveOwners) await lchown(path, h.uid, h.gid);
 }
 
@@ -180,7 +177,7 @@ export async function setXattrs(ctx: EntryContext, path: string, xattrs: Readonl
       continue;
     }
     try {
-      await ctx.helper().setXattr(path, name, value);
+      await lsetxattr(path, name, value);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code === undefined || !REFUSED_XATTR.has(code)) throw err;

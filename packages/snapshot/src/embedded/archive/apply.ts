@@ -16,6 +16,7 @@ import type { ByteStream } from './tar-reader.js';
 import { createHash } from 'node:crypto';
 import { link, mkdir, readdir } from 'node:fs/promises';
 import { ErrCanceled, ErrCorruptLayer } from '@buildcache/errdefs';
+import { lsetxattr } from '@buildcache/sys';
 import pLimit from 'p-limit';
 import type { Logger } from 'pino';
 import type { Compression } from '../../labels.js';
@@ -26,7 +27,6 @@ import { classifyName, entryComponents, isUnder, relPath, unsafe } from './safe-
 import { SafeTree, isOverlayWhiteout } from './safe-tree.js';
 import type { ApplyMode } from './safe-tree.js';
 import { entryFailure } from './apply-errors.js';
-import { SysHelper } from './sys-helper.js';
 import { corrupt } from './tar-format.js';
 import type { TarHeader } from './tar-format.js';
 import { TarReader } from './tar-reader.js';
@@ -86,10 +86,9 @@ export async function applyLayer(stream: ByteStream, target: string, options: Ap
   const mode = options.mode ?? 'plain';
   const preserveOwners = options.preserveOwners ?? process.getuid?.() === 0;
   const logger = options.logger;
-  let helper: SysHelper | undefined;
-  const ctx: EntryContext = { preserveOwners, logger, helper: () => (helper ??= new SysHelper()) };
+  const ctx: EntryContext = { preserveOwners, logger };
   const tree: SafeTree = new SafeTree(target, mode, options.lowerDirs ?? [], preserveOwners, (rel): Promise<void> =>
-    ctx.helper().setXattr(tree.abs(rel), 'trusted.overlay.opaque', Buffer.from('y')),
+    lsetxattr(tree.abs(rel), 'trusted.overlay.opaque', Buffer.from('y')),
   );
   const created = new Set<string>();
   const dirMeta = new Map<string, EntryMeta>();
@@ -272,8 +271,6 @@ export async function applyLayer(stream: ByteStream, target: string, options: Ap
       });
     }
     throw entryFailure(err, current, roots, logger);
-  } finally {
-    await helper?.close();
   }
   return { diffID: `sha256:${hash.digest('hex')}`, size: count.n, entries };
 }

@@ -8,7 +8,7 @@ import type { BigIntStats } from 'node:fs';
 import { lstat, open, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ErrFailedPrecondition } from '@buildcache/errdefs';
-import type { SysHelper } from './sys-helper.js';
+import { listXattrs } from './xattrs.js';
 import { WHITEOUT_PREFIX } from './safe-path.js';
 import type { EntryType } from './tar-format.js';
 import type { TarWriter, TarWriteEntry } from './tar-writer.js';
@@ -71,7 +71,6 @@ export class DiffWriter {
     private readonly tar: TarWriter,
     /** Root the ancestors of changes are read from (the upper view). */
     private readonly upperRoot: string,
-    private readonly helper: SysHelper,
   ) {}
 
   /** Emits not-yet-emitted ancestors of `rel` (from the upper view). */
@@ -82,7 +81,7 @@ export class DiffWriter {
       if (this.emittedDirs.has(dir)) continue;
       const path = join(this.upperRoot, dir);
       const st = await lstat(path, { bigint: true });
-      const [xattrs] = await this.helper.listXattrs([path]);
+      const [xattrs] = await listXattrs([path]);
       await this.emit(dir, path, st, xattrs ?? new Map());
     }
   }

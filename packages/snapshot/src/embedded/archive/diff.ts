@@ -23,7 +23,7 @@ import { join } from 'node:path';
 import { ErrCanceled, ErrNotImplemented } from '@buildcache/errdefs';
 import pLimit from 'p-limit';
 import { DiffWriter, fileBody, readSmall } from './diff-writer.js';
-import { SysHelper } from './sys-helper.js';
+import { listXattrs } from './xattrs.js';
 import { TarWriter } from './tar-writer.js';
 
 /** What to compare: two trees, or an overlay upperdir over the lower view. */
@@ -118,7 +118,6 @@ class Walker {
 
   constructor(
     private readonly writer: DiffWriter,
-    private readonly helper: SysHelper,
     private readonly lowerRoot: string | undefined,
     private readonly options: DiffOptions,
   ) {
@@ -168,7 +167,7 @@ class Walker {
       .map((n) => [n, Buffer.from(n)] as const)
       .sort((a, b) => Buffer.compare(a[1], b[1]))
       .map(([n]) => n);
-    const xattrs = await this.helper.listXattrs([...upper.keys()].map((n) => join(uDir, n)));
+    const xattrs = await listXattrs([...upper.keys()].map((n) => join(uDir, n)));
     const xByName = new Map([...upper.keys()].map((n, i) => [n, xattrs[i]!]));
     const decisions = await Promise.all(
       names.map((name) =>
@@ -197,7 +196,7 @@ class Walker {
     const paths = names.map((n) => join(uDir, n));
     const [ustats, xattrs] = await Promise.all([
       Promise.all(paths.map((p) => this.limit(() => lstat(p, { bigint: true })))),
-      this.helper.listXattrs(paths),
+      listXattrs(paths),
     ]);
     const decisions = await Promise.all(
       names.map((name, i) =>
@@ -240,16 +239,10 @@ export async function writeDiff(source: DiffSource, sink: (chunk: Buffer) => Pro
     hash.update(chunk);
     await sink(chunk);
   });
-  const helper = new SysHelper();
-  try {
-    const upperRoot = source.kind === 'trees' ? source.upper : source.upperDir;
-    const writer = new DiffWriter(tar, upperRoot, helper);
-    const walker = new Walker(writer, helper, source.lower, options);
-    if (source.kind === 'trees') await walker.compare('', source.upper, source.lower, false, source.upper);
-    else await walker.walkUpper('', source.upperDir);
-    await tar.finish();
-  } finally {
-    await helper.close();
-  }
+  const upperRoot = source.kind === 'trees' ? source.upper : source.upperDir;
+  const walker = new Walker(new DiffWriter(tar, upperRoot), source.lower, options);
+  if (source.kind === 'trees') await walker.compare('', source.upper, source.lower, false, source.upper);
+  else await walker.walkUpper('', source.upperDir);
+  await tar.finish();
   return { diffID: `sha256:${hash.digest('hex')}`, size: tar.bytes };
 }
