@@ -37,7 +37,7 @@ export function prng(seed: number): () => number {
   };
 }
 
-/** Runs the worker to its end or its kill point; returns what it printed. */
+/** Runs the worker to its end or its kill point; returns what it printed (`events N` after a one-shot workload). */
 function runWorker(cfg: WorkerConfig): Promise<string[]> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [worker, JSON.stringify(cfg)], { stdio: ['ignore', 'pipe', 'pipe'] });
