@@ -1,6 +1,8 @@
 /**
- * Records load on first use (issue 12): opening a cache of many records loads none of them, and
- * du streams them, loading each exactly once (its first row comes before most are loaded). Counted through the metadata store's load counter, not timed.
+ * Records load on first use and leave memory when nothing needs them (issue 12): opening a cache of
+ * many records loads none of them; du streams them, loading each exactly once per du (its first row
+ * comes before most are loaded); after du and after prune only a bounded number of records (and
+ * metadata items) stay in memory. Counted through the store's load and residency counters, not timed.
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -11,10 +13,19 @@ import { BACKENDS } from '../support/backends.js';
 import { writeSyntheticRecords } from '../support/synthetic.js';
 
 const RECORDS = 20_000;
+/** Records (and items) that may stay in memory once nothing needs them: the manager's sweep threshold. */
+const FEW = 1024;
+
+function assertFewResident(cache: CacheManager, when: string): void {
+  const records = cache.context.records.size;
+  const items = cache.context.store.itemsResident;
+  assert.ok(records <= FEW, `${when}: ${records} records stayed in memory`);
+  assert.ok(items <= FEW + 1, `${when}: ${items} metadata items stayed in memory`);
+}
 
 for (const kind of BACKENDS) {
   describe(`lazy loading on ${kind.name}`, () => {
-    test(`opening ${RECORDS} records loads none of them; du streams them, loading each once; a second du loads none`, async () => {
+    test(`opening ${RECORDS} records loads none of them; du streams them, loading each once; du and prune leave few in memory`, async () => {
       const tb = await kind.open();
       try {
         const root = join(tb.dir, 'cache');
@@ -31,10 +42,19 @@ for (const kind of BACKENDS) {
           assert.equal(seen, RECORDS);
           assert.ok(loadedAtFirstRow < RECORDS / 10, `du streams: ${loadedAtFirstRow} records loaded before its first row`);
           assert.equal(loaded() - atOpen, RECORDS, 'du loaded every record exactly once');
+          assertFewResident(cache, 'after du');
           seen = 0;
           for await (const _ of cache.diskUsage()) seen++;
           assert.equal(seen, RECORDS);
-          assert.equal(loaded() - atOpen, RECORDS, 'a second du loaded nothing more');
+          assert.equal(loaded() - atOpen, 2 * RECORDS, 'a second du read every record once more (they had left memory)');
+          assertFewResident(cache, 'after a second du');
+          // Prune streams every record too; the last thousand (whole chains) go.
+          const pruned = await cache.prune([{ all: true, filters: ['id~=^synthetic00019'] }]);
+          assert.equal(pruned.deleted, 1000);
+          assertFewResident(cache, 'after prune');
+          seen = 0;
+          for await (const _ of cache.diskUsage()) seen++;
+          assert.equal(seen, RECORDS - 1000);
         } finally {
           await cache.close();
         }

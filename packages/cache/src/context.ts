@@ -35,9 +35,8 @@ export interface ManagerContext {
   readonly logger: Logger;
   /** Guards `records` (and record creation/removal); never held across size, extract, diff or apply. */
   readonly mu: LimitFunction;
+  /** The records in memory: loaded on first use, evicted when nothing needs them (residency.ts). */
   readonly records: Map<string, CacheRecord>;
-  /** Whether every stored record is in `records` (set by the first du or prune; records load on first use). */
-  allLoaded: boolean;
   /** Milliseconds since the epoch; injectable for tests. */
   now(): number;
   /** Nanoseconds since the epoch (`now` when one is injected), strictly increasing: last-used stamps. */

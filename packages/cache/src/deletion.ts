@@ -40,6 +40,7 @@ export async function purge(cm: ManagerContext, ids: readonly string[]): Promise
         try {
           await deleteRecordLeases(cm.backend.leases, id);
           await cm.store.clear(id);
+          cm.store.evict(id);
           cm.purging.delete(id);
         } catch (err) {
           cm.logger.warn({ id, err }, 'could not delete the leases of a deleted record yet; retried at the next prune');

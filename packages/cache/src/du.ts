@@ -1,13 +1,18 @@
-/** Disk usage of the cache, streamed: one entry per record, sizes computed with bounded concurrency. */
+/**
+ * Disk usage of the cache, streamed from the metadata store in record ID order, 512 records at a
+ * time (memory stays bounded): one entry per record, sizes computed with bounded concurrency.
+ */
 import pLimit from 'p-limit';
 import { ErrInvalidArgument } from '@buildcache/errdefs';
 import { parseFilters, fieldsOf, type Filter } from '@buildcache/filters';
 import type { ManagerContext } from './context.js';
 import { recordSize } from './size.js';
-import { FILTER_FIELDS, filterAdaptor, inUseSet, isRepresentative, usageOf, type UsageInfo } from './usage.js';
+import { FILTER_FIELDS, filterAdaptor, inUseSet, isRepresentative, usageOf, usageOfMetadata, type UsageInfo } from './usage.js';
 import type { CacheRecord } from './records.js';
-import { loadOrClearLocked } from './load.js';
-import { STATE_ITEM } from './gc-debt.js';
+import { isSettled, loadOrClearLocked, storedBatches } from './load.js';
+import { RecordMetadata } from './record-metadata.js';
+import { unpin } from './residency.js';
+import type { StorageItem } from '@buildcache/metadata';
 
 /** Options of `diskUsage()`. */
 export interface DiskUsageOptions {
@@ -31,40 +36,40 @@ export function compileFilters(filters: readonly string[] | undefined): Filter |
   return filter;
 }
 
-const BATCH = 512;
-
-/**
- * Records for du, in batches: the ones in memory once every record is loaded, else every stored
- * record in ID order, loaded batch by batch (so the first rows come before the last record loads).
- */
-async function* recordBatches(cm: ManagerContext): AsyncGenerator<CacheRecord[]> {
-  if (cm.allLoaded) {
-    const all = await cm.mu(() => [...cm.records.values()]);
-    for (let i = 0; i < all.length; i += BATCH) yield all.slice(i, i + BATCH);
-    return;
-  }
-  let ids: string[] = [];
-  const load = (batch: readonly string[]): Promise<CacheRecord[]> =>
-    cm.mu(async () => {
-      const out: CacheRecord[] = [];
-      for (const id of batch) {
-        const rec = await loadOrClearLocked(cm, id);
-        if (rec) out.push(rec);
-      }
-      return out;
-    });
-  for await (const item of cm.store.all()) {
-    if (item.id === STATE_ITEM) continue;
-    ids.push(item.id);
-    if (ids.length < BATCH) continue;
-    yield await load(ids);
-    ids = [];
-  }
-  yield await load(ids);
-  cm.allLoaded = true;
+/** One record's entry, with the record when it is in memory (pinned until the batch is done). */
+interface Row {
+  readonly info: UsageInfo;
+  readonly rec?: CacheRecord;
 }
 
-/** Streams usage entries; unknown sizes are computed (and stored) on the way. */
+/**
+ * The rows of one batch of stored items, under the manager lock: records in memory as they are,
+ * settled records from their metadata (their items leave memory again at once), others loaded.
+ */
+async function rowsOf(cm: ManagerContext, items: readonly StorageItem[], inUse: ReadonlySet<CacheRecord>): Promise<Row[]> {
+  return cm.mu(async () => {
+    const rows: Row[] = [];
+    for (const item of items) {
+      if (cm.purging.has(item.id)) continue;
+      let rec = cm.records.get(item.id);
+      if (!rec) {
+        const md = new RecordMetadata(item);
+        if (isSettled(md)) {
+          rows.push({ info: usageOfMetadata(md, false, false) });
+          cm.store.evict(item.id);
+          continue;
+        }
+        rec = await loadOrClearLocked(cm, item.id);
+      }
+      if (!rec || !isRepresentative(rec)) continue;
+      rec.pins++;
+      rows.push({ info: usageOf(rec, inUse.has(rec)), rec });
+    }
+    return rows;
+  });
+}
+
+/** Streams usage entries, in record ID order; unknown sizes are computed (and stored) on the way. */
 export async function* diskUsage(cm: ManagerContext, options: DiskUsageOptions = {}): AsyncGenerator<UsageInfo> {
   const filter = compileFilters(options.filters);
   const now = cm.now();
@@ -72,22 +77,21 @@ export async function* diskUsage(cm: ManagerContext, options: DiskUsageOptions =
   // (loading a record loads its parents and its twin): what is in use is known before loading.
   const inUse = await cm.mu(() => inUseSet(cm.records.values()));
   const limit = pLimit(options.concurrency ?? 8);
-  for await (const recs of recordBatches(cm)) {
-    const entries: { rec: CacheRecord; info: UsageInfo }[] = [];
-    for (const rec of recs) {
-      if (!isRepresentative(rec)) continue;
-      const info = usageOf(rec, inUse.has(rec));
-      if (options.ageLimitMs !== undefined && info.lastUsedAt && info.lastUsedAt.getTime() > now - options.ageLimitMs) {
-        continue;
-      }
-      if (filter && !filter.match(filterAdaptor(info))) continue;
-      entries.push({ rec, info });
+  const keep = (info: UsageInfo): boolean =>
+    !(options.ageLimitMs !== undefined && info.lastUsedAt && info.lastUsedAt.getTime() > now - options.ageLimitMs) &&
+    !(filter && !filter.match(filterAdaptor(info)));
+  for await (const items of storedBatches(cm)) {
+    const rows = await rowsOf(cm, items, inUse);
+    const pinned = rows.flatMap((r) => (r.rec ? [r.rec] : []));
+    try {
+      const kept = rows.filter((r) => keep(r.info));
+      yield* await Promise.all(
+        kept.map(({ rec, info }) =>
+          info.size >= 0 || !rec ? info : limit(async () => ({ ...info, size: await recordSize(rec).catch(() => 0) })),
+        ),
+      );
+    } finally {
+      await unpin(cm, pinned);
     }
-    const sized = await Promise.all(
-      entries.map(async ({ rec, info }) =>
-        info.size >= 0 ? info : limit(async () => ({ ...info, size: await recordSize(rec).catch(() => 0) })),
-      ),
-    );
-    yield* sized;
   }
 }

@@ -6,10 +6,11 @@
 import { ErrNotFound } from '@buildcache/errdefs';
 import { NO_HANDLERS, type ManagerContext } from './context.js';
 import { CacheRecord } from './records.js';
-import { RecordMetadata } from './record-metadata.js';
+import type { StorageItem } from '@buildcache/metadata';
+import { RecordMetadata, SIZE_UNKNOWN } from './record-metadata.js';
+import { STATE_ITEM } from './gc-debt.js';
 import { deleteRecordsLocked, purge, tombstone } from './deletion.js';
 import { ImmutableRef } from './refs.js';
-import { STATE_ITEM } from './gc-debt.js';
 
 async function snapshotExists(cm: ManagerContext, key: string): Promise<boolean> {
   try {
@@ -104,13 +105,26 @@ export async function loadOrClearLocked(cm: ManagerContext, id: string): Promise
 }
 
 /**
- * Loads every stored record not in memory yet (once per manager: records created later are added
- * as they are made), deleting the ones that cannot be loaded. The caller holds the manager lock.
+ * Whether a stored record not in memory can be reported (by du, prune) from its metadata alone:
+ * a finalized immutable record of known size, with nothing to repair and no twin. Not being in
+ * memory, it has no handle.
  */
-export async function loadAllLocked(cm: ManagerContext): Promise<void> {
-  if (cm.allLoaded) return;
+export function isSettled(md: RecordMetadata): boolean {
+  return md.exists && !md.deleted && md.committed && md.equalMutable === undefined && md.size !== SIZE_UNKNOWN;
+}
+
+/** How many records du and prune read per step. */
+const BATCH = 512;
+
+/** The stored records' metadata items in record ID order, `BATCH` at a time (the manager's own state left out). */
+export async function* storedBatches(cm: ManagerContext): AsyncGenerator<StorageItem[]> {
+  let items: StorageItem[] = [];
   for await (const item of cm.store.all()) {
-    if (item.id !== STATE_ITEM && !cm.records.has(item.id)) await loadOrClearLocked(cm, item.id);
+    if (item.id === STATE_ITEM) continue;
+    items.push(item);
+    if (items.length < BATCH) continue;
+    yield items;
+    items = [];
   }
-  cm.allLoaded = true;
+  if (items.length > 0) yield items;
 }

@@ -20,6 +20,7 @@ import { loadRecordLocked } from './load.js';
 import { markClosed, repairOnOpen } from './repair.js';
 import { deleteRecordsLocked } from './deletion.js';
 import { loadOwner, ownedBackend } from './owner.js';
+import { lockedThenSweep } from './residency.js';
 import { ensureFlatLease, deleteLease } from './leases.js';
 import { newRecordId, chainID, blobChainID } from './ids.js';
 import { diffIDOf } from './blobs.js';
@@ -74,6 +75,8 @@ function initMetadata(md: RecordMetadata, now: number, opts: RefOptions): void {
 export class CacheManager {
   #closed = false;
   #gc: GCScheduler | undefined;
+  /** Record creations in flight: close() waits for them (one that reaches its metadata after close() undoes itself). */
+  readonly #creating = new Set<Promise<unknown>>();
 
   private constructor(
     private readonly cm: ManagerContext,
@@ -98,7 +101,6 @@ export class CacheManager {
         logger,
         mu: pLimit(1),
         records: new Map(),
-        allLoaded: false,
         now: clock ?? Date.now,
         nowNs: clock ? strictlyIncreasing(() => msToNs(clock())) : nowNs,
         changed: () => undefined,
@@ -155,7 +157,7 @@ export class CacheManager {
   async get(id: string, opts: RefOptions = {}): Promise<ImmutableRef> {
     const cm = this.check();
     const handlers = opts.descHandlers ?? NO_HANDLERS;
-    const ref = await cm.mu(async () => {
+    const ref = await lockedThenSweep(cm, async () => {
       const rec = await loadRecordLocked(cm, id);
       if (!rec.mutable) return new ImmutableRef(rec, !opts.noUpdateLastUsed, handlers);
       return rec.lock(async () => {
@@ -175,10 +177,29 @@ export class CacheManager {
     return ref;
   }
 
+  /** Tracks a record creation, so that close() waits for it. */
+  private creating<T>(op: Promise<T>): Promise<T> {
+    this.#creating.add(op);
+    const done = (): void => {
+      this.#creating.delete(op);
+    };
+    void op.then(done, done);
+    return op;
+  }
+
+  /** Refuses to write a new record's metadata once close() has begun (the caller then undoes its leases). */
+  private checkStillOpen(): void {
+    if (this.#closed) throw new ErrClosed('the cache manager was closed while a record was being created');
+  }
+
   /** A new mutable layer on top of `parent` (finalized and extracted first). */
-  async new(parent?: ImmutableRef, opts: RefOptions = {}): Promise<MutableRef> {
+  new(parent?: ImmutableRef, opts: RefOptions = {}): Promise<MutableRef> {
     const cm = this.check();
     checkOptions(opts);
+    return this.creating(this.newRecord(cm, parent, opts));
+  }
+
+  private async newRecord(cm: ManagerContext, parent: ImmutableRef | undefined, opts: RefOptions): Promise<MutableRef> {
     const parentRef = parent?.clone();
     try {
       if (parentRef) {
@@ -191,6 +212,7 @@ export class CacheManager {
       let md: RecordMetadata;
       try {
         await snapshotter.prepare(id, parentRef?.record.md.snapshotID, { lease: id });
+        this.checkStillOpen();
         md = new RecordMetadata(await cm.store.get(id));
         initMetadata(md, cm.now(), opts);
         md.committed = false;
@@ -203,7 +225,7 @@ export class CacheManager {
       }
       const rec = new CacheRecord(cm, md, true);
       rec.parent = parentRef;
-      await cm.mu(() => cm.records.set(id, rec));
+      await lockedThenSweep(cm, () => cm.records.set(id, rec));
       cm.changed();
       return new MutableRef(rec, !opts.noUpdateLastUsed, opts.descHandlers ?? NO_HANDLERS);
     } catch (err) {
@@ -215,7 +237,7 @@ export class CacheManager {
   /** Reopens mutable record `id` (dropping its committed equal); fails if either is in use. */
   async getMutable(id: string, opts: RefOptions = {}): Promise<MutableRef> {
     const cm = this.check();
-    return cm.mu(async () => {
+    return lockedThenSweep(cm, async () => {
       const rec = await loadRecordLocked(cm, id);
       if (!rec.mutable) {
         throw new ErrInvalidArgument(`record ${id} is immutable; use get() or new(parent)`, { details: { id } });
@@ -240,9 +262,13 @@ export class CacheManager {
    * An immutable (possibly lazy) record for layer blob `desc` on top of `parent`: an existing one
    * with the same blob chain, else a new one that reuses a snapshot with the same chainID.
    */
-  async getByBlob(desc: Descriptor, parent?: ImmutableRef, opts: RefOptions = {}): Promise<ImmutableRef> {
+  getByBlob(desc: Descriptor, parent?: ImmutableRef, opts: RefOptions = {}): Promise<ImmutableRef> {
     const cm = this.check();
     checkOptions(opts);
+    return this.creating(this.byBlob(cm, desc, parent, opts));
+  }
+
+  private async byBlob(cm: ManagerContext, desc: Descriptor, parent: ImmutableRef | undefined, opts: RefOptions): Promise<ImmutableRef> {
     const diffID = diffIDOf(desc);
     const handlers = opts.descHandlers ?? NO_HANDLERS;
     const parentRef = parent?.clone();
@@ -264,7 +290,7 @@ export class CacheManager {
           details: { digest: desc.digest },
         });
       }
-      return await cm.mu(async () => {
+      return await lockedThenSweep(cm, async () => {
         for (const id of await this.searchLocked(INDEX_BLOB_CHAIN_ID + blobChain, false)) {
           const rec = await loadRecordLocked(cm, id);
           if (rec.mutable || rec.isDead()) continue;
@@ -314,7 +340,7 @@ export class CacheManager {
   /** IDs of live records whose index value is `index` (or starts with it, with `prefix`). */
   async search(index: string, opts: { prefix?: boolean } = {}): Promise<string[]> {
     const cm = this.check();
-    return cm.mu(() => this.searchLocked(index, opts.prefix === true));
+    return lockedThenSweep(cm, () => this.searchLocked(index, opts.prefix === true));
   }
 
   private async searchLocked(index: string, prefix: boolean): Promise<string[]> {
@@ -334,6 +360,7 @@ export class CacheManager {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    while (this.#creating.size > 0) await Promise.allSettled([...this.#creating]);
     await this.#gc?.stop();
     await this.deferred.flush();
     await this.cm.mu(async () => {

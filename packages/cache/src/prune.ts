@@ -1,18 +1,20 @@
 /**
  * Prune: delete unused records by policy (filters, age, space caps), least recently and least
  * frequently used first, cascading to parents their children freed; records go by the one
- * deletion protocol (deletion.ts); the backend's garbage collection frees the disk. The manager
- * lock is taken per scan and per deletion, never across the whole prune.
+ * deletion protocol (deletion.ts); the backend's garbage collection frees the disk. Records are
+ * streamed from the store (prune-census.ts) and loaded only to be deleted, so memory stays bounded.
+ * The manager lock is taken per batch, never across the whole prune.
  */
 import { statfs } from 'node:fs/promises';
 import pLimit, { type LimitFunction } from 'p-limit';
 import type { ManagerContext } from './context.js';
 import type { CacheRecord } from './records.js';
-import { recordSize } from './size.js';
 import { forgetRecords, purge, releaseParentsLocked, retryPurges, tombstone } from './deletion.js';
 import { compileFilters } from './du.js';
-import { loadAllLocked } from './load.js';
-import { filterAdaptor, inUseSet, isRepresentative, usageOf, type UsageInfo } from './usage.js';
+import { loadOrClearLocked } from './load.js';
+import { takeCensus, Removed, type Candidate, type Census } from './prune-census.js';
+import { lockedThenSweep } from './residency.js';
+import { isRepresentative, usageOf, type UsageInfo } from './usage.js';
 
 /** One prune policy, BuildKit's PruneInfo. Sizes in bytes, durations in milliseconds. */
 export interface PrunePolicy {
@@ -98,25 +100,6 @@ export function sortForDeletion<T extends { lastUsedAt?: number | bigint; usageC
     .map((x) => x.item);
 }
 
-/** Records a dry run treats as deleted, and how many handles that frees on each parent. */
-class Removed {
-  private readonly set = new Set<CacheRecord>();
-  private readonly freed = new Map<CacheRecord, number>();
-  has(rec: CacheRecord): boolean {
-    return this.set.has(rec);
-  }
-  add(rec: CacheRecord): void {
-    this.set.add(rec);
-    const p = rec.parent?.record;
-    if (p) this.freed.set(p, (this.freed.get(p) ?? 0) + 1);
-  }
-  /** No live handle on the record (nor on its equal immutable), discounting removed children. */
-  isFree(rec: CacheRecord): boolean {
-    if (rec.refs.size - (this.freed.get(rec) ?? 0) > 0) return false;
-    return !(rec.equalImmutable && rec.equalImmutable.refs.size > 0);
-  }
-}
-
 const pruneLocks = new WeakMap<ManagerContext, LimitFunction>();
 
 /** Runs the policies in order, then the backend's garbage collection. */
@@ -125,7 +108,6 @@ export async function prune(cm: ManagerContext, policies: readonly PrunePolicy[]
   if (!lock) pruneLocks.set(cm, (lock = pLimit(1)));
   return lock(async () => {
     if (!options.dryRun) await retryPurges(cm);
-    await cm.mu(() => loadAllLocked(cm));
     let deleted = 0;
     let reclaimed = 0;
     const gone = new Removed();
@@ -139,25 +121,26 @@ export async function prune(cm: ManagerContext, policies: readonly PrunePolicy[]
   });
 }
 
-/** Records that are free to delete now (no handles once `gone` records are discounted). */
-function candidates(cm: ManagerContext, policy: PrunePolicy, gone: Removed): CacheRecord[] {
-  const filter = compileFilters(policy.filters);
-  const now = cm.now();
-  const out: CacheRecord[] = [];
-  for (const rec of cm.records.values()) {
-    if (gone.has(rec) || !isRepresentative(rec) || !gone.isFree(rec)) continue;
-    const type = rec.md.recordType;
-    if (!policy.all && (type === 'internal' || type === 'frontend')) continue;
-    const lastUsed = rec.md.lastUsedAt;
-    if (policy.keepDurationMs && lastUsed !== undefined && lastUsed > now - policy.keepDurationMs) continue;
-    if (filter && !filter.match(filterAdaptor(usageOf(rec, false)))) continue;
-    out.push(rec);
+/** Deletes candidates (in batches) and counts what went; returns the candidates it deleted. */
+async function deleteCandidates(
+  cm: ManagerContext,
+  chosen: readonly Candidate[],
+  census: Census,
+  options: PruneOptions,
+  gone: Removed,
+  result: { deleted: number; reclaimed: number },
+): Promise<Candidate[]> {
+  const done: Candidate[] = [];
+  for (let i = 0; i < chosen.length; i += BATCH) {
+    for (const [cand, info] of await deleteBatch(cm, chosen.slice(i, i + BATCH), census, options.dryRun === true, gone)) {
+      done.push(cand);
+      result.deleted++;
+      result.reclaimed += info.size;
+      await options.onDeleted?.(info);
+    }
+    options.signal?.throwIfAborted();
   }
-  return out;
-}
-
-async function sizeOf(rec: CacheRecord): Promise<number> {
-  return recordSize(rec).catch(() => 0);
+  return done;
 }
 
 async function prunePolicy(
@@ -167,86 +150,81 @@ async function prunePolicy(
   gone: Removed,
 ): Promise<PruneResult> {
   compileFilters(policy.filters);
-  const limit = pLimit(8);
   const spaceMode = Boolean(policy.maxUsedSpace || policy.minFreeSpace || policy.reservedSpace);
-  let total = 0;
-  let keep = 0;
-  if (spaceMode) {
-    const all = await cm.mu(() => {
-      const inUse = inUseSet(cm.records.values());
-      return [...cm.records.values()].filter((r) => isRepresentative(r) && !gone.has(r) && !(r.mutable && inUse.has(r)));
-    });
-    const sizes = await Promise.all(all.map((r) => limit(() => sizeOf(r))));
-    total = sizes.reduce((a, b) => a + b, 0);
-    const disk = policy.minFreeSpace
-      ? await (options.diskStat ?? (() => diskStatOf(options.root ?? '/')))()
-      : { total: 0, free: 0 };
-    keep = keepBytes(total, disk, policy);
-  }
-  let deleted = 0;
-  let reclaimed = 0;
-  for (;;) {
-    options.signal?.throwIfAborted();
-    if (spaceMode && total <= keep) break;
-    let chosen = await cm.mu(() => candidates(cm, policy, gone));
-    if (chosen.length === 0) break;
-    const sizes = new Map(await Promise.all(chosen.map((r) => limit(async () => [r, await sizeOf(r)] as const))));
-    if (spaceMode) {
-      const sorted = sortForDeletion(chosen.map((rec) => ({ rec, lastUsedAt: rec.md.lastUsedNs, usageCount: rec.md.usageCount })));
-      chosen = [];
-      let projected = total;
-      for (const { rec } of sorted) {
-        if (projected <= keep) break;
-        chosen.push(rec);
-        projected -= sizes.get(rec) ?? 0;
-      }
-    }
-    let progressed = false;
-    for (let i = 0; i < chosen.length; i += BATCH) {
-      const infos = await deleteBatch(cm, chosen.slice(i, i + BATCH), sizes, options.dryRun === true, gone);
-      for (const info of infos) {
-        progressed = true;
-        deleted++;
-        reclaimed += info.size;
-        total -= info.size;
-        await options.onDeleted?.(info);
-      }
+  const census = await takeCensus(cm, policy, gone, spaceMode);
+  const { candidates, children } = census;
+  const ready = (c: Candidate): boolean => !children.get(c.id);
+  const result = { deleted: 0, reclaimed: 0 };
+  if (!spaceMode) {
+    // Everything that matches goes: depth first, so a freed parent goes while it is still in memory.
+    const stack = [...candidates.values()].filter(ready);
+    while (stack.length > 0) {
       options.signal?.throwIfAborted();
+      const batch = stack.splice(Math.max(0, stack.length - BATCH));
+      for (const cand of await deleteCandidates(cm, batch, census, options, gone, result)) {
+        const parent = cand.parent;
+        const next = parent === undefined ? undefined : candidates.get(parent);
+        if (next && ready(next)) stack.push(next);
+      }
     }
-    if (!progressed) break;
+    return result;
   }
-  return { deleted, reclaimed };
+  const disk = policy.minFreeSpace ? await (options.diskStat ?? (() => diskStatOf(options.root ?? '/')))() : { total: 0, free: 0 };
+  const keep = keepBytes(census.total, disk, policy);
+  let total = census.total;
+  while (total > keep) {
+    options.signal?.throwIfAborted();
+    const sorted = sortForDeletion([...candidates.values()].filter(ready).map((c) => ({ c, lastUsedAt: c.lastUsedNs, usageCount: c.usageCount })));
+    const chosen: Candidate[] = [];
+    let projected = total;
+    for (const { c } of sorted) {
+      if (projected <= keep) break;
+      chosen.push(c);
+      projected -= c.size;
+    }
+    const done = await deleteCandidates(cm, chosen, census, options, gone, result);
+    if (done.length === 0) break;
+    for (const c of done) total -= c.size;
+  }
+  return result;
 }
 
 /** How many records one deletion step takes (their metadata writes share durable batches). */
 const BATCH = 64;
 
 /**
- * Deletes the records that are still free, by the one deletion protocol (deletion.ts): tombstones
- * under the manager lock (committed together), leases and metadata without it, then the parents'
- * handles under it again.
+ * Deletes the candidates that are still free, by the one deletion protocol (deletion.ts):
+ * tombstones under the manager lock (committed together), leases and metadata without it, then
+ * the parents' handles under it again. Counts the deleted records out of their parents' children.
  */
 async function deleteBatch(
   cm: ManagerContext,
-  recs: readonly CacheRecord[],
-  sizes: ReadonlyMap<CacheRecord, number>,
+  cands: readonly Candidate[],
+  census: Census,
   dryRun: boolean,
   gone: Removed,
-): Promise<UsageInfo[]> {
-  const infos: UsageInfo[] = [];
+): Promise<[Candidate, UsageInfo][]> {
+  const out: [Candidate, UsageInfo][] = [];
   const doomed: CacheRecord[] = [];
   await cm.mu(async () => {
-    for (const rec of recs) {
-      if (rec.isDead() || gone.has(rec) || !gone.isFree(rec)) continue;
-      infos.push({ ...usageOf(rec, false), size: sizes.get(rec) ?? 0 });
-      if (dryRun) gone.add(rec);
-      else doomed.push(rec, ...(rec.equalImmutable ? [rec.equalImmutable] : []));
+    for (const cand of cands) {
+      census.candidates.delete(cand.id);
+      if (gone.has(cand.id) || census.children.get(cand.id)) continue;
+      const rec = await loadOrClearLocked(cm, cand.id);
+      if (!rec || !isRepresentative(rec) || !gone.isFree(rec)) continue;
+      out.push([cand, { ...usageOf(rec, false), size: cand.size }]);
+      const twins = rec.equalImmutable ? [rec, rec.equalImmutable] : [rec];
+      for (const r of twins) {
+        const parent = r.md.parent;
+        if (parent) census.children.set(parent, (census.children.get(parent) ?? 1) - 1);
+        if (dryRun) gone.add(r);
+      }
+      if (!dryRun) doomed.push(...twins);
     }
     await tombstone(doomed.map((r) => r.md));
     forgetRecords(cm, doomed);
   });
-  if (doomed.length === 0) return infos;
   await purge(cm, doomed.map((r) => r.id));
-  await cm.mu(() => releaseParentsLocked(doomed));
-  return infos;
+  await lockedThenSweep(cm, () => releaseParentsLocked(doomed));
+  return out;
 }

@@ -38,6 +38,8 @@ export class CacheRecord {
   readonly blobFlight = new FlightGroup<void>();
   readonly variantFlight = new FlightGroup<Descriptor>();
   readonly extractFlight = new FlightGroup<void>();
+  /** How many du or prune passes look at this record outside the manager lock (it stays in memory meanwhile). */
+  pins = 0;
 
   constructor(
     readonly cm: ManagerContext,
@@ -58,6 +60,11 @@ export class CacheRecord {
 
   isDead(): boolean {
     return this.dead || this.equalMutable?.dead === true || this.equalImmutable?.dead === true;
+  }
+
+  /** Whether size, blob, variant or extraction work is in progress. */
+  get busy(): boolean {
+    return this.sizeFlight.size + this.blobFlight.size + this.variantFlight.size + this.extractFlight.size > 0;
   }
 
   /** Whether a live handle other than internal links exists. */

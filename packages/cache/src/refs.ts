@@ -11,6 +11,7 @@ import { recordSize, resetSize } from './size.js';
 import { extractRecord } from './lazy.js';
 import { setBlob, getRemote, getRemotes, type RemoteOptions, type RemotesOptions } from './blobs.js';
 import { commitMutableLocked, releaseMutableLocked } from './lifecycle.js';
+import { lockedThenSweep } from './residency.js';
 
 /** Options of `mount()` / `mounts()`. */
 export interface MountOptions {
@@ -84,7 +85,7 @@ export class ImmutableRef extends RefBase {
   /** Releases this handle; stamps last-used time; the record stays until pruned (see docs). */
   async release(): Promise<void> {
     this.check();
-    await this.rec.cm.mu(() => this.releaseLocked());
+    await lockedThenSweep(this.rec.cm, () => this.releaseLocked());
     this.rec.cm.changed();
   }
 
@@ -100,6 +101,12 @@ export class ImmutableRef extends RefBase {
       if (mutable?.linkHandle) await releaseMutableLocked(mutable, mutable.linkHandle);
       else await rec.dropView();
     });
+  }
+
+  /** @internal Drops this handle without stamping last-used: the record holding it leaves memory. */
+  forgetLocked(): void {
+    this.markReleased();
+    this.rec.refs.delete(this);
   }
 
   /** Bytes used: own snapshot layer (unless lazy) plus blob; computed once and kept. */
@@ -210,9 +217,7 @@ export class MutableRef extends RefBase {
   async release(): Promise<void> {
     const rec = this.check();
     this.markReleased();
-    await rec.cm.mu(() =>
-      rec.lock(() => releaseMutableLocked(rec, this)),
-    );
+    await lockedThenSweep(rec.cm, () => rec.lock(() => releaseMutableLocked(rec, this)));
     rec.cm.changed();
   }
 }

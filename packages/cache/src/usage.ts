@@ -3,7 +3,7 @@
  * record and its equal immutable are one entry), which are in use, and how filters see them.
  */
 import type { CacheRecord } from './records.js';
-import type { RecordType } from './record-metadata.js';
+import type { RecordMetadata, RecordType } from './record-metadata.js';
 
 /** One entry of `diskUsage()` and of prune results, with `buildctl du`'s fields. */
 export interface UsageInfo {
@@ -67,15 +67,19 @@ export function inUseSet(records: Iterable<CacheRecord>): Set<CacheRecord> {
 
 /** The usage entry of a record (size as currently known). */
 export function usageOf(rec: CacheRecord, inUse: boolean): UsageInfo {
-  const md = rec.md;
+  return usageOfMetadata(rec.md, rec.mutable, inUse);
+}
+
+/** The usage entry of a record from its metadata (for a record that is not in memory). */
+export function usageOfMetadata(md: RecordMetadata, mutable: boolean, inUse: boolean): UsageInfo {
   const lastUsed = md.lastUsedAt;
   const parent = md.parent;
   const description = md.description;
   return {
-    id: rec.id,
-    mutable: rec.mutable,
+    id: md.id,
+    mutable,
     inUse,
-    size: rec.mutable && inUse ? 0 : md.size,
+    size: mutable && inUse ? 0 : md.size,
     createdAt: new Date(md.createdAt),
     ...(lastUsed !== undefined ? { lastUsedAt: new Date(lastUsed) } : {}),
     usageCount: md.usageCount,

@@ -14,8 +14,8 @@ export interface ItemHost {
   readonly logger: Logger;
   /** Throws ErrClosed once the store is closing or closed. */
   assertOpen(): void;
-  /** Writes `ops` atomically and durably (group commit); rejects with a typed error. */
-  write(ops: BatchOp[], id: string): Promise<void>;
+  /** Writes `ops` atomically and durably (group commit); resolves with the store's write number. */
+  write(ops: BatchOp[], id: string): Promise<number>;
   /** Registers an operation that `close()` must wait for. */
   track<T>(op: Promise<T>): Promise<T>;
 }
@@ -41,6 +41,8 @@ export const CLEAR = Symbol('clear');
 export const HAS_VALUES = Symbol('hasValues');
 /** Internal accessor of the committed index strings, used by `MetadataStore.search`. */
 export const COMMITTED_INDEXES = Symbol('committedIndexes');
+/** Internal accessor of the store's write number of the item's last write, used by `MetadataStore.evict`. */
+export const WRITTEN_AT = Symbol('writtenAt');
 
 const noop = (): void => {};
 
@@ -62,6 +64,10 @@ export class StorageItem {
   #pending = new Map<string, Change>();
   /** Serialises this item's writes (commit, clear, externals). */
   #tail: Promise<void> = Promise.resolve();
+  /** Writes called and not settled yet. */
+  #writing = 0;
+  /** The store's write number of this item's last write (0: none since it was loaded). */
+  #writtenAt = 0;
 
   /** @internal Use `MetadataStore.get`. */
   constructor(host: ItemHost, id: string, committed: Map<string, Entry>) {
@@ -95,6 +101,11 @@ export class StorageItem {
   /** Whether changes are queued that no `commit()` call has taken yet. */
   get dirty(): boolean {
     return this.#pending.size > 0;
+  }
+
+  /** Whether nothing is queued and no write is in flight (the store may then drop it from memory). */
+  get idle(): boolean {
+    return this.#pending.size === 0 && this.#writing === 0;
   }
 
   /**
@@ -163,7 +174,7 @@ export class StorageItem {
     }
     const value = bytes.slice();
     const op: BatchOp = { type: 'put', key: externalKey(this.id, key), value, valueEncoding: 'view' };
-    return this.#host.track(this.#serial(() => this.#host.write([op], this.id)));
+    return this.#host.track(this.#serial(() => this.#written(this.#host.write([op], this.id))));
   }
 
   /** Removes external value `key`, durably, right away. */
@@ -171,7 +182,7 @@ export class StorageItem {
     this.#host.assertOpen();
     validateName('key', key);
     const op: BatchOp = { type: 'del', key: externalKey(this.id, key) };
-    return this.#host.track(this.#serial(() => this.#host.write([op], this.id)));
+    return this.#host.track(this.#serial(() => this.#written(this.#host.write([op], this.id))));
   }
 
   /**
@@ -200,7 +211,7 @@ export class StorageItem {
         }
         for (const key of indexKeys) ops.push({ type: 'del', key });
         for (const key of await db.keys(itemExternalRange(this.id)).all()) ops.push({ type: 'del', key });
-        await this.#host.write(ops, this.id);
+        await this.#written(this.#host.write(ops, this.id));
         this.#committed = new Map();
         this.#unstage(stage);
       } catch (err) {
@@ -215,6 +226,11 @@ export class StorageItem {
   [HAS_VALUES](): boolean {
     if (this.#pending.size === 0 && this.#stages.length === 0) return this.#committed.size > 0;
     return this.keys().length > 0;
+  }
+
+  /** @internal The store's write number of this item's last write. */
+  [WRITTEN_AT](): number {
+    return this.#writtenAt;
   }
 
   /** @internal The index strings of the committed values. */
@@ -266,7 +282,7 @@ export class StorageItem {
     for (const index of before) if (!after.has(index)) ops.push({ type: 'del', key: indexKey(index, this.id) });
     for (const index of after) if (!before.has(index)) ops.push({ type: 'put', key: indexKey(index, this.id), value: '' });
     try {
-      await this.#host.write(ops, this.id);
+      await this.#written(this.#host.write(ops, this.id));
       this.#committed = next;
       this.#unstage(stage);
     } catch (err) {
@@ -284,9 +300,21 @@ export class StorageItem {
     for (const [k, change] of changes) if (!into.has(k) && !this.#pending.has(k)) into.set(k, change);
   }
 
+  async #written(write: Promise<number>): Promise<void> {
+    this.#writtenAt = await write;
+  }
+
   /** Runs `fn` after every earlier write of this item settled. */
   #serial<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.#tail.then(fn, fn);
+    this.#writing++;
+    const step = async (): Promise<T> => {
+      try {
+        return await fn();
+      } finally {
+        this.#writing--;
+      }
+    };
+    const run = this.#tail.then(step, step);
     this.#tail = run.then(noop, noop);
     return run;
   }

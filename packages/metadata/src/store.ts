@@ -16,7 +16,7 @@ import {
   valueKey,
 } from './keys.js';
 import { openDatabase } from './open.js';
-import { CLEAR, COMMITTED_INDEXES, HAS_VALUES, StorageItem, type ItemHost } from './storage-item.js';
+import { CLEAR, COMMITTED_INDEXES, HAS_VALUES, StorageItem, WRITTEN_AT, type ItemHost } from './storage-item.js';
 import { parseDocument, type DocumentProblem, type Entry } from './values.js';
 
 /** Options of `MetadataStore.open`. */
@@ -41,6 +41,16 @@ const SCAN_BATCH = 1000;
 
 const noop = (): void => {};
 
+/** An `all()` in progress: items evicted after being written past its snapshot must be read again. */
+interface Scan {
+  /** The store's write number when its snapshot was taken. */
+  readonly startSeq: number;
+  /** The last ID it reached. */
+  position: string;
+  /** IDs ahead of it whose snapshot values are out of date. */
+  readonly stale: Set<string>;
+}
+
 /** A store of items (cache records) in a LevelDB directory, one process at a time. */
 export class MetadataStore {
   /** Absolute path of the store directory. */
@@ -49,8 +59,11 @@ export class MetadataStore {
   readonly #logger: Logger;
   readonly #writer: BatchWriter;
   readonly #host: ItemHost;
-  /** Every item handed out; one object per ID while the store is open. */
+  /** Every item in memory; one object per ID until it is evicted. */
   readonly #items = new Map<string, StorageItem>();
+  readonly #scans = new Set<Scan>();
+  /** Number of the last successful write. */
+  #writeSeq = 0;
   readonly #loading = new Map<string, Promise<StorageItem>>();
   readonly #tracked = new Set<Promise<unknown>>();
   #state: 'open' | 'closing' | 'closed' = 'open';
@@ -92,7 +105,7 @@ export class MetadataStore {
   /**
    * The item with `id`, its values loaded with one point read (hence async). An ID without
    * values gives an empty item, created in memory only until something is committed to it.
-   * The same object is returned for the same ID while the store is open.
+   * The same object is returned for the same ID until `evict(id)` drops it.
    */
   async get(id: string): Promise<StorageItem> {
     this.#assertOpen();
@@ -109,10 +122,13 @@ export class MetadataStore {
 
   /**
    * Every item with at least one committed value, in ID order, streamed from one LevelDB
-   * snapshot in batches (items already in memory are yielded as they are in memory).
+   * snapshot in batches (items in memory are yielded as they are in memory, and one evicted
+   * after a later write is read again). Items it reads stay in memory until evicted.
    */
   async *all(): AsyncGenerator<StorageItem, void, undefined> {
     this.#assertOpen();
+    const scan: Scan = { startSeq: this.#writeSeq, position: '', stale: new Set() };
+    this.#scans.add(scan);
     const it = this.#db.iterator(ALL_VALUES_RANGE);
     const read = (): Promise<[string, string][]> => {
       const rows = this.#scan(() => it.nextv(SCAN_BATCH));
@@ -131,18 +147,42 @@ export class MetadataStore {
             this.#logger.warn({ key: dbKey }, 'metadata: skipping malformed value key');
             continue;
           }
+          scan.position = id;
           let item = this.#items.get(id);
           if (item === undefined) {
             const loading = this.#loading.get(id);
-            item = loading !== undefined ? await loading : this.#register(id, this.#parse(id, text));
+            if (loading !== undefined) item = await loading;
+            else if (scan.stale.delete(id)) item = await this.get(id);
+            else item = this.#register(id, this.#parse(id, text));
           }
           if (item[HAS_VALUES]()) yield item;
         }
       }
     } finally {
+      this.#scans.delete(scan);
       if (next !== undefined) await next.catch(noop);
       await it.close();
     }
+  }
+
+  /**
+   * Drops item `id` from memory unless changes are queued on it or a write is in flight; the
+   * next `get(id)` reads it again. Callers must not use an evicted item object any more.
+   * Returns whether the item is out of memory now.
+   */
+  evict(id: string): boolean {
+    const item = this.#items.get(id);
+    if (item === undefined) return !this.#loading.has(id);
+    if (!item.idle) return false;
+    this.#items.delete(id);
+    const writtenAt = item[WRITTEN_AT]();
+    for (const scan of this.#scans) if (writtenAt > scan.startSeq && id > scan.position) scan.stale.add(id);
+    return true;
+  }
+
+  /** How many items are in memory now. */
+  get itemsResident(): number {
+    return this.#items.size;
   }
 
   /** The IDs of every item with committed values, in ID order, read from keys only (nothing is loaded). */
@@ -220,7 +260,7 @@ export class MetadataStore {
     return this.#writer.stats();
   }
 
-  /** How many items were read into memory since open (by get, all or search); each ID counts once. */
+  /** How many items were read into memory since open (by get, all or search); an item read again after eviction counts again. */
   get itemsLoaded(): number {
     return this.#itemsLoaded;
   }
@@ -261,9 +301,10 @@ export class MetadataStore {
     return item;
   }
 
-  async #write(ops: BatchOp[], id: string): Promise<void> {
+  async #write(ops: BatchOp[], id: string): Promise<number> {
     try {
       await this.#writer.write(ops);
+      return ++this.#writeSeq;
     } catch (err) {
       throw this.#dbError(err, `writing item ${id}`, id);
     }

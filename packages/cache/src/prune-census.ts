@@ -1,0 +1,118 @@
+/**
+ * What prune needs to know of every stored record, read in one streamed pass (record ID order, a
+ * batch at a time, so records do not pile up in memory): the records a policy matches, with their
+ * sizes and LRU/LFU keys, and how many live children each record has (a record with children is
+ * not free to delete, whether or not the children are in memory).
+ */
+import pLimit from 'p-limit';
+import type { ManagerContext } from './context.js';
+import type { CacheRecord, Handle } from './records.js';
+import { RecordMetadata } from './record-metadata.js';
+import { recordSize } from './size.js';
+import { compileFilters } from './du.js';
+import { isSettled, loadOrClearLocked, storedBatches } from './load.js';
+import { unpin } from './residency.js';
+import { filterAdaptor, inUseSet, isRepresentative, usageOfMetadata } from './usage.js';
+import type { PrunePolicy } from './prune.js';
+
+/** What prune keeps of a record a policy matches, instead of the record. */
+export interface Candidate {
+  readonly id: string;
+  readonly parent: string | undefined;
+  readonly lastUsedNs: bigint | undefined;
+  readonly usageCount: number;
+  size: number;
+}
+
+/** The records a policy matches, the live children of every record, and the bytes space caps count. */
+export interface Census {
+  readonly candidates: Map<string, Candidate>;
+  readonly children: Map<string, number>;
+  readonly total: number;
+}
+
+/** Records a dry run treats as deleted (by ID), and the handles they held on their parents. */
+export class Removed {
+  private readonly ids = new Set<string>();
+  private readonly handles = new WeakSet<Handle>();
+  has(id: string): boolean {
+    return this.ids.has(id);
+  }
+  add(rec: CacheRecord): void {
+    this.ids.add(rec.id);
+    if (rec.parent) this.handles.add(rec.parent);
+  }
+  /** No live handle on the record (nor on its equal immutable) but those of removed children. */
+  isFree(rec: CacheRecord): boolean {
+    for (const h of rec.refs) if (!this.handles.has(h)) return false;
+    return !(rec.equalImmutable && rec.equalImmutable.refs.size > 0);
+  }
+}
+
+/** Whether a record's metadata matches the policy's type, age and filters. */
+function matcher(cm: ManagerContext, policy: PrunePolicy): (md: RecordMetadata, mutable: boolean) => boolean {
+  const filter = compileFilters(policy.filters);
+  const now = cm.now();
+  return (md, mutable) => {
+    const type = md.recordType;
+    if (!policy.all && (type === 'internal' || type === 'frontend')) return false;
+    const lastUsed = md.lastUsedAt;
+    if (policy.keepDurationMs && lastUsed !== undefined && lastUsed > now - policy.keepDurationMs) return false;
+    return !filter || filter.match(filterAdaptor(usageOfMetadata(md, mutable, false)));
+  };
+}
+
+/** Streams every stored record once and takes the census for `policy`; sizes are computed where unknown. */
+export async function takeCensus(cm: ManagerContext, policy: PrunePolicy, gone: Removed, spaceMode: boolean): Promise<Census> {
+  const candidates = new Map<string, Candidate>();
+  const children = new Map<string, number>();
+  const limit = pLimit(8);
+  const matches = matcher(cm, policy);
+  let total = 0;
+  const inUse = await cm.mu(() => inUseSet(cm.records.values()));
+  for await (const items of storedBatches(cm)) {
+    const unsized: [Candidate | undefined, CacheRecord, boolean][] = [];
+    await cm.mu(async () => {
+      for (const item of items) {
+        if (cm.purging.has(item.id) || gone.has(item.id)) continue;
+        let rec = cm.records.get(item.id);
+        let md = new RecordMetadata(item);
+        const settled = !rec && isSettled(md);
+        if (!rec && !settled) rec = await loadOrClearLocked(cm, item.id);
+        if (rec) {
+          if (rec.isDead()) continue;
+          md = rec.md;
+        } else if (!settled) continue;
+        const parent = md.parent;
+        if (parent) children.set(parent, (children.get(parent) ?? 0) + 1);
+        if (!rec || isRepresentative(rec)) {
+          const mutable = rec?.mutable ?? false;
+          const counted = spaceMode && !(rec && mutable && inUse.has(rec));
+          const cand = matches(md, mutable)
+            ? { id: md.id, parent, lastUsedNs: md.lastUsedNs, usageCount: md.usageCount, size: md.size }
+            : undefined;
+          if (cand) candidates.set(cand.id, cand);
+          if (rec && md.size < 0 && (cand || counted)) {
+            rec.pins++;
+            unsized.push([cand, rec, counted]);
+          } else if (counted) total += md.size;
+        }
+        if (settled) cm.store.evict(item.id);
+      }
+    });
+    try {
+      await Promise.all(
+        unsized.map(([cand, rec, counted]) =>
+          limit(async () => {
+            const size = await recordSize(rec).catch(() => 0);
+            if (cand) cand.size = size;
+            if (counted) total += size;
+          }),
+        ),
+      );
+    } finally {
+      await unpin(cm, unsized.map(([, rec]) => rec));
+    }
+  }
+  return { candidates, children, total };
+}
