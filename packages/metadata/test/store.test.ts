@@ -240,3 +240,51 @@ test('ids() lists stored items in ID order without loading them; each loaded ite
     await cleanup();
   }
 });
+
+test('evict drops idle items only; an evicted item is read again; all() does not bring back values older than a write', async () => {
+  const { dir, cleanup } = await tempDir();
+  const store = await MetadataStore.open(dir, { sync: false });
+  try {
+    for (const id of ['a', 'b', 'c']) {
+      const item = await store.get(id);
+      item.set('v', 1);
+      await item.commit();
+    }
+    assert.equal(store.itemsResident, 3);
+    const a = await store.get('a');
+    a.set('v', 2);
+    assert.equal(store.evict('a'), false, 'queued changes keep an item in memory');
+    const writing = a.commit();
+    assert.equal(store.evict('a'), false, 'a write in flight keeps an item in memory');
+    await writing;
+    assert.equal(store.evict('a'), true);
+    assert.equal(store.evict('a'), true, 'an item not in memory is out of memory');
+    assert.equal(store.itemsResident, 2);
+    const loaded = store.itemsLoaded;
+    const again = await store.get('a');
+    assert.notEqual(again, a);
+    assert.equal(again.get('v'), 2);
+    assert.equal(store.itemsLoaded, loaded + 1, 'reading an evicted item again counts as a load');
+
+    // A scan whose snapshot predates a write to an item it has not reached yet, evicted meanwhile,
+    // yields the written values, not the snapshot's.
+    for (const id of ['a', 'b', 'c']) store.evict(id);
+    const scan = store.all();
+    const first = await scan.next();
+    assert.equal(first.value?.id, 'a');
+    const c = await store.get('c');
+    c.set('v', 3);
+    await c.commit();
+    const b = await store.get('b');
+    await store.clear('b');
+    assert.equal(store.evict('c'), true);
+    assert.equal(store.evict('b'), true);
+    const rest: [string, unknown][] = [];
+    for (let r = await scan.next(); !r.done; r = await scan.next()) rest.push([r.value.id, r.value.get('v')]);
+    assert.deepEqual(rest, [['c', 3]], 'the cleared item is not yielded, the rewritten one has its new value');
+    assert.equal(b.keys().length, 0);
+  } finally {
+    await store.close();
+    await cleanup();
+  }
+});
