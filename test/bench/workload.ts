@@ -65,7 +65,7 @@ async function workload(setup: Setup, n: number, dir: string): Promise<Record<st
       } else parent = imm;
     }
   });
-  await reopen();
+  const [, reopenAfterCreate] = await timed(reopen);
   const [firstCount, firstDu] = await timed(() => countDu(cache));
   const [, warmDu1] = await timed(() => countDu(cache));
   const [, reopenS] = await timed(reopen);
@@ -90,6 +90,7 @@ async function workload(setup: Setup, n: number, dir: string): Promise<Record<st
     n,
     createS: +create.toFixed(3),
     recordsPerS: Math.round(n / create),
+    reopenAfterCreateS: +reopenAfterCreate.toFixed(4),
     firstDuS: +firstDu.toFixed(4),
     duWarmAfterFirstS: +warmDu1.toFixed(4),
     reopenS: +reopenS.toFixed(4),

@@ -48,7 +48,10 @@ export async function loadRecordLocked(cm: ManagerContext, id: string): Promise<
     return known;
   }
   const md = new RecordMetadata(await cm.store.get(id));
-  if (!md.exists) throw new ErrNotFound(`no cache record ${id}`, { details: { id } });
+  if (!md.exists) {
+    cm.store.evict(id);
+    throw new ErrNotFound(`no cache record ${id}`, { details: { id } });
+  }
   if (md.deleted) {
     await clearRecord(cm, id);
     throw new ErrNotFound(`record ${id} was deleted`, { details: { id } });

@@ -225,9 +225,12 @@ export class CacheManager {
       }
       const rec = new CacheRecord(cm, md, true);
       rec.parent = parentRef;
-      await lockedThenSweep(cm, () => cm.records.set(id, rec));
+      const ref = await lockedThenSweep(cm, () => {
+        cm.records.set(id, rec);
+        return new MutableRef(rec, !opts.noUpdateLastUsed, opts.descHandlers ?? NO_HANDLERS);
+      });
       cm.changed();
-      return new MutableRef(rec, !opts.noUpdateLastUsed, opts.descHandlers ?? NO_HANDLERS);
+      return ref;
     } catch (err) {
       await parentRef?.release();
       throw err;

@@ -164,7 +164,10 @@ async function prunePolicy(
       for (const cand of await deleteCandidates(cm, batch, census, options, gone, result)) {
         const parent = cand.parent;
         const next = parent === undefined ? undefined : candidates.get(parent);
-        if (next && ready(next)) stack.push(next);
+        if (next && ready(next)) {
+          candidates.delete(next.id);
+          stack.push(next);
+        }
       }
     }
     return result;

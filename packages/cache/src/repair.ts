@@ -42,7 +42,10 @@ async function storedIds(cm: ManagerContext): Promise<Set<string>> {
 export async function repairOnOpen(cm: ManagerContext): Promise<void> {
   const clean = await markOpen(cm);
   for (const item of await cm.store.search(INDEX_TOMBSTONE)) await clearRecord(cm, item.id);
-  const owned = await cm.backend.leases.list([ownerFilter(cm.owner)]);
+  // After a clean close only temporary leases can be stale: the backend filters them out of the rest.
+  const owned = await cm.backend.leases.list([
+    clean ? `${ownerFilter(cm.owner)},labels."${LABEL_TEMPORARY}"` : ownerFilter(cm.owner),
+  ]);
   const stored = clean ? undefined : await storedIds(cm);
   const stale = owned.filter(
     (lease) => lease.labels[LABEL_TEMPORARY] !== undefined || (stored !== undefined && !stored.has(recordOfLease(lease.id))),
