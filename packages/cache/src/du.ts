@@ -84,12 +84,15 @@ export async function* diskUsage(cm: ManagerContext, options: DiskUsageOptions =
     const rows = await rowsOf(cm, items, inUse);
     const pinned = rows.flatMap((r) => (r.rec ? [r.rec] : []));
     try {
-      const kept = rows.filter((r) => keep(r.info));
-      yield* await Promise.all(
-        kept.map(({ rec, info }) =>
-          info.size >= 0 || !rec ? info : limit(async () => ({ ...info, size: await recordSize(rec).catch(() => 0) })),
-        ),
+      const kept = rows.filter((r) => keep(r.info)).map(({ rec, info }) => ({ rec, info }));
+      await Promise.all(
+        kept.flatMap((row) => {
+          const rec = row.rec;
+          if (row.info.size >= 0 || !rec) return [];
+          return [limit(async () => (row.info = { ...row.info, size: await recordSize(rec).catch(() => 0) }))];
+        }),
       );
+      yield* kept.map((row) => row.info);
     } finally {
       await unpin(cm, pinned);
     }
