@@ -193,7 +193,7 @@ export class CacheManager {
   }
 
   /** A new mutable layer on top of `parent` (finalized and extracted first). */
-  new(parent?: ImmutableRef, opts: RefOptions = {}): Promise<MutableRef> {
+  async new(parent?: ImmutableRef, opts: RefOptions = {}): Promise<MutableRef> {
     const cm = this.check();
     checkOptions(opts);
     return this.creating(this.newRecord(cm, parent, opts));
@@ -265,7 +265,7 @@ export class CacheManager {
    * An immutable (possibly lazy) record for layer blob `desc` on top of `parent`: an existing one
    * with the same blob chain, else a new one that reuses a snapshot with the same chainID.
    */
-  getByBlob(desc: Descriptor, parent?: ImmutableRef, opts: RefOptions = {}): Promise<ImmutableRef> {
+  async getByBlob(desc: Descriptor, parent?: ImmutableRef, opts: RefOptions = {}): Promise<ImmutableRef> {
     const cm = this.check();
     checkOptions(opts);
     return this.creating(this.byBlob(cm, desc, parent, opts));
