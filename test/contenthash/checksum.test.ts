@@ -65,6 +65,17 @@ async function recordOf(cache: CacheManager, spec: Spec): Promise<ImmutableRef> 
   return m.commit();
 }
 
+/** Counts the mounts made through `ref`. */
+function spyMounts(ref: ImmutableRef): { mounts: number } {
+  const counter = { mounts: 0 };
+  const mount = ref.mount.bind(ref);
+  ref.mount = (...args) => {
+    counter.mounts++;
+    return mount(...args);
+  };
+  return counter;
+}
+
 async function writeThrough(m: MutableRef, fn: (root: string) => Promise<void>): Promise<void> {
   const mnt = await m.mount();
   try {
@@ -213,18 +224,26 @@ for (const kind of BACKENDS) {
       await ref.release();
       const cache = await t.reopen();
       const again = await cache.get(id);
-      let mounts = 0;
-      const mount = again.mount.bind(again);
-      again.mount = (...args) => {
-        mounts++;
-        return mount(...args);
-      };
+      const spied = spyMounts(again);
       try {
         assert.equal(await checksum(again, '/'), first);
         assert.equal(await checksum(again, 'src/util/u.go'), await checksumDir(host, { path: 'src/util/u.go' }));
-        assert.equal(mounts, 0, 'answered from the kept checksums');
+        assert.equal(spied.mounts, 0, 'answered from the kept checksums');
+
       } finally {
         await again.release();
+      }
+
+      // a selection completes its base's tree the first time, and is answered from it afterwards
+      for (const [path, options] of [['src', { include: ['**/*.go'] }], ['src', { exclude: ['*.md'] }], ['src/*.go', { wildcard: true }]] as const) {
+        const fresh = await recordOf(cache, TREE);
+        const spied = spyMounts(fresh);
+        const first = await checksum(fresh, path, options);
+        assert.ok(spied.mounts > 0);
+        assert.equal(await checksum(fresh, path, options), first);
+        assert.equal(await checksum(fresh, 'src/util'), await checksumDir(host, { path: 'src/util' }));
+        assert.equal(spied.mounts, 1, `${path} ${JSON.stringify(options)} again, and below its base, mounts nothing`);
+        await fresh.release();
       }
 
       const m = await cache.new(undefined, { retain: true });

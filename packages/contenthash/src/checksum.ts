@@ -10,7 +10,7 @@ import { resolve as resolvePath } from 'node:path';
 import { ErrInvalidArgument, ErrNotFound } from '@buildcache/errdefs';
 import { ImmutableRef, type MutableRef } from '@buildcache/cache';
 import { PatternMatcher, readDockerignore } from './patterns.js';
-import { selectionChecksum, wildcardChecksum, type Selection } from './select.js';
+import { selectionChecksum, wildcardBase, wildcardChecksum, type Selection } from './select.js';
 import { Tree, type Node } from './tree.js';
 
 /** Options of `checksum` and `checksumDir` (BuildKit's ChecksumOpts). */
@@ -54,13 +54,21 @@ function checkOptions(path: unknown, o: ChecksumOptions): void {
   }
 }
 
-/** The checksum of `path` in `tree` by `options`, or undefined when the path does not exist. */
-async function compute(tree: Tree, path: string, o: ChecksumOptions): Promise<string | undefined> {
+/**
+ * The checksum of `path` in `tree` by `options`, or undefined when the path does not exist. With
+ * `whole`, a selection first completes the tree of its base, so that all it reads is remembered.
+ */
+async function compute(tree: Tree, path: string, o: ChecksumOptions, whole: boolean): Promise<string | undefined> {
   const include = o.include?.length ? new PatternMatcher(o.include) : undefined;
   const exclude = o.exclude?.length ? new PatternMatcher(o.exclude) : undefined;
   const sel: Selection = { followLinks: o.followLinks === true, ...(include ? { include } : {}), ...(exclude ? { exclude } : {}) };
+  const selecting = o.wildcard === true || include !== undefined || exclude !== undefined;
+  if (selecting && whole) {
+    const base = await tree.resolve(o.wildcard ? wildcardBase(path) : path, o.wildcard === true);
+    if (base !== undefined) await tree.digest(base);
+  }
   if (o.wildcard) return wildcardChecksum(tree, path, sel);
-  if (include || exclude) return selectionChecksum(tree, path, sel);
+  if (selecting) return selectionChecksum(tree, path, sel);
   const real = await tree.resolve(path, o.followLinks === true);
   return real === undefined ? undefined : (await tree.digest(real))?.d;
 }
@@ -97,7 +105,7 @@ export async function checksum(ref: ImmutableRef | MutableRef, path: string, opt
   });
   let digest: string | undefined;
   try {
-    digest = await compute(tree, path, options);
+    digest = await compute(tree, path, options, keep);
   } finally {
     await mounted?.unmount();
   }
@@ -128,7 +136,7 @@ export async function checksumDir(dir: string, options: ChecksumDirOptions = {})
     ...(hidden && !hidden.empty ? { hidden } : {}),
     ...(options.concurrency ? { concurrency: options.concurrency } : {}),
   });
-  const digest = await compute(tree, path, options);
+  const digest = await compute(tree, path, options, false);
   if (digest === undefined) {
     throw new ErrNotFound(`failed to calculate checksum of ${root}: ${JSON.stringify(path)}: not found`, { details: { path: root } });
   }

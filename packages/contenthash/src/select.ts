@@ -131,6 +131,13 @@ export async function selectionChecksum(tree: Tree, path: string, sel: Selection
   return list.digest(spelled);
 }
 
+/** The leading components of wildcard `pattern` that hold no wildcard (`/` when the first does). */
+export function wildcardBase(pattern: string): string {
+  const parts = cleanPath(pattern).split('/').filter(Boolean);
+  const first = parts.findIndex((c) => GLOB_META.test(c));
+  return '/' + (first < 0 ? parts : parts.slice(0, first)).join('/');
+}
+
 /**
  * The checksum of wildcard `pattern` (Go's path.Match per component): its leading components
  * without wildcards are resolved (links followed), the rest is matched under them; each match is
@@ -141,7 +148,7 @@ export async function wildcardChecksum(tree: Tree, pattern: string, sel: Selecti
   const first = parts.findIndex((c) => GLOB_META.test(c));
   const list = new FileList();
   if (first < 0) return (await selectionChecksum(tree, pattern, sel)) ?? EMPTY_DIGEST;
-  const prefix = '/' + parts.slice(0, first).join('/');
+  const prefix = wildcardBase(pattern);
   const base = await tree.resolve(prefix, true);
   if (base === undefined) return EMPTY_DIGEST;
   const walker = new Walker(tree, sel, list, prefix);
