@@ -80,6 +80,25 @@ async function writeHeader(h: Hash, path: string, st: Stats, t: EntryType, link:
 }
 
 const CHUNK = 1 << 20;
+/** Read buffers, reused (as many as files are read at once). */
+const buffers: Buffer[] = [];
+
+/** Feeds the first `size` bytes of file `path` into `h`. */
+async function hashContent(h: Hash, path: string, size: number): Promise<void> {
+  const fh = await open(path, 'r');
+  const buf = buffers.pop() ?? Buffer.allocUnsafeSlow(CHUNK);
+  try {
+    for (let done = 0; done < size; ) {
+      const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, size - done), null);
+      if (bytesRead === 0) break; // shrank meanwhile
+      h.update(buf.subarray(0, bytesRead));
+      done += bytesRead;
+    }
+  } finally {
+    buffers.push(buf);
+    await fh.close();
+  }
+}
 
 /**
  * The digest of entry `path` that is not a directory (stat `st`): header, then the bytes of a
@@ -89,19 +108,7 @@ export async function entryDigest(path: string, st: Stats, t: EntryType): Promis
   const h = createHash('sha256');
   const link = t === 'l' ? await readlink(path) : '';
   await writeHeader(h, path, st, t, link);
-  if (t === 'f' && st.size > 0) {
-    const fh = await open(path, 'r');
-    try {
-      const buf = Buffer.allocUnsafe(Math.min(CHUNK, st.size));
-      for (;;) {
-        const { bytesRead } = await fh.read(buf, 0, buf.length, null);
-        if (bytesRead === 0) break;
-        h.update(buf.subarray(0, bytesRead));
-      }
-    } finally {
-      await fh.close();
-    }
-  }
+  if (t === 'f' && st.size > 0) await hashContent(h, path, st.size);
   return { digest: `sha256:${h.digest('hex')}`, ...(t === 'l' ? { link } : {}) };
 }
 
