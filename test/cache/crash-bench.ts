@@ -145,6 +145,21 @@ export class CrashBench {
       : openContainerdBackend({ ...this.base.containerd!, logger: silent });
   }
 
+  /** Opens what the worker left (backend and cache) for `fn`, closing both afterwards. */
+  async open<T>(fn: (cache: CacheManager, backend: Backend) => Promise<T>): Promise<T> {
+    const backend = await this.openBackend();
+    try {
+      const cache = await CacheManager.open({ root: this.cacheRoot, backend, logger: silent });
+      try {
+        return await fn(cache, backend);
+      } finally {
+        await cache.close();
+      }
+    } finally {
+      await backend.close();
+    }
+  }
+
   /**
    * Opens what the worker left and checks it; with `pruneAll`, also that `prune --all` leaves no
    * lease and (after GC) no snapshot. Returns how many records there were.

@@ -16,6 +16,9 @@ export interface TestCache {
   close(): Promise<void>;
 }
 
+/** The op key the crash worker's `keys` workload records. */
+export const CRASH_KEY_OP = 'sha256:' + 'ab'.repeat(32);
+
 /** Opens a manager on a new backend of `kind`. */
 export async function openTestCache(kind: BackendKind, extra: Partial<CacheManagerOptions> = {}): Promise<TestCache> {
   const tb = await kind.open();

@@ -28,6 +28,7 @@ import { diskUsage, type DiskUsageOptions } from './du.js';
 import { prune, diskStatOf, type PrunePolicy, type PruneOptions, type PruneResult } from './prune.js';
 import { defaultGCPolicy, GCScheduler, type GCOptions } from './gc.js';
 import type { UsageInfo } from './usage.js';
+import { CacheKeys } from './keys.js';
 
 /** Options of `CacheManager.open`. */
 export interface CacheManagerOptions {
@@ -74,6 +75,7 @@ function initMetadata(md: RecordMetadata, now: number, opts: RefOptions): void {
 export class CacheManager {
   #closed = false;
   #gc: GCScheduler | undefined;
+  #keys: CacheKeys | undefined;
 
   private constructor(
     private readonly cm: ManagerContext,
@@ -139,6 +141,11 @@ export class CacheManager {
   /** Deletes unused records by `policies` (one prune at a time), then collects garbage in the backend. */
   prune(policies: readonly PrunePolicy[] = [{}], options: PruneOptions = {}): Promise<PruneResult> {
     return prune(this.check(), policies, { root: this.root, ...options });
+  }
+
+  /** The cache-key store of build frontends over this cache: result keys → records (keys.ts). */
+  get keys(): CacheKeys {
+    return (this.#keys ??= new CacheKeys(this));
   }
 
   /** @internal Shared state, for du/prune in this package. */

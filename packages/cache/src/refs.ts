@@ -174,6 +174,19 @@ export class ImmutableRef extends RefBase {
     return getRemotes(this.check(), this.descHandlers, options);
   }
 
+  /** A value another package keeps with this record (e.g. content checksums), or undefined; one metadata read. */
+  getExternal(key: string): Promise<Uint8Array | undefined> {
+    return this.check().md.item.getExternal(key);
+  }
+
+  /**
+   * Stores `bytes` as value `key` with this record, durably; it is deleted with the record. The
+   * record's data never changes, so what is derived from it stays true.
+   */
+  setExternal(key: string, bytes: Uint8Array): Promise<void> {
+    return this.check().md.item.setExternal(key, bytes);
+  }
+
   /** @internal */
   get record(): CacheRecord {
     return this.rec;
