@@ -9,13 +9,12 @@ import { readFile, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { pino, type Logger } from 'pino';
 import { resultKey, type CacheManager, type ImmutableRef } from '@buildcache/cache';
+import { checksumDir, PatternMatcher, readDockerignore } from '@buildcache/contenthash';
 import { ErrInvalidArgument, ErrNotFound, BuildcacheError } from '@buildcache/errdefs';
 import type { ContentStore } from '@buildcache/snapshot';
 import { parseDockerfile } from './dockerfile/parse.js';
-import { fromLine, planSteps, SCRATCH_CONFIG, type ImageConfig } from './dockerfile/plan.js';
-import { IgnoreMatcher } from './dockerignore.js';
+import { digestOf, fromLine, planSteps, SCRATCH_CONFIG, type ImageConfig } from './dockerfile/plan.js';
 import { resolveSources, type CopySource } from './copy.js';
-import { checksumSources } from './checksum.js';
 import { exportOCIArchive, imageOf, type BuiltImage } from './image.js';
 import { createProgress, type Progress } from './progress.js';
 import { Runc } from './runc.js';
@@ -129,7 +128,8 @@ export class Frontend {
       load.error(messageOf(err));
       throw err;
     }
-    const ignore = await IgnoreMatcher.load(context);
+    const ignorePatterns = await readDockerignore(context);
+    const ignore = new PatternMatcher(ignorePatterns);
     const from = fromLine(instructions, buildArgs);
     const base = await this.base(from.image);
     const plan = planSteps(instructions, base.config, buildArgs);
@@ -151,7 +151,7 @@ export class Frontend {
           if (step.kind === 'copy') {
             for (const pattern of step.sources) sources.push(...(await resolveSources(context, pattern, ignore)));
             sources = dedupe(sources);
-            inputs.push(await checksumSources(context, sources, ignore));
+            inputs.push(await sourcesChecksum(context, sources, ignorePatterns));
           }
           let ref = req.noCache ? undefined : await this.options.cache.keys.lookup(step.opKey, inputs);
           const cached = ref !== undefined;
@@ -200,6 +200,12 @@ export class Frontend {
       throw new ErrNotFound(`image ${tagged.name}: its layers are no longer in the cache (pruned?); build it again`, { details: { id: tagged.name } });
     }
   }
+}
+
+/** The content checksum of a COPY's sources (one source: its own checksum; several: a digest of the list). */
+async function sourcesChecksum(context: string, sources: readonly CopySource[], dockerignore: string[]): Promise<string> {
+  const sums = await Promise.all(sources.map(async (s) => [s.rel, await checksumDir(context, { path: s.rel, dockerignore })]));
+  return sums.length === 1 ? sums[0]![1]! : digestOf(sums);
 }
 
 function dedupe(sources: CopySource[]): CopySource[] {

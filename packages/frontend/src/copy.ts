@@ -8,7 +8,7 @@ import { chmod, copyFile, lchown, lstat, lutimes, mkdir, readdir, readlink, rm, 
 import { join, posix } from 'node:path';
 import pLimit from 'p-limit';
 import { ErrCopySource } from '@buildcache/errdefs';
-import type { IgnoreMatcher } from './dockerignore.js';
+import type { PatternMatcher } from '@buildcache/contenthash';
 import { scopedPath } from './scoped-path.js';
 import { resolveUser } from './users.js';
 
@@ -32,7 +32,7 @@ function componentRegex(pattern: string): RegExp {
 }
 
 /** The context paths `pattern` names, in order; none → ErrCopySource "not found"; `../x` → outside the context. */
-export async function resolveSources(context: string, pattern: string, ignore: IgnoreMatcher): Promise<CopySource[]> {
+export async function resolveSources(context: string, pattern: string, ignore: PatternMatcher): Promise<CopySource[]> {
   const clean = posix.normalize(pattern.replace(/^\/+/, '')).replace(/\/+$/, '') || '.';
   if (clean === '..' || clean.startsWith('../')) {
     throw new ErrCopySource(`failed to compute cache key: "${pattern}": outside of the build context; COPY can only use files inside the context directory`, {
@@ -57,7 +57,7 @@ export async function resolveSources(context: string, pattern: string, ignore: I
   const out: CopySource[] = [];
   for (const rel of found) {
     const r = rel || '.';
-    if (r !== '.' && ignore.ignores(r)) continue;
+    if (r !== '.' && ignore.matches(r)) continue;
     const st = await lstat(join(context, r)).catch(() => undefined);
     if (st) out.push({ rel: r, isDir: st.isDirectory() });
   }
@@ -73,7 +73,7 @@ export interface CopyRequest {
   readonly dest: string;
   readonly chown?: string;
   readonly chmod?: number;
-  readonly ignore: IgnoreMatcher;
+  readonly ignore: PatternMatcher;
 }
 
 /** Copies into `rootfs` (a mounted, writable snapshot); returns how many entries were written. */
@@ -119,10 +119,10 @@ class TreeWriter {
     const names = (await readdir(join(this.req.context, rel))).sort();
     for (const name of names) {
       const child = rel === '.' ? name : `${rel}/${name}`;
-      if (this.req.ignore.ignores(child) && !this.req.ignore.hasExceptions) continue;
+      if (this.req.ignore.matches(child) && !this.req.ignore.hasNegations) continue;
       const cst = await lstat(join(this.req.context, child));
       if (cst.isDirectory()) await this.tree(child, posix.join(dest, name));
-      else if (!this.req.ignore.ignores(child)) await this.entry(child, posix.join(dest, name));
+      else if (!this.req.ignore.matches(child)) await this.entry(child, posix.join(dest, name));
       if (this.pending.length >= 256) await this.flush();
     }
   }

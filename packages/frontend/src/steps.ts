@@ -7,10 +7,10 @@
 import { mkdir, readdir, rm, writeFile, lstat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { CacheManager, ImmutableRef, MutableRef } from '@buildcache/cache';
+import type { PatternMatcher } from '@buildcache/contenthash';
 import { ErrNotFound, ErrRunFailed } from '@buildcache/errdefs';
 import type { CopySource } from './copy.js';
 import { copyInto } from './copy.js';
-import type { IgnoreMatcher } from './dockerignore.js';
 import type { Step } from './dockerfile/plan.js';
 import type { Runc } from './runc.js';
 import { scopedPath } from './scoped-path.js';
@@ -21,7 +21,7 @@ export interface StepContext {
   readonly cache: CacheManager;
   readonly runc: Runc;
   readonly context: string;
-  readonly ignore: IgnoreMatcher;
+  readonly ignore: PatternMatcher;
   /** Directory of the markers of mutable records in use (`<frontend root>/steps`). */
   readonly markers: string;
   readonly signal?: AbortSignal;
