@@ -4,6 +4,7 @@
  * source copies its contents, a file lands in DEST or in DEST/ when DEST is a directory — keeping
  * modes and modification times, owned by root or by `--chown`.
  */
+import { constants, type Stats } from 'node:fs';
 import { chmod, copyFile, lchown, lstat, lutimes, mkdir, readdir, readlink, rm, symlink, utimes } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import pLimit from 'p-limit';
@@ -104,6 +105,8 @@ class TreeWriter {
   private readonly limit = pLimit(16);
   private readonly pending: Promise<void>[] = [];
   private readonly dirTimes: [string, Date, Date][] = [];
+  /** Host paths of the directories this COPY made sure of, by in-container path. */
+  private readonly dirs = new Map<string, string>();
   private error: unknown;
 
   constructor(
@@ -112,19 +115,34 @@ class TreeWriter {
     private readonly owner: { uid: number; gid: number },
   ) {}
 
-  /** Copies directory `rel`'s contents into `dest`, walking one directory at a time. */
+  /** Copies directory `rel`'s contents into `dest`, one directory listing at a time. */
   async tree(rel: string, dest: string): Promise<void> {
-    const st = await lstat(join(this.req.context, rel));
-    await this.dir(dest, st.mode, st.atime, st.mtime);
-    const names = (await readdir(join(this.req.context, rel))).sort();
-    for (const name of names) {
-      const child = rel === '.' ? name : `${rel}/${name}`;
-      if (this.req.ignore.matches(child) && !this.req.ignore.hasNegations) continue;
-      const cst = await lstat(join(this.req.context, child));
-      if (cst.isDirectory()) await this.tree(child, posix.join(dest, name));
-      else if (!this.req.ignore.matches(child)) await this.entry(child, posix.join(dest, name));
-      if (this.pending.length >= 256) await this.flush();
+    const host = await this.dir(dest, await lstat(join(this.req.context, rel)));
+    const entries = (await readdir(join(this.req.context, rel), { withFileTypes: true })).sort((a, b) => (a.name < b.name ? -1 : 1));
+    for (const e of entries) {
+      const child = rel === '.' ? e.name : `${rel}/${e.name}`;
+      const ignored = this.req.ignore.matches(child);
+      if (e.isDirectory()) {
+        if (!ignored || this.req.ignore.hasNegations) await this.tree(child, posix.join(dest, e.name));
+      } else if (!ignored) {
+        this.queue(child, join(host, e.name), posix.join(dest, e.name));
+        if (this.pending.length >= 256) await this.flush();
+      }
     }
+  }
+
+  /** Copies the non-directory `rel` to `dest`, making its parent directories. */
+  async entry(rel: string, dest: string): Promise<void> {
+    const parent = await this.mkdirs(posix.dirname(dest));
+    this.queue(rel, join(parent, posix.basename(dest)), dest);
+  }
+
+  private queue(rel: string, host: string, dest: string): void {
+    this.pending.push(
+      this.limit(() => this.file(rel, host, dest)).catch((err: unknown) => {
+        this.error ??= err;
+      }),
+    );
   }
 
   private async flush(): Promise<void> {
@@ -132,58 +150,58 @@ class TreeWriter {
     if (this.error !== undefined) throw this.error;
   }
 
-  /** Makes directory `dest` (in-container path) with `mode`, owned by the COPY's owner. */
-  private async dir(dest: string, mode: number, atime: Date, mtime: Date): Promise<void> {
+  /** Makes directory `dest` (in-container path) like the source `st`, owned by the COPY's owner; returns its host path. */
+  private async dir(dest: string, st: Stats): Promise<string> {
     const host = await scopedPath(this.rootfs, dest);
-    const st = await lstat(host).catch(() => undefined);
-    if (st && !st.isDirectory()) await rm(host, { force: true });
-    if (!st?.isDirectory()) await this.mkdirs(posix.dirname(dest)).then(() => mkdir(host));
+    const old = await lstat(host).catch(() => undefined);
+    if (old && !old.isDirectory()) await rm(host, { force: true });
+    if (!old?.isDirectory()) {
+      await this.mkdirs(posix.dirname(dest));
+      await mkdir(host);
+    }
     await lchown(host, this.owner.uid, this.owner.gid);
-    await chmod(host, this.req.chmod ?? mode & 0o7777);
-    this.dirTimes.push([host, atime, mtime]);
+    await chmod(host, this.req.chmod ?? st.mode & 0o7777);
+    this.dirTimes.push([host, st.atime, st.mtime]);
+    this.dirs.set(dest, host);
     this.count++;
+    return host;
   }
 
-  /** Parent directories of a destination: created root-owned 0755 when missing (as Docker does). */
-  private async mkdirs(dir: string): Promise<void> {
+  /** Parent directories of a destination, created root-owned 0755 when missing (as Docker does); returns the host path. */
+  private async mkdirs(dir: string): Promise<string> {
+    const known = this.dirs.get(dir);
+    if (known) return known;
     const host = await scopedPath(this.rootfs, dir);
     const st = await lstat(host).catch(() => undefined);
-    if (st?.isDirectory()) return;
-    if (st) await rm(host, { force: true });
-    await this.mkdirs(posix.dirname(dir));
-    await mkdir(host, { mode: 0o755 }).catch((err: NodeJS.ErrnoException) => {
-      if (err.code !== 'EEXIST') throw err;
-    });
+    if (!st?.isDirectory()) {
+      if (st) await rm(host, { force: true });
+      await this.mkdirs(posix.dirname(dir));
+      await mkdir(host, { mode: 0o755 }).catch((err: NodeJS.ErrnoException) => {
+        if (err.code !== 'EEXIST') throw err;
+      });
+    }
+    this.dirs.set(dir, host);
+    return host;
   }
 
-  /** Copies one non-directory entry `rel` to `dest` (queued; `done()` waits). */
-  async entry(rel: string, dest: string): Promise<void> {
+  /** Copies one file or symlink (other types are not copied) to `host`, replacing what is there but a directory. */
+  private async file(rel: string, host: string, dest: string): Promise<void> {
     const src = join(this.req.context, rel);
     const st = await lstat(src);
-    if (st.isDirectory()) return this.tree(rel, dest);
-    if (!st.isFile() && !st.isSymbolicLink()) return; // sockets, fifos, devices: not copied
-    await this.mkdirs(posix.dirname(dest));
-    const host = await scopedPath(this.rootfs, dest, false);
+    if (!st.isFile() && !st.isSymbolicLink()) return;
     this.count++;
-    this.pending.push(
-      this.limit(async () => {
-        const old = await lstat(host).catch(() => undefined);
-        if (old?.isDirectory()) throw new ErrCopySource(`cannot copy ${rel} to ${dest}: a directory is in the way`, { details: { path: rel } });
-        if (old) await rm(host, { force: true });
-        if (st.isSymbolicLink()) {
-          await symlink(await readlink(src), host);
-          await lchown(host, this.owner.uid, this.owner.gid);
-          await lutimes(host, st.atime, st.mtime);
-          return;
-        }
-        await copyFile(src, host);
-        await lchown(host, this.owner.uid, this.owner.gid);
-        await chmod(host, this.req.chmod ?? st.mode & 0o7777);
-        await utimes(host, st.atime, st.mtime);
-      }).catch((err: unknown) => {
-        this.error ??= err;
-      }),
-    );
+    // Created exclusively: an existing entry, even a symlink, is never written through.
+    const create = st.isSymbolicLink() ? async () => symlink(await readlink(src), host) : () => copyFile(src, host, constants.COPYFILE_EXCL);
+    await create().catch(async (err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EEXIST') throw err;
+      if ((await lstat(host)).isDirectory()) throw new ErrCopySource(`cannot copy ${rel} to ${dest}: a directory is in the way`, { details: { path: rel } });
+      await rm(host, { force: true });
+      await create();
+    });
+    await lchown(host, this.owner.uid, this.owner.gid);
+    if (st.isSymbolicLink()) return lutimes(host, st.atime, st.mtime);
+    await chmod(host, this.req.chmod ?? st.mode & 0o7777);
+    await utimes(host, st.atime, st.mtime);
   }
 
   /** Waits for every queued copy, then sets directory times (children changed them). */
