@@ -60,7 +60,7 @@ describe('buildcache build', () => {
     assert.equal(tty.code, 0, tty.stderr);
     assert.match(tty.stderr, /\[\+\] Building \d+\.\ds \(\d+\/\d+\)/);
     assert.match(tty.stderr, / => CACHED \[2\/2\] RUN echo hello-from-run/);
-    assert.match(tty.stderr, /\x1b\[\d+A/, 'redrawn in place');
+    assert.match(tty.stderr.replaceAll('\u001b', '<ESC>'), /<ESC>\[\d+A/, 'redrawn in place (cursor up)');
   });
 
   test('usage errors and a failing RUN: exit codes and one clear message', async () => {
