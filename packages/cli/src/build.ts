@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { openCache, type OpenCacheOptions } from '@buildcache/cache';
 import { ErrRunFailed } from '@buildcache/errdefs';
-import { createProgress, Frontend, recoverRuntime, type ProgressMode } from '@buildcache/frontend';
+import { createProgress, Frontend, type ProgressMode } from '@buildcache/frontend';
 import { UsageError, type Flags } from './args.js';
 import { EXIT } from './usage.js';
 
@@ -41,7 +41,6 @@ export async function buildCommand(flags: Flags, options: OpenCacheOptions, logg
   const args = buildArgs(flags.buildArgs);
   const runtime = process.env['BUILDCACHE_RUNC'] || undefined;
   const root = join(options.root, 'frontend');
-  await recoverRuntime(root, { logger, ...(runtime ? { runtime } : {}) });
   const opened = await openCache(options);
   const controller = new AbortController();
   const onSignal = (): void => controller.abort();

@@ -69,16 +69,6 @@ function layout(root: string): { runc: string; bundles: string; markers: string;
   return { runc: join(root, 'runc'), bundles: join(root, 'bundles'), markers: join(root, 'steps'), images: join(root, 'images') };
 }
 
-/**
- * Stops and deletes what a killed build left in the runtime (containers of this root, their
- * mounts and bundles). Call it before opening the cache, so no step process still writes.
- */
-export async function recoverRuntime(root: string, options: { runtime?: string; logger?: Logger } = {}): Promise<void> {
-  const dirs = layout(root);
-  const logger = options.logger ?? pino({ level: 'silent' });
-  await new Runc({ stateRoot: dirs.runc, bundleRoot: dirs.bundles, logger, ...(options.runtime ? { runtime: options.runtime } : {}) }).cleanup();
-}
-
 /** Builds Dockerfiles over one cache. */
 export class Frontend {
   private readonly runc: Runc;
@@ -92,7 +82,10 @@ export class Frontend {
     this.tags = new Tags(this.dirs.images);
   }
 
-  /** Opens the frontend: finishes what a killed build left (containers, mounts, unkept step records). */
+  /**
+   * Opens the frontend: finishes what a killed build left (containers, mounts, unkept step records).
+   * Open the cache first: its lock keeps another process's build from being cleaned up as a leftover.
+   */
   static async open(options: FrontendOptions): Promise<Frontend> {
     const fe = new Frontend(options);
     await fe.runc.cleanup();
@@ -156,8 +149,9 @@ export class Frontend {
           let ref = req.noCache ? undefined : await this.options.cache.keys.lookup(step.opKey, inputs);
           const cached = ref !== undefined;
           if (!ref) {
-            ref = await executeStep(sc, step, parent, sources, vertex);
-            await this.options.cache.keys.record(step.opKey, inputs, ref.id, { description: step.text });
+            ref = await executeStep(sc, step, parent, sources, vertex, async (made) => {
+              await this.options.cache.keys.record(step.opKey, inputs, made.id, { description: step.text });
+            });
             executed++;
           }
           parentKey = resultKey(step.opKey, inputs);

@@ -1,4 +1,4 @@
-export { Frontend, recoverRuntime, type FrontendOptions, type BuildRequest, type BuildResult } from './build.js';
+export { Frontend, type FrontendOptions, type BuildRequest, type BuildResult } from './build.js';
 export { createProgress, type Progress, type ProgressMode, type Vertex } from './progress.js';
 export { exportOCIArchive, type BuiltImage } from './image.js';
 export { parseDockerfile, type Instruction } from './dockerfile/parse.js';

@@ -47,13 +47,18 @@ export async function releaseLeftSteps(cache: CacheManager, markers: string): Pr
   return n;
 }
 
-/** Runs `step` over `parent`; resolves with the committed record (the caller keys and releases it). */
+/**
+ * Runs `step` over `parent`, commits it and hands the record to `keep` (which keys it) before the
+ * marker goes, so a crash anywhere leaves the record either keyed or released by the next build.
+ * Resolves with the committed record (the caller releases it).
+ */
 export async function executeStep(
   sc: StepContext,
   step: Step,
   parent: ImmutableRef | undefined,
   sources: readonly CopySource[],
   vertex: Vertex,
+  keep: (ref: ImmutableRef) => Promise<void>,
 ): Promise<ImmutableRef> {
   const ref: MutableRef = await sc.cache.new(parent, { description: step.text });
   const marker = join(sc.markers, ref.id);
@@ -68,6 +73,10 @@ export async function executeStep(
     }
     const imm = await ref.commit();
     committed = true;
+    await keep(imm).catch(async (err: unknown) => {
+      await imm.release();
+      throw err;
+    });
     return imm;
   } finally {
     if (!committed) await ref.release();
