@@ -29,6 +29,12 @@ const OPTIONS = {
   'reserved-space': { type: 'string' },
   'min-free-space': { type: 'string' },
   'dry-run': { type: 'boolean' },
+  file: { type: 'string' },
+  tag: { type: 'string', short: 't' },
+  'no-cache': { type: 'boolean' },
+  progress: { type: 'string' },
+  'build-arg': { type: 'string', multiple: true },
+  output: { type: 'string', short: 'o' },
 } as const;
 
 /** A flag's long name. */
@@ -42,13 +48,20 @@ const COMMAND_FLAGS: Record<string, readonly Name[]> = {
     'max-used-space', 'reserved-space', 'min-free-space', 'dry-run', 'verbose', 'format',
   ],
   demo: [],
+  build: ['file', 'tag', 'no-cache', 'progress', 'build-arg', 'output'],
 };
+/** Commands that take one positional argument (build's CONTEXT). */
+const POSITIONAL: ReadonlySet<string> = new Set(['build']);
 const GLOBAL_FLAGS: readonly Name[] = ['root', 'containerd', 'namespace', 'snapshotter', 'timeout', 'log-level', 'help', 'version'];
 
 /** The flags given, by their long name. */
 export interface Flags {
   readonly strings: ReadonlyMap<Name, string>;
   readonly filters: readonly string[];
+  /** `--build-arg K=V`, in order. */
+  readonly buildArgs: readonly string[];
+  /** Positional arguments after the command. */
+  readonly operands: readonly string[];
   readonly booleans: ReadonlySet<Name>;
 }
 
@@ -66,6 +79,7 @@ export function readArgs(argv: readonly string[]): Args {
   const { tokens } = parseArgs({ args: [...argv], options: OPTIONS, allowPositionals: true, strict: false, tokens: true });
   const strings = new Map<Name, string>();
   const filters: string[] = [];
+  const buildArgs: string[] = [];
   const booleans = new Set<Name>();
   const positionals: string[] = [];
   for (const t of tokens) {
@@ -75,7 +89,8 @@ export function readArgs(argv: readonly string[]): Args {
     }
     if (t.kind !== 'option') continue;
     if (!(t.name in OPTIONS)) throw new UsageError(`unknown flag ${t.rawName}; see buildcache --help`);
-    const name = t.name as Name;
+    // build's -f is --file (docker build's); elsewhere -f is --filter (buildctl's).
+    const name = t.rawName === '-f' && positionals[0] === 'build' ? 'file' : (t.name as Name);
     if (OPTIONS[name].type === 'boolean') {
       if (t.value !== undefined) throw new UsageError(`${flagName(t.rawName)} takes no value (got ${JSON.stringify(t.value)})`);
       booleans.add(name);
@@ -95,6 +110,7 @@ export function readArgs(argv: readonly string[]): Args {
       throw new UsageError(`${flagName(t.rawName)} has an empty value (an unset shell variable?); give a value or leave the flag out`);
     }
     if (name === 'filter') filters.push(t.value);
+    else if (name === 'build-arg') buildArgs.push(t.value);
     else if (strings.has(name) && strings.get(name) !== t.value) throw new UsageError(`--${name} is given twice with different values`);
     else strings.set(name, t.value);
   }
@@ -102,10 +118,10 @@ export function readArgs(argv: readonly string[]): Args {
   if (command !== undefined && command !== 'help') {
     const allowed = COMMAND_FLAGS[command];
     if (!allowed) throw new UsageError(`unknown command ${JSON.stringify(command)}; see buildcache --help`);
-    if (positionals.length > 1) throw new UsageError(`${command}: unexpected argument ${JSON.stringify(positionals[1])}`);
-    for (const name of [...strings.keys(), ...booleans, ...(filters.length ? ['filter' as const] : [])]) {
+    if (positionals.length > (POSITIONAL.has(command) ? 2 : 1)) throw new UsageError(`${command}: unexpected argument ${JSON.stringify(positionals.at(-1))}`);
+    for (const name of [...strings.keys(), ...booleans, ...(filters.length ? ['filter' as const] : []), ...(buildArgs.length ? ['build-arg' as const] : [])]) {
       if (!GLOBAL_FLAGS.includes(name) && !allowed.includes(name)) throw new UsageError(`${command}: unknown flag --${name}; see buildcache --help`);
     }
   }
-  return { command, flags: { strings, filters, booleans } };
+  return { command, flags: { strings, filters, buildArgs, operands: positionals.slice(1), booleans } };
 }

@@ -13,6 +13,7 @@ import {
 import { readArgs, UsageError, type Flags, type Name } from './args.js';
 import { du, pruneCommand } from './commands.js';
 import { demo } from './demo.js';
+import { buildCommand } from './build.js';
 import { canAsk, confirm, Output, Progress } from './terminal.js';
 import { parseDuration, parseSize } from './units.js';
 import { EXIT, USAGE } from './usage.js';
@@ -151,6 +152,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       return EXIT.ok;
     }
     if (command === 'prune') return await prune(flags, options, fmt, out, progress);
+    if (command === 'build') return await buildCommand(flags, options, logger);
     await withCache(options, async (cache) => {
       await demo(cache, out);
       await du(cache, { filters: [], verbose: false, format: 'table' }, out, progress);

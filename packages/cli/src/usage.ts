@@ -19,6 +19,7 @@ Commands:
   du       Show disk usage of the build cache
   prune    Remove unused cache records
   demo     Build a small chain of cache records, export it, and show du
+  build    Build a Dockerfile over the cache: unchanged steps are not run again
 
 Global options:
   --root DIR             cache root (default: $XDG_DATA_HOME/buildcache, else ~/.local/share/buildcache)
@@ -47,6 +48,16 @@ prune options (buildx's spellings in brackets):
   -v, --verbose          one block per record
   --format table|json    output format (default: table; json is one object per deleted record, one per
                          line, then a totals object)
+
+build options: buildcache build [options] CONTEXT
+  -f, --file FILE        the Dockerfile (default: CONTEXT/Dockerfile)
+  -t, --tag NAME         name the image; FROM NAME in a later build starts from it
+  --no-cache             run every step (results are still cached)
+  --progress MODE        plain, tty or auto (default: auto = tty when stderr is a terminal)
+  --build-arg K=V        set a build argument (repeatable; a bare K takes $K)
+  -o, --output FILE      also write the image as an OCI layout tar (ctr images import, docker load)
+  Prints the image's manifest digest. RUN steps run with runc ($BUILDCACHE_RUNC, else runc on PATH),
+  without network, in containers named buildcache-* under <root>/frontend/runc.
 
 Sizes: ${SIZE_RULE.replaceAll('\n', '\n  ')}
   An empty value (e.g. an unset shell variable) is an error, never "no limit".

@@ -1,0 +1,74 @@
+/**
+ * `buildcache build [-f Dockerfile] [-t NAME] [--no-cache] [--progress plain|tty|auto]
+ * [--build-arg K=V] [--output FILE.tar] CONTEXT`: a Dockerfile built over the cache by
+ * `@buildcache/frontend`; progress on stderr, the image's manifest digest on stdout.
+ */
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { openCache, type OpenCacheOptions } from '@buildcache/cache';
+import { ErrRunFailed } from '@buildcache/errdefs';
+import { createProgress, Frontend, type ProgressMode } from '@buildcache/frontend';
+import { UsageError, type Flags } from './args.js';
+import { EXIT } from './usage.js';
+
+/** `--progress`: `auto` is tty when stderr (where progress goes) is a terminal, else plain. */
+function progressMode(value: string | undefined): ProgressMode {
+  const v = value ?? 'auto';
+  if (v === 'plain' || v === 'tty') return v;
+  if (v === 'quiet') return 'quiet';
+  if (v === 'auto') return process.stderr.isTTY ? 'tty' : 'plain';
+  throw new UsageError(`--progress: unknown mode ${JSON.stringify(v)}; use plain, tty or auto`);
+}
+
+/** `--build-arg K=V` (a bare `K` takes K's value from the environment, as docker does). */
+function buildArgs(list: readonly string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const a of list) {
+    const eq = a.indexOf('=');
+    const key = eq < 0 ? a : a.slice(0, eq);
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(key)) throw new UsageError(`--build-arg ${JSON.stringify(a)}: expected NAME=VALUE`);
+    const value = eq < 0 ? process.env[key] : a.slice(eq + 1);
+    if (value !== undefined) out[key] = value;
+  }
+  return out;
+}
+
+/** Runs `build`; returns the exit code. The runtime is `$BUILDCACHE_RUNC` or `runc`. */
+export async function buildCommand(flags: Flags, options: OpenCacheOptions, logger: Logger): Promise<number> {
+  const context = flags.operands[0];
+  if (context === undefined) throw new UsageError('build: missing CONTEXT (the build context directory, e.g. buildcache build .)');
+  const mode = progressMode(flags.strings.get('progress'));
+  const args = buildArgs(flags.buildArgs);
+  const runtime = process.env['BUILDCACHE_RUNC'] || undefined;
+  const root = join(options.root, 'frontend');
+  const opened = await openCache(options);
+  const controller = new AbortController();
+  const onSignal = (): void => controller.abort();
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  try {
+    const frontend = await Frontend.open({ cache: opened.cache, content: opened.backend.content, root, logger, ...(runtime ? { runtime } : {}) });
+    const s = flags.strings;
+    const result = await frontend.build({
+      context,
+      buildArgs: args,
+      progress: createProgress(mode, process.stderr),
+      signal: controller.signal,
+      noCache: flags.booleans.has('no-cache'),
+      ...(s.has('file') ? { dockerfile: s.get('file')! } : {}),
+      ...(s.has('tag') ? { tag: s.get('tag')! } : {}),
+      ...(s.has('output') ? { output: s.get('output')! } : {}),
+    });
+    for (const w of result.warnings) process.stderr.write(`WARNING: ${w}\n`);
+    process.stdout.write(`${result.digest}\n`);
+    return EXIT.ok;
+  } catch (err) {
+    if (!(err instanceof ErrRunFailed)) throw err;
+    process.stderr.write(`buildcache: ${err.message}\n`);
+    return EXIT.failure;
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    await opened.close();
+  }
+}

@@ -1,0 +1,6 @@
+export { Frontend, type FrontendOptions, type BuildRequest, type BuildResult } from './build.js';
+export { createProgress, type Progress, type ProgressMode, type Vertex } from './progress.js';
+export { exportOCIArchive, type BuiltImage } from './image.js';
+export { parseDockerfile, type Instruction } from './dockerfile/parse.js';
+export { CONTAINER_PREFIX } from './runc.js';
+export { normalizeName } from './tags.js';
