@@ -272,7 +272,9 @@ export type Fault =
   /** Forward, but flip one byte of the body (same length: a wrong digest). */
   | { readonly kind: 'corrupt' }
   /** Cut the connection before any answer. */
-  | { readonly kind: 'reset' };
+  | { readonly kind: 'reset' }
+  /** Forward without the Range header (a server that ignores ranges answers 200 with the whole blob). */
+  | { readonly kind: 'ignore-range' };
 
 /** A fault for requests with `method` (any when absent) whose path matches `path`, the next `times` times (default 1). */
 export interface FaultRule {
@@ -289,6 +291,8 @@ export interface FaultProxy {
   readonly url: string;
   /** Every request seen: method, path, the status answered (0 for a cut connection) and the Range header. */
   readonly log: { method: string; path: string; status: number; range?: string }[];
+  /** Most requests seen in flight at once (answered or cut = done). */
+  readonly maxInFlight: number;
   /** Adds a rule; rules are tried in order. */
   inject(rule: FaultRule): void;
   /** Removes all rules that are left. */
@@ -303,6 +307,8 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
   const rules: { method?: string; path?: RegExp; left: number; fault: Fault }[] = [];
   const log: FaultProxy['log'] = [];
   const sockets = new Set<Socket>();
+  let inFlight = 0;
+  let maxInFlight = 0;
 
   const take = (req: IncomingMessage): Fault | undefined => {
     const i = rules.findIndex((r) => (r.method === undefined || r.method === req.method) && (r.path === undefined || r.path.test(req.url ?? '')));
@@ -315,7 +321,11 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
   const handle = (req: IncomingMessage, res: ServerResponse): void => {
     const entry: FaultProxy['log'][number] = { method: req.method ?? '', path: req.url ?? '', status: 0, ...(req.headers.range ? { range: req.headers.range } : {}) };
     log.push(entry);
+    inFlight++;
+    maxInFlight = Math.max(maxInFlight, inFlight);
+    res.once('close', () => inFlight--);
     const fault = take(req);
+    if (fault?.kind === 'ignore-range') delete req.headers.range;
     if (fault?.kind === 'reset') {
       req.socket.destroy();
       return;
@@ -370,11 +380,15 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
     host: `127.0.0.1:${port}`,
     url: `http://127.0.0.1:${port}`,
     log,
+    get maxInFlight() {
+      return maxInFlight;
+    },
     inject: (rule) => {
       rules.push({ ...(rule.method ? { method: rule.method } : {}), ...(rule.path ? { path: rule.path } : {}), left: rule.times ?? 1, fault: rule.fault });
     },
     clear: () => {
       rules.length = 0;
+      maxInFlight = inFlight;
     },
     stop: async () => {
       for (const s of sockets) s.destroy();
