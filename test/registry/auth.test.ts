@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ErrUnauthorized } from '@buildcache/errdefs';
 import { RegistryClient, dockerConfigCredentials, parseChallenge } from '@buildcache/registry';
-import { startRegistry, type TestRegistry } from '../support/registry.js';
+import { startFaultProxy, startRegistry, type TestRegistry } from '../support/registry.js';
 import { collect, configBlob, manifestBytes, randomBlob } from './helpers.js';
 
 async function dockerConfig(dir: string, host: string, user: string, password: string): Promise<void> {
@@ -59,6 +59,10 @@ describe('token auth (Bearer)', () => {
       assert.ok((await client.readAt(repo, layer.descriptor, 10, 10)).equals(layer.bytes.subarray(10, 20)));
       assert.equal(img.descriptor.digest, m.digest);
       assert.equal(client.tokenFetches, pushTokens, 'pulls reuse the cached pull token');
+
+      const mounted = await client.pushBlob(`${reg.host}/secure/other`, layer.descriptor, layer.bytes, { mountFrom: 'secure/app' });
+      assert.equal(mounted.status, 'mounted', 'mount with a token holding pull on the source and push on the target');
+      assert.ok(reg.tokens?.requests.some((r) => r.scopes.includes('repository:secure/app:pull') && r.scopes.includes('repository:secure/other:pull,push')));
 
       const tokenUsers = new Set(reg.tokens?.requests.map((r) => r.user));
       assert.deepEqual([...tokenUsers], ['alice'], 'the token server saw alice’s credentials from config.json');
@@ -113,6 +117,21 @@ describe('basic auth (htpasswd, bcrypt)', () => {
       assert.equal((await alice.pushBlob(repo, blob.descriptor, blob.bytes)).status, 'uploaded');
       assert.ok((await alice.readBlob(repo, blob.descriptor)).equals(blob.bytes));
       assert.equal(alice.tokenFetches, 0);
+
+      // a redirect to another origin (blob storage) never carries the registry's Authorization
+      const front = await startFaultProxy(reg.url);
+      const storage = await startFaultProxy(reg.url);
+      try {
+        const viaFront = `${front.host}/basic/app`;
+        assert.ok((await alice.readBlob(viaFront, blob.descriptor)).equals(blob.bytes));
+        assert.ok(front.log.at(-1)?.authorized, 'the registry itself gets credentials');
+        front.inject({ method: 'GET', path: /\/blobs\//, fault: { kind: 'redirect', origin: storage.url } });
+        await assert.rejects(alice.readBlob(viaFront, blob.descriptor), ErrUnauthorized); // this storage wants auth: refused, not leaked
+        assert.deepEqual(storage.log.map((e) => e.authorized), [false]);
+      } finally {
+        await front.stop();
+        await storage.stop();
+      }
       await assert.rejects(anonymous.headBlob(repo, blob.descriptor.digest), ErrUnauthorized);
       await assert.rejects(wrong.readBlob(repo, blob.descriptor), ErrUnauthorized);
     } finally {

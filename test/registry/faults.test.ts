@@ -160,6 +160,19 @@ describe('registry faults through a proxy', () => {
     assert.ok((await collect(client.fetchBlob(repo, layer.descriptor))).equals(layer.bytes));
   });
 
+  test('blob GETs follow a redirect to another origin, keeping Range', async () => {
+    const storage = await startFaultProxy(reg.url);
+    try {
+      proxy.inject({ method: 'GET', path: /\/blobs\//, times: 2, fault: { kind: 'redirect', origin: storage.url } });
+      assert.ok((await client.readAt(repo, layer.descriptor, 77_777, 4096)).equals(layer.bytes.subarray(77_777, 77_777 + 4096)));
+      assert.ok((await collect(client.fetchBlob(repo, layer.descriptor))).equals(layer.bytes));
+      assert.deepEqual(proxy.log.map((e) => e.status), [307, 307]);
+      assert.deepEqual(storage.log.map((e) => [e.status, e.range]), [[206, 'bytes=77777-81872'], [200, undefined]]);
+    } finally {
+      await storage.stop();
+    }
+  });
+
   test('concurrency is bounded: 12 parallel range reads, at most 2 requests in flight', async () => {
     const two = new RegistryClient({ concurrency: 2 });
     try {

@@ -274,7 +274,9 @@ export type Fault =
   /** Cut the connection before any answer. */
   | { readonly kind: 'reset' }
   /** Forward without the Range header (a server that ignores ranges answers 200 with the whole blob). */
-  | { readonly kind: 'ignore-range' };
+  | { readonly kind: 'ignore-range' }
+  /** Answer 307 to the same path on `origin` (`http://127.0.0.1:PORT`), like a registry sending blobs to storage. */
+  | { readonly kind: 'redirect'; readonly origin: string };
 
 /** A fault for requests with `method` (any when absent) whose path matches `path`, the next `times` times (default 1). */
 export interface FaultRule {
@@ -289,8 +291,8 @@ export interface FaultProxy {
   /** `127.0.0.1:PORT`: use as the registry part of references. */
   readonly host: string;
   readonly url: string;
-  /** Every request seen: method, path, the status answered (0 for a cut connection) and the Range header. */
-  readonly log: { method: string; path: string; status: number; range?: string }[];
+  /** Every request seen: method, path, the status answered (0 for a cut connection), the Range header, whether it carried Authorization. */
+  readonly log: { method: string; path: string; status: number; range?: string; authorized: boolean }[];
   /** Most requests seen in flight at once (answered or cut = done). */
   readonly maxInFlight: number;
   /** Adds a rule; rules are tried in order. */
@@ -319,7 +321,13 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
   };
 
   const handle = (req: IncomingMessage, res: ServerResponse): void => {
-    const entry: FaultProxy['log'][number] = { method: req.method ?? '', path: req.url ?? '', status: 0, ...(req.headers.range ? { range: req.headers.range } : {}) };
+    const entry: FaultProxy['log'][number] = {
+      method: req.method ?? '',
+      path: req.url ?? '',
+      status: 0,
+      ...(req.headers.range ? { range: req.headers.range } : {}),
+      authorized: req.headers.authorization !== undefined,
+    };
     log.push(entry);
     inFlight++;
     maxInFlight = Math.max(maxInFlight, inFlight);
@@ -328,6 +336,12 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
     if (fault?.kind === 'ignore-range') delete req.headers.range;
     if (fault?.kind === 'reset') {
       req.socket.destroy();
+      return;
+    }
+    if (fault?.kind === 'redirect') {
+      req.resume();
+      entry.status = 307;
+      res.writeHead(307, { location: `${fault.origin}${req.url ?? '/'}`, 'content-length': '0' }).end();
       return;
     }
     if (fault?.kind === 'status') {

@@ -19,6 +19,9 @@ import { pushBlob, type BlobSource, type PushBlobOptions, type PushedBlob } from
 import { formatReference, toReference, type Reference } from './reference.js';
 import { responseHeader, Transport } from './transport.js';
 
+/** Manifests larger than this are refused (the spec asks clients to handle at least 4 MB). */
+export const MAX_MANIFEST_BYTES = 32 * 1024 * 1024;
+
 /** Options of a `RegistryClient`; every field has a default. */
 export interface RegistryClientOptions {
   readonly logger?: Logger;
@@ -114,9 +117,7 @@ export class RegistryClient {
       what,
       ...(r.digest ? { digest: r.digest } : {}),
     });
-    const bytes = Buffer.from(await res.body.arrayBuffer().catch((err: unknown) => {
-      throw this.t.wrap(err, { kind: 'manifest', what });
-    }));
+    const bytes = await this.readManifestBody(res.body, what);
     const served = responseHeader(res, 'docker-content-digest');
     const expected = r.digest ?? served;
     const digest = digestOf(bytes, expected?.split(':')[0] ?? 'sha256');
@@ -310,6 +311,25 @@ export class RegistryClient {
   /** Closes the connection pool; the client is unusable afterwards. */
   close(): Promise<void> {
     return this.t.close();
+  }
+
+  /** The body, up to MAX_MANIFEST_BYTES (a larger one is refused, not buffered). */
+  private async readManifestBody(body: AsyncIterable<Buffer> & { destroy(): unknown }, what: string): Promise<Buffer> {
+    const parts: Buffer[] = [];
+    let n = 0;
+    try {
+      for await (const chunk of body) {
+        n += chunk.length;
+        if (n > MAX_MANIFEST_BYTES) {
+          body.destroy();
+          throw new ErrRegistryResponse(`manifest ${what}: larger than ${MAX_MANIFEST_BYTES} bytes`, { details: { reference: what } });
+        }
+        parts.push(chunk);
+      }
+    } catch (err) {
+      throw this.t.wrap(err, { kind: 'manifest', what });
+    }
+    return Buffer.concat(parts);
   }
 
   private blob(ref: string | Reference, digest: string, size?: number): BlobLocation {

@@ -3,7 +3,7 @@
  * manifest resolution by platform, verified blob streams and range reads, blob and manifest
  * pushes, Basic/Bearer auth from Docker's config, retries, typed errors and metrics.
  */
-export { RegistryClient } from './client.js';
+export { RegistryClient, MAX_MANIFEST_BYTES } from './client.js';
 export type { RegistryClientOptions, FetchedManifest, ResolvedImage, RemoteBlob } from './client.js';
 export type { ReadOptions } from './blobs.js';
 export type { BlobSource, PushBlobOptions, PushedBlob } from './push.js';

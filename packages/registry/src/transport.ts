@@ -10,7 +10,7 @@ import type { Logger } from 'pino';
 import { Agent, request, type Dispatcher } from 'undici';
 import {
   ErrDigestMismatch, ErrInvalidArgument, ErrNotFound, ErrOutOfRange, ErrPermissionDenied,
-  ErrRegistryResponse, ErrUnauthorized, ErrUnavailable, type BuildcacheError,
+  ErrRegistryResponse, ErrUnauthorized, ErrUnavailable, BuildcacheError,
 } from '@buildcache/errdefs';
 import { Authorizer, type TokenResponse } from './auth.js';
 import type { Credentials, CredentialsProvider } from './credentials.js';
@@ -59,7 +59,8 @@ const RETRYABLE_CODES = new Set([
 
 /** True for connection-level failures worth another try (reset, refused, timeout, socket closed). */
 export function isRetryableNetworkError(err: unknown): boolean {
-  for (let e: unknown = err; e instanceof Error; e = e.cause) {
+  // a typed error was already decided on (a token fetch that gave up, a digest mismatch)
+  for (let e: unknown = err; e instanceof Error && !(e instanceof BuildcacheError); e = e.cause) {
     const code = (e as { code?: unknown }).code;
     if (typeof code === 'string' && RETRYABLE_CODES.has(code)) return true;
   }
@@ -118,8 +119,9 @@ export class Transport {
         }
         throw this.wrap(err, o);
       }
-      if (o.expect.includes(res.statusCode)) return res;
       const status = res.statusCode;
+      this.opts.logger.debug({ method: o.method, url: o.url.href, status }, 'registry request');
+      if (o.expect.includes(status)) return res;
       if ((status >= 500 || status === 429) && o.idempotent && attempt < this.opts.retries) {
         await res.body.dump();
         this.opts.logger.warn({ status, url: o.url.href, attempt }, 'registry answered an error; retrying');
@@ -132,9 +134,8 @@ export class Transport {
   }
 
   /** Wraps a thrown value: typed errors pass, network failures become `ErrUnavailable`. */
-  wrap(err: unknown, o: Pick<SendOptions, 'kind' | 'what' | 'digest'>): BuildcacheError | unknown {
-    if (err instanceof Error && 'code' in err && typeof err.code === 'string' && err.code.startsWith('ERR_')) return err;
-    if (err instanceof Error && err.name === 'AbortError') return err;
+  wrap(err: unknown, o: Pick<SendOptions, 'kind' | 'what' | 'digest'>): unknown {
+    if (err instanceof BuildcacheError || (err instanceof Error && err.name === 'AbortError')) return err;
     return new ErrUnavailable(`${o.kind} ${o.what}: registry unreachable (${err instanceof Error ? err.message : String(err)})`, {
       cause: err,
       details: { reference: o.what, ...(o.digest ? { digest: o.digest } : {}) },
