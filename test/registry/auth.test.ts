@@ -73,6 +73,25 @@ describe('token auth (Bearer)', () => {
     }
   });
 
+  test('a token the registry stops accepting (401 with a challenge) is fetched again and the request repeated', async () => {
+    const proxy = await startFaultProxy(reg.url);
+    const client = new RegistryClient({ credentials: async () => ({ username: 'alice', password: 'wonderland' }), retryDelayMs: 10 });
+    try {
+      const repo = `${proxy.host}/secure/app`;
+      const layer = await client.resolve(`${repo}:v1`).then((img) => img.manifest.layers[0]);
+      assert.ok(layer);
+      const fetches = client.tokenFetches;
+      const challenge = `Bearer realm="${reg.tokens?.realm ?? ''}",service="${reg.tokens?.service ?? ''}",scope="repository:secure/app:pull",error="invalid_token"`;
+      proxy.inject({ method: 'GET', path: /\/blobs\//, fault: { kind: 'status', status: 401, headers: { 'www-authenticate': challenge } } });
+      assert.equal((await client.readAt(repo, layer, 0, 100)).length, 100);
+      assert.equal(client.tokenFetches, fetches + 1, 'one new token');
+      assert.deepEqual(proxy.log.slice(-2).map((e) => [e.status, e.authorized]), [[401, true], [206, true]]);
+    } finally {
+      await client.close();
+      await proxy.stop();
+    }
+  });
+
   test('anonymous, wrong password, or no push right: ErrUnauthorized naming the reference', async () => {
     const repo = `${reg.host}/secure/app`;
     const blob = randomBlob(100);

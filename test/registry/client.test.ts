@@ -55,6 +55,16 @@ describe('registry client against docker-registry 2.8', () => {
     assert.ok(docker.bytes.equals(m2.bytes));
   });
 
+  test('an empty blob and the 2-byte OCI empty config push and read back', async () => {
+    const repo = `${reg.host}/empty/app`;
+    for (const bytes of [Buffer.alloc(0), Buffer.from('{}')]) {
+      const d = { mediaType: MediaType.OCI_EMPTY, digest: sha(bytes), size: bytes.length };
+      assert.equal((await client.pushBlob(repo, d, bytes)).status, 'uploaded');
+      assert.ok((await client.readBlob(repo, d)).equals(bytes));
+      assert.equal((await client.headBlob(repo, d.digest)).size, bytes.length);
+    }
+  });
+
   test('range reads: readAt and openBlob return exactly the bytes asked for', async () => {
     const repo = `${reg.host}/ranges/app`;
     const blob = randomBlob(1_000_003);

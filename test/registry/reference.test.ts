@@ -61,7 +61,7 @@ test('platforms: architecture names normalised, variants matched, attestations s
   assert.equal(selectPlatform(index, { os: 'windows', architecture: 'amd64' }), undefined);
 });
 
-test('Docker config: auths by host (auth or username/password), Docker Hub key, registry tokens, missing file', async () => {
+test('Docker config: auths by host (auth or username/password), Docker Hub key, registry tokens, credential helpers, missing file', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'bc-dockercfg-'));
   try {
     const provider = dockerConfigCredentials(dir);
@@ -77,6 +77,26 @@ test('Docker config: auths by host (auth or username/password), Docker Hub key, 
     assert.deepEqual(await provider('docker.io'), { username: 'hubuser', password: 'hubpass' });
     assert.deepEqual(await provider('tok.example'), { registryToken: 'abc' });
     assert.equal(await provider('other.example'), undefined);
+    // a credential helper for the host wins over auths; "not found" falls back to auths
+    await writeFile(join(dir, 'docker-credential-bctest'), [
+      '#!/bin/sh',
+      'read host',
+      'if [ "$host" = "helped.example" ]; then echo \'{"ServerURL":"helped.example","Username":"helper-user","Secret":"s3cret"}\'; exit 0; fi',
+      'echo "credentials not found in native keychain"; exit 1',
+      '',
+    ].join('\n'), { mode: 0o755 });
+    await writeFile(join(dir, 'config.json'), JSON.stringify({
+      credsStore: 'bctest',
+      auths: { '127.0.0.1:5000': { auth: Buffer.from('bob:pw').toString('base64') } },
+    }));
+    const savedPath = process.env.PATH;
+    process.env.PATH = `${dir}:${savedPath ?? ''}`;
+    try {
+      assert.deepEqual(await provider('helped.example'), { username: 'helper-user', password: 's3cret' });
+      assert.deepEqual(await provider('127.0.0.1:5000'), { username: 'bob', password: 'pw' });
+    } finally {
+      process.env.PATH = savedPath;
+    }
     await writeFile(join(dir, 'config.json'), '{not json');
     await assert.rejects(provider('127.0.0.1:5000'), ErrInvalidArgument);
   } finally {

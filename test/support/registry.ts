@@ -265,8 +265,8 @@ export async function startRegistry(options: RegistryOptions = {}): Promise<Test
 
 /** What the proxy does to a request that matches a rule. */
 export type Fault =
-  /** Answer this status (with an empty body) without asking the registry. */
-  | { readonly kind: 'status'; readonly status: number }
+  /** Answer this status (with an empty body and `headers`) without asking the registry. */
+  | { readonly kind: 'status'; readonly status: number; readonly headers?: Readonly<Record<string, string>> }
   /** Forward, send headers and the first `afterBytes` body bytes, then cut the connection. */
   | { readonly kind: 'drop'; readonly afterBytes: number }
   /** Forward, but flip one byte of the body (same length: a wrong digest). */
@@ -347,7 +347,7 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
     if (fault?.kind === 'status') {
       req.resume();
       entry.status = fault.status;
-      res.writeHead(fault.status, { 'content-length': '0' }).end();
+      res.writeHead(fault.status, { ...fault.headers, 'content-length': '0' }).end();
       return;
     }
     const up = httpRequest({ host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: req.headers, agent: false }, (ures) => {
