@@ -54,6 +54,15 @@ describe('token auth (Bearer)', () => {
       const pushTokens = client.tokenFetches;
       assert.equal(pushTokens, 2, 'one token for pull (the HEAD before the push), one for pull+push, reused by every later request');
 
+      // a fresh client bounded to one request at a time still gets its token (token requests are not queued behind it)
+      const one = new RegistryClient({ concurrency: 1, credentials: dockerConfigCredentials(dir) });
+      try {
+        const parts = await Promise.all([0, 1, 2].map((i) => one.readAt(repo, layer.descriptor, i * 1000, 1000)));
+        assert.ok(Buffer.concat(parts).equals(layer.bytes.subarray(0, 3000)));
+      } finally {
+        await one.close();
+      }
+
       const img = await client.resolve(`${repo}:v1`);
       assert.ok((await collect(client.fetchBlob(repo, layer.descriptor))).equals(layer.bytes));
       assert.ok((await client.readAt(repo, layer.descriptor, 10, 10)).equals(layer.bytes.subarray(10, 20)));

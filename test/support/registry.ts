@@ -1,17 +1,21 @@
 /**
  * Test registries: Debian's `docker-registry` (distribution 2.8) on 127.0.0.1 with its own config
  * and filesystem storage in a temp dir, stopped by PID; optionally behind token auth (a small
- * JWT token server signing with a throwaway RS256 key/cert) or htpasswd basic auth (bcrypt); and a
- * fault-injecting HTTP proxy to put in front of one.
+ * JWT token server signing with a throwaway RS256 key/cert) or htpasswd basic auth (bcrypt). The
+ * fault-injecting proxy (`fault-proxy.ts`) is re-exported here.
  */
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { createSign, randomUUID } from 'node:crypto';
-import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { createServer as createNetServer, type Socket } from 'node:net';
+import { createServer, request as httpRequest } from 'node:http';
+import { createServer as createNetServer } from 'node:net';
 import { access, constants, mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+
+import { closeServer, listenLoopback } from './fault-proxy.js';
+
+export { startFaultProxy, type Fault, type FaultProxy, type FaultRule } from './fault-proxy.js';
 
 const execFileP = promisify(execFile);
 const REGISTRY_BIN = '/usr/bin/docker-registry';
@@ -58,23 +62,6 @@ export async function freePort(): Promise<number> {
   await new Promise<void>((resolve) => srv.close(() => resolve()));
   if (addr === null || typeof addr === 'string') throw new Error('no port');
   return addr.port;
-}
-
-function listen(server: Server): Promise<number> {
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const a = server.address();
-      resolve(typeof a === 'object' && a !== null ? a.port : 0);
-    });
-  });
-}
-
-function closeServer(server: Server): Promise<void> {
-  return new Promise((resolve) => {
-    server.close(() => resolve());
-    server.closeAllConnections();
-  });
 }
 
 // --- token server ---------------------------------------------------------------------------
@@ -143,7 +130,7 @@ async function startTokenServer(dir: string, users: Readonly<Record<string, stri
     const token = `${header}.${claims}.${b64url(signature)}`;
     res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ token, access_token: token, expires_in: 300, issued_at: new Date().toISOString() }));
   });
-  const port = await listen(server);
+  const port = await listenLoopback(server);
   return { realm: `http://127.0.0.1:${port}/token`, service, issuer, certPath, requests, readOnly, close: () => closeServer(server) };
 }
 
@@ -259,154 +246,4 @@ export async function startRegistry(options: RegistryOptions = {}): Promise<Test
       },
     };
   }
-}
-
-// --- fault proxy ----------------------------------------------------------------------------
-
-/** What the proxy does to a request that matches a rule. */
-export type Fault =
-  /** Answer this status (with an empty body and `headers`) without asking the registry. */
-  | { readonly kind: 'status'; readonly status: number; readonly headers?: Readonly<Record<string, string>> }
-  /** Forward, send headers and the first `afterBytes` body bytes, then cut the connection. */
-  | { readonly kind: 'drop'; readonly afterBytes: number }
-  /** Forward, but flip one byte of the body (same length: a wrong digest). */
-  | { readonly kind: 'corrupt' }
-  /** Cut the connection before any answer. */
-  | { readonly kind: 'reset' }
-  /** Forward without the Range header (a server that ignores ranges answers 200 with the whole blob). */
-  | { readonly kind: 'ignore-range' }
-  /** Answer 307 to the same path on `origin` (`http://127.0.0.1:PORT`), like a registry sending blobs to storage. */
-  | { readonly kind: 'redirect'; readonly origin: string };
-
-/** A fault for requests with `method` (any when absent) whose path matches `path`, the next `times` times (default 1). */
-export interface FaultRule {
-  readonly method?: string;
-  readonly path?: RegExp;
-  readonly times?: number;
-  readonly fault: Fault;
-}
-
-/** A loopback HTTP proxy in front of a registry, injecting faults on demand. */
-export interface FaultProxy {
-  /** `127.0.0.1:PORT`: use as the registry part of references. */
-  readonly host: string;
-  readonly url: string;
-  /** Every request seen: method, path, the status answered (0 for a cut connection), the Range header, whether it carried Authorization. */
-  readonly log: { method: string; path: string; status: number; range?: string; authorized: boolean }[];
-  /** Most requests seen in flight at once (answered or cut = done). */
-  readonly maxInFlight: number;
-  /** Adds a rule; rules are tried in order. */
-  inject(rule: FaultRule): void;
-  /** Removes all rules that are left. */
-  clear(): void;
-  /** Stops listening and cuts open connections (the registry then looks down). */
-  stop(): Promise<void>;
-}
-
-/** Starts a fault proxy to `target` (`http://127.0.0.1:PORT`); Host is passed through so Locations point at the proxy. */
-export async function startFaultProxy(target: string): Promise<FaultProxy> {
-  const upstream = new URL(target);
-  const rules: { method?: string; path?: RegExp; left: number; fault: Fault }[] = [];
-  const log: FaultProxy['log'] = [];
-  const sockets = new Set<Socket>();
-  let inFlight = 0;
-  let maxInFlight = 0;
-
-  const take = (req: IncomingMessage): Fault | undefined => {
-    const i = rules.findIndex((r) => (r.method === undefined || r.method === req.method) && (r.path === undefined || r.path.test(req.url ?? '')));
-    const rule = rules[i];
-    if (rule === undefined) return undefined;
-    if (--rule.left <= 0) rules.splice(i, 1);
-    return rule.fault;
-  };
-
-  const handle = (req: IncomingMessage, res: ServerResponse): void => {
-    const entry: FaultProxy['log'][number] = {
-      method: req.method ?? '',
-      path: req.url ?? '',
-      status: 0,
-      ...(req.headers.range ? { range: req.headers.range } : {}),
-      authorized: req.headers.authorization !== undefined,
-    };
-    log.push(entry);
-    inFlight++;
-    maxInFlight = Math.max(maxInFlight, inFlight);
-    res.once('close', () => inFlight--);
-    const fault = take(req);
-    if (fault?.kind === 'ignore-range') delete req.headers.range;
-    if (fault?.kind === 'reset') {
-      req.socket.destroy();
-      return;
-    }
-    if (fault?.kind === 'redirect') {
-      req.resume();
-      entry.status = 307;
-      res.writeHead(307, { location: `${fault.origin}${req.url ?? '/'}`, 'content-length': '0' }).end();
-      return;
-    }
-    if (fault?.kind === 'status') {
-      req.resume();
-      entry.status = fault.status;
-      res.writeHead(fault.status, { ...fault.headers, 'content-length': '0' }).end();
-      return;
-    }
-    const up = httpRequest({ host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: req.headers, agent: false }, (ures) => {
-      entry.status = ures.statusCode ?? 0;
-      res.writeHead(ures.statusCode ?? 502, ures.headers);
-      let sent = 0;
-      let flipped = false;
-      ures.on('data', (chunk: Buffer) => {
-        if (fault?.kind === 'drop' && sent + chunk.length > fault.afterBytes) {
-          const n = fault.afterBytes - sent;
-          if (n > 0) res.write(chunk.subarray(0, n));
-          entry.status = 0;
-          ures.destroy();
-          // let the partial bytes leave, then cut the connection
-          setImmediate(() => res.socket?.destroy());
-          return;
-        }
-        if (fault?.kind === 'corrupt' && !flipped && chunk.length > 0) {
-          chunk = Buffer.from(chunk);
-          chunk[chunk.length >> 1] = (chunk[chunk.length >> 1] ?? 0) ^ 0xff;
-          flipped = true;
-        }
-        sent += chunk.length;
-        res.write(chunk);
-      });
-      ures.on('end', () => res.end());
-      ures.on('error', () => res.socket?.destroy());
-    });
-    up.on('error', () => {
-      entry.status = 502;
-      if (!res.headersSent) res.writeHead(502).end();
-      else res.socket?.destroy();
-    });
-    req.pipe(up);
-  };
-
-  const server = createServer(handle);
-  server.on('connection', (s: Socket) => {
-    sockets.add(s);
-    s.on('close', () => sockets.delete(s));
-  });
-  const port = await listen(server);
-  return {
-    host: `127.0.0.1:${port}`,
-    url: `http://127.0.0.1:${port}`,
-    log,
-    get maxInFlight() {
-      return maxInFlight;
-    },
-    inject: (rule) => {
-      rules.push({ ...(rule.method ? { method: rule.method } : {}), ...(rule.path ? { path: rule.path } : {}), left: rule.times ?? 1, fault: rule.fault });
-    },
-    clear: () => {
-      rules.length = 0;
-      maxInFlight = inFlight;
-    },
-    stop: async () => {
-      for (const s of sockets) s.destroy();
-      await closeServer(server);
-    },
-  };
 }

@@ -38,6 +38,8 @@ export interface SendOptions {
   readonly what: string;
   readonly digest?: string;
   readonly signal?: AbortSignal;
+  /** A token service request: no registry authorization, not counted against the concurrency bound. */
+  readonly tokenRequest?: boolean;
 }
 
 /** Tunables of the transport (see `RegistryClientOptions`). */
@@ -109,7 +111,7 @@ export class Transport {
     for (let attempt = 0; ; attempt++) {
       let res: Dispatcher.ResponseData;
       try {
-        res = await this.limit(() => this.once(o));
+        res = await (o.tokenRequest ? this.once(o) : this.limit(() => this.once(o)));
       } catch (err) {
         if (o.idempotent && attempt < this.opts.retries && isRetryableNetworkError(err)) {
           this.opts.logger.warn({ err, url: o.url.href, attempt }, 'registry request failed; retrying');
@@ -146,12 +148,14 @@ export class Transport {
     let url = o.url;
     let authRetried = false;
     for (let hops = 0; ; ) {
-      const sameOrigin = url.origin === o.url.origin;
+      const sameOrigin = url.origin === o.url.origin && !o.tokenRequest;
       const authorization = sameOrigin ? await this.auth.header(o.registry, o.scopes, o.what) : undefined;
+      const headers: Record<string, string> = { 'user-agent': this.opts.userAgent, ...o.headers, ...(authorization ? { authorization } : {}) };
+      if (url.origin !== o.url.origin) delete headers.authorization; // never to another host (presigned storage URLs)
       const res = await request(url, {
         method: o.method,
         dispatcher: this.agent,
-        headers: { 'user-agent': this.opts.userAgent, ...o.headers, ...(authorization ? { authorization } : {}) },
+        headers,
         body: o.body ?? null,
         ...(o.signal ? { signal: o.signal } : {}),
       });
@@ -211,40 +215,23 @@ export class Transport {
     return new ErrRegistryResponse(`${o.kind} ${o.what}: unexpected HTTP ${status}${why}`, { details });
   }
 
+  /** GET a token from a realm: retried like any GET, outside the concurrency bound (a bounded request may be waiting for it). */
   private async token(url: URL, creds: Credentials | undefined, what: string): Promise<TokenResponse> {
     const headers: Record<string, string> = {};
     if (creds) headers.authorization = `Basic ${Buffer.from(`${creds.username ?? ''}:${creds.password ?? ''}`).toString('base64')}`;
-    const o = { kind: 'token for', what, idempotent: true } as const;
-    for (let attempt = 0; ; attempt++) {
-      let res: Dispatcher.ResponseData;
-      try {
-        res = await request(url, { method: 'GET', dispatcher: this.agent, headers: { 'user-agent': this.opts.userAgent, ...headers } });
-      } catch (err) {
-        if (attempt < this.opts.retries && isRetryableNetworkError(err)) {
-          await this.backoff(attempt);
-          continue;
-        }
-        throw this.wrap(err, o);
-      }
-      if (res.statusCode === 200) {
-        try {
-          return (await res.body.json()) as TokenResponse;
-        } catch (err) {
-          throw new ErrRegistryResponse(`token for ${what}: ${url.origin}${url.pathname} answered no JSON`, { cause: err, details: { reference: what } });
-        }
-      }
+    const res = await this.send({ method: 'GET', url, registry: url.host, scopes: [], headers, idempotent: true, expect: [200, 401, 403], kind: 'token for', what, tokenRequest: true });
+    const service = `${url.origin}${url.pathname}`;
+    if (res.statusCode !== 200) {
       await res.body.dump();
-      if ((res.statusCode >= 500 || res.statusCode === 429) && attempt < this.opts.retries) {
-        await this.backoff(attempt, responseHeader(res, 'retry-after'));
-        continue;
-      }
-      if (res.statusCode === 401 || res.statusCode === 403) {
-        throw new ErrUnauthorized(
-          `${what}: the token service ${url.origin}${url.pathname} refused ${creds ? `the credentials of ${creds.username ?? ''}` : 'anonymous access'} (HTTP ${res.statusCode}); log in with credentials in $DOCKER_CONFIG/config.json or ~/.docker/config.json`,
-          { details: { reference: what, status: res.statusCode } },
-        );
-      }
-      throw new ErrUnavailable(`token for ${what}: ${url.origin}${url.pathname} answered HTTP ${res.statusCode}`, { details: { reference: what, status: res.statusCode } });
+      throw new ErrUnauthorized(
+        `${what}: the token service ${service} refused ${creds ? `the credentials of ${creds.username ?? ''}` : 'anonymous access'} (HTTP ${res.statusCode}); log in with credentials in $DOCKER_CONFIG/config.json or ~/.docker/config.json`,
+        { details: { reference: what, status: res.statusCode } },
+      );
+    }
+    try {
+      return (await res.body.json()) as TokenResponse;
+    } catch (err) {
+      throw new ErrRegistryResponse(`token for ${what}: ${service} answered no JSON`, { cause: err, details: { reference: what } });
     }
   }
 
