@@ -142,6 +142,13 @@ describe('registry faults through a proxy', () => {
     assert.equal(opened, 2, 'the source factory is called again for the restart');
     assert.equal(proxy.log.filter((e) => e.method === 'POST').length, 2);
     assert.ok((await direct.readBlob(`${reg.host}/faults/app`, chunked.descriptor)).equals(chunked.bytes));
+
+    // a failure after a chunk went in: the session is cancelled at its latest Location (2.8 answers 404 to an older one)
+    proxy.log.length = 0;
+    const third = randomBlob(150_000);
+    proxy.inject({ method: 'PATCH', skip: 1, fault: { kind: 'status', status: 500 } });
+    assert.equal((await client.pushBlob(repo, third.descriptor, third.bytes, { chunkSize: 64 * 1024 })).status, 'uploaded');
+    assert.deepEqual(proxy.log.filter((e) => e.method === 'DELETE').map((e) => e.status), [204]);
   });
 
   test('manifest PUT is retried in place after a 503', async () => {

@@ -40,11 +40,12 @@ export type Fault =
   /** Answer 307 to the same path on `origin` (`http://127.0.0.1:PORT`), like a registry sending blobs to storage. */
   | { readonly kind: 'redirect'; readonly origin: string };
 
-/** A fault for requests with `method` (any when absent) whose path matches `path`, the next `times` times (default 1). */
+/** A fault for requests with `method` (any when absent) whose path matches `path`, the next `times` times (default 1), after letting `skip` of them through. */
 export interface FaultRule {
   readonly method?: string;
   readonly path?: RegExp;
   readonly times?: number;
+  readonly skip?: number;
   readonly fault: Fault;
 }
 
@@ -68,7 +69,7 @@ export interface FaultProxy {
 /** Starts a fault proxy to `target` (`http://127.0.0.1:PORT`); Host is passed through so Locations point at the proxy. */
 export async function startFaultProxy(target: string): Promise<FaultProxy> {
   const upstream = new URL(target);
-  const rules: { method?: string; path?: RegExp; left: number; fault: Fault }[] = [];
+  const rules: { method?: string; path?: RegExp; left: number; skip: number; fault: Fault }[] = [];
   const log: FaultProxy['log'] = [];
   const sockets = new Set<Socket>();
   let inFlight = 0;
@@ -78,6 +79,10 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
     const i = rules.findIndex((r) => (r.method === undefined || r.method === req.method) && (r.path === undefined || r.path.test(req.url ?? '')));
     const rule = rules[i];
     if (rule === undefined) return undefined;
+    if (rule.skip > 0) {
+      rule.skip--;
+      return undefined;
+    }
     if (--rule.left <= 0) rules.splice(i, 1);
     return rule.fault;
   };
@@ -160,7 +165,7 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
       return maxInFlight;
     },
     inject: (rule) => {
-      rules.push({ ...(rule.method ? { method: rule.method } : {}), ...(rule.path ? { path: rule.path } : {}), left: rule.times ?? 1, fault: rule.fault });
+      rules.push({ ...(rule.method ? { method: rule.method } : {}), ...(rule.path ? { path: rule.path } : {}), left: rule.times ?? 1, skip: rule.skip ?? 0, fault: rule.fault });
     },
     clear: () => {
       rules.length = 0;

@@ -80,6 +80,8 @@ async function* inChunks(src: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, 
 
 class Upload {
   private readonly scopes: string[];
+  /** The session's latest Location (each PATCH answers a new one); undefined before POST or after a mount. */
+  current: URL | undefined;
   constructor(private readonly t: Transport, private readonly b: Target) {
     this.scopes = [repositoryScope(b.repository, true)];
   }
@@ -106,7 +108,8 @@ class Upload {
     }
     await res.body.dump();
     if (res.statusCode === 201) return undefined;
-    return this.location(res, url);
+    this.current = this.location(res, url);
+    return this.current;
   }
 
   location(res: Dispatcher.ResponseData, base: URL): URL {
@@ -135,7 +138,7 @@ class Upload {
       if (range !== undefined && range !== `0-${end}`) {
         throw new ErrRegistryResponse(`blob upload ${blobName(this.b)}: after bytes 0-${end} the registry holds ${range}`, { details: { reference: blobName(this.b) } });
       }
-      url = this.location(res, url);
+      url = this.current = this.location(res, url);
       offset = end + 1;
     }
     const close = new URL(url);
@@ -151,11 +154,11 @@ class Upload {
     }
   }
 
-  /** Best effort: DELETE the session so the registry can drop partial data. */
-  async cancel(location: URL | undefined): Promise<void> {
-    if (location === undefined) return;
+  /** Best effort: DELETE the session (at its latest Location) so the registry can drop partial data. */
+  async cancel(): Promise<void> {
+    if (this.current === undefined) return;
     try {
-      const res = await this.t.send(this.req('DELETE', location, [200, 202, 204, 404]));
+      const res = await this.t.send(this.req('DELETE', this.current, [200, 202, 204, 404]));
       await res.body.dump();
     } catch {
       // the registry purges stale uploads itself
@@ -174,10 +177,9 @@ export async function pushBlob(t: Transport, b: Target, source: BlobSource, o: P
   if (await blobExists(t, b)) return { descriptor, status: 'exists' };
   for (let attempt = 0; ; attempt++) {
     const up = new Upload(t, b);
-    let location: URL | undefined;
     let bad: ErrDigestMismatch | undefined;
     try {
-      location = await up.start(o.mountFrom);
+      const location = await up.start(o.mountFrom);
       if (location === undefined) return { descriptor, status: 'mounted' };
       const body = source instanceof Uint8Array ? source : checked(source(), b, (e) => (bad = e));
       if (o.chunkSize !== undefined && o.chunkSize > 0 && b.size > o.chunkSize) {
@@ -188,7 +190,7 @@ export async function pushBlob(t: Transport, b: Target, source: BlobSource, o: P
       pushedBytes.inc(b.size);
       return { descriptor, status: 'uploaded' };
     } catch (err) {
-      await up.cancel(location);
+      await up.cancel();
       if (bad !== undefined) throw bad;
       if (!(err instanceof ErrUnavailable) || attempt >= t.retries) throw err;
       logger.warn({ err, blob: blobName(b), attempt }, 'blob upload failed; starting it again');
