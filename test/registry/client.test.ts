@@ -65,6 +65,17 @@ describe('registry client against docker-registry 2.8', () => {
     }
   });
 
+  test('an OCI manifest without a mediaType field is typed by its Content-Type', async () => {
+    const repo = `${reg.host}/untyped/app`;
+    const config = configBlob();
+    await client.pushBlob(repo, config.descriptor, config.bytes);
+    const bytes = Buffer.from(JSON.stringify({ schemaVersion: 2, config: config.descriptor, layers: [] }));
+    await client.pushManifest(`${repo}:v1`, bytes, MediaType.OCI_MANIFEST);
+    const got = await client.getManifest(`${repo}:v1`);
+    assert.equal(got.descriptor.mediaType, MediaType.OCI_MANIFEST);
+    assert.equal(got.descriptor.digest, sha(bytes));
+  });
+
   test('range reads: readAt and openBlob return exactly the bytes asked for', async () => {
     const repo = `${reg.host}/ranges/app`;
     const blob = randomBlob(1_000_003);

@@ -11,13 +11,13 @@ import { blobExists, blobStream, headBlob, readRange, type BlobLocation, type Re
 import { dockerConfigCredentials, type CredentialsProvider } from './credentials.js';
 import { assertDigest, digestOf } from './digest.js';
 import {
-  MANIFEST_TYPES, defaultPlatform, formatPlatform, isIndexType, selectPlatform,
+  MANIFEST_TYPES, MediaType, defaultPlatform, formatPlatform, isIndexType, selectPlatform,
   type Descriptor, type ImageIndex, type ImageManifest, type Platform,
 } from './manifest.js';
 import { resolveSeconds } from './metrics.js';
 import { pushBlob, type BlobSource, type PushBlobOptions, type PushedBlob } from './push.js';
 import { formatReference, toReference, type Reference } from './reference.js';
-import { responseHeader, Transport } from './transport.js';
+import { responseHeader, Transport, type SendOptions } from './transport.js';
 
 /** Manifests larger than this are refused (the spec asks clients to handle at least 4 MB). */
 export const MAX_MANIFEST_BYTES = 32 * 1024 * 1024;
@@ -103,24 +103,16 @@ export class RegistryClient {
   async getManifest(ref: string | Reference): Promise<FetchedManifest> {
     const r = toReference(ref);
     const what = formatReference(r);
-    const tagOrDigest = r.digest ?? r.tag;
-    if (tagOrDigest === undefined) throw new ErrInvalidArgument(`manifest ${what}: the reference needs a tag or a digest`, { details: { reference: what } });
-    const res = await this.t.send({
-      method: 'GET',
-      url: this.t.url(r.registry, `${r.repository}/manifests/${tagOrDigest}`),
-      registry: r.registry,
-      scopes: [repositoryScope(r.repository)],
-      headers: { accept: MANIFEST_TYPES.join(', ') },
-      idempotent: true,
-      expect: [200],
-      kind: 'manifest',
-      what,
-      ...(r.digest ? { digest: r.digest } : {}),
-    });
+    const res = await this.t.send(this.manifestRequest('GET', r, what));
     const bytes = await this.readManifestBody(res.body, what);
     const served = responseHeader(res, 'docker-content-digest');
     const expected = r.digest ?? served;
-    const digest = digestOf(bytes, expected?.split(':')[0] ?? 'sha256');
+    try {
+      if (expected !== undefined) assertDigest(expected, what);
+    } catch (err) {
+      throw new ErrRegistryResponse(`manifest ${what}: the registry sent a malformed Docker-Content-Digest ${JSON.stringify(served)}`, { cause: err, details: { reference: what } });
+    }
+    const digest = digestOf(bytes, expected?.split(':')[0]);
     if (expected !== undefined && digest !== expected) {
       throw new ErrDigestMismatch(`manifest ${what}: the bytes served hash to ${digest}, expected ${expected}`, { details: { reference: what, digest: expected } });
     }
@@ -130,10 +122,12 @@ export class RegistryClient {
     } catch (err) {
       throw new ErrRegistryResponse(`manifest ${what}: not JSON`, { cause: err, details: { reference: what, digest } });
     }
-    const contentType = responseHeader(res, 'content-type')?.split(';')[0]?.trim();
-    const mediaType = manifest.mediaType ?? (contentType && contentType !== 'application/json' ? contentType : undefined);
-    if (mediaType === undefined || !MANIFEST_TYPES.includes(mediaType) || (manifest.mediaType !== undefined && contentType !== undefined && MANIFEST_TYPES.includes(contentType) && contentType !== manifest.mediaType)) {
-      throw new ErrRegistryResponse(`manifest ${what}: unsupported or inconsistent media type (Content-Type ${contentType ?? 'none'}, body ${manifest.mediaType ?? 'none'}); supported: ${MANIFEST_TYPES.join(', ')}`, {
+    const contentType = responseHeader(res, 'content-type')?.split(';')[0]?.trim() ?? '';
+    const typed = MANIFEST_TYPES.includes(contentType) ? contentType : undefined;
+    // OCI makes the body's mediaType optional: then the Content-Type, else the shape, tells
+    const mediaType = manifest.mediaType ?? typed ?? ('manifests' in manifest ? MediaType.OCI_INDEX : 'config' in manifest ? MediaType.OCI_MANIFEST : undefined);
+    if (mediaType === undefined || !MANIFEST_TYPES.includes(mediaType) || (typed !== undefined && typed !== mediaType)) {
+      throw new ErrRegistryResponse(`manifest ${what}: unsupported or inconsistent media type (Content-Type ${contentType || 'none'}, body ${manifest.mediaType ?? 'none'}); supported: ${MANIFEST_TYPES.join(', ')}`, {
         details: { reference: what, digest },
       });
     }
@@ -144,17 +138,7 @@ export class RegistryClient {
   async headManifest(ref: string | Reference): Promise<Descriptor> {
     const r = toReference(ref);
     const what = formatReference(r);
-    const res = await this.t.send({
-      method: 'HEAD',
-      url: this.t.url(r.registry, `${r.repository}/manifests/${r.digest ?? r.tag ?? ''}`),
-      registry: r.registry,
-      scopes: [repositoryScope(r.repository)],
-      headers: { accept: MANIFEST_TYPES.join(', ') },
-      idempotent: true,
-      expect: [200],
-      kind: 'manifest',
-      what,
-    });
+    const res = await this.t.send(this.manifestRequest('HEAD', r, what));
     await res.body.dump();
     const digest = responseHeader(res, 'docker-content-digest') ?? r.digest;
     const size = Number(responseHeader(res, 'content-length'));
@@ -311,6 +295,23 @@ export class RegistryClient {
   /** Closes the connection pool; the client is unusable afterwards. */
   close(): Promise<void> {
     return this.t.close();
+  }
+
+  private manifestRequest(method: 'GET' | 'HEAD', r: Reference, what: string): SendOptions {
+    const tagOrDigest = r.digest ?? r.tag;
+    if (tagOrDigest === undefined) throw new ErrInvalidArgument(`manifest ${what}: the reference needs a tag or a digest`, { details: { reference: what } });
+    return {
+      method,
+      url: this.t.url(r.registry, `${r.repository}/manifests/${tagOrDigest}`),
+      registry: r.registry,
+      scopes: [repositoryScope(r.repository)],
+      headers: { accept: MANIFEST_TYPES.join(', ') },
+      idempotent: true,
+      expect: [200],
+      kind: 'manifest',
+      what,
+      ...(r.digest ? { digest: r.digest } : {}),
+    };
   }
 
   /** The body, up to MAX_MANIFEST_BYTES (a larger one is refused, not buffered). */
