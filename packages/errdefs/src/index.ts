@@ -7,6 +7,7 @@
 import { BuildcacheError } from './base.js';
 
 export * from './base.js';
+export * from './registry.js';
 
 // --- containerd errdefs (also produced by the embedded backend) -------------------------
 
