@@ -4,8 +4,11 @@
  * snapshot key, path, gRPC method) travels in `details`.
  */
 
-export { BuildcacheError, type ErrorDetails, type ErrorOptions } from './base.js';
 import { BuildcacheError } from './base.js';
+
+export * from './base.js';
+export * from './registry.js';
+export * from './estargz.js';
 
 // --- containerd errdefs (also produced by the embedded backend) -------------------------
 
@@ -60,4 +63,3 @@ export class ErrNoBlobs extends BuildcacheError { readonly code = 'ERR_NO_BLOBS'
 export class ErrNeedsRemoteProvider extends BuildcacheError { readonly code = 'ERR_NEEDS_REMOTE_PROVIDER'; }
 /** A layer would sit deeper in its chain than the layer store allows (Docker's 125). */
 export class ErrMaxDepthExceeded extends BuildcacheError { readonly code = 'ERR_MAX_DEPTH_EXCEEDED'; }
-export * from './estargz.js';
