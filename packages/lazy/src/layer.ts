@@ -39,6 +39,7 @@ export class LazyLayer {
   private prefetchDone = false;
   private completeDone = false;
   private tarIndex: Promise<TarIndex> | undefined;
+  private verifying: Promise<void> | undefined;
   /** Aborted when the layer is forgotten: stops background work. */
   readonly stop = new AbortController();
 
@@ -160,8 +161,18 @@ export class LazyLayer {
     return this.fetchingAll;
   }
 
-  /** The blob's bytes in order (fetching what is missing in the foreground): what extraction reads. */
-  stream(options: { signal?: AbortSignal } = {}): AsyncGenerator<Buffer> {
-    return this.blob.stream(options);
+  /**
+   * The blob's bytes in order (fetching what is missing in the foreground): what extraction reads.
+   * An eStargz layer has every chunk checked against its TOC digest first, so that a corrupt chunk
+   * fails before anything is applied.
+   */
+  async *stream(options: { signal?: AbortSignal } = {}): AsyncGenerator<Buffer> {
+    if (this.reader) {
+      this.verifying ??= (async () => {
+        for (const { node, chunk } of this.reader!.chunks) await this.reader!.readChunk(node, chunk, options);
+      })();
+      await this.verifying;
+    }
+    yield* this.blob.stream(options);
   }
 }
