@@ -10,6 +10,8 @@ const sha = (b: Buffer): string => `sha256:${createHash('sha256').update(b).dige
 export interface LayerBlob {
   readonly bytes: Buffer;
   readonly estargz?: ConvertResult;
+  /** The diffID, when the bytes cannot be gunzipped to find it (a corrupt blob). */
+  readonly diffID?: string;
 }
 
 /** Pushes `layers` (base first) with a minimal config and an OCI manifest to `target`; returns the layer descriptors. */
@@ -25,7 +27,7 @@ export async function pushLayers(client: RegistryClient, target: string, layers:
     };
     await client.pushBlob(target, desc, l.bytes);
     descs.push(desc);
-    diffIDs.push(sha(gunzipSync(l.bytes)));
+    diffIDs.push(l.diffID ?? sha(gunzipSync(l.bytes)));
   }
   const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: diffIDs } }));
   const configDesc = { mediaType: MediaType.OCI_CONFIG, digest: sha(config), size: config.length };
