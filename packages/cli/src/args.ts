@@ -29,6 +29,8 @@ const OPTIONS = {
   'reserved-space': { type: 'string' },
   'min-free-space': { type: 'string' },
   'dry-run': { type: 'boolean' },
+  lazy: { type: 'boolean' },
+  compression: { type: 'string' },
 } as const;
 
 /** A flag's long name. */
@@ -42,7 +44,12 @@ const COMMAND_FLAGS: Record<string, readonly Name[]> = {
     'max-used-space', 'reserved-space', 'min-free-space', 'dry-run', 'verbose', 'format',
   ],
   demo: [],
+  pull: ['lazy'],
+  cat: [],
+  push: ['compression'],
 };
+/** The positional arguments each command takes (after its name), as shown in usage errors. */
+const COMMAND_ARGS: Record<string, readonly string[]> = { pull: ['REF'], cat: ['REF', 'PATH'], push: ['RECORD', 'REF'] };
 const GLOBAL_FLAGS: readonly Name[] = ['root', 'containerd', 'namespace', 'snapshotter', 'timeout', 'log-level', 'help', 'version'];
 
 /** The flags given, by their long name. */
@@ -56,6 +63,8 @@ export interface Flags {
 export interface Args {
   readonly command: string | undefined;
   readonly flags: Flags;
+  /** The command's positional arguments (see COMMAND_ARGS). */
+  readonly args: readonly string[];
 }
 
 const flagName = (raw: string): string => (raw.startsWith('--') ? raw : `${raw} (--${longOf(raw)})`);
@@ -102,10 +111,12 @@ export function readArgs(argv: readonly string[]): Args {
   if (command !== undefined && command !== 'help') {
     const allowed = COMMAND_FLAGS[command];
     if (!allowed) throw new UsageError(`unknown command ${JSON.stringify(command)}; see buildcache --help`);
-    if (positionals.length > 1) throw new UsageError(`${command}: unexpected argument ${JSON.stringify(positionals[1])}`);
+    const wanted = COMMAND_ARGS[command] ?? [];
+    if (positionals.length > wanted.length + 1) throw new UsageError(`${command}: unexpected argument ${JSON.stringify(positionals[wanted.length + 1])}`);
+    if (positionals.length < wanted.length + 1) throw new UsageError(`${command}: missing ${wanted.slice(positionals.length - 1).join(' ')}; usage: buildcache ${command} ${wanted.join(' ')}`);
     for (const name of [...strings.keys(), ...booleans, ...(filters.length ? ['filter' as const] : [])]) {
       if (!GLOBAL_FLAGS.includes(name) && !allowed.includes(name)) throw new UsageError(`${command}: unknown flag --${name}; see buildcache --help`);
     }
   }
-  return { command, flags: { strings, filters, booleans } };
+  return { command, flags: { strings, filters, booleans }, args: positionals.slice(1) };
 }

@@ -19,6 +19,10 @@ Commands:
   du       Show disk usage of the build cache
   prune    Remove unused cache records
   demo     Build a small chain of cache records, export it, and show du
+  pull REF             Record an image's layers in the cache (eStargz layers lazily); fetch, verify,
+                       store and extract them unless --lazy
+  cat REF PATH         Print one file of a remote image, fetching only its chunks from eStargz layers
+  push RECORD REF      Push a record's chain to a registry as an OCI image (minimal config)
 
 Global options:
   --root DIR             cache root (default: $XDG_DATA_HOME/buildcache, else ~/.local/share/buildcache)
@@ -47,6 +51,12 @@ prune options (buildx's spellings in brackets):
   -v, --verbose          one block per record
   --format table|json    output format (default: table; json is one object per deleted record, one per
                          line, then a totals object)
+
+pull options:
+  --lazy                 only record the layers (reads footers and TOCs); fetch nothing else
+
+push options:
+  --compression C        gzip (default), zstd, uncompressed, or estargz (lazily pullable layers)
 
 Sizes: ${SIZE_RULE.replaceAll('\n', '\n  ')}
   An empty value (e.g. an unset shell variable) is an error, never "no limit".
