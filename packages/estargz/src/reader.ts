@@ -39,7 +39,7 @@ export interface OpenOptions {
   readonly verify?: boolean;
   /** Largest TOC accepted, compressed and uncompressed (default 64 MiB). */
   readonly maxTocSize?: number;
-  /** Bytes read from the end of the blob by the first request (default 64 KiB; the TOC is often inside). */
+  /** Bytes read from the end of the blob by the first request (default 512 KiB: the TOC of most layers is inside). */
   readonly tailSize?: number;
   readonly signal?: AbortSignal;
 }
@@ -65,7 +65,7 @@ async function readTocBytes(r: RangeReader, name: string, options: OpenOptions):
   const signal = options.signal;
   const maxToc = options.maxTocSize ?? DEFAULT_MAX_TOC_SIZE;
   if (r.size < FOOTER_SIZE - 4) throw new ErrNotEstargz(`blob ${name} (${r.size} bytes) is too small to be eStargz`, { details: { digest: name } });
-  const tailLen = Math.min(r.size, Math.max(options.tailSize ?? 64 * 1024, FOOTER_SIZE));
+  const tailLen = Math.min(r.size, Math.max(options.tailSize ?? 512 * 1024, FOOTER_SIZE));
   const tail = await r.readAt(r.size - tailLen, tailLen, signal ? { signal } : {});
   const footer = parseFooter(tail);
   if (!footer) throw new ErrNotEstargz(`blob ${name} has no eStargz or stargz footer`, { details: { digest: name } });

@@ -139,14 +139,17 @@ export class LazyLayer {
   }
 
   /**
-   * Fetches the rest of the blob in `pieceSize` pieces through `limit` (shared by every layer),
-   * each piece waiting while foreground reads are in flight, then verifies the blob digest; once.
+   * Fetches the rest of the blob, then verifies the blob digest; once. With less than half of it
+   * local, one streaming read (one slot of `limit`) fetches it all; else the missing parts come in
+   * `pieceSize` range reads through `limit` (shared by every layer). Either waits while foreground
+   * reads are in flight.
    */
   fetchAll(limit: LimitFunction, pieceSize: number): Promise<void> {
     this.fetchingAll ??= (async () => {
       await this.prefetch();
+      const streamed = this.blob.bytesPresent < this.blob.size / 2 && (await limit(() => this.blob.fillByStream(this.stop.signal)));
       const pieces: Promise<void>[] = [];
-      for (let at = 0; at < this.blob.size; at += pieceSize) {
+      for (let at = 0; !streamed && at < this.blob.size; at += pieceSize) {
         const end = Math.min(at + pieceSize, this.blob.size);
         pieces.push(limit(() => {
           this.stop.signal.throwIfAborted();

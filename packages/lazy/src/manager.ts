@@ -10,10 +10,10 @@ import pLimit, { type LimitFunction } from 'p-limit';
 import { pino, type Logger } from 'pino';
 import { ErrNotEstargz } from '@buildcache/errdefs';
 import { FlightGroup } from '@buildcache/cache';
-import { EstargzReader, TOC_DIGEST_ANNOTATION, type RangeReader } from '@buildcache/estargz';
+import { EstargzReader, TOC_DIGEST_ANNOTATION } from '@buildcache/estargz';
 import type { Descriptor } from '@buildcache/snapshot';
 import { LazyLayer, type LayerState } from './layer.js';
-import { Priority, SparseBlob } from './sparse-blob.js';
+import { Priority, SparseBlob, type RemoteSource } from './sparse-blob.js';
 
 /** Options of a LayerManager. */
 export interface LayerManagerOptions {
@@ -53,7 +53,7 @@ export class LayerManager {
    * digest annotation, or any footer when verification is off) is read lazily; any other is
    * fetched whole on first read.
    */
-  async use(ref: string, desc: Descriptor, remote: () => Promise<RangeReader> | RangeReader, options: { signal?: AbortSignal } = {}): Promise<LazyLayer> {
+  async use(ref: string, desc: Descriptor, remote: () => Promise<RemoteSource> | RemoteSource, options: { signal?: AbortSignal } = {}): Promise<LazyLayer> {
     let layer = this.layers.get(desc.digest);
     if (!layer) {
       layer = await this.flight.do(desc.digest, async (signal) => this.layers.get(desc.digest) ?? this.resolve(ref, desc, await remote(), signal), options);
@@ -66,7 +66,7 @@ export class LayerManager {
     return layer;
   }
 
-  private async resolve(ref: string, desc: Descriptor, remote: RangeReader, signal: AbortSignal): Promise<LazyLayer> {
+  private async resolve(ref: string, desc: Descriptor, remote: RemoteSource, signal: AbortSignal): Promise<LazyLayer> {
     await mkdir(this.options.dir, { recursive: true });
     const verify = this.options.verify ?? true;
     const tocDigest = desc.annotations?.[TOC_DIGEST_ANNOTATION];
@@ -92,7 +92,7 @@ export class LayerManager {
     const layer = new LazyLayer(desc, blob, reader, this.logger.child({ ref, digest: desc.digest }));
     this.layers.set(desc.digest, layer);
     this.logger.debug({ ref, digest: desc.digest, estargz: reader !== undefined }, 'layer resolved');
-    if (this.options.background !== false && reader) this.startBackground(layer);
+    if (this.options.background !== false && reader) void this.startBackground(layer);
     return layer;
   }
 

@@ -11,6 +11,11 @@ import { ErrDigestMismatch } from '@buildcache/errdefs';
 import { checkRange, type RangeReader } from '@buildcache/estargz';
 import { RangeSet } from './ranges.js';
 
+/** A blob's remote: range reads, and optionally one streaming read of the whole blob (cheaper for a full fetch). */
+export interface RemoteSource extends RangeReader {
+  stream?(options?: { signal?: AbortSignal }): AsyncIterable<Uint8Array>;
+}
+
 /** Counters of one blob. */
 export interface BlobStats {
   /** Bytes fetched from the remote. */
@@ -55,14 +60,14 @@ export class SparseBlob implements RangeReader {
 
   private constructor(
     readonly digest: string,
-    private readonly remote: RangeReader,
+    private readonly remote: RemoteSource,
     readonly path: string,
     private readonly fh: FileHandle,
     private readonly priority: Priority,
   ) {}
 
   /** Creates (truncating) the local file at `path` for blob `digest` read through `remote`. */
-  static async create(digest: string, remote: RangeReader, path: string, priority: Priority): Promise<SparseBlob> {
+  static async create(digest: string, remote: RemoteSource, path: string, priority: Priority): Promise<SparseBlob> {
     const fh = await open(path, 'w+');
     await fh.truncate(remote.size);
     return new SparseBlob(digest, remote, path, fh, priority);
@@ -118,6 +123,26 @@ export class SparseBlob implements RangeReader {
     return done;
   }
 
+  /**
+   * Fetches the whole blob with one streaming read when the remote offers one (else returns
+   * false): bytes are written as they arrive and become readable at once; between chunks the
+   * stream waits while foreground reads are in flight.
+   */
+  async fillByStream(signal?: AbortSignal): Promise<boolean> {
+    if (!this.remote.stream) return false;
+    this.stats.requests++;
+    let at = 0;
+    for await (const chunk of this.remote.stream(signal ? { signal } : {})) {
+      await this.priority.idle();
+      const buf = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+      if (!this.present.has(at, at + buf.length)) await this.fh.write(buf, 0, buf.length, at);
+      this.present.add(at, at + buf.length);
+      this.stats.bytesFetched += buf.length;
+      at += buf.length;
+    }
+    return true;
+  }
+
   /** Reads [offset, offset+length), fetching what is missing in the foreground. */
   async readAt(offset: number, length: number, options: { signal?: AbortSignal } = {}): Promise<Buffer> {
     checkRange(this.size, offset, length, `blob ${this.digest}`);
@@ -148,7 +173,7 @@ export class SparseBlob implements RangeReader {
 
   /** The blob's bytes in order, fetching missing pieces in the foreground. */
   async *stream(options: { signal?: AbortSignal; pieceSize?: number } = {}): AsyncGenerator<Buffer> {
-    const piece = options.pieceSize ?? 1 << 20;
+    const piece = options.pieceSize ?? 4 << 20;
     for (let at = 0; at < this.size; at += piece) yield await this.readAt(at, Math.min(piece, this.size - at), options);
   }
 
