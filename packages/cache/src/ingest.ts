@@ -13,6 +13,12 @@ export async function freshWriter(
 ): Promise<ContentWriter> {
   const writer = await content.writer(ref, options);
   if (writer.exists || writer.offset === 0) return writer;
+  if (options.expected !== undefined && writer.offset === options.total) {
+    // containerd shares a blob that another namespace stored: its writer starts at the full size,
+    // and committing takes the blob without writing (writing would append to it)
+    await writer.commit({ size: options.total, expected: options.expected });
+    return { offset: writer.offset, exists: true, write: () => Promise.resolve(), commit: () => Promise.resolve(options.expected!), close: () => Promise.resolve() };
+  }
   await writer.close();
   await content.abort(ref).catch((err: unknown) => {
     if (!(err instanceof ErrNotFound)) throw err;

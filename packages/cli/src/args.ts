@@ -35,6 +35,8 @@ const OPTIONS = {
   progress: { type: 'string' },
   'build-arg': { type: 'string', multiple: true },
   output: { type: 'string', short: 'o' },
+  lazy: { type: 'boolean' },
+  compression: { type: 'string' },
 } as const;
 
 /** A flag's long name. */
@@ -49,9 +51,12 @@ const COMMAND_FLAGS: Record<string, readonly Name[]> = {
   ],
   demo: [],
   build: ['file', 'tag', 'no-cache', 'progress', 'build-arg', 'output'],
+  pull: ['lazy'],
+  cat: [],
+  push: ['compression'],
 };
-/** Commands that take one positional argument (build's CONTEXT). */
-const POSITIONAL: ReadonlySet<string> = new Set(['build']);
+/** The positional arguments each command takes (after its name), as shown in usage errors. */
+const COMMAND_ARGS: Record<string, readonly string[]> = { build: ['CONTEXT'], pull: ['REF'], cat: ['REF', 'PATH'], push: ['RECORD', 'REF'] };
 const GLOBAL_FLAGS: readonly Name[] = ['root', 'containerd', 'namespace', 'snapshotter', 'timeout', 'log-level', 'help', 'version'];
 
 /** The flags given, by their long name. */
@@ -69,6 +74,8 @@ export interface Flags {
 export interface Args {
   readonly command: string | undefined;
   readonly flags: Flags;
+  /** The command's positional arguments (see COMMAND_ARGS). */
+  readonly args: readonly string[];
 }
 
 const flagName = (raw: string): string => (raw.startsWith('--') ? raw : `${raw} (--${longOf(raw)})`);
@@ -118,10 +125,15 @@ export function readArgs(argv: readonly string[]): Args {
   if (command !== undefined && command !== 'help') {
     const allowed = COMMAND_FLAGS[command];
     if (!allowed) throw new UsageError(`unknown command ${JSON.stringify(command)}; see buildcache --help`);
-    if (positionals.length > (POSITIONAL.has(command) ? 2 : 1)) throw new UsageError(`${command}: unexpected argument ${JSON.stringify(positionals.at(-1))}`);
+    const wanted = COMMAND_ARGS[command] ?? [];
+    if (positionals.length > wanted.length + 1) throw new UsageError(`${command}: unexpected argument ${JSON.stringify(positionals[wanted.length + 1])}`);
+    // build's CONTEXT is checked by the build command (its message names the build context).
+    if (command !== 'build' && positionals.length < wanted.length + 1) {
+      throw new UsageError(`${command}: missing ${wanted.slice(positionals.length - 1).join(' ')}; usage: buildcache ${command} ${wanted.join(' ')}`);
+    }
     for (const name of [...strings.keys(), ...booleans, ...(filters.length ? ['filter' as const] : []), ...(buildArgs.length ? ['build-arg' as const] : [])]) {
       if (!GLOBAL_FLAGS.includes(name) && !allowed.includes(name)) throw new UsageError(`${command}: unknown flag --${name}; see buildcache --help`);
     }
   }
-  return { command, flags: { strings, filters, buildArgs, operands: positionals.slice(1), booleans } };
+  return { command, flags: { strings, filters, buildArgs, operands: positionals.slice(1), booleans }, args: positionals.slice(1) };
 }

@@ -14,6 +14,10 @@ import { readArgs, UsageError, type Flags, type Name } from './args.js';
 import { du, pruneCommand } from './commands.js';
 import { demo } from './demo.js';
 import { buildCommand } from './build.js';
+import { withRemote } from './remote.js';
+import { pullCommand } from './pull.js';
+import { catCommand } from './cat.js';
+import { compressionFlag, pushCommand } from './push.js';
 import { canAsk, confirm, Output, Progress } from './terminal.js';
 import { parseDuration, parseSize } from './units.js';
 import { EXIT, USAGE } from './usage.js';
@@ -125,7 +129,7 @@ function onSignals(controller: AbortController): () => void {
 export async function main(argv: readonly string[]): Promise<number> {
   let logger: Logger | undefined;
   try {
-    const { command, flags } = readArgs(argv);
+    const { command, flags, args } = readArgs(argv);
     if (flags.booleans.has('version')) {
       process.stdout.write(`buildcache ${await version()}\n`);
       return EXIT.ok;
@@ -153,6 +157,26 @@ export async function main(argv: readonly string[]): Promise<number> {
     }
     if (command === 'prune') return await prune(flags, options, fmt, out, progress);
     if (command === 'build') return await buildCommand(flags, options, logger);
+    if (command === 'pull') {
+      await withCache(options, (cache) => withRemote(options.root, logger!, false, (client, manager) =>
+        pullCommand(cache, client, manager, args[0]!, { lazy: flags.booleans.has('lazy') }, out)));
+      return EXIT.ok;
+    }
+    if (command === 'cat') {
+      const write = (chunk: Buffer): Promise<void> => new Promise((ok, fail) => process.stdout.write(chunk, (e) => (e ? fail(e) : ok())));
+      await withRemote(options.root, logger, false, (client, manager) => catCommand(client, manager, args[0]!, args[1]!, write));
+      return EXIT.ok;
+    }
+    if (command === 'push') {
+      const compression = compressionFlag(flags.strings.get('compression'));
+      const opened = await openCache(options);
+      try {
+        await withRemote(options.root, logger, false, (client) => pushCommand(opened.cache, opened.backend.content, client, args[0]!, args[1]!, compression, out));
+      } finally {
+        await opened.close();
+      }
+      return EXIT.ok;
+    }
     await withCache(options, async (cache) => {
       await demo(cache, out);
       await du(cache, { filters: [], verbose: false, format: 'table' }, out, progress);

@@ -20,6 +20,10 @@ Commands:
   prune    Remove unused cache records
   demo     Build a small chain of cache records, export it, and show du
   build    Build a Dockerfile over the cache: unchanged steps are not run again
+  pull REF             Record an image's layers in the cache (eStargz layers lazily); fetch, verify,
+                       store and extract them unless --lazy
+  cat REF PATH         Print one file of a remote image, fetching only its chunks from eStargz layers
+  push RECORD REF      Push a record's chain to a registry as an OCI image (minimal config)
 
 Global options:
   --root DIR             cache root (default: $XDG_DATA_HOME/buildcache, else ~/.local/share/buildcache)
@@ -58,6 +62,11 @@ build options: buildcache build [options] CONTEXT
   -o, --output FILE      also write the image as an OCI layout tar (ctr images import, docker load)
   Prints the image's manifest digest. RUN steps run with runc ($BUILDCACHE_RUNC, else runc on PATH),
   without network, in containers named buildcache-* under <root>/frontend/runc.
+pull options:
+  --lazy                 only record the layers (reads footers and TOCs); fetch nothing else
+
+push options:
+  --compression C        gzip (default), zstd, uncompressed, or estargz (lazily pullable layers)
 
 Sizes: ${SIZE_RULE.replaceAll('\n', '\n  ')}
   An empty value (e.g. an unset shell variable) is an error, never "no limit".

@@ -8,6 +8,7 @@ import { BuildcacheError } from './base.js';
 
 export * from './base.js';
 export * from './registry.js';
+export * from './estargz.js';
 
 // --- containerd errdefs (also produced by the embedded backend) -------------------------
 
