@@ -12,7 +12,7 @@ import { recordSize } from './size.js';
 import { forgetRecords, purge, releaseParentsLocked, retryPurges, tombstone } from './deletion.js';
 import { compileFilters } from './du.js';
 import { loadAllLocked } from './load.js';
-import { filterAdaptor, inUseSet, isRepresentative, usageOf, type UsageInfo } from './usage.js';
+import { filterAdaptor, inUseSet, isHeld, isRepresentative, usageOf, type UsageInfo } from './usage.js';
 
 /** One prune policy, BuildKit's PruneInfo. Sizes in bytes, durations in milliseconds. */
 export interface PrunePolicy {
@@ -110,8 +110,9 @@ class Removed {
     const p = rec.parent?.record;
     if (p) this.freed.set(p, (this.freed.get(p) ?? 0) + 1);
   }
-  /** No live handle on the record (nor on its equal immutable), discounting removed children. */
+  /** No live handle on the record (nor on its equal immutable), discounting removed children, and no holder. */
   isFree(rec: CacheRecord): boolean {
+    if (isHeld(rec)) return false;
     if (rec.refs.size - (this.freed.get(rec) ?? 0) > 0) return false;
     return !(rec.equalImmutable && rec.equalImmutable.refs.size > 0);
   }

@@ -8,3 +8,5 @@ export { mountPointsUnder } from './mount-cleanup.js';
 export { nowNs, nsToMs, msToNs, strictlyIncreasing } from './clock.js';
 // The safe applier on a plain directory (the layer store applies a stream it also records).
 export { applyLayer, type ApplyOptions, type ApplyResult } from './embedded/archive/index.js';
+// The deterministic differ on two directory trees, and the tar reader (the layer store's read-write layers).
+export { writeDiff, TarReader, type DiffSource } from './embedded/archive/index.js';
