@@ -15,7 +15,7 @@ import { promisify } from 'node:util';
 import { pino } from 'pino';
 import { CacheManager } from '@buildcache/cache';
 import { ErrCorruptLayer, ErrDigestMismatch, ErrMaxDepthExceeded, ErrNotFound, type BuildcacheError } from '@buildcache/errdefs';
-import { HOLDER, LayerStore, MAX_DEPTH, setupInitLayer, type Layer } from '@buildcache/layers';
+import { HOLDER, LayerStore, MAX_DEPTH, type Layer } from '@buildcache/layers';
 import { BACKENDS, type TestBackend } from '../support/backends.js';
 import { makeTars, sparseTars, systemTreeTar } from './fixtures.js';
 

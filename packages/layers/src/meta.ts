@@ -32,6 +32,13 @@ export interface LayerMeta {
   readonly adopted?: boolean;
 }
 
+/** What `release` reports of each removed layer. */
+export interface RemovedLayer {
+  readonly chainID: string;
+  readonly diffID: string;
+  readonly size: number;
+}
+
 /** What the store keeps about one read-write layer. */
 export interface MountMeta {
   readonly name: string;

@@ -8,17 +8,21 @@ import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
 import type { CacheManager, ImmutableRef, MutableRef } from '@buildcache/cache';
-import { BuildcacheError, ErrAlreadyExists, ErrCorruptLayer, ErrDigestMismatch, ErrInvalidArgument, ErrMaxDepthExceeded, ErrNotFound, ErrReleased } from '@buildcache/errdefs';
+import { ErrDigestMismatch, ErrInvalidArgument, ErrMaxDepthExceeded, ErrNotFound } from '@buildcache/errdefs';
 import { applyLayer, decompress } from '@buildcache/snapshot';
-import { changesOf, diffTar, type Change } from './diff-stream.js';
-import { describe, durableMkdir, durableRename, layerDir, layersDir, mountDir, mountsDir, tmpDir, writeMeta, writeMountMeta, type LayerMeta, type MountMeta } from './meta.js';
-import { MountedLayer, RWLayer, type CreateRWLayerOptions, type RWLayerHost } from './rw-layer.js';
+import { diffTar } from './diff-stream.js';
+import { describe, durableMkdir, durableRename, layerDir, layersDir, mountDir, mountsDir, tmpDir, writeMeta, type LayerMeta, type MountMeta, type RemovedLayer } from './meta.js';
+import { MountedLayer, type CreateRWLayerOptions, type RWLayer } from './rw-layer.js';
+import { RWLayers } from './rw-store.js';
+
 import { reassemble, TarSplitRecorder } from './tar-split.js';
+import { chainOf, hashing, Layer, naming, recording, verified, type LayerHost } from './layer.js';
+
+export { Layer };
+export type { RemovedLayer };
 
 /** The holder name the store marks its cache records with (`CacheManager.setHeld`). */
 export const HOLDER = 'layers';
-/** Names of read-write layers: Docker's container IDs and names. */
-const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 const newToken = (): string => randomBytes(8).toString('hex');
 
 /** Docker's limit on layers in one chain. */
@@ -43,67 +47,12 @@ export interface LayerStoreOptions {
   readonly logger?: Logger;
 }
 
-/** What `release` reports of each removed layer. */
-export interface RemovedLayer {
-  readonly chainID: string;
-  readonly diffID: string;
-  readonly size: number;
-}
-
-/** One reference to a registered layer; give it back with `store.release(layer)`. */
-export class Layer {
-  #released = false;
-  constructor(
-    private readonly store: LayerStore,
-    readonly meta: Readonly<LayerMeta>,
-  ) {}
-  get chainID(): string { return this.meta.chainID; }
-  get diffID(): string { return this.meta.diffID; }
-  get parent(): string | undefined { return this.meta.parent; }
-  /** Bytes of the uncompressed tar. */
-  get size(): number { return this.meta.size; }
-  /** The original uncompressed tar (sha256 equals `diffID`). */
-  tarStream(): AsyncGenerator<Buffer> {
-    this.check();
-    return this.store.tarStreamOf(this.meta);
-  }
-  /** @internal Marks this handle used up (by `store.release`). */
-  take(): void {
-    this.check();
-    this.#released = true;
-  }
-  private check(): void {
-    if (this.#released) throw new ErrReleased(`layer ${this.chainID} was already released`, { details: { id: this.chainID } });
-  }
-}
-
-async function* hashing(src: LayerSource, hash: ReturnType<typeof createHash>, count: { n: number }): AsyncGenerator<Uint8Array> {
-  for await (const c of src) {
-    hash.update(c);
-    count.n += c.length;
-    yield c;
-  }
-}
-
-async function* recording(src: AsyncIterable<Buffer>, rec: TarSplitRecorder): AsyncGenerator<Buffer> {
-  for await (const c of src) {
-    await rec.write(c);
-    yield c;
-  }
-}
-
-/** The same typed error with the layer named in its message and details. */
-function naming(err: unknown, layer: string): unknown {
-  if (!(err instanceof BuildcacheError)) return err;
-  const Ctor = err.constructor as new (m: string, o: { cause: unknown; details: object }) => BuildcacheError;
-  return new Ctor(`layer ${layer}: ${err.message}`, { cause: err, details: { ...err.details, layer } });
-}
 
 /** Docker's layer store over one cache. */
-export class LayerStore implements RWLayerHost {
+export class LayerStore implements LayerHost {
   #lock: Promise<unknown> = Promise.resolve();
   readonly #layers = new Map<string, LayerMeta>();
-  readonly #mounts = new Map<string, MountedLayer>();
+  readonly #rw: RWLayers;
   readonly #log: Logger;
 
   private constructor(
@@ -113,6 +62,14 @@ export class LayerStore implements RWLayerHost {
     logger: Logger,
   ) {
     this.#log = logger;
+    this.#rw = new RWLayers({
+      cache, root, holder: HOLDER, newToken, naming,
+      serial: (fn) => this.serial(fn),
+      layer: (chainID) => this.#layers.get(chainID),
+      dropRecords: (ids) => this.dropRecords(ids),
+      cascade: (meta) => this.cascade(meta),
+      withTree: (id, fn) => this.withTree(id, fn),
+    });
   }
 
   /**
@@ -129,7 +86,7 @@ export class LayerStore implements RWLayerHost {
     }
     for (const name of await readdir(mountsDir(options.root))) {
       const meta = JSON.parse(await readFile(join(mountDir(options.root, name), 'mount.json'), 'utf8')) as MountMeta;
-      store.#mounts.set(meta.name, new MountedLayer(meta));
+      store.#rw.mounts.set(meta.name, new MountedLayer(meta));
     }
     return store;
   }
@@ -366,7 +323,7 @@ export class LayerStore implements RWLayerHost {
   /** Whether a layer or a read-write layer is on top of `chainID`. */
   private hasChildren(chainID: string): boolean {
     for (const m of this.#layers.values()) if (m.parent === chainID) return true;
-    for (const m of this.#mounts.values()) if (m.meta.parent === chainID) return true;
+    for (const m of this.#rw.mounts.values()) if (m.meta.parent === chainID) return true;
     return false;
   }
 
@@ -428,77 +385,18 @@ export class LayerStore implements RWLayerHost {
    * written by `options.init` (e.g. `setupInitLayer`), then the container layer. The parent stays
    * while the read-write layer exists. ErrAlreadyExists when `name` is taken.
    */
-  async createRWLayer(name: string, parent?: string, options: CreateRWLayerOptions = {}): Promise<RWLayer> {
-    if (!NAME.test(name)) throw new ErrInvalidArgument(`read-write layer name ${JSON.stringify(name)} is not valid: use letters, digits, '_', '.', '-' (at most 128, not starting with a symbol)`);
-    return this.serial(async () => {
-      if (this.#mounts.has(name)) throw new ErrAlreadyExists(`read-write layer ${name} exists; release it or pick another name`, { details: { id: name } });
-      const parentMeta = parent === undefined ? undefined : this.#layers.get(parent);
-      if (parent !== undefined && !parentMeta) throw new ErrNotFound(`parent layer ${parent} does not exist; register it first`, { details: { id: parent } });
-      const token = newToken();
-      const work = join(tmpDir(this.root), `${token}.rw`);
-      const handles: Array<{ release(): Promise<void> }> = [];
-      const created: string[] = [];
-      let placed = false;
-      await durableMkdir(work);
-      try {
-        let lower = parentMeta ? await this.cache.get(parentMeta.recordId, { noUpdateLastUsed: true }) : undefined;
-        if (lower) handles.push(lower);
-        let initID: string | undefined;
-        if (options.init) {
-          const im = await this.cache.new(lower, { description: describe(`read-write layer ${name}-init`, token) });
-          created.push(im.id);
-          const m = await im.mount().catch(async (err: unknown) => {
-            await im.release();
-            throw err;
-          });
-          try {
-            await options.init(m.target);
-          } catch (err) {
-            await m.unmount();
-            await im.release();
-            throw err;
-          }
-          await m.unmount();
-          lower = await im.commit();
-          handles.push(lower);
-          created.push(lower.id);
-          await lower.finalize();
-          initID = lower.id;
-          await this.cache.setHeld(initID, HOLDER, true);
-        }
-        const mref = await this.cache.new(lower, { description: describe(`read-write layer ${name}`, token), retain: true });
-        created.push(mref.id);
-        handles.push(mref);
-        await this.cache.setHeld(mref.id, HOLDER, true);
-        const meta: MountMeta = { name, mountID: mref.id, token, ...(parent ? { parent } : {}), ...(initID ? { initID } : {}) };
-        await writeMountMeta(work, meta);
-        await durableRename(work, mountDir(this.root, name));
-        placed = true;
-        const ml = new MountedLayer(meta);
-        this.#mounts.set(name, ml);
-        return new RWLayer(this, ml);
-      } catch (err) {
-        throw naming(err, `read-write layer ${name}`);
-      } finally {
-        for (const h of handles.reverse()) await h.release();
-        if (!placed) {
-          await this.dropRecords(created.reverse());
-          await rm(work, { recursive: true, force: true });
-        }
-      }
-    });
+  createRWLayer(name: string, parent?: string, options: CreateRWLayerOptions = {}): Promise<RWLayer> {
+    return this.#rw.createRWLayer(name, parent, options);
   }
 
   /** A new handle on the read-write layer `name` (ErrNotFound when there is none). */
   getRWLayer(name: string): RWLayer {
-    const ml = this.#mounts.get(name);
-    if (!ml) throw new ErrNotFound(`read-write layer ${name} does not exist`, { details: { id: name } });
-    return new RWLayer(this, ml);
+    return this.#rw.getRWLayer(name);
   }
 
   /** Read-write layers that exist now (metadata copies). */
   listRWLayers(): MountMeta[] {
-    return [...this.#mounts.values()].map((m) => ({ ...m.meta }));
+    return this.#rw.listRWLayers();
   }
 
   /**
@@ -506,122 +404,17 @@ export class LayerStore implements RWLayerHost {
    * read-write layer is deleted — container and init layers — and its parent released in turn;
    * returns the registered layers that removed, child first.
    */
-  async releaseRWLayer(layer: RWLayer): Promise<RemovedLayer[]> {
-    layer.take();
-    return this.serial(async () => {
-      const ml = layer.ml;
-      if (ml.handles.size > 0 || this.#mounts.get(ml.meta.name) !== ml) return [];
-      const gone = join(tmpDir(this.root), `${ml.meta.token}.del`);
-      await durableRename(mountDir(this.root, ml.meta.name), gone);
-      this.#mounts.delete(ml.meta.name);
-      await this.dropRecords([ml.meta.mountID, ...(ml.meta.initID ? [ml.meta.initID] : [])]);
-      await rm(gone, { recursive: true, force: true });
-      return this.cascade(ml.meta.parent === undefined ? undefined : this.#layers.get(ml.meta.parent));
-    });
-  }
-
-  /** @internal Mounts the container layer (first mount in the process: a real one). */
-  mountRW(ml: MountedLayer): Promise<string> {
-    return this.serial(async () => {
-      if (!ml.held) {
-        const ref = await this.cache.getMutable(ml.meta.mountID, { noUpdateLastUsed: true });
-        try {
-          ml.held = { ref, mount: await ref.mount() };
-        } catch (err) {
-          await ref.release();
-          throw err;
-        }
-      }
-      ml.mounts++;
-      return ml.held.mount.target;
-    });
-  }
-
-  /** @internal Gives back one mount; the last one unmounts and lets go of the container layer's handle. */
-  unmountRW(ml: MountedLayer): Promise<void> {
-    return this.serial(async () => {
-      if (--ml.mounts > 0 || !ml.held) return;
-      const { ref, mount } = ml.held;
-      ml.held = undefined;
-      try {
-        await mount.unmount();
-      } finally {
-        await ref.release();
-      }
-    });
-  }
-
-  /** @internal `docker diff` of a read-write layer. */
-  async changesOf(ml: MountedLayer): Promise<Change[]> {
-    const lower = ml.meta.initID ?? (ml.meta.parent === undefined ? undefined : this.#layers.get(ml.meta.parent)?.recordId);
-    let out: Change[] = [];
-    for await (const c of this.withTree(lower, (l) => this.withContainer(ml, async function* (u) { yield await changesOf(l, u); }))) out = c;
-    return out;
-  }
-
-  /** @internal The layer tar of a read-write layer's changes. */
-  async *diffOf(ml: MountedLayer): AsyncGenerator<Buffer> {
-    const lower = ml.meta.initID ?? (ml.meta.parent === undefined ? undefined : this.#layers.get(ml.meta.parent)?.recordId);
-    yield* this.withTree(lower, (l) => this.withContainer(ml, (u) => diffTar(l, u)));
-  }
-
-  /** Runs a generator over the container layer's tree: its mount when mounted, else a read-only one. */
-  private async *withContainer<T>(ml: MountedLayer, fn: (root: string) => AsyncGenerator<T>): AsyncGenerator<T> {
-    if (ml.held) {
-      yield* fn(ml.held.mount.target);
-      return;
-    }
-    const ref = await this.cache.getMutable(ml.meta.mountID, { noUpdateLastUsed: true });
-    try {
-      const mount = await ref.mount({ readonly: true });
-      try {
-        yield* fn(mount.target);
-      } finally {
-        await mount.unmount();
-      }
-    } finally {
-      await ref.release();
-    }
+  releaseRWLayer(layer: RWLayer): Promise<RemovedLayer[]> {
+    return this.#rw.releaseRWLayer(layer);
   }
 
   /** Unmounts every read-write layer this process mounted and lets go of their handles (they stay valid). */
   cleanup(): Promise<void> {
-    return this.serial(async () => {
-      for (const ml of this.#mounts.values()) {
-        for (const h of ml.handles) h.dropMounts();
-        ml.mounts = 0;
-        const held = ml.held;
-        ml.held = undefined;
-        if (!held) continue;
-        try {
-          await held.mount.unmount();
-        } finally {
-          await held.ref.release();
-        }
-      }
-    });
+    return this.#rw.cleanup();
   }
 
   /** Waits for work in progress and unmounts what this process mounted (`cleanup`). The cache is the caller's to close. */
   async close(): Promise<void> {
     await this.cleanup();
-  }
-}
-
-/** The chain ID of a layer with `diffID` over `parent`. */
-function chainOf(parent: LayerMeta | undefined, diffID: string): string {
-  return parent ? `sha256:${createHash('sha256').update(`${parent.chainID} ${diffID}`).digest('hex')}` : diffID;
-}
-
-/** Passes `src` through, failing at the end when it does not hash to the layer's diffID. */
-async function* verified(src: AsyncIterable<Buffer>, meta: LayerMeta): AsyncGenerator<Buffer> {
-  const hash = createHash('sha256');
-  for await (const c of src) {
-    hash.update(c);
-    yield c;
-  }
-  const got = `sha256:${hash.digest('hex')}`;
-  if (got !== meta.diffID) {
-    throw new ErrCorruptLayer(`layer ${meta.chainID}: its tree diffs to ${got}, not its diffID ${meta.diffID}; its files changed since registration`, { details: { id: meta.chainID, digest: got } });
   }
 }
