@@ -32,11 +32,7 @@ export class RWLayers implements RWLayerHost {
   readonly mounts = new Map<string, MountedLayer>();
   constructor(private readonly core: StoreCore) {}
 
-  /**
-   * Creates the read-write layer `name` over the layer `parent` (none: empty): an `-init` layer
-   * written by `options.init` (e.g. `setupInitLayer`), then the container layer. The parent stays
-   * while the read-write layer exists. ErrAlreadyExists when `name` is taken.
-   */
+  /** `LayerStore.createRWLayer`: work dir first, then the init record, the container record, the metadata's rename. */
   async createRWLayer(name: string, parent?: string, options: CreateRWLayerOptions = {}): Promise<RWLayer> {
     if (!NAME.test(name)) throw new ErrInvalidArgument(`read-write layer name ${JSON.stringify(name)} is not valid: use letters, digits, '_', '.', '-' (at most 128, not starting with a symbol)`);
     return this.core.serial(async () => {
@@ -98,23 +94,19 @@ export class RWLayers implements RWLayerHost {
     });
   }
 
-  /** A new handle on the read-write layer `name` (ErrNotFound when there is none). */
+  /** `LayerStore.getRWLayer`. */
   getRWLayer(name: string): RWLayer {
     const ml = this.mounts.get(name);
     if (!ml) throw new ErrNotFound(`read-write layer ${name} does not exist`, { details: { id: name } });
     return new RWLayer(this, ml);
   }
 
-  /** Read-write layers that exist now (metadata copies). */
+  /** `LayerStore.listRWLayers`. */
   listRWLayers(): MountMeta[] {
     return [...this.mounts.values()].map((m) => ({ ...m.meta }));
   }
 
-  /**
-   * Gives back one handle (unmount its mounts first). With the last handle of this process the
-   * read-write layer is deleted — container and init layers — and its parent released in turn;
-   * returns the registered layers that removed, child first.
-   */
+  /** `LayerStore.releaseRWLayer`: the metadata renamed into tmp (the durable step), then the records go. */
   async releaseRWLayer(layer: RWLayer): Promise<RemovedLayer[]> {
     layer.take();
     return this.core.serial(async () => {
@@ -193,7 +185,7 @@ export class RWLayers implements RWLayerHost {
     }
   }
 
-  /** Unmounts every read-write layer this process mounted and lets go of their handles (they stay valid). */
+  /** `LayerStore.cleanup`. */
   cleanup(): Promise<void> {
     return this.core.serial(async () => {
       for (const ml of this.mounts.values()) {
