@@ -1,6 +1,6 @@
 /**
  * Real tar streams for the layer store's tests, written at test time by two tar writers (GNU tar
- * and Python's tarfile) in several formats — PAX, GNU long names, hard links,
+ * and Python's tarfile) in several formats — PAX, GNU long names, plain ustar (BusyBox-style), hard links,
  * symlinks, xattrs, a large file with holes — plus a tar of a real system tree (`/usr/share/zoneinfo` or `/usr/share/doc`).
  */
 import { execFile } from 'node:child_process';
@@ -28,11 +28,17 @@ async function makeTree(dir: string): Promise<void> {
   await run('python3', ['-c', 'import os, sys; os.setxattr(sys.argv[1], "user.layer", b"xattr-value")', join(dir, 'small.txt')]);
 }
 
+// 'ustar' stands in for BusyBox's tar (not installed here): plain ustar headers, no PAX or GNU
+// extensions, so names that do not fit ustar (a long last component, non-ASCII) are left out.
 const PY = `
-import sys, tarfile
-fmt = {'pax': tarfile.PAX_FORMAT, 'gnu': tarfile.GNU_FORMAT}[sys.argv[3]]
+import sys, tarfile, os
+fmt = {'pax': tarfile.PAX_FORMAT, 'gnu': tarfile.GNU_FORMAT, 'ustar': tarfile.USTAR_FORMAT}[sys.argv[3]]
+def fits(ti):
+    if fmt != tarfile.USTAR_FORMAT: return ti
+    base = os.path.basename(ti.name)
+    return ti if len(base) <= 100 and ti.name.isascii() else None
 with tarfile.open(sys.argv[1], 'w', format=fmt) as t:
-    t.add(sys.argv[2], arcname='.')
+    t.add(sys.argv[2], arcname='.', filter=fits)
 `;
 
 /** Writes the fixture tars into `dir`; returns their paths by name. */
@@ -47,7 +53,7 @@ export async function makeTars(dir: string): Promise<Record<string, string>> {
   await gnu('gnutar-gnu', ['--format=gnu', '--xattrs']);
   await gnu('gnutar-posix', ['--format=posix', '--xattrs']);
   await gnu('gnutar-ustar-short', ['--format=ustar', '--exclude', './d*', '--exclude', './ü*']);
-  for (const fmt of ['pax', 'gnu']) {
+  for (const fmt of ['pax', 'gnu', 'ustar']) {
     out[`python-${fmt}`] = join(dir, `python-${fmt}.tar`);
     await run('python3', ['-c', PY, out[`python-${fmt}`]!, tree, fmt]);
   }

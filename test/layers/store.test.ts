@@ -15,7 +15,7 @@ import { promisify } from 'node:util';
 import { pino } from 'pino';
 import { CacheManager } from '@buildcache/cache';
 import { ErrCorruptLayer, ErrDigestMismatch, ErrMaxDepthExceeded, ErrNotFound, type BuildcacheError } from '@buildcache/errdefs';
-import { LayerStore, MAX_DEPTH, type Layer } from '@buildcache/layers';
+import { HOLDER, LayerStore, MAX_DEPTH, type Layer } from '@buildcache/layers';
 import { BACKENDS, type TestBackend } from '../support/backends.js';
 import { makeTars, sparseTars, systemTreeTar } from './fixtures.js';
 
@@ -172,15 +172,20 @@ for (const kind of BACKENDS) {
 
     test('open finishes what a crash interrupted: a registration in progress and a deletion in progress leave no layer, record or work file', async () => {
       const before = await records();
-      // A registration cut off after its record and work dir existed.
-      const half = await cache.new(undefined, { description: 'layer cut off' });
-      await mkdir(join(tb.dir, 'layers', 'tmp', `${half.id}.reg`));
-      await writeFile(join(tb.dir, 'layers', 'tmp', `${half.id}.reg`, 'tar-split.gz'), 'partial');
+      // A registration and a read-write layer creation cut off after their records existed (found by
+      // the token in their descriptions), one of them already held by the store.
+      const half = await cache.new(undefined, { description: 'layer cut off [layers:00aa11bb22cc33dd]', retain: true });
+      await mkdir(join(tb.dir, 'layers', 'tmp', '00aa11bb22cc33dd.reg'));
+      await writeFile(join(tb.dir, 'layers', 'tmp', '00aa11bb22cc33dd.reg', 'tar-split.gz'), 'partial');
       await half.release();
+      const rw = await cache.new(undefined, { description: 'read-write layer x [layers:44ee55ff66aa77bb]', retain: true });
+      await cache.setHeld(rw.id, HOLDER, true);
+      await mkdir(join(tb.dir, 'layers', 'tmp', '44ee55ff66aa77bb.rw'));
+      await rw.release();
       // A deletion cut off after its durable step (the rename into tmp).
       const doomed = await store.register([await oneFileTar(tb.dir, 'doomed', 'd')]);
       const meta = store.list()[0]!;
-      await rename(join(tb.dir, 'layers', 'layers', meta.chainID.slice(7)), join(tb.dir, 'layers', 'tmp', `${meta.recordId}.del`));
+      await rename(join(tb.dir, 'layers', 'layers', meta.chainID.slice(7)), join(tb.dir, 'layers', 'tmp', `${meta.token!}.del`));
       assert.ok(doomed);
       await store.close();
       await cache.close();

@@ -7,7 +7,7 @@ import { ErrInvalidArgument } from '@buildcache/errdefs';
 import { parseFilters, fieldsOf, type Filter } from '@buildcache/filters';
 import type { ManagerContext } from './context.js';
 import { recordSize } from './size.js';
-import { FILTER_FIELDS, filterAdaptor, inUseSet, isRepresentative, usageOf, usageOfMetadata, type UsageInfo } from './usage.js';
+import { FILTER_FIELDS, filterAdaptor, inUseSet, isHeld, isRepresentative, usageOf, usageOfMetadata, type UsageInfo } from './usage.js';
 import type { CacheRecord } from './records.js';
 import { isSettled, loadOrClearLocked, storedBatches } from './load.js';
 import { RecordMetadata } from './record-metadata.js';
@@ -55,7 +55,7 @@ async function rowsOf(cm: ManagerContext, items: readonly StorageItem[], inUse: 
       if (!rec) {
         const md = new RecordMetadata(item);
         if (isSettled(md)) {
-          rows.push({ info: usageOfMetadata(md, false, false) });
+          rows.push({ info: usageOfMetadata(md, false, md.holders.length > 0) });
           cm.store.evict(item.id);
           continue;
         }
@@ -63,7 +63,7 @@ async function rowsOf(cm: ManagerContext, items: readonly StorageItem[], inUse: 
       }
       if (!rec || !isRepresentative(rec)) continue;
       rec.pins++;
-      rows.push({ info: usageOf(rec, inUse.has(rec)), rec });
+      rows.push({ info: usageOf(rec, inUse.has(rec) || isHeld(rec)), rec });
     }
     return rows;
   });

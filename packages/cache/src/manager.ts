@@ -269,6 +269,24 @@ export class CacheManager {
   }
 
   /**
+   * Marks record `id` held (or no longer held) by `holder`, something outside the cache that keeps
+   * the record's ID (e.g. the layer store). A held record is in use for `du` and never pruned.
+   * Durable when it resolves; ErrNotFound when the record does not exist.
+   */
+  async setHeld(id: string, holder: string, held: boolean): Promise<void> {
+    const cm = this.check();
+    await cm.mu(async () => {
+      const rec = await loadRecordLocked(cm, id);
+      await rec.lock(async () => {
+        const holders = rec.md.holders.filter((h) => h !== holder);
+        rec.md.holders = held ? [...holders, holder] : holders;
+        await rec.md.commit();
+      });
+    });
+    cm.changed();
+  }
+
+  /**
    * An immutable (possibly lazy) record for layer blob `desc` on top of `parent`: an existing one
    * with the same blob chain, else a new one that reuses a snapshot with the same chainID.
    */

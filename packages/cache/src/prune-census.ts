@@ -12,7 +12,7 @@ import { recordSize } from './size.js';
 import { compileFilters } from './du.js';
 import { isSettled, loadOrClearLocked, storedBatches } from './load.js';
 import { unpin } from './residency.js';
-import { filterAdaptor, inUseSet, isRepresentative, usageOfMetadata } from './usage.js';
+import { filterAdaptor, inUseSet, isHeld, isRepresentative, usageOfMetadata } from './usage.js';
 import type { PrunePolicy } from './prune.js';
 
 /** What prune keeps of a record a policy matches, instead of the record. */
@@ -42,8 +42,9 @@ export class Removed {
     this.ids.add(rec.id);
     if (rec.parent) this.handles.add(rec.parent);
   }
-  /** No live handle on the record (nor on its equal immutable) but those of removed children. */
+  /** No live handle on the record (nor on its equal immutable) but those of removed children, and no holder outside the cache. */
   isFree(rec: CacheRecord): boolean {
+    if (isHeld(rec)) return false;
     for (const h of rec.refs) if (!this.handles.has(h)) return false;
     return !(rec.equalImmutable && rec.equalImmutable.refs.size > 0);
   }
@@ -56,6 +57,7 @@ function matcher(cm: ManagerContext, policy: PrunePolicy): (md: RecordMetadata, 
   return (md, mutable) => {
     const type = md.recordType;
     if (!policy.all && (type === 'internal' || type === 'frontend')) return false;
+    if (md.holders.length > 0) return false; // held outside the cache (e.g. a registered layer): never pruned
     const lastUsed = md.lastUsedAt;
     if (policy.keepDurationMs && lastUsed !== undefined && lastUsed > now - policy.keepDurationMs) return false;
     return !filter || filter.match(filterAdaptor(usageOfMetadata(md, mutable, false)));

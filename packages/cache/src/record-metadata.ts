@@ -41,6 +41,7 @@ const K = {
   hasVariants: 'cache.variants',
   annotations: 'cache.annotations',
   urls: 'cache.urls',
+  holders: 'cache.holders',
 } as const;
 
 /** Index prefixes under which records are found by content. */
@@ -220,6 +221,14 @@ export class RecordMetadata {
   addImageRef(ref: string): void {
     const refs = this.imageRefs;
     if (!refs.includes(ref)) this.put(K.imageRefs, [...refs, ref]);
+  }
+  /** Who outside the cache holds this record (e.g. the layer store): prune keeps it while any does. */
+  get holders(): string[] {
+    const v = this.item.get(K.holders);
+    return Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : [];
+  }
+  set holders(v: readonly string[]) {
+    this.put(K.holders, v.length ? [...v] : undefined);
   }
   /** Whether compression variants of the blob were made (and a variants lease exists). */
   get hasVariants(): boolean {

@@ -36,9 +36,14 @@ export function isRepresentative(rec: CacheRecord): boolean {
   return true;
 }
 
+/** Whether something outside the cache holds the record or its equal partner (`setHeld`). */
+export function isHeld(rec: CacheRecord): boolean {
+  return [rec, rec.equalMutable, rec.equalImmutable].some((r) => r !== undefined && r.md.holders.length > 0);
+}
+
 /**
  * Records that are in use: held by a handle that is not another record's (a child's parent
- * handle or an equal immutable's link), or an ancestor or equal partner of such a record.
+ * handle or an equal immutable's link) or by a holder outside the cache, or an ancestor or equal partner of such a record.
  */
 export function inUseSet(records: Iterable<CacheRecord>): Set<CacheRecord> {
   const internal = new Map<CacheRecord, number>();
@@ -53,7 +58,7 @@ export function inUseSet(records: Iterable<CacheRecord>): Set<CacheRecord> {
   const inUse = new Set<CacheRecord>();
   const stack: CacheRecord[] = [];
   for (const rec of all) {
-    if (rec.refs.size > (internal.get(rec) ?? 0)) stack.push(rec);
+    if (rec.refs.size > (internal.get(rec) ?? 0) || isHeld(rec)) stack.push(rec);
   }
   while (stack.length) {
     const rec = stack.pop()!;

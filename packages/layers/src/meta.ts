@@ -1,9 +1,11 @@
 /**
  * The layer store's files: one directory per layer (`<root>/layers/<chainID hex>/`) holding
- * `layer.json` and `tar-split.gz`, and `<root>/tmp/` for registrations and deletions in progress,
- * each named `<cache record ID>.<reg|del>` so that an interrupted one can be finished at open.
+ * `layer.json` and `tar-split.gz`, one per read-write layer (`<root>/mounts/<name>/mount.json`), and
+ * `<root>/tmp/` for work in progress, each entry named `<token>.<reg|rw|del>`: every cache record the
+ * store creates has its token in its description, so that open can find and drop what an
+ * interrupted registration, creation or deletion left.
  */
-import { open, rename, writeFile } from 'node:fs/promises';
+import { mkdir, open, rename, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 
 /** What the store keeps about one layer. */
@@ -24,12 +26,40 @@ export interface LayerMeta {
   readonly tarSplit: boolean;
   /** References held by callers (children hold their parent implicitly). */
   refs: number;
+  /** The token in the description of its record (and of its work and deletion entries in tmp). */
+  readonly token?: string;
+  /** The record was given by the caller (`registerRecord`): removing the layer only lets go of it. */
+  readonly adopted?: boolean;
+}
+
+/** What `release` reports of each removed layer. */
+export interface RemovedLayer {
+  readonly chainID: string;
+  readonly diffID: string;
+  readonly size: number;
+}
+
+/** What the store keeps about one read-write layer. */
+export interface MountMeta {
+  readonly name: string;
+  /** The chain ID of the layer under it. */
+  readonly parent?: string;
+  /** The mutable cache record of the container layer. */
+  readonly mountID: string;
+  /** The immutable cache record of the `-init` layer between the parent and the container layer. */
+  readonly initID?: string;
+  /** The token in the descriptions of its records. */
+  readonly token: string;
 }
 
 export const hexOf = (digest: string): string => digest.slice(digest.indexOf(':') + 1);
 export const layersDir = (root: string): string => join(root, 'layers');
 export const tmpDir = (root: string): string => join(root, 'tmp');
 export const layerDir = (root: string, chainID: string): string => join(layersDir(root), hexOf(chainID));
+export const mountsDir = (root: string): string => join(root, 'mounts');
+export const mountDir = (root: string, name: string): string => join(mountsDir(root), name);
+/** The description of a record the store creates: what it is for, and the token that finds it again. */
+export const describe = (what: string, token: string): string => `${what} [layers:${token}]`;
 
 async function fsyncPath(path: string): Promise<void> {
   const fh = await open(path, 'r');
@@ -41,10 +71,19 @@ async function fsyncPath(path: string): Promise<void> {
 }
 
 /** Writes `layer.json` into `dir` atomically and durably. */
-export async function writeMeta(dir: string, meta: LayerMeta): Promise<void> {
-  const file = join(dir, 'layer.json');
+export function writeMeta(dir: string, meta: LayerMeta): Promise<void> {
+  return writeJson(join(dir, 'layer.json'), meta);
+}
+
+/** Writes `mount.json` into `dir` atomically and durably. */
+export function writeMountMeta(dir: string, meta: MountMeta): Promise<void> {
+  return writeJson(join(dir, 'mount.json'), meta);
+}
+
+async function writeJson(file: string, value: object): Promise<void> {
+  const dir = dirname(file);
   const tmp = `${file}.tmp`;
-  await writeFile(tmp, JSON.stringify(meta));
+  await writeFile(tmp, JSON.stringify(value));
   await fsyncPath(tmp);
   await rename(tmp, file);
   await fsyncPath(dir);
@@ -56,4 +95,10 @@ export async function durableRename(from: string, to: string): Promise<void> {
   await rename(from, to);
   await fsyncPath(dirname(to));
   if (dirname(from) !== dirname(to)) await fsyncPath(dirname(from));
+}
+
+/** Creates `dir` durably (its parent synced). */
+export async function durableMkdir(dir: string): Promise<void> {
+  await mkdir(dir);
+  await fsyncPath(dirname(dir));
 }

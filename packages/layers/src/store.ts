@@ -3,15 +3,27 @@
  * tar stream (applied by the safe applier while its diffID and tar-split metadata are computed in
  * the same pass), found by chain ID, reference counted, and exported again byte for byte.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
 import type { CacheManager, ImmutableRef, MutableRef } from '@buildcache/cache';
-import { BuildcacheError, ErrDigestMismatch, ErrInvalidArgument, ErrMaxDepthExceeded, ErrNotFound, ErrReleased } from '@buildcache/errdefs';
+import { ErrDigestMismatch, ErrInvalidArgument, ErrMaxDepthExceeded, ErrNotFound } from '@buildcache/errdefs';
 import { applyLayer, decompress } from '@buildcache/snapshot';
-import { durableRename, layerDir, layersDir, tmpDir, writeMeta, type LayerMeta } from './meta.js';
+import { diffTar } from './diff-stream.js';
+import { describe, durableMkdir, durableRename, layerDir, layersDir, mountDir, mountsDir, tmpDir, writeMeta, type LayerMeta, type MountMeta, type RemovedLayer } from './meta.js';
+import { MountedLayer, type CreateRWLayerOptions, type RWLayer } from './rw-layer.js';
+import { RWLayers } from './rw-store.js';
+
 import { reassemble, TarSplitRecorder } from './tar-split.js';
+import { chainOf, hashing, Layer, naming, recording, verified, type LayerHost } from './layer.js';
+
+export { Layer };
+export type { RemovedLayer };
+
+/** The holder name the store marks its cache records with (`CacheManager.setHeld`). */
+export const HOLDER = 'layers';
+const newToken = (): string => randomBytes(8).toString('hex');
 
 /** Docker's limit on layers in one chain. */
 export const MAX_DEPTH = 125;
@@ -35,66 +47,12 @@ export interface LayerStoreOptions {
   readonly logger?: Logger;
 }
 
-/** What `release` reports of each removed layer. */
-export interface RemovedLayer {
-  readonly chainID: string;
-  readonly diffID: string;
-  readonly size: number;
-}
-
-/** One reference to a registered layer; give it back with `store.release(layer)`. */
-export class Layer {
-  #released = false;
-  constructor(
-    private readonly store: LayerStore,
-    readonly meta: Readonly<LayerMeta>,
-  ) {}
-  get chainID(): string { return this.meta.chainID; }
-  get diffID(): string { return this.meta.diffID; }
-  get parent(): string | undefined { return this.meta.parent; }
-  /** Bytes of the uncompressed tar. */
-  get size(): number { return this.meta.size; }
-  /** The original uncompressed tar (sha256 equals `diffID`). */
-  tarStream(): AsyncGenerator<Buffer> {
-    this.check();
-    return this.store.tarStreamOf(this.meta);
-  }
-  /** @internal Marks this handle used up (by `store.release`). */
-  take(): void {
-    this.check();
-    this.#released = true;
-  }
-  private check(): void {
-    if (this.#released) throw new ErrReleased(`layer ${this.chainID} was already released`, { details: { id: this.chainID } });
-  }
-}
-
-async function* hashing(src: LayerSource, hash: ReturnType<typeof createHash>, count: { n: number }): AsyncGenerator<Uint8Array> {
-  for await (const c of src) {
-    hash.update(c);
-    count.n += c.length;
-    yield c;
-  }
-}
-
-async function* recording(src: AsyncIterable<Buffer>, rec: TarSplitRecorder): AsyncGenerator<Buffer> {
-  for await (const c of src) {
-    await rec.write(c);
-    yield c;
-  }
-}
-
-/** The same typed error with the layer named in its message and details. */
-function naming(err: unknown, layer: string): unknown {
-  if (!(err instanceof BuildcacheError)) return err;
-  const Ctor = err.constructor as new (m: string, o: { cause: unknown; details: object }) => BuildcacheError;
-  return new Ctor(`layer ${layer}: ${err.message}`, { cause: err, details: { ...err.details, layer } });
-}
 
 /** Docker's layer store over one cache. */
-export class LayerStore {
+export class LayerStore implements LayerHost {
   #lock: Promise<unknown> = Promise.resolve();
   readonly #layers = new Map<string, LayerMeta>();
+  readonly #rw: RWLayers;
   readonly #log: Logger;
 
   private constructor(
@@ -104,22 +62,49 @@ export class LayerStore {
     logger: Logger,
   ) {
     this.#log = logger;
+    this.#rw = new RWLayers({
+      cache, root, holder: HOLDER, newToken, naming,
+      serial: (fn) => this.serial(fn),
+      layer: (chainID) => this.#layers.get(chainID),
+      dropRecords: (ids) => this.dropRecords(ids),
+      cascade: (meta) => this.cascade(meta),
+      withTree: (id, fn) => this.withTree(id, fn),
+    });
   }
 
-  /** Opens the store, finishing or undoing registrations and deletions a crash interrupted. */
+  /**
+   * Opens the store. What a crash interrupted is undone or finished first: a registration or a
+   * read-write layer creation that never completed leaves no record, a deletion is completed.
+   */
   static async open(options: LayerStoreOptions): Promise<LayerStore> {
     const store = new LayerStore(options.cache, options.root, Math.min(options.maxDepth ?? MAX_DEPTH, MAX_DEPTH), options.logger ?? pino({ level: 'silent' }));
-    await mkdir(layersDir(options.root), { recursive: true });
-    await mkdir(tmpDir(options.root), { recursive: true });
-    for (const name of await readdir(tmpDir(options.root))) {
-      await store.dropRecord(name.split('.')[0]!);
-      await rm(join(tmpDir(options.root), name), { recursive: true, force: true });
-    }
+    for (const dir of [layersDir(options.root), mountsDir(options.root), tmpDir(options.root)]) await mkdir(dir, { recursive: true });
+    for (const name of await readdir(tmpDir(options.root))) await store.recover(name);
     for (const hex of await readdir(layersDir(options.root))) {
       const meta = JSON.parse(await readFile(join(layersDir(options.root), hex, 'layer.json'), 'utf8')) as LayerMeta;
       store.#layers.set(meta.chainID, meta);
     }
+    for (const name of await readdir(mountsDir(options.root))) {
+      const meta = JSON.parse(await readFile(join(mountDir(options.root, name), 'mount.json'), 'utf8')) as MountMeta;
+      store.#rw.mounts.set(meta.name, new MountedLayer(meta));
+    }
     return store;
+  }
+
+  /** Drops every record of the interrupted work `tmp/<token>.<kind>` (found by the token in their descriptions), then the entry. */
+  private async recover(entry: string): Promise<void> {
+    const token = entry.split('.')[0]!;
+    const dir = join(tmpDir(this.root), entry);
+    const ids = new Set<string>();
+    for await (const u of this.cache.diskUsage({ filters: [`description~=${token}`] })) ids.add(u.id);
+    const json = async <T>(file: string): Promise<T | undefined> => readFile(join(dir, file), 'utf8').then((t) => JSON.parse(t) as T, () => undefined);
+    const layer = await json<LayerMeta>('layer.json');
+    const mount = await json<MountMeta>('mount.json');
+    if (layer?.adopted) await this.letGo(layer.recordId);
+    else if (layer) ids.add(layer.recordId);
+    if (mount) for (const id of [mount.mountID, mount.initID]) if (id) ids.add(id);
+    await this.dropRecords([...ids]);
+    await rm(dir, { recursive: true, force: true });
   }
 
   private serial<T>(fn: () => Promise<T>): Promise<T> {
@@ -128,9 +113,18 @@ export class LayerStore {
     return run;
   }
 
-  /** Deletes a cache record the store no longer wants (absent: nothing to do). */
-  private async dropRecord(id: string): Promise<void> {
-    await this.cache.prune([{ all: true, filters: [`id==${id}`] }]);
+  /** Stops holding a record (gone already: nothing to do). */
+  private async letGo(id: string): Promise<void> {
+    await this.cache.setHeld(id, HOLDER, false).catch((err: unknown) => {
+      if (!(err instanceof ErrNotFound)) throw err;
+    });
+  }
+
+  /** Deletes cache records the store no longer wants (absent: nothing to do). */
+  private async dropRecords(ids: readonly string[]): Promise<void> {
+    for (const id of ids) await this.letGo(id);
+    // one policy: its rounds delete a child, then the parent that frees
+    if (ids.length) await this.cache.prune([{ all: true, filters: [`id~=^(${ids.join('|')})$`] }]);
   }
 
   /**
@@ -141,21 +135,19 @@ export class LayerStore {
   async register(stream: LayerSource, parent?: string, options: RegisterOptions = {}): Promise<Layer> {
     const desc = options.descriptor;
     const name = desc?.digest ?? `on ${parent ?? 'no parent'}`;
-    const parentMeta = parent === undefined ? undefined : this.#layers.get(parent);
-    if (parent !== undefined && !parentMeta) throw new ErrNotFound(`parent layer ${parent} does not exist; register it first`, { details: { id: parent } });
-    const depth = (parentMeta?.depth ?? 0) + 1;
-    if (depth > this.maxDepth) {
-      throw new ErrMaxDepthExceeded(`layer ${name} would be layer ${depth} of its chain; at most ${this.maxDepth} are allowed`, { details: { id: parent, depth } });
-    }
+    const { parentMeta, depth } = this.placement(name, parent);
     if (desc && !/^sha256:[0-9a-f]{64}$/.test(desc.digest)) throw new ErrInvalidArgument(`descriptor digest ${JSON.stringify(desc.digest)} is not a sha256 digest`);
+    const token = newToken();
+    const work = join(tmpDir(this.root), `${token}.reg`);
     let parentRef: ImmutableRef | undefined;
     let mref: MutableRef | undefined;
-    let work: string | undefined;
+    const created: string[] = [];
+    let placed = false;
+    await durableMkdir(work);
     try {
       if (parentMeta) parentRef = await this.cache.get(parentMeta.recordId, { noUpdateLastUsed: true });
-      mref = await this.cache.new(parentRef, { description: `layer ${name}` });
-      work = join(tmpDir(this.root), `${mref.id}.reg`);
-      await mkdir(work);
+      mref = await this.cache.new(parentRef, { description: describe(`layer ${name}`, token) });
+      created.push(mref.id);
       const rec = new TarSplitRecorder(join(work, 'tar-split.gz'));
       const blobHash = createHash('sha256');
       const blob = { n: 0 };
@@ -177,45 +169,104 @@ export class LayerStore {
           throw new ErrDigestMismatch(`blob is ${got} (${blob.n} bytes), its descriptor says ${desc.digest} (${desc.size} bytes)`, { details: { digest: desc.digest } });
         }
       }
-      const chainID = parentMeta ? `sha256:${createHash('sha256').update(`${parentMeta.chainID} ${applied.diffID}`).digest('hex')}` : applied.diffID;
       const ref = mref;
+      const diffID = applied.diffID;
       return await this.serial(async () => {
+        const chainID = chainOf(parentMeta, diffID);
         const existing = this.#layers.get(chainID);
         if (existing) return this.addRef(existing);
         const done = await ref.commit();
         mref = undefined;
+        created.push(done.id);
         try {
           await done.finalize();
-          // The finalized record has its own ID: the work dir is renamed after it, so that open()
-          // drops this record if the process dies before the layer is in place.
-          const dir = join(tmpDir(this.root), `${done.id}.reg`);
-          await durableRename(work!, dir);
-          work = dir;
           const meta: LayerMeta = {
-            chainID, diffID: applied.diffID, depth, size: applied.size, recordId: done.id, tarSplit: true, refs: 1,
+            chainID, diffID, depth, size: applied.size, recordId: done.id, tarSplit: true, refs: 1, token,
             ...(parentMeta ? { parent: parentMeta.chainID } : {}),
             ...(desc ? { descriptor: { mediaType: desc.mediaType, digest: desc.digest, size: desc.size } } : {}),
           };
-          await writeMeta(dir, meta);
-          await durableRename(dir, layerDir(this.root, chainID));
-          work = undefined;
-          this.#layers.set(chainID, meta);
-          return new Layer(this, meta);
+          return await this.place(work, meta, done.id);
         } finally {
           await done.release();
         }
+      }).then((layer) => {
+        placed = true;
+        return layer;
       });
     } catch (err) {
       throw naming(err, name);
     } finally {
       await mref?.release();
       await parentRef?.release();
-      if (work) {
-        const id = work.slice(work.lastIndexOf('/') + 1).split('.')[0]!;
-        await this.dropRecord(id);
+      if (!placed) {
+        await this.dropRecords(created.reverse());
         await rm(work, { recursive: true, force: true });
       }
     }
+  }
+
+  /**
+   * Registers the layer that the immutable record `ref` holds over the layer `parent` (its cache
+   * parent must be that layer's record): e.g. a build step's result. No tar-split data is kept: the
+   * diffID is the sha256 of the deterministic differ's tar, which `tarStream()` gives again. The store
+   * holds the record while the layer exists; removing the layer lets go of it (the caller's record stays).
+   */
+  async registerRecord(ref: ImmutableRef, parent?: string): Promise<Layer> {
+    const name = `record ${ref.id}`;
+    const { parentMeta, depth } = this.placement(name, parent);
+    const cacheParent = ref.parent();
+    await cacheParent?.release();
+    if (cacheParent?.id !== parentMeta?.recordId) {
+      throw new ErrInvalidArgument(`record ${ref.id} is not on ${parent === undefined ? 'no parent' : `layer ${parent}'s record ${parentMeta!.recordId}`} (its parent record is ${cacheParent?.id ?? 'none'}); register it over the layer of its parent record`, { details: { id: ref.id } });
+    }
+    await ref.finalize();
+    const hash = createHash('sha256');
+    let size = 0;
+    for await (const c of this.diffOfRecords(parentMeta?.recordId, ref.id)) {
+      hash.update(c);
+      size += c.length;
+    }
+    const diffID = `sha256:${hash.digest('hex')}`;
+    const token = newToken();
+    const work = join(tmpDir(this.root), `${token}.reg`);
+    return this.serial(async () => {
+      const chainID = chainOf(parentMeta, diffID);
+      const existing = this.#layers.get(chainID);
+      if (existing) return this.addRef(existing);
+      await durableMkdir(work);
+      const meta: LayerMeta = {
+        chainID, diffID, depth, size, recordId: ref.id, tarSplit: false, refs: 1, token, adopted: true,
+        ...(parentMeta ? { parent: parentMeta.chainID } : {}),
+      };
+      await writeMeta(work, meta); // open lets go of the record if the layer is not placed
+      try {
+        return await this.place(work, meta, ref.id);
+      } catch (err) {
+        await this.letGo(ref.id);
+        await rm(work, { recursive: true, force: true });
+        throw err;
+      }
+    });
+  }
+
+  /** The parent's metadata and the new layer's depth; fails when the parent is unknown or the chain too deep. */
+  private placement(name: string, parent: string | undefined): { parentMeta?: LayerMeta; depth: number } {
+    const parentMeta = parent === undefined ? undefined : this.#layers.get(parent);
+    if (parent !== undefined && !parentMeta) throw new ErrNotFound(`parent layer ${parent} does not exist; register it first`, { details: { id: parent } });
+    const depth = (parentMeta?.depth ?? 0) + 1;
+    if (depth > this.maxDepth) {
+      throw new ErrMaxDepthExceeded(`layer ${name} would be layer ${depth} of its chain; at most ${this.maxDepth} are allowed`, { details: { id: parent, depth } });
+    }
+    return parentMeta ? { parentMeta, depth } : { depth };
+  }
+
+  /** Holds the record, writes the metadata and renames the work dir into place (the durable step). */
+  private async place(work: string, meta: LayerMeta, recordId: string): Promise<Layer> {
+    await this.cache.setHeld(recordId, HOLDER, true);
+    await writeMeta(work, meta);
+    await durableRename(work, layerDir(this.root, meta.chainID));
+    this.#layers.set(meta.chainID, meta);
+    return new Layer(this, meta);
   }
 
   private async addRef(meta: LayerMeta): Promise<Layer> {
@@ -247,39 +298,51 @@ export class LayerStore {
    * Gives back one reference; a layer left without references or children is removed, and so,
    * in turn, are its parents that are left without. Returns what was removed, child first.
    */
-  release(layer: Layer): Promise<RemovedLayer[]> {
+  async release(layer: Layer): Promise<RemovedLayer[]> {
     layer.take();
     return this.serial(async () => {
-      const removed: RemovedLayer[] = [];
-      let meta = this.#layers.get(layer.chainID);
-      if (!meta) return removed;
+      const meta = this.#layers.get(layer.chainID);
+      if (!meta) return [];
       meta.refs--;
-      while (meta && meta.refs <= 0 && !this.hasChildren(meta.chainID)) {
-        await this.remove(meta);
-        removed.push({ chainID: meta.chainID, diffID: meta.diffID, size: meta.size });
-        meta = meta.parent === undefined ? undefined : this.#layers.get(meta.parent);
-      }
-      if (removed.length === 0) await writeMeta(layerDir(this.root, meta!.chainID), meta!);
+      const removed = await this.cascade(meta);
+      if (removed.length === 0) await writeMeta(layerDir(this.root, meta.chainID), meta);
       return removed;
     });
   }
 
+  /** Removes `meta` if nothing holds it, then its parents in turn; returns what went, child first. */
+  private async cascade(start: LayerMeta | undefined): Promise<RemovedLayer[]> {
+    const removed: RemovedLayer[] = [];
+    for (let meta = start; meta && meta.refs <= 0 && !this.hasChildren(meta.chainID); meta = meta.parent === undefined ? undefined : this.#layers.get(meta.parent)) {
+      await this.remove(meta);
+      removed.push({ chainID: meta.chainID, diffID: meta.diffID, size: meta.size });
+    }
+    return removed;
+  }
+
+  /** Whether a layer or a read-write layer is on top of `chainID`. */
   private hasChildren(chainID: string): boolean {
     for (const m of this.#layers.values()) if (m.parent === chainID) return true;
+    for (const m of this.#rw.mounts.values()) if (m.meta.parent === chainID) return true;
     return false;
   }
 
   /** One durable step (the rename into tmp), then the record and files go. */
   private async remove(meta: LayerMeta): Promise<void> {
-    const gone = join(tmpDir(this.root), `${meta.recordId}.del`);
+    const gone = join(tmpDir(this.root), `${meta.token ?? newToken()}.del`);
     await durableRename(layerDir(this.root, meta.chainID), gone);
     this.#layers.delete(meta.chainID);
-    await this.dropRecord(meta.recordId);
+    if (meta.adopted) await this.letGo(meta.recordId);
+    else await this.dropRecords([meta.recordId]);
     await rm(gone, { recursive: true, force: true });
   }
 
-  /** @internal The original tar of a layer, rebuilt from its tar-split metadata and snapshot. */
+  /** @internal The original tar of a layer: from its tar-split metadata, or the differ without one. */
   async *tarStreamOf(meta: LayerMeta): AsyncGenerator<Buffer> {
+    if (!meta.tarSplit) {
+      yield* verified(this.diffOfRecords(meta.parent === undefined ? undefined : this.#layers.get(meta.parent)?.recordId, meta.recordId), meta);
+      return;
+    }
     const ref = await this.cache.get(meta.recordId, { noUpdateLastUsed: true });
     try {
       const mount = await ref.mount({ readonly: true });
@@ -293,10 +356,65 @@ export class LayerStore {
     }
   }
 
-  /** Waits for work in progress. The cache is the caller's to close. */
+  /** The differ's tar from the tree of record `lower` (none: empty) to that of record `upper`. */
+  private async *diffOfRecords(lower: string | undefined, upper: string): AsyncGenerator<Buffer> {
+    yield* this.withTree(lower, (l) => this.withTree(upper, (u) => diffTar(l, u!)));
+  }
+
+  /** Runs a generator over record `id`'s tree mounted read-only (none: undefined). */
+  private async *withTree<T>(id: string | undefined, fn: (root: string | undefined) => AsyncGenerator<T>): AsyncGenerator<T> {
+    if (id === undefined) {
+      yield* fn(undefined);
+      return;
+    }
+    const ref = await this.cache.get(id, { noUpdateLastUsed: true });
+    try {
+      const mount = await ref.mount({ readonly: true });
+      try {
+        yield* fn(mount.target);
+      } finally {
+        await mount.unmount();
+      }
+    } finally {
+      await ref.release();
+    }
+  }
+
+  /**
+   * Creates the read-write layer `name` over the layer `parent` (none: empty): an `-init` layer
+   * written by `options.init` (e.g. `setupInitLayer`), then the container layer. The parent stays
+   * while the read-write layer exists. ErrAlreadyExists when `name` is taken.
+   */
+  createRWLayer(name: string, parent?: string, options: CreateRWLayerOptions = {}): Promise<RWLayer> {
+    return this.#rw.createRWLayer(name, parent, options);
+  }
+
+  /** A new handle on the read-write layer `name` (ErrNotFound when there is none). */
+  getRWLayer(name: string): RWLayer {
+    return this.#rw.getRWLayer(name);
+  }
+
+  /** Read-write layers that exist now (metadata copies). */
+  listRWLayers(): MountMeta[] {
+    return this.#rw.listRWLayers();
+  }
+
+  /**
+   * Gives back one handle (unmount its mounts first). With the last handle of this process the
+   * read-write layer is deleted — container and init layers — and its parent released in turn;
+   * returns the registered layers that removed, child first.
+   */
+  releaseRWLayer(layer: RWLayer): Promise<RemovedLayer[]> {
+    return this.#rw.releaseRWLayer(layer);
+  }
+
+  /** Unmounts every read-write layer this process mounted and lets go of their handles (they stay valid). */
+  cleanup(): Promise<void> {
+    return this.#rw.cleanup();
+  }
+
+  /** Waits for work in progress and unmounts what this process mounted (`cleanup`). The cache is the caller's to close. */
   async close(): Promise<void> {
-    await this.#lock;
+    await this.cleanup();
   }
 }
-
-
