@@ -4,33 +4,9 @@
  * snapshot key, path, gRPC method) travels in `details`.
  */
 
-/** Context attached to an error: the object involved and, where it came from, the call. */
-export interface ErrorDetails {
-  readonly id?: string;
-  readonly key?: string;
-  readonly digest?: string;
-  readonly path?: string;
-  readonly entry?: string;
-  readonly method?: string;
-  readonly [extra: string]: unknown;
-}
+import { BuildcacheError } from './base.js';
 
-/** Options accepted by every error constructor. */
-export interface ErrorOptions {
-  readonly cause?: unknown;
-  readonly details?: ErrorDetails;
-}
-
-/** Base class of every error buildcache throws on purpose. */
-export abstract class BuildcacheError extends Error {
-  abstract readonly code: string;
-  readonly details: ErrorDetails;
-  constructor(message: string, options: ErrorOptions = {}) {
-    super(message, options.cause === undefined ? undefined : { cause: options.cause });
-    this.name = new.target.name;
-    this.details = options.details ?? {};
-  }
-}
+export * from './base.js';
 
 // --- containerd errdefs (also produced by the embedded backend) -------------------------
 
@@ -85,3 +61,4 @@ export class ErrNoBlobs extends BuildcacheError { readonly code = 'ERR_NO_BLOBS'
 export class ErrNeedsRemoteProvider extends BuildcacheError { readonly code = 'ERR_NEEDS_REMOTE_PROVIDER'; }
 /** A layer would sit deeper in its chain than the layer store allows (Docker's 125). */
 export class ErrMaxDepthExceeded extends BuildcacheError { readonly code = 'ERR_MAX_DEPTH_EXCEEDED'; }
+export * from './images.js';
