@@ -26,6 +26,16 @@ import { Stack } from './helpers.js';
 const run = promisify(execFile);
 const worker = join(dirname(fileURLToPath(import.meta.url)), 'import-worker.js');
 
+const BAD: { name: string; format: 'docker' | 'oci'; brk: Breakage; error: new (...a: never[]) => BuildcacheError; says: RegExp }[] = [
+  { name: 'an OCI layout missing a layer blob', format: 'oci', brk: { dropLayer: 1 }, error: ErrMissingBlob, says: /layer 2 of manifest sha256:[0-9a-f]{64} sha256:[0-9a-f]{64} is not in the archive/ },
+  { name: 'a docker archive missing a layer file', format: 'docker', brk: { dropLayer: 2 }, error: ErrMissingBlob, says: /layer [0-9a-f]{64}\/layer\.tar named by manifest\.json is not in the archive/ },
+  { name: 'a docker manifest naming a layer that is not there', format: 'docker', brk: { extraLayer: true }, error: ErrMissingBlob, says: /deadbeef/ },
+  { name: 'a config whose diff_id does not match its layer (OCI)', format: 'oci', brk: { wrongDiffID: 2 }, error: ErrDiffIDMismatch, says: /uncompresses to sha256:[0-9a-f]{64}, but the config's diff_id/ },
+  { name: 'a config whose diff_id does not match its layer (docker)', format: 'docker', brk: { wrongDiffID: 1 }, error: ErrDiffIDMismatch, says: /diff_id/ },
+  { name: 'a docker archive whose legacy parent links loop', format: 'docker', brk: { parentCycle: true }, error: ErrLayerCycle, says: /loop back/ },
+  { name: 'a docker manifest listing one layer twice', format: 'docker', brk: { repeatLayer: true }, error: ErrLayerCycle, says: /twice/ },
+];
+
 let fx: string;
 let three: { layers: string[]; expected: Record<string, string> };
 let docker: string;
@@ -40,6 +50,9 @@ before(async () => {
   ids = await writeArchive({ format: 'docker', out: docker, names: ['fixture/three:v1'], layers: three.layers });
   const o = await writeArchive({ format: 'oci', out: oci, names: ['example.com/three:oci'], layers: three.layers });
   assert.equal(o.id, ids.id, 'both archives hold the same config');
+  for (const [i, bad] of BAD.entries()) {
+    await writeArchive({ format: bad.format, out: join(fx, `bad-${i}.tar`), names: ['bad:1'], layers: three.layers, break: bad.brk });
+  }
 });
 after(async () => {
   await rm(fx, { recursive: true, force: true });
@@ -61,15 +74,6 @@ async function plainTar(path: string): Promise<Buffer> {
   return path.endsWith('.gz') ? (await run('gzip', ['-dc', path], { encoding: 'buffer', maxBuffer: 64 << 20 })).stdout : readFile(path);
 }
 
-const BAD: { name: string; format: 'docker' | 'oci'; brk: Breakage; error: new (...a: never[]) => BuildcacheError; says: RegExp }[] = [
-  { name: 'an OCI layout missing a layer blob', format: 'oci', brk: { dropLayer: 1 }, error: ErrMissingBlob, says: /layer 2 of manifest sha256:[0-9a-f]{64} sha256:[0-9a-f]{64} is not in the archive/ },
-  { name: 'a docker archive missing a layer file', format: 'docker', brk: { dropLayer: 2 }, error: ErrMissingBlob, says: /layer [0-9a-f]{64}\/layer\.tar named by manifest\.json is not in the archive/ },
-  { name: 'a docker manifest naming a layer that is not there', format: 'docker', brk: { extraLayer: true }, error: ErrMissingBlob, says: /deadbeef/ },
-  { name: 'a config whose diff_id does not match its layer (OCI)', format: 'oci', brk: { wrongDiffID: 2 }, error: ErrDiffIDMismatch, says: /uncompresses to sha256:[0-9a-f]{64}, but the config's diff_id/ },
-  { name: 'a config whose diff_id does not match its layer (docker)', format: 'docker', brk: { wrongDiffID: 1 }, error: ErrDiffIDMismatch, says: /diff_id/ },
-  { name: 'a docker archive whose legacy parent links loop', format: 'docker', brk: { parentCycle: true }, error: ErrLayerCycle, says: /loop back/ },
-  { name: 'a docker manifest listing one layer twice', format: 'docker', brk: { repeatLayer: true }, error: ErrLayerCycle, says: /twice/ },
-];
 
 for (const kind of BACKENDS) {
   describe(`image store on ${kind.name}`, () => {
@@ -134,9 +138,7 @@ for (const kind of BACKENDS) {
 
     for (const bad of BAD) {
       test(`${bad.name}: ${bad.error.name} before anything is registered`, async () => {
-        const path = join(tb.dir, `bad-${BAD.indexOf(bad)}.tar`);
-        await writeArchive({ format: bad.format, out: path, names: ['bad:1'], layers: three.layers, break: bad.brk });
-        await assert.rejects(s.images.import(createReadStream(path)), (err: BuildcacheError) => {
+        await assert.rejects(s.images.import(createReadStream(join(fx, `bad-${BAD.indexOf(bad)}.tar`))), (err: BuildcacheError) => {
           assert.ok(err instanceof bad.error, `${err.name}: ${err.message}`);
           assert.match(err.message, bad.says);
           return true;

@@ -29,6 +29,7 @@ const OPTIONS = {
   'reserved-space': { type: 'string' },
   'min-free-space': { type: 'string' },
   'dry-run': { type: 'boolean' },
+  output: { type: 'string', short: 'o' },
 } as const;
 
 /** A flag's long name. */
@@ -42,7 +43,12 @@ const COMMAND_FLAGS: Record<string, readonly Name[]> = {
     'max-used-space', 'reserved-space', 'min-free-space', 'dry-run', 'verbose', 'format',
   ],
   demo: [],
+  import: [],
+  export: ['output', 'format'],
+  images: ['format'],
 };
+/** The arguments each command takes after its name (none when not listed). */
+const COMMAND_ARGS: Record<string, string> = { import: 'FILE (or - for stdin)', export: 'NAME' };
 const GLOBAL_FLAGS: readonly Name[] = ['root', 'containerd', 'namespace', 'snapshotter', 'timeout', 'log-level', 'help', 'version'];
 
 /** The flags given, by their long name. */
@@ -55,6 +61,8 @@ export interface Flags {
 /** What the command line asked for. */
 export interface Args {
   readonly command: string | undefined;
+  /** The command's argument (see COMMAND_ARGS). */
+  readonly arg?: string;
   readonly flags: Flags;
 }
 
@@ -102,10 +110,12 @@ export function readArgs(argv: readonly string[]): Args {
   if (command !== undefined && command !== 'help') {
     const allowed = COMMAND_FLAGS[command];
     if (!allowed) throw new UsageError(`unknown command ${JSON.stringify(command)}; see buildcache --help`);
-    if (positionals.length > 1) throw new UsageError(`${command}: unexpected argument ${JSON.stringify(positionals[1])}`);
+    const wanted = COMMAND_ARGS[command];
+    if (positionals.length > (wanted ? 2 : 1)) throw new UsageError(`${command}: unexpected argument ${JSON.stringify(positionals.at(-1))}`);
+    if (wanted && positionals.length < 2) throw new UsageError(`${command}: give the ${wanted}`);
     for (const name of [...strings.keys(), ...booleans, ...(filters.length ? ['filter' as const] : [])]) {
       if (!GLOBAL_FLAGS.includes(name) && !allowed.includes(name)) throw new UsageError(`${command}: unknown flag --${name}; see buildcache --help`);
     }
   }
-  return { command, flags: { strings, filters, booleans } };
+  return { command, ...(positionals[1] !== undefined ? { arg: positionals[1] } : {}), flags: { strings, filters, booleans } };
 }

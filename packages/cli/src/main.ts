@@ -13,6 +13,7 @@ import {
 import { readArgs, UsageError, type Flags, type Name } from './args.js';
 import { du, pruneCommand } from './commands.js';
 import { demo } from './demo.js';
+import { imageCommand, IMAGE_COMMANDS, withImages } from './images.js';
 import { canAsk, confirm, Output, Progress } from './terminal.js';
 import { parseDuration, parseSize } from './units.js';
 import { EXIT, USAGE } from './usage.js';
@@ -124,7 +125,7 @@ function onSignals(controller: AbortController): () => void {
 export async function main(argv: readonly string[]): Promise<number> {
   let logger: Logger | undefined;
   try {
-    const { command, flags } = readArgs(argv);
+    const { command, arg, flags } = readArgs(argv);
     if (flags.booleans.has('version')) {
       process.stdout.write(`buildcache ${await version()}\n`);
       return EXIT.ok;
@@ -141,8 +142,12 @@ export async function main(argv: readonly string[]): Promise<number> {
     if (!LOG_LEVELS.includes(level)) throw new UsageError(`--log-level: unknown level ${JSON.stringify(level)}; use one of ${LOG_LEVELS.join(', ')}`);
     logger = pino({ level }, pino.destination(2));
     const options = cacheOptions(flags, logger);
-    const fmt = format(flags.strings.get('format'));
     const out = new Output();
+    if (IMAGE_COMMANDS.has(command)) {
+      await withImages(options, (images) => imageCommand(images, command, arg!, flags, out));
+      return EXIT.ok;
+    }
+    const fmt = format(flags.strings.get('format'));
     const progress = new Progress();
     if (command === 'du') {
       const { filters, until } = splitUntil(flags.filters);

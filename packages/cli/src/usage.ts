@@ -19,6 +19,9 @@ Commands:
   du       Show disk usage of the build cache
   prune    Remove unused cache records
   demo     Build a small chain of cache records, export it, and show du
+  import FILE|-        Import the images of an OCI image layout or docker save archive (tar, .gz, .zst)
+  export NAME -o FILE  Write an image as an OCI image layout (or a docker save archive); -o - is stdout
+  images               List images: names, IDs, layer count, size
 
 Global options:
   --root DIR             cache root (default: $XDG_DATA_HOME/buildcache, else ~/.local/share/buildcache)
@@ -47,6 +50,13 @@ prune options (buildx's spellings in brackets):
   -v, --verbose          one block per record
   --format table|json    output format (default: table; json is one object per deleted record, one per
                          line, then a totals object)
+
+export options:
+  -o, --output FILE      where to write the archive (- for stdout)
+  --format oci|docker    OCI image layout (default), or a docker save archive (also an OCI layout)
+
+images options:
+  --format table|json    output format (default: table)
 
 Sizes: ${SIZE_RULE.replaceAll('\n', '\n  ')}
   An empty value (e.g. an unset shell variable) is an error, never "no limit".

@@ -11,7 +11,7 @@ import { join, posix } from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
-import { BuildcacheError, ErrNotAnImageArchive } from '@buildcache/errdefs';
+import { BuildcacheError, ErrNotAnImageArchive, ErrNotFound, ErrPermissionDenied } from '@buildcache/errdefs';
 import { decompress } from '@buildcache/snapshot';
 
 /** A source of archive bytes. */
@@ -88,6 +88,9 @@ export async function spool(source: ArchiveSource, dir: string, what: string): P
     await pipeline(Readable.from(decompress(source, 'auto')), extract);
   } catch (err) {
     if (err instanceof BuildcacheError) throw err;
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw new ErrNotFound(`${what} does not exist`, { cause: err, details: { path: what } });
+    if (code === 'EACCES' || code === 'EPERM') throw new ErrPermissionDenied(`${what} cannot be read: permission denied`, { cause: err, details: { path: what } });
     throw new ErrNotAnImageArchive(`${what} is not a readable tar archive (${(err as Error).message}); give an OCI image layout or a docker save archive`, {
       cause: err,
       details: { path: what },
