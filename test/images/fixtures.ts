@@ -5,7 +5,8 @@
  * whiteout and an opaque directory (Python's tarfile), each wrapped as a `docker save` archive
  * (Python's tarfile) and as an OCI image layout (tarred by GNU tar) — and broken variants of them.
  *
- * Run as a script, it prints the cached Debian layer as JSON (the images benchmark uses it).
+ * Run as a script (`node fixtures.js DIR`), it writes DIR/real-oci.tar (the real layer, gzip, as an OCI
+ * layout) and prints the layer and that archive as JSON: the images benchmark uses them.
  */
 import { execFile } from 'node:child_process';
 import { mkdir, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
@@ -220,5 +221,7 @@ export async function notATar(dir: string): Promise<string> {
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const layer = await realLayer((line) => process.stderr.write(`${line}\n`));
-  process.stdout.write(`${JSON.stringify(layer)}\n`);
+  const archive = join(process.argv[2]!, 'real-oci.tar');
+  await writeArchive({ format: 'oci', out: archive, names: ['real:latest'], layers: [layer.tarGz] });
+  process.stdout.write(`${JSON.stringify({ ...layer, archive })}\n`);
 }
