@@ -212,6 +212,24 @@ export async function threeLayers(dir: string): Promise<{ layers: string[]; expe
   };
 }
 
+/** The JSON value `make` gives, made once and kept in the fixture cache as `name`. */
+export async function cachedJSON<T>(name: string, make: () => Promise<T>): Promise<T> {
+  const path = join(FIXTURE_CACHE, name);
+  await cached(path, async (partial) => writeFile(partial, JSON.stringify(await make())));
+  return JSON.parse(await readFile(path, 'utf8')) as T;
+}
+
+/** `writeArchive(spec)` made once and kept in the fixture cache as `name`. */
+export async function cachedArchive(name: string, spec: Omit<ArchiveSpec, 'out'>): Promise<{ path: string; id: string; diffIDs: string[] }> {
+  const path = join(FIXTURE_CACHE, name);
+  const result = await cachedJSON(`${name}.json`, async () => {
+    const r = await writeArchive({ ...spec, out: `${path}.partial` });
+    await rename(`${path}.partial`, path);
+    return r;
+  });
+  return { path, ...result };
+}
+
 /** A file that is not a tar. */
 export async function notATar(dir: string): Promise<string> {
   const path = join(dir, 'not-a-tar.bin');

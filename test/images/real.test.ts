@@ -18,7 +18,7 @@ import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import { containerdAddress } from '../harness/containerd.js';
 import { BACKENDS, type TestBackend } from '../support/backends.js';
-import { realLayer, threeLayers, writeArchive, type RealLayer } from './fixtures.js';
+import { cachedArchive, cachedJSON, realLayer, threeLayers, writeArchive, type RealLayer } from './fixtures.js';
 import { Stack, treeOf } from './helpers.js';
 
 const run = promisify(execFile);
@@ -42,15 +42,19 @@ describe('a real Debian rootfs image', () => {
   let s: Stack;
   let id: string;
   let diffID: string;
+  let ociArchive: string;
+  let dockerArchive: string;
 
   before(async () => {
     layer = await realLayer((line) => log.push(line));
     work = await mkdtemp(join(tmpdir(), 'images-real-'));
-    const oci = await writeArchive({ format: 'oci', out: join(work, 'oci.tar'), names: [`docker.io/library/${NAME}`], layers: [layer.tarGz] });
+    // made once per layer source and kept beside the layer, so that reruns are fast
+    const oci = await cachedArchive(`${layer.source}-oci.tar`, { format: 'oci', names: [`docker.io/library/${NAME}`], layers: [layer.tarGz] });
+    ociArchive = oci.path;
     id = oci.id;
     diffID = oci.diffIDs[0]!;
-    await writeArchive({ format: 'docker', out: join(work, 'docker.tar'), names: [NAME], layers: [layer.tar] });
-    tree = await treeOf(layer.tree, layer.exclude);
+    dockerArchive = (await cachedArchive(`${layer.source}-docker.tar`, { format: 'docker', names: [NAME], layers: [layer.tar] })).path;
+    tree = await cachedJSON(`${layer.source}-tree.json`, () => treeOf(layer.tree, layer.exclude));
     tb = await BACKENDS[0]!.open();
     s = await Stack.open(tb.backend, tb.dir);
   });
@@ -77,7 +81,7 @@ describe('a real Debian rootfs image', () => {
   test('from an OCI layout (gzip layer): registered once; its docker save export loads in containerd with the same files', async (t) => {
     for (const line of log) t.diagnostic(line);
     t.diagnostic(`layer: ${(await stat(layer.tar)).size} bytes tar, ${(await stat(layer.tarGz)).size} bytes gzip`);
-    const [img] = await s.images.import(createReadStream(join(work, 'oci.tar')));
+    const [img] = await s.images.import(createReadStream(ociArchive));
     assert.deepEqual({ id: img!.id, names: img!.names, layers: img!.layers, size: img!.size }, { id, names: [NAME], layers: 1, size: (await stat(layer.tar)).size });
     const out = join(work, 'export-docker.tar');
     await pipeline(Readable.from(s.images.export(NAME, 'docker')), createWriteStream(out));
@@ -86,7 +90,7 @@ describe('a real Debian rootfs image', () => {
 
   test('from a docker save archive: the same image, no new layer; its OCI export holds the original tar', async () => {
     const before = s.layers.list();
-    const [img] = await s.images.import(createReadStream(join(work, 'docker.tar')));
+    const [img] = await s.images.import(createReadStream(dockerArchive));
     assert.equal(img!.id, id);
     assert.deepEqual(s.layers.list(), before);
     const out = join(work, 'export-oci.tar');
