@@ -144,7 +144,11 @@ if spec['format'] == 'docker':
             p = ids[-1] if (brk.get('parentCycle') and i == 0) else (ids[i - 1] if i else None)
             add_bytes(t, ids[i] + '/VERSION', b'1.0')
             add_bytes(t, ids[i] + '/json', json.dumps({'id': ids[i], **({'parent': p} if p else {})}).encode())
-            if brk.get('dropLayer') != i: t.add(l['path'], arcname=ids[i] + '/layer.tar')
+            first = next(j for j, m in enumerate(layers) if m['diff'] == l['diff'])
+            if brk.get('dropLayer') == i: pass
+            elif first < i:  # as docker save writes a repeated layer: a symlink to the first copy
+                info = tarfile.TarInfo(ids[i] + '/layer.tar'); info.type = tarfile.SYMTYPE; info.linkname = '../' + ids[first] + '/layer.tar'; t.addfile(info)
+            else: t.add(l['path'], arcname=ids[i] + '/layer.tar')
         add_bytes(t, config_hex + '.json', config)
         paths = [i + '/layer.tar' for i in ids]
         if brk.get('extraLayer'): paths.append('deadbeef' * 8 + '/layer.tar')

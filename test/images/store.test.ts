@@ -128,6 +128,18 @@ for (const kind of BACKENDS) {
       }
     });
 
+    test('a docker save archive with a repeated layer stored as a symlink (as docker writes it): three layers, two tars', async () => {
+      const path = join(tb.dir, 'repeat.tar');
+      const r = await writeArchive({ format: 'docker', out: path, names: ['fixture/repeat:v1'], layers: [three.layers[0]!, three.layers[2]!, three.layers[0]!] });
+      const before = s.layers.list().length;
+      const [img] = await s.images.import(createReadStream(path));
+      assert.equal(img!.id, r.id);
+      assert.equal(img!.layers, 3);
+      assert.equal(s.layers.list().length, before + 2, 'the bottom layer is fixture/three\'s; two new chain IDs');
+      await s.images.remove(r.id);
+      assert.equal(s.layers.list().length, before);
+    });
+
     test('remove gives the layers back; an unknown name is ErrNotFound', async () => {
       assert.throws(() => s.images.get('fixture/none'), ErrNotFound);
       await s.images.remove(ids.id.slice(7, 19));

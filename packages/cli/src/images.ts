@@ -84,16 +84,16 @@ export function imagesCommand(images: ImageStore, format: 'table' | 'json', out:
 /** The commands of this file. */
 export const IMAGE_COMMANDS: ReadonlySet<string> = new Set(['import', 'export', 'images']);
 
-/** Runs `import FILE`, `export NAME -o FILE` or `images` with its flags. */
-export async function imageCommand(images: ImageStore, command: string, arg: string, flags: Flags, out: Output): Promise<void> {
+/** The command `import FILE`, `export NAME -o FILE` or `images` with its flags checked (before anything is opened), to run on the image store. */
+export function imageCommand(command: string, arg: string, flags: Flags, out: Output): (images: ImageStore) => Promise<void> {
   const format = flags.strings.get('format');
-  if (command === 'import') return importCommand(images, arg, out);
+  if (command === 'import') return (images) => importCommand(images, arg, out);
   if (command === 'export') {
     const file = flags.strings.get('output');
     if (file === undefined) throw new UsageError('export: give -o FILE (or -o - for stdout)');
     if (format !== undefined && format !== 'oci' && format !== 'docker') throw new UsageError(`--format: unknown archive format ${JSON.stringify(format)}; use oci or docker`);
-    return exportCommand(images, arg, file, format ?? 'oci');
+    return (images) => exportCommand(images, arg, file, format ?? 'oci');
   }
   if (format !== undefined && format !== 'table' && format !== 'json') throw new UsageError(`--format: unknown format ${JSON.stringify(format)}; use table or json`);
-  imagesCommand(images, format ?? 'table', out);
+  return async (images) => imagesCommand(images, format ?? 'table', out);
 }

@@ -144,7 +144,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     const options = cacheOptions(flags, logger);
     const out = new Output();
     if (IMAGE_COMMANDS.has(command)) {
-      await withImages(options, (images) => imageCommand(images, command, arg!, flags, out));
+      await withImages(options, imageCommand(command, arg!, flags, out));
       return EXIT.ok;
     }
     const fmt = format(flags.strings.get('format'));

@@ -1,7 +1,7 @@
 /**
  * Reading an image archive: the tar (plain, gzip or zstd) is read once and each regular file is
  * spooled into a work directory under a numbered name — entry names never become paths — with its
- * size and sha256, so that the index, manifests and configs can be read and checked before any layer
+ * size and sha256 (symlinks and hard links to such a file name the same bytes), so that the index, manifests and configs can be read and checked before any layer
  * is registered, whatever order the archive holds its files in.
  */
 import { createHash } from 'node:crypto';
@@ -71,7 +71,11 @@ export async function spool(source: ArchiveSource, dir: string, what: string): P
   const files = new Map<string, SpooledFile>();
   const extract = tar.extract();
   let n = 0;
+  const links: [string, string][] = [];
   extract.on('entry', (header, stream, next) => {
+    // docker save writes a repeated layer as a symlink to the first copy
+    if (header.type === 'symlink' && header.linkname) links.push([normalize(header.name), normalize(posix.join(posix.dirname(header.name), header.linkname))]);
+    if (header.type === 'link' && header.linkname) links.push([normalize(header.name), normalize(header.linkname)]);
     if (header.type !== 'file' && header.type !== 'contiguous-file') {
       stream.resume();
       stream.on('end', next);
@@ -95,6 +99,16 @@ export async function spool(source: ArchiveSource, dir: string, what: string): P
       cause: err,
       details: { path: what },
     });
+  }
+  for (let changed = true; changed; ) {
+    changed = false;
+    for (const [name, target] of links) {
+      const f = files.get(target);
+      if (f && !files.has(name)) {
+        files.set(name, f);
+        changed = true;
+      }
+    }
   }
   return new Spool(files);
 }

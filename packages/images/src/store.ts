@@ -82,7 +82,9 @@ export class ImageStore {
     for (const rec of store.#images.values()) {
       const top = rec.layers.at(-1);
       // The record's reference was taken (and counted on disk) by the import that wrote it: adopt it.
-      if (top) store.#held.set(rec.id, new Layer(store.layers, metas.get(top.chainID)!));
+      const meta = top && metas.get(top.chainID);
+      if (meta) store.#held.set(rec.id, new Layer(store.layers, meta));
+      else if (top) store.log.warn({ image: rec.id, layer: top.chainID }, 'the top layer of an image is no longer registered; the image cannot be exported');
     }
     return store;
   }
