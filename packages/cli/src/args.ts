@@ -54,9 +54,14 @@ const COMMAND_FLAGS: Record<string, readonly Name[]> = {
   pull: ['lazy'],
   cat: [],
   push: ['compression'],
+  import: [],
+  export: ['output', 'format'],
+  images: ['format'],
 };
 /** The positional arguments each command takes (after its name), as shown in usage errors. */
-const COMMAND_ARGS: Record<string, readonly string[]> = { build: ['CONTEXT'], pull: ['REF'], cat: ['REF', 'PATH'], push: ['RECORD', 'REF'] };
+const COMMAND_ARGS: Record<string, readonly string[]> = {
+  build: ['CONTEXT'], pull: ['REF'], cat: ['REF', 'PATH'], push: ['RECORD', 'REF'], import: ['FILE (or - for stdin)'], export: ['NAME'],
+};
 const GLOBAL_FLAGS: readonly Name[] = ['root', 'containerd', 'namespace', 'snapshotter', 'timeout', 'log-level', 'help', 'version'];
 
 /** The flags given, by their long name. */
@@ -73,6 +78,8 @@ export interface Flags {
 /** What the command line asked for. */
 export interface Args {
   readonly command: string | undefined;
+  /** The command's argument (see COMMAND_ARGS). */
+  readonly arg?: string;
   readonly flags: Flags;
   /** The command's positional arguments (see COMMAND_ARGS). */
   readonly args: readonly string[];
@@ -129,11 +136,13 @@ export function readArgs(argv: readonly string[]): Args {
     if (positionals.length > wanted.length + 1) throw new UsageError(`${command}: unexpected argument ${JSON.stringify(positionals[wanted.length + 1])}`);
     // build's CONTEXT is checked by the build command (its message names the build context).
     if (command !== 'build' && positionals.length < wanted.length + 1) {
-      throw new UsageError(`${command}: missing ${wanted.slice(positionals.length - 1).join(' ')}; usage: buildcache ${command} ${wanted.join(' ')}`);
+      const missing = wanted.slice(positionals.length - 1).join(' ');
+      throw new UsageError(wanted.length === 1 ? `${command}: give the ${missing}` : `${command}: missing ${missing}; usage: buildcache ${command} ${wanted.join(' ')}`);
     }
     for (const name of [...strings.keys(), ...booleans, ...(filters.length ? ['filter' as const] : []), ...(buildArgs.length ? ['build-arg' as const] : [])]) {
       if (!GLOBAL_FLAGS.includes(name) && !allowed.includes(name)) throw new UsageError(`${command}: unknown flag --${name}; see buildcache --help`);
     }
   }
-  return { command, flags: { strings, filters, buildArgs, operands: positionals.slice(1), booleans }, args: positionals.slice(1) };
+  const args = positionals.slice(1);
+  return { command, ...(args[0] !== undefined ? { arg: args[0] } : {}), flags: { strings, filters, buildArgs, operands: args, booleans }, args };
 }

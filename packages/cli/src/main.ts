@@ -18,6 +18,7 @@ import { withRemote } from './remote.js';
 import { pullCommand } from './pull.js';
 import { catCommand } from './cat.js';
 import { compressionFlag, pushCommand } from './push.js';
+import { imageCommand, IMAGE_COMMANDS, withImages } from './images.js';
 import { canAsk, confirm, Output, Progress } from './terminal.js';
 import { parseDuration, parseSize } from './units.js';
 import { EXIT, USAGE } from './usage.js';
@@ -129,7 +130,7 @@ function onSignals(controller: AbortController): () => void {
 export async function main(argv: readonly string[]): Promise<number> {
   let logger: Logger | undefined;
   try {
-    const { command, flags, args } = readArgs(argv);
+    const { command, arg, flags, args } = readArgs(argv);
     if (flags.booleans.has('version')) {
       process.stdout.write(`buildcache ${await version()}\n`);
       return EXIT.ok;
@@ -146,8 +147,12 @@ export async function main(argv: readonly string[]): Promise<number> {
     if (!LOG_LEVELS.includes(level)) throw new UsageError(`--log-level: unknown level ${JSON.stringify(level)}; use one of ${LOG_LEVELS.join(', ')}`);
     logger = pino({ level }, pino.destination(2));
     const options = cacheOptions(flags, logger);
-    const fmt = format(flags.strings.get('format'));
     const out = new Output();
+    if (IMAGE_COMMANDS.has(command)) {
+      await withImages(options, imageCommand(command, arg!, flags, out));
+      return EXIT.ok;
+    }
+    const fmt = format(flags.strings.get('format'));
     const progress = new Progress();
     if (command === 'du') {
       const { filters, until } = splitUntil(flags.filters);

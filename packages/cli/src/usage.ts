@@ -24,6 +24,9 @@ Commands:
                        store and extract them unless --lazy
   cat REF PATH         Print one file of a remote image, fetching only its chunks from eStargz layers
   push RECORD REF      Push a record's chain to a registry as an OCI image (minimal config)
+  import FILE|-        Import the images of an OCI image layout or docker save archive (tar, .gz, .zst)
+  export NAME -o FILE  Write an image as an OCI image layout (or a docker save archive); -o - is stdout
+  images               List images: names, IDs, layer count, size
 
 Global options:
   --root DIR             cache root (default: $XDG_DATA_HOME/buildcache, else ~/.local/share/buildcache)
@@ -67,6 +70,12 @@ pull options:
 
 push options:
   --compression C        gzip (default), zstd, uncompressed, or estargz (lazily pullable layers)
+export options:
+  -o, --output FILE      where to write the archive (- for stdout)
+  --format oci|docker    OCI image layout (default), or a docker save archive (also an OCI layout)
+
+images options:
+  --format table|json    output format (default: table)
 
 Sizes: ${SIZE_RULE.replaceAll('\n', '\n  ')}
   An empty value (e.g. an unset shell variable) is an error, never "no limit".

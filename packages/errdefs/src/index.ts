@@ -64,3 +64,4 @@ export class ErrNeedsRemoteProvider extends BuildcacheError { readonly code = 'E
 /** A layer would sit deeper in its chain than the layer store allows (Docker's 125). */
 export class ErrMaxDepthExceeded extends BuildcacheError { readonly code = 'ERR_MAX_DEPTH_EXCEEDED'; }
 export * from './frontend.js';
+export * from './images.js';

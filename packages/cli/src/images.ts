@@ -1,0 +1,99 @@
+/**
+ * `buildcache import`, `export` and `images`: image archives in and out of the image store, which
+ * lives beside the cache (`<root>/layers`, its images in `<root>/layers/images`).
+ */
+import { createReadStream, createWriteStream } from 'node:fs';
+import { rename, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Readable, type Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { openCache, type OpenCacheOptions } from '@buildcache/cache';
+import { ImageStore, splitName, type ExportFormat, type ImageInfo } from '@buildcache/images';
+import { LayerStore } from '@buildcache/layers';
+import { UsageError, type Flags } from './args.js';
+import type { Output } from './terminal.js';
+import { formatSize, table } from './units.js';
+
+/** Runs `fn` on the image store of the cache `options` names, closing everything afterwards. */
+export async function withImages<T>(options: OpenCacheOptions, fn: (images: ImageStore) => Promise<T>): Promise<T> {
+  const { cache, close } = await openCache(options);
+  try {
+    const layers = await LayerStore.open({ cache, root: join(options.root, 'layers'), ...(options.logger ? { logger: options.logger } : {}) });
+    try {
+      const images = await ImageStore.open({ layers, root: join(options.root, 'layers', 'images'), ...(options.logger ? { logger: options.logger } : {}) });
+      try {
+        return await fn(images);
+      } finally {
+        await images.close();
+      }
+    } finally {
+      await layers.close();
+    }
+  } finally {
+    await close();
+  }
+}
+
+/** Imports the archive `file` (`-`: stdin) and prints what it loaded, as `docker load` does. */
+export async function importCommand(images: ImageStore, file: string, out: Output): Promise<void> {
+  const source = file === '-' ? process.stdin : createReadStream(file);
+  const loaded = await images.import(source, { what: file === '-' ? 'stdin' : file });
+  for (const img of loaded) {
+    if (img.names.length === 0) out.write(`Loaded image ID: ${img.id}\n`);
+    for (const n of img.names) out.write(`Loaded image: ${n}\n`);
+  }
+}
+
+/** Writes the image `name` as an archive to `file` (`-`: stdout); a file appears only once complete. */
+export async function exportCommand(images: ImageStore, name: string, file: string, format: ExportFormat): Promise<void> {
+  const archive = Readable.from(images.export(name, format));
+  if (file === '-') {
+    await pipeline(archive, process.stdout as Writable, { end: false });
+    return;
+  }
+  const partial = `${file}.partial-${process.pid}`;
+  try {
+    await pipeline(archive, createWriteStream(partial));
+    await rename(partial, file);
+  } finally {
+    await rm(partial, { force: true });
+  }
+}
+
+/** An image as JSON. */
+function toJSON(img: ImageInfo): Record<string, unknown> {
+  return { id: img.id, names: img.names, layers: img.layers, size: img.size, created: img.created ?? null };
+}
+
+/** Lists images: a table like `docker images` (one row per name), or a JSON array. */
+export function imagesCommand(images: ImageStore, format: 'table' | 'json', out: Output): void {
+  const list = images.list();
+  if (format === 'json') {
+    out.write(`${JSON.stringify(list.map(toJSON), null, 2)}\n`);
+    return;
+  }
+  const rows: string[][] = [['REPOSITORY', 'TAG', 'IMAGE ID', 'LAYERS', 'SIZE']];
+  for (const img of list) {
+    const short = img.id.slice(7, 19);
+    const names = img.names.length ? img.names.map(splitName) : [{ repository: '<none>', tag: '<none>' }];
+    for (const n of names) rows.push([n.repository, n.tag, short, String(img.layers), formatSize(img.size)]);
+  }
+  out.write(`${table(rows)}\n`);
+}
+
+/** The commands of this file. */
+export const IMAGE_COMMANDS: ReadonlySet<string> = new Set(['import', 'export', 'images']);
+
+/** The command `import FILE`, `export NAME -o FILE` or `images` with its flags checked (before anything is opened), to run on the image store. */
+export function imageCommand(command: string, arg: string, flags: Flags, out: Output): (images: ImageStore) => Promise<void> {
+  const format = flags.strings.get('format');
+  if (command === 'import') return (images) => importCommand(images, arg, out);
+  if (command === 'export') {
+    const file = flags.strings.get('output');
+    if (file === undefined) throw new UsageError('export: give -o FILE (or -o - for stdout)');
+    if (format !== undefined && format !== 'oci' && format !== 'docker') throw new UsageError(`--format: unknown archive format ${JSON.stringify(format)}; use oci or docker`);
+    return (images) => exportCommand(images, arg, file, format ?? 'oci');
+  }
+  if (format !== undefined && format !== 'table' && format !== 'json') throw new UsageError(`--format: unknown format ${JSON.stringify(format)}; use table or json`);
+  return async (images) => imagesCommand(images, format ?? 'table', out);
+}

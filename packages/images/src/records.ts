@@ -1,0 +1,76 @@
+/**
+ * The image store's files under its root: `images/<id hex>.json` (one record per image, rewritten
+ * atomically), `pending/<nonce>.json` (a journal for each import or removal in progress, so that
+ * `open` can undo or finish one a crash interrupted) and `tmp/` (archives being read).
+ */
+import { open, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+
+/** One layer of an image record. */
+export interface RecordLayer {
+  readonly chainID: string;
+  readonly diffID: string;
+  /** Bytes of its uncompressed tar. */
+  readonly size: number;
+}
+
+/** What the store keeps about one image. */
+export interface ImageRecord {
+  /** The config's digest. */
+  readonly id: string;
+  /** Full names (`docker.io/library/debian:bookworm`). */
+  names: string[];
+  readonly layers: readonly RecordLayer[];
+  /** The config, base64 (exact bytes). */
+  readonly config: string;
+  /** The original OCI manifest, base64, when the archive had one. */
+  readonly manifest?: string;
+  /** The import that wrote the record (matches its journal). */
+  readonly nonce: string;
+  /** Import order: a name taken by a later import moves to it. */
+  readonly seq: number;
+}
+
+/** A journal: the layer reference counts to return to unless the record `nonce` names exists (import), or after it is gone (removal). */
+export interface Journal {
+  readonly nonce: string;
+  readonly kind: 'import' | 'remove';
+  readonly id: string;
+  readonly refs: readonly { readonly chainID: string; readonly refs: number }[];
+}
+
+export const hex = (digest: string): string => digest.slice(digest.indexOf(':') + 1);
+
+async function fsync(path: string): Promise<void> {
+  const fh = await open(path, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Writes `value` as JSON to `dir/name` atomically and durably. */
+export async function writeJSON(dir: string, name: string, value: unknown): Promise<void> {
+  const file = join(dir, name);
+  await writeFile(`${file}.tmp`, JSON.stringify(value));
+  await fsync(`${file}.tmp`);
+  await rename(`${file}.tmp`, file);
+  await fsync(dir);
+}
+
+/** Removes `dir/name` durably. */
+export async function removeFile(dir: string, name: string): Promise<void> {
+  await rm(join(dir, name), { force: true });
+  await fsync(dir);
+}
+
+/** Every `*.json` in `dir`, parsed (leftover `.tmp` files are removed). */
+export async function readAll<T>(dir: string): Promise<T[]> {
+  const out: T[] = [];
+  for (const name of (await readdir(dir)).sort()) {
+    if (name.endsWith('.tmp')) await rm(join(dir, name), { force: true });
+    else if (name.endsWith('.json')) out.push(JSON.parse(await readFile(join(dir, name), 'utf8')) as T);
+  }
+  return out;
+}

@@ -1,0 +1,273 @@
+/**
+ * The image store: images by name and config digest over a layer store. An import reads the whole
+ * archive and checks it (blobs, digests, diff_ids, parent links) before it registers a layer; each
+ * image then holds one reference on its top layer (children hold their parents). A journal written
+ * before any reference is taken lets `open` give back what an interrupted import or removal took.
+ */
+import { randomUUID } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { pino, type Logger } from 'pino';
+import { ErrInvalidArgument, ErrInvalidImage, ErrNotFound } from '@buildcache/errdefs';
+import { Layer, type LayerStore } from '@buildcache/layers';
+import { spool, type ArchiveSource } from './archive.js';
+import { exportArchive, type ExportFormat } from './export.js';
+import { familiarName, fullName } from './names.js';
+import { planImport, verifyDiffIDs, type ImagePlan } from './plan.js';
+import { hex, readAll, removeFile, writeJSON, type ImageRecord, type Journal } from './records.js';
+
+/** Options of `ImageStore.open`. */
+export interface ImageStoreOptions {
+  /** The layer store the images' layers live in (its references are the store's to take and give back). */
+  readonly layers: LayerStore;
+  /** The store's own directory. */
+  readonly root: string;
+  readonly logger?: Logger;
+}
+
+/** What an import reports as it goes (a test may stop the process at any of these points). */
+export type ImportEvent =
+  | { readonly stage: 'layer'; readonly image: string; readonly chainID: string; readonly index: number }
+  | { readonly stage: 'recorded'; readonly image: string };
+
+/** Options of `import`. */
+export interface ImportOptions {
+  /** What the source is called in messages (a file name, `stdin`). */
+  readonly what?: string;
+  readonly onProgress?: (event: ImportEvent) => void;
+}
+
+/** An image as listed. */
+export interface ImageInfo {
+  readonly id: string;
+  /** Familiar names (`debian:bookworm`). */
+  readonly names: readonly string[];
+  readonly layers: number;
+  /** Bytes of the uncompressed layers. */
+  readonly size: number;
+  /** The config's `created`, when it has one. */
+  readonly created?: string;
+}
+
+/** Images by name and ID over one layer store. */
+export class ImageStore {
+  #lock: Promise<unknown> = Promise.resolve();
+  #seq = 0;
+  readonly #images = new Map<string, ImageRecord>();
+  /** The reference each image holds on its top layer. */
+  readonly #held = new Map<string, Layer>();
+
+  private constructor(
+    private readonly layers: LayerStore,
+    private readonly root: string,
+    private readonly log: Logger,
+  ) {}
+
+  private dir(name: 'images' | 'pending' | 'tmp'): string {
+    return join(this.root, name);
+  }
+
+  /** Opens the store, undoing or finishing imports and removals a crash interrupted. */
+  static async open(options: ImageStoreOptions): Promise<ImageStore> {
+    const store = new ImageStore(options.layers, options.root, options.logger ?? pino({ level: 'silent' }));
+    for (const d of ['images', 'pending', 'tmp'] as const) await mkdir(store.dir(d), { recursive: true });
+    for (const name of await readdir(store.dir('tmp'))) await rm(join(store.dir('tmp'), name), { recursive: true, force: true });
+    for (const rec of await readAll<ImageRecord>(store.dir('images'))) {
+      store.#images.set(rec.id, rec);
+      store.#seq = Math.max(store.#seq, rec.seq);
+    }
+    for (const j of await readAll<Journal>(store.dir('pending'))) await store.recover(j);
+    const metas = new Map(store.layers.list().map((m) => [m.chainID, m]));
+    for (const rec of store.#images.values()) {
+      const top = rec.layers.at(-1);
+      // The record's reference was taken (and counted on disk) by the import that wrote it: adopt it.
+      const meta = top && metas.get(top.chainID);
+      if (meta) store.#held.set(rec.id, new Layer(store.layers, meta));
+      else if (top) store.log.warn({ image: rec.id, layer: top.chainID }, 'the top layer of an image is no longer registered; the image cannot be exported');
+    }
+    return store;
+  }
+
+  /** Undoes an import that wrote no record, or finishes a removal: layer references go back to the journal's counts. */
+  private async recover(j: Journal): Promise<void> {
+    const rec = this.#images.get(j.id);
+    const committed = j.kind === 'import' && rec?.nonce === j.nonce;
+    if (j.kind === 'remove' && rec) {
+      await removeFile(this.dir('images'), `${hex(j.id)}.json`);
+      this.#images.delete(j.id);
+    }
+    if (!committed) {
+      const metas = new Map(this.layers.list().map((m) => [m.chainID, m]));
+      for (const { chainID, refs } of j.refs) {
+        const meta = metas.get(chainID);
+        for (let n = meta?.refs ?? 0; n > refs; n--) await this.layers.release(new Layer(this.layers, meta!));
+      }
+      this.log.info({ journal: j }, 'undid an interrupted image %s', j.kind);
+    }
+    await removeFile(this.dir('pending'), `${j.nonce}.json`);
+  }
+
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.#lock.then(fn, fn);
+    this.#lock = run.catch(() => undefined);
+    return run;
+  }
+
+  /**
+   * Imports every image of an OCI image layout or `docker save` archive (plain or compressed tar).
+   * Bad input fails with a typed error before any layer is registered. Returns the images imported.
+   */
+  async import(source: ArchiveSource, options: ImportOptions = {}): Promise<ImageInfo[]> {
+    const what = options.what ?? 'the archive';
+    const work = await mkdtemp(join(this.dir('tmp'), 'import-'));
+    try {
+      const plans = await planImport(await spool(source, work, what), what);
+      for (const p of plans) {
+        try {
+          p.names.splice(0, p.names.length, ...p.names.map(fullName));
+        } catch (err) {
+          throw new ErrInvalidImage(`image ${p.id} in ${what}: ${(err as Error).message}`, { cause: err, details: { digest: p.id } });
+        }
+      }
+      await verifyDiffIDs(plans, new Set(this.layers.list().map((m) => m.chainID)));
+      return await this.serial(async () => {
+        const out: ImageInfo[] = [];
+        for (const p of plans) out.push(this.info(await this.record(p, options.onProgress)));
+        return out;
+      });
+    } finally {
+      await rm(work, { recursive: true, force: true });
+    }
+  }
+
+  /** Records one checked image: takes its layers (registering those missing) under a journal. */
+  private async record(p: ImagePlan, onProgress?: (e: ImportEvent) => void): Promise<ImageRecord> {
+    const existing = this.#images.get(p.id);
+    if (existing) {
+      await this.claim(existing, p.names);
+      return existing;
+    }
+    const nonce = randomUUID();
+    const metas = new Map(this.layers.list().map((m) => [m.chainID, m]));
+    const journal: Journal = { nonce, kind: 'import', id: p.id, refs: p.layers.map((l) => ({ chainID: l.chainID, refs: metas.get(l.chainID)?.refs ?? 0 })) };
+    await writeJSON(this.dir('pending'), `${nonce}.json`, journal);
+    let top: Layer | undefined;
+    try {
+      let start = p.layers.length;
+      while (start > 0 && !metas.has(p.layers[start - 1]!.chainID)) start--;
+      if (start > 0) top = await this.layers.get(p.layers[start - 1]!.chainID);
+      for (const [i, l] of p.layers.entries()) {
+        if (i >= start) {
+          const layer: Layer = await this.layers.register(createReadStream(l.file.path), top?.chainID, { descriptor: l.descriptor });
+          const below = top;
+          top = layer;
+          if (below) await this.layers.release(below);
+          if (layer.chainID !== l.chainID) throw new ErrInvalidImage(`layer ${l.descriptor.digest} registered as ${layer.chainID}, the config says ${l.chainID}`);
+        }
+        onProgress?.({ stage: 'layer', image: p.id, chainID: l.chainID, index: i });
+      }
+      const sizes = new Map(this.layers.list().map((m) => [m.chainID, m.size]));
+      const rec: ImageRecord = {
+        id: p.id, names: [], nonce, seq: ++this.#seq, config: p.config.toString('base64'),
+        layers: p.layers.map((l) => ({ chainID: l.chainID, diffID: l.diffID, size: sizes.get(l.chainID)! })),
+        ...(p.manifest ? { manifest: p.manifest.toString('base64') } : {}),
+      };
+      await writeJSON(this.dir('images'), `${hex(p.id)}.json`, rec);
+      this.#images.set(p.id, rec);
+      if (top) this.#held.set(p.id, top);
+      top = undefined;
+      onProgress?.({ stage: 'recorded', image: p.id });
+      await removeFile(this.dir('pending'), `${nonce}.json`);
+      await this.claim(rec, p.names);
+      return rec;
+    } finally {
+      if (top) {
+        await this.layers.release(top);
+        await removeFile(this.dir('pending'), `${nonce}.json`);
+      }
+    }
+  }
+
+  /** Gives `names` to `rec`, taking them from the images that had them. */
+  private async claim(rec: ImageRecord, names: readonly string[]): Promise<void> {
+    const add = names.filter((n) => !rec.names.includes(n));
+    if (add.length === 0) return;
+    rec.names.push(...add);
+    await writeJSON(this.dir('images'), `${hex(rec.id)}.json`, rec);
+    for (const other of this.#images.values()) {
+      if (other === rec || !other.names.some((n) => add.includes(n))) continue;
+      other.names = other.names.filter((n) => !add.includes(n));
+      await writeJSON(this.dir('images'), `${hex(other.id)}.json`, other);
+    }
+  }
+
+  private info(rec: ImageRecord): ImageInfo {
+    let created: string | undefined;
+    try {
+      const c = JSON.parse(Buffer.from(rec.config, 'base64').toString('utf8')) as { created?: unknown };
+      if (typeof c.created === 'string') created = c.created;
+    } catch {
+      // a config that is not JSON has no date to show
+    }
+    return {
+      id: rec.id, names: rec.names.map(familiarName), layers: rec.layers.length, size: rec.layers.reduce((s, l) => s + l.size, 0),
+      ...(created ? { created } : {}),
+    };
+  }
+
+  /** Every image, most recently imported first. */
+  list(): ImageInfo[] {
+    return [...this.#images.values()].sort((a, b) => b.seq - a.seq).map((r) => this.info(r));
+  }
+
+  /** The image `ref` names: a name, a full ID (`sha256:…`) or a unique prefix of the ID's hex (4+ characters). */
+  private find(ref: string): ImageRecord {
+    const byId = /^(?:sha256:)?([0-9a-f]{4,64})$/.exec(ref);
+    if (byId) {
+      const hits = [...this.#images.values()].filter((r) => hex(r.id).startsWith(byId[1]!));
+      if (hits.length > 1) throw new ErrInvalidArgument(`image ID prefix ${ref} is ambiguous (${hits.length} images); give more of it`);
+      if (hits.length === 1) return hits[0]!;
+    }
+    let name: string | undefined;
+    try {
+      name = fullName(ref);
+    } catch (err) {
+      if (!byId) throw err;
+    }
+    for (const r of this.#images.values()) if (name !== undefined && r.names.includes(name)) return r;
+    throw new ErrNotFound(`no image ${JSON.stringify(ref)}; see buildcache images`, { details: { id: ref } });
+  }
+
+  /** The image `ref` names (see `find`), listed. */
+  get(ref: string): ImageInfo {
+    return this.info(this.find(ref));
+  }
+
+  /** The image `ref` names as an archive: an OCI image layout, or (`docker`) a `docker save` archive that also is one. */
+  export(ref: string, format: ExportFormat = 'oci'): AsyncIterable<Buffer> {
+    return exportArchive(this.find(ref), this.layers, format);
+  }
+
+  /** Removes the image `ref` names and gives back its layer reference (layers no one else holds go). */
+  remove(ref: string): Promise<void> {
+    return this.serial(async () => {
+      const rec = this.find(ref);
+      const top = this.#held.get(rec.id);
+      const meta = top && this.layers.list().find((m) => m.chainID === top.chainID);
+      const nonce = randomUUID();
+      const journal: Journal = { nonce, kind: 'remove', id: rec.id, refs: meta ? [{ chainID: meta.chainID, refs: meta.refs - 1 }] : [] };
+      await writeJSON(this.dir('pending'), `${nonce}.json`, journal);
+      await removeFile(this.dir('images'), `${hex(rec.id)}.json`);
+      this.#images.delete(rec.id);
+      this.#held.delete(rec.id);
+      if (top) await this.layers.release(top);
+      await removeFile(this.dir('pending'), `${nonce}.json`);
+    });
+  }
+
+  /** Waits for work in progress; the layer store is the caller's to close. */
+  async close(): Promise<void> {
+    await this.#lock;
+  }
+}
