@@ -13,3 +13,4 @@ export { defaultGCPolicy, type GCOptions } from './gc.js';
 // Backends, re-exported so that users of the cache need no other import.
 export { openEmbeddedBackend, openContainerdBackend, type Backend } from '@buildcache/snapshot';
 export { openCache, DEFAULT_NAMESPACE, type OpenCacheOptions, type OpenCache } from './open.js';
+export { DAEMON_FILE, writeDaemonMarker, removeDaemonMarker, runningDaemon } from './daemon-marker.js';

@@ -9,6 +9,10 @@ export class UsageError extends Error {}
 
 const OPTIONS = {
   root: { type: 'string' },
+  addr: { type: 'string' },
+  group: { type: 'string' },
+  metrics: { type: 'string' },
+  gc: { type: 'boolean' },
   containerd: { type: 'string' },
   namespace: { type: 'string' },
   snapshotter: { type: 'string' },
@@ -42,8 +46,9 @@ const COMMAND_FLAGS: Record<string, readonly Name[]> = {
     'max-used-space', 'reserved-space', 'min-free-space', 'dry-run', 'verbose', 'format',
   ],
   demo: [],
+  serve: ['group', 'metrics', 'gc'],
 };
-const GLOBAL_FLAGS: readonly Name[] = ['root', 'containerd', 'namespace', 'snapshotter', 'timeout', 'log-level', 'help', 'version'];
+const GLOBAL_FLAGS: readonly Name[] = ['addr', 'root', 'containerd', 'namespace', 'snapshotter', 'timeout', 'log-level', 'help', 'version'];
 
 /** The flags given, by their long name. */
 export interface Flags {

@@ -7,11 +7,13 @@ import { constants, homedir } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
 import { pino, type Logger } from 'pino';
 import { openCache, type CacheManager, type OpenCacheOptions, type PrunePolicy } from '@buildcache/cache';
+import { connect } from '@buildcache/server';
 import {
   BuildcacheError, ErrDeadlineExceeded, ErrInvalidArgument, ErrNotAStore, ErrPermissionDenied, ErrStoreLocked, ErrUnavailable,
 } from '@buildcache/errdefs';
 import { readArgs, UsageError, type Flags, type Name } from './args.js';
-import { du, pruneCommand } from './commands.js';
+import { du, pruneCommand, type CacheAccess } from './commands.js';
+import { serve } from './serve.js';
 import { demo } from './demo.js';
 import { canAsk, confirm, Output, Progress } from './terminal.js';
 import { parseDuration, parseSize } from './units.js';
@@ -51,6 +53,20 @@ function cacheOptions(flags: Flags, logger: Logger): OpenCacheOptions {
     ...(s.has('snapshotter') ? { snapshotter: s.get('snapshotter')! } : {}),
     ...(timeout !== undefined ? { connectTimeoutMs: parseDuration(timeout, '--timeout') } : {}),
   };
+}
+
+const LOCAL_FLAGS = ['root', 'containerd', 'namespace', 'snapshotter', 'timeout'] as const;
+
+/**
+ * The daemon that du and prune go through: `--addr`, else `$BUILDCACHE_HOST` unless flags name a
+ * cache to open here; undefined means open the cache directly.
+ */
+function daemonAddress(flags: Flags): string | undefined {
+  const local = LOCAL_FLAGS.find((n) => flags.strings.has(n));
+  const addr = flags.strings.get('addr');
+  if (addr === undefined) return local === undefined ? process.env.BUILDCACHE_HOST || undefined : undefined;
+  if (local !== undefined) throw new UsageError(`--${local} names a cache to open here, --addr a daemon that serves its own; give one of them`);
+  return addr;
 }
 
 /** Splits buildx's `until=D` (and its older name `unused-for=D`) out of the filters. */
@@ -137,10 +153,13 @@ export async function main(argv: readonly string[]): Promise<number> {
       process.stderr.write(USAGE);
       return EXIT.usage;
     }
-    const level = flags.strings.get('log-level') ?? 'warn';
+    const level = flags.strings.get('log-level') ?? (command === 'serve' ? 'info' : 'warn');
     if (!LOG_LEVELS.includes(level)) throw new UsageError(`--log-level: unknown level ${JSON.stringify(level)}; use one of ${LOG_LEVELS.join(', ')}`);
     logger = pino({ level }, pino.destination(2));
-    const options = cacheOptions(flags, logger);
+    if (command === 'serve') return await serve(flags, cacheOptions(flags, logger), logger);
+    const addr = daemonAddress(flags);
+    if (addr !== undefined && command === 'demo') throw new UsageError('demo builds records in this process; drop --addr (and BUILDCACHE_HOST)');
+    const options = addr === undefined ? cacheOptions(flags, logger) : addr;
     const fmt = format(flags.strings.get('format'));
     const out = new Output();
     const progress = new Progress();
@@ -151,7 +170,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       return EXIT.ok;
     }
     if (command === 'prune') return await prune(flags, options, fmt, out, progress);
-    await withCache(options, async (cache) => {
+    await withLocalCache(cacheOptions(flags, logger), async (cache) => {
       await demo(cache, out);
       await du(cache, { filters: [], verbose: false, format: 'table' }, out, progress);
     });
@@ -164,8 +183,21 @@ export async function main(argv: readonly string[]): Promise<number> {
   }
 }
 
-/** Runs `fn` on the cache `options` name, closing it afterwards. */
-async function withCache<T>(options: OpenCacheOptions, fn: (cache: CacheManager) => Promise<T>): Promise<T> {
+/** Runs `fn` on the cache `options` name (or on the daemon at that address), closing it afterwards. */
+async function withCache<T>(options: OpenCacheOptions | string, fn: (cache: CacheAccess) => Promise<T>): Promise<T> {
+  if (typeof options === 'string') {
+    const client = connect(options);
+    try {
+      return await fn(client);
+    } finally {
+      client.close();
+    }
+  }
+  return withLocalCache(options, fn);
+}
+
+/** Runs `fn` on the cache `options` name, opened in this process. */
+async function withLocalCache<T>(options: OpenCacheOptions, fn: (cache: CacheManager) => Promise<T>): Promise<T> {
   const opened = await openCache(options);
   try {
     return await fn(opened.cache);
@@ -174,7 +206,7 @@ async function withCache<T>(options: OpenCacheOptions, fn: (cache: CacheManager)
   }
 }
 
-async function prune(flags: Flags, options: OpenCacheOptions, fmt: 'table' | 'json', out: Output, progress: Progress): Promise<number> {
+async function prune(flags: Flags, options: OpenCacheOptions | string, fmt: 'table' | 'json', out: Output, progress: Progress): Promise<number> {
   const policy = prunePolicy(flags);
   const dryRun = flags.booleans.has('dry-run');
   return withCache(options, async (cache) => {

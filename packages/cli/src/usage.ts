@@ -19,8 +19,12 @@ Commands:
   du       Show disk usage of the build cache
   prune    Remove unused cache records
   demo     Build a small chain of cache records, export it, and show du
+  serve    Run the daemon: own the cache, serve it to buildcache and buildctl on a unix socket
 
 Global options:
+  --addr ADDR            du/prune: go through the daemon at ADDR (unix:///path.sock; default $BUILDCACHE_HOST
+                         unless --root/--containerd name a cache); serve: where to listen
+                         (default unix:///run/buildcache/buildcache.sock)
   --root DIR             cache root (default: $XDG_DATA_HOME/buildcache, else ~/.local/share/buildcache)
   --containerd SOCKET    use a containerd daemon instead of the embedded backend
   --namespace NS         containerd namespace (default: buildcache; only with --containerd)
@@ -47,6 +51,11 @@ prune options (buildx's spellings in brackets):
   -v, --verbose          one block per record
   --format table|json    output format (default: table; json is one object per deleted record, one per
                          line, then a totals object)
+
+serve options (the cache is the one --root / --containerd name):
+  --group G              group (name or gid) that owns the socket (mode 0660); its members may connect
+  --gc                   run automatic GC with BuildKit's default policies
+  --metrics HOST:PORT    serve Prometheus metrics at http://HOST:PORT/metrics (loopback only)
 
 Sizes: ${SIZE_RULE.replaceAll('\n', '\n  ')}
   An empty value (e.g. an unset shell variable) is an error, never "no limit".

@@ -1,0 +1,192 @@
+/**
+ * The plumbing every handler shares: typed errors as gRPC statuses, a cancellation signal per call,
+ * back-pressured stream writes, concurrency limits (RESOURCE_EXHAUSTED past them), and the set of
+ * calls in flight that a graceful shutdown waits for.
+ */
+import type {
+  handleServerStreamingCall, handleUnaryCall, ServerUnaryCall, ServerWritableStream, UntypedHandleCall,
+} from '@grpc/grpc-js';
+import type { Logger } from 'pino';
+import { ErrNotImplemented, ErrResourceExhausted, ErrUnavailable } from '@buildcache/errdefs';
+import { toStatus } from './status.js';
+
+/** At most `max` holders at once; `enter()` past that fails with ErrResourceExhausted. */
+export class Gate {
+  private active = 0;
+  constructor(
+    readonly max: number,
+    private readonly what: string,
+  ) {}
+
+  /** Takes a slot; returns its release. */
+  enter(): () => void {
+    if (this.active >= this.max) {
+      throw new ErrResourceExhausted(`too many ${this.what} at once (limit ${this.max}); retry when some have finished`, {
+        details: { limit: this.max },
+      });
+    }
+    this.active++;
+    let done = false;
+    return () => {
+      if (!done) this.active--;
+      done = true;
+    };
+  }
+}
+
+/** What a streaming handler gets besides its request. */
+export interface StreamScope {
+  /** Aborted when the client cancels or goes away, or (for long-lived calls) when the server shuts down. */
+  readonly signal: AbortSignal;
+  /** Writes one reply, waiting while the client is not reading (rejects once the call is cancelled). */
+  send(message: object): Promise<void>;
+}
+
+/** Options of one method. */
+export interface MethodOptions {
+  /** A limit this method shares with others (e.g. every disk-usage call). */
+  readonly gate?: Gate;
+  /** Ends by itself only when the client cancels (Hold): a shutdown aborts it instead of waiting. */
+  readonly longLived?: boolean;
+}
+
+/** Builds handlers and tracks their calls. */
+export class Calls {
+  private readonly inflight = new Set<Promise<void>>();
+  private readonly longLived = new Set<AbortController>();
+  private draining = false;
+
+  constructor(
+    private readonly logger: Logger,
+    private readonly callGate: Gate,
+  ) {}
+
+  private admit(name: string, options: MethodOptions): () => void {
+    if (this.draining) throw new ErrUnavailable(`${name}: the daemon is shutting down; retry against its successor`);
+    const releaseCall = this.callGate.enter();
+    try {
+      const releaseMethod = options.gate?.enter() ?? (() => undefined);
+      return () => {
+        releaseMethod();
+        releaseCall();
+      };
+    } catch (err) {
+      releaseCall();
+      throw err;
+    }
+  }
+
+  private track(run: Promise<void>): void {
+    this.inflight.add(run);
+    void run.finally(() => this.inflight.delete(run));
+  }
+
+  /** A unary handler. */
+  unary<Req, Res extends object>(name: string, fn: (req: Req) => Promise<Res>, options: MethodOptions = {}): handleUnaryCall<Req, Res> {
+    return (call: ServerUnaryCall<Req, Res>, callback) => {
+      let leave: () => void;
+      try {
+        leave = this.admit(name, options);
+      } catch (err) {
+        callback(toStatus(err));
+        return;
+      }
+      this.track(
+        fn(call.request).then(
+          (res) => callback(null, res),
+          (err: unknown) => {
+            this.logger.debug({ err, method: name }, 'call failed');
+            callback(toStatus(err));
+          },
+        ).finally(leave),
+      );
+    };
+  }
+
+  /** A server-streaming handler; returning ends the stream with OK. */
+  stream<Req, Res extends object>(
+    name: string, fn: (req: Req, scope: StreamScope) => Promise<void>, options: MethodOptions = {},
+  ): handleServerStreamingCall<Req, Res> {
+    return (call: ServerWritableStream<Req, Res>) => {
+      let leave: () => void;
+      try {
+        leave = this.admit(name, options);
+      } catch (err) {
+        call.emit('error', toStatus(err));
+        return;
+      }
+      const controller = new AbortController();
+      call.on('cancelled', () => controller.abort(new ErrUnavailable(`${name}: cancelled by the client`)));
+      if (options.longLived) this.longLived.add(controller);
+      const scope: StreamScope = { signal: controller.signal, send: (m) => send(call, m as Res, controller.signal) };
+      this.track(
+        fn(call.request, scope).then(
+          () => {
+            if (controller.signal.aborted && !call.cancelled) call.emit('error', toStatus(controller.signal.reason));
+            else call.end();
+          },
+          (err: unknown) => {
+            if (call.cancelled) return;
+            this.logger.debug({ err, method: name }, 'call failed');
+            call.emit('error', toStatus(err));
+          },
+        ).finally(() => {
+          this.longLived.delete(controller);
+          leave();
+        }),
+      );
+    };
+  }
+
+  /** A handler of any shape that answers UNIMPLEMENTED with `message`. */
+  unimplemented(message: string): UntypedHandleCall {
+    const status = toStatus(new ErrNotImplemented(message));
+    return ((call: { emit?: (e: string, s: unknown) => void }, callback?: (s: unknown) => void) => {
+      if (typeof callback === 'function') callback(status);
+      else call.emit?.('error', status);
+    }) as UntypedHandleCall;
+  }
+
+  /**
+   * Stops admitting calls, aborts long-lived ones, and waits up to `timeoutMs` for the rest.
+   * Returns whether every call finished in time.
+   */
+  async drain(timeoutMs: number): Promise<boolean> {
+    this.draining = true;
+    for (const c of this.longLived) c.abort(new ErrUnavailable('the daemon is shutting down'));
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<false>((res) => (timer = setTimeout(() => res(false), timeoutMs)));
+    const done = (async (): Promise<true> => {
+      while (this.inflight.size) await Promise.allSettled([...this.inflight]);
+      return true;
+    })();
+    try {
+      return await Promise.race([done, timedOut]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Resolves when no call is in flight (after a forced shutdown cancelled them). */
+  async settled(): Promise<void> {
+    while (this.inflight.size) await Promise.allSettled([...this.inflight]);
+  }
+}
+
+/** Writes `message`, waiting for 'drain' when the stream's buffer is full. */
+function send<Res>(call: ServerWritableStream<unknown, Res>, message: Res, signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return Promise.reject(signal.reason as Error);
+  if (call.write(message)) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const onDrain = (): void => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    };
+    const onAbort = (): void => {
+      call.off('drain', onDrain);
+      reject(signal.reason as Error);
+    };
+    call.once('drain', onDrain);
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+}
