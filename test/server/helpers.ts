@@ -12,7 +12,7 @@ import { Client, credentials, Metadata, type ServiceError } from '@grpc/grpc-js'
 import { loadSync, type MethodDefinition } from '@grpc/proto-loader';
 import { bin, tempDir } from '../cli/helpers.js';
 
-export { bin, tempDir, run, lines, syntheticRoot, collect, spawnCli } from '../cli/helpers.js';
+export { bin, tempDir, run, lines, syntheticRoot, collect, spawnCli, type Run } from '../cli/helpers.js';
 
 /** A daemon started by a test. */
 export interface TestDaemon {

@@ -7,13 +7,11 @@ import { constants, homedir } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
 import { pino, type Logger } from 'pino';
 import { openCache, type CacheManager, type OpenCacheOptions, type PrunePolicy } from '@buildcache/cache';
-import { connect } from '@buildcache/server';
 import {
   BuildcacheError, ErrDeadlineExceeded, ErrInvalidArgument, ErrNotAStore, ErrPermissionDenied, ErrStoreLocked, ErrUnavailable,
 } from '@buildcache/errdefs';
 import { readArgs, UsageError, type Flags, type Name } from './args.js';
 import { du, pruneCommand, type CacheAccess } from './commands.js';
-import { serve } from './serve.js';
 import { demo } from './demo.js';
 import { canAsk, confirm, Output, Progress } from './terminal.js';
 import { parseDuration, parseSize } from './units.js';
@@ -156,7 +154,8 @@ export async function main(argv: readonly string[]): Promise<number> {
     const level = flags.strings.get('log-level') ?? (command === 'serve' ? 'info' : 'warn');
     if (!LOG_LEVELS.includes(level)) throw new UsageError(`--log-level: unknown level ${JSON.stringify(level)}; use one of ${LOG_LEVELS.join(', ')}`);
     logger = pino({ level }, pino.destination(2));
-    if (command === 'serve') return await serve(flags, cacheOptions(flags, logger), logger);
+    // The daemon and its client load gRPC: only when used.
+    if (command === 'serve') return await (await import('./serve.js')).serve(flags, cacheOptions(flags, logger), logger);
     const addr = daemonAddress(flags);
     if (addr !== undefined && command === 'demo') throw new UsageError('demo builds records in this process; drop --addr (and BUILDCACHE_HOST)');
     const options = addr === undefined ? cacheOptions(flags, logger) : addr;
@@ -186,7 +185,7 @@ export async function main(argv: readonly string[]): Promise<number> {
 /** Runs `fn` on the cache `options` name (or on the daemon at that address), closing it afterwards. */
 async function withCache<T>(options: OpenCacheOptions | string, fn: (cache: CacheAccess) => Promise<T>): Promise<T> {
   if (typeof options === 'string') {
-    const client = connect(options);
+    const client = (await import('@buildcache/server')).connect(options);
     try {
       return await fn(client);
     } finally {
