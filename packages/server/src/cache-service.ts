@@ -27,7 +27,7 @@ export function cacheService(ctx: ServiceContext): UntypedServiceImplementation 
           await scope.send(toWireUsage(u));
         }
       },
-      { gate: ctx.duGate },
+      { gates: [ctx.duGate] },
     ),
     Prune: calls.stream<{ policies?: WirePolicy[]; dryRun?: boolean }, object>(
       'Cache/Prune',
@@ -41,7 +41,7 @@ export function cacheService(ctx: ServiceContext): UntypedServiceImplementation 
         });
         await scope.send({ done: { deleted: String(result.deleted), reclaimed: String(result.reclaimed) } });
       },
-      { gate: ctx.pruneGate },
+      { gates: [ctx.pruneGate] },
     ),
     Hold: calls.stream<{ ids?: string[]; newMutable?: boolean; description?: string }, object>(
       'Cache/Hold',

@@ -44,8 +44,8 @@ export interface StreamScope {
 
 /** Options of one method. */
 export interface MethodOptions {
-  /** A limit this method shares with others (e.g. every disk-usage call). */
-  readonly gate?: Gate;
+  /** Limits this method shares with others (e.g. every disk-usage call); each must admit the call. */
+  readonly gates?: readonly Gate[];
   /** Ends by itself only when the client cancels (Hold): a shutdown aborts it instead of waiting. */
   readonly longLived?: boolean;
 }
@@ -63,17 +63,17 @@ export class Calls {
 
   private admit(name: string, options: MethodOptions): () => void {
     if (this.draining) throw new ErrUnavailable(`${name}: the daemon is shutting down; retry against its successor`);
-    const releaseCall = this.callGate.enter();
+    const taken: (() => void)[] = [];
+    const leave = (): void => {
+      for (const release of taken.splice(0)) release();
+    };
     try {
-      const releaseMethod = options.gate?.enter() ?? (() => undefined);
-      return () => {
-        releaseMethod();
-        releaseCall();
-      };
+      for (const gate of [this.callGate, ...(options.gates ?? [])]) taken.push(gate.enter());
     } catch (err) {
-      releaseCall();
+      leave();
       throw err;
     }
+    return leave;
   }
 
   private track(run: Promise<void>): void {

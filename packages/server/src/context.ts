@@ -18,6 +18,8 @@ export interface ServiceContext {
   readonly calls: Calls;
   /** Shared by every disk-usage call, BuildKit's and buildcache's. */
   readonly duGate: Gate;
+  /** BuildKit's DiskUsage, whose reply is one message built in memory. */
+  readonly wholeReplyGate: Gate;
   /** Shared by every prune call (they run one at a time in the cache; this bounds the queue). */
   readonly pruneGate: Gate;
   readonly worker: WorkerInfo;

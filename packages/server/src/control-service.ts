@@ -47,7 +47,8 @@ export function controlService(ctx: ServiceContext): UntypedServiceImplementatio
         }
         return { record };
       },
-      { gate: ctx.duGate },
+      // The whole reply is built in memory (BuildKit's one-message DiskUsage): fewer of these at once.
+      { gates: [ctx.duGate, ctx.wholeReplyGate] },
     ),
     Prune: calls.stream<ControlPruneRequest, object>(
       'Control/Prune',
@@ -55,7 +56,7 @@ export function controlService(ctx: ServiceContext): UntypedServiceImplementatio
         const policy = policyFromControl(req);
         await cache.prune([policy], { signal: scope.signal, onDeleted: (u: UsageInfo) => scope.send(toUsageRecord(u)) });
       },
-      { gate: ctx.pruneGate },
+      { gates: [ctx.pruneGate] },
     ),
     ListWorkers: calls.unary<{ filter?: string[] }, object>('Control/ListWorkers', async (req) => {
       const filters = req.filter ?? [];

@@ -25,6 +25,8 @@ export interface ServeLimits {
   readonly maxCalls?: number;
   /** Disk-usage calls in flight, BuildKit's and buildcache's together (default 16). */
   readonly maxDiskUsage?: number;
+  /** BuildKit DiskUsage calls in flight (default 2): each builds its whole reply in memory. */
+  readonly maxWholeDiskUsage?: number;
   /** Prune calls in flight or queued (default 4; they run one at a time). */
   readonly maxPrunes?: number;
 }
@@ -94,6 +96,7 @@ export class Daemon {
         cache: opened.cache,
         calls,
         duGate: new Gate(limits.maxDiskUsage ?? 16, 'disk-usage calls'),
+        wholeReplyGate: new Gate(limits.maxWholeDiskUsage ?? 2, "BuildKit DiskUsage calls (each reply is one message built in memory)"),
         pruneGate: new Gate(limits.maxPrunes ?? 4, 'prune calls'),
         worker,
       };
