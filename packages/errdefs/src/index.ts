@@ -4,33 +4,10 @@
  * snapshot key, path, gRPC method) travels in `details`.
  */
 
-/** Context attached to an error: the object involved and, where it came from, the call. */
-export interface ErrorDetails {
-  readonly id?: string;
-  readonly key?: string;
-  readonly digest?: string;
-  readonly path?: string;
-  readonly entry?: string;
-  readonly method?: string;
-  readonly [extra: string]: unknown;
-}
+import { BuildcacheError } from './base.js';
 
-/** Options accepted by every error constructor. */
-export interface ErrorOptions {
-  readonly cause?: unknown;
-  readonly details?: ErrorDetails;
-}
-
-/** Base class of every error buildcache throws on purpose. */
-export abstract class BuildcacheError extends Error {
-  abstract readonly code: string;
-  readonly details: ErrorDetails;
-  constructor(message: string, options: ErrorOptions = {}) {
-    super(message, options.cause === undefined ? undefined : { cause: options.cause });
-    this.name = new.target.name;
-    this.details = options.details ?? {};
-  }
-}
+export * from './base.js';
+export * from './registry.js';
 
 // --- containerd errdefs (also produced by the embedded backend) -------------------------
 
