@@ -10,9 +10,10 @@ import { connect as netConnect } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { connect, OPERATIONS, type CacheClient } from '@buildcache/server';
 import { ErrInvalidArgument, ErrNotImplemented, ErrResourceExhausted } from '@buildcache/errdefs';
-import { peakRss, startDaemon, syntheticRoot, type TestDaemon } from './helpers.js';
+import { status } from '@grpc/grpc-js';
+import { BuildkitClient, peakRss, startDaemon, syntheticRoot, type TestDaemon } from './helpers.js';
 
-const COUNT = 3000;
+const COUNT = 1000;
 
 /** Sends `bytes` on the socket; resolves with what came back once the daemon closed the connection. */
 function speak(socket: string, bytes: Buffer | string): Promise<Buffer> {
@@ -91,5 +92,23 @@ describe('buildcache serve: bad input', () => {
     // Bounded: the refused calls cost next to nothing (a 3,000-record cache serves in well under 512 MiB).
     assert.ok((await peakRss(daemon.child.pid!)) < 512 * 2 ** 20);
     assert.equal(await count(client), COUNT);
+  });
+
+  test("BuildKit's one-message DiskUsage has a tighter limit: 20 at once, most refused with RESOURCE_EXHAUSTED", async () => {
+    const bk = new BuildkitClient(daemon.address);
+    try {
+      const outcomes = await Promise.all(
+        Array.from({ length: 20 }, () => bk.unary<{ record: unknown[] }>('DiskUsage', {}).then((r) => r.record.length, (e: { code: number; details: string }) => e)),
+      );
+      const refused = outcomes.filter((o) => typeof o !== 'number');
+      assert.ok(refused.length > 0 && refused.length < 20);
+      for (const e of refused) {
+        assert.equal(e.code, status.RESOURCE_EXHAUSTED);
+        assert.match(e.details, /too many BuildKit DiskUsage calls .* at once \(limit 2\)/);
+      }
+      assert.ok(outcomes.filter((o) => typeof o === 'number').every((n) => n === COUNT));
+    } finally {
+      bk.close();
+    }
   });
 });

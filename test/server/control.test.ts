@@ -6,7 +6,8 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { status } from '@grpc/grpc-js';
-import { BuildkitClient, startDaemon, syntheticRoot, type TestDaemon, type UsageRecord } from './helpers.js';
+import { join } from 'node:path';
+import { BuildkitClient, run, startDaemon, syntheticRoot, tempDir, type TestDaemon, type UsageRecord } from './helpers.js';
 import { syntheticId, syntheticSize } from '../support/synthetic.js';
 
 const DAY = 24 * 3600_000;
@@ -19,7 +20,7 @@ describe('BuildKit control API (BuildKit protos)', () => {
   before(async () => {
     // Records 0–9 (one chain) were last used three days ago, the rest within the last minute.
     const root = await syntheticRoot(30, (i) => (i < 10 ? { lastUsedAt: written - 3 * DAY - i * 1000 } : {}));
-    daemon = await startDaemon(root, ['--gc']);
+    daemon = await startDaemon(root, ['--gc', '--metrics', '127.0.0.1:0']);
     bk = new BuildkitClient(daemon.address);
   });
   after(async () => {
@@ -105,6 +106,18 @@ describe('BuildKit control API (BuildKit protos)', () => {
     assert.equal(w.BuildkitVersion.version, '0.1.0');
     assert.equal((await bk.unary<{ record: unknown[] }>('ListWorkers', { filter: [`id==${w.ID}`] })).record.length, 1);
     assert.equal((await bk.unary<{ record: unknown[] }>('ListWorkers', { filter: ['id==other'] })).record.length, 0);
+  });
+
+  test('--metrics serves the calls by method and status code on loopback (HTTP /metrics)', async () => {
+    await du();
+    const address = /"metrics":"(127\.0\.0\.1:\d+)"/.exec(daemon.stderr())![1]!;
+    const text = await (await fetch(`http://${address}/metrics`)).text();
+    assert.match(text, /buildcache_server_calls_total\{method="Control\/DiskUsage",code="OK"\} [1-9]/);
+    assert.match(text, /buildcache_server_calls_total\{method="Control\/DiskUsage",code="INVALID_ARGUMENT"\} [1-9]/);
+    assert.match(text, /buildcache_server_call_duration_seconds_count\{method="Control\/Prune"\} [1-9]/);
+    const refused = await run(['--root', await tempDir(), 'serve', '--addr', `unix://${join(await tempDir(), 's.sock')}`, '--metrics', '0.0.0.0:9464']);
+    assert.equal(refused.code, 2);
+    assert.match(refused.stderr, /metrics address "0\.0\.0\.0:9464" must be a loopback HOST:PORT/);
   });
 
   test('Info answers the version; methods a cache does not own answer UNIMPLEMENTED saying so', async () => {

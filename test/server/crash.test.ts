@@ -14,7 +14,7 @@ import { ErrCanceled, ErrUnavailable } from '@buildcache/errdefs';
 import { startDaemon, syntheticRoot, tempDir } from './helpers.js';
 import { writeFiles } from '../cache/helpers.js';
 
-const SYNTHETIC = 3000;
+const SYNTHETIC = 1500;
 const logger = pino({ level: 'silent' });
 
 describe('buildcache serve: crash', () => {

@@ -11,8 +11,10 @@ import { access, chmod, stat, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { connect } from '@buildcache/server';
-import { DAEMON_FILE } from '@buildcache/cache';
-import { run, startDaemon, syntheticRoot, tempDir, type Run } from './helpers.js';
+import { pino } from 'pino';
+import { DAEMON_FILE, openCache } from '@buildcache/cache';
+import { containerdAddress } from '../harness/containerd.js';
+import { BuildkitClient, run, startDaemon, syntheticRoot, tempDir, type Run } from './helpers.js';
 
 const exec = promisify(execFile);
 const DAY = 24 * 3600_000;
@@ -31,12 +33,10 @@ describe('buildcache serve: the CLI as a client', () => {
       ['du', '--format', 'json'],
       ['du', '-f', 'colour==red'],
       ['prune', '--dry-run', '--keep-storage', '0.1', '--format', 'json'],
-      ['prune', '--dry-run', '--all'],
-      ['prune', '--dry-run', '-f', 'nope~=('],
     ];
     const direct: Run[] = [];
     for (const c of commands) direct.push(await run(['--root', root, ...c]));
-    assert.deepEqual(direct.map((r) => r.code), [0, 0, 2, 0, 0, 2]);
+    assert.deepEqual(direct.map((r) => r.code), [0, 0, 2, 0]);
     const daemon = await startDaemon(root);
     for (const [i, c] of commands.entries()) {
       assert.deepEqual(same(await run(['--addr', daemon.address, ...c])), same(direct[i]!), c.join(' '));
@@ -84,10 +84,40 @@ describe('buildcache serve: the CLI as a client', () => {
     assert.equal(await exists(join(root, DAEMON_FILE)), false);
     const after = await run(['--root', root, 'du', '--format', 'json']);
     assert.equal(after.code, 0);
-    const rows = JSON.parse(after.stdout) as { ID: string; Mutable: boolean; InUse: boolean }[];
+    const rows = JSON.parse(after.stdout) as { id: string; mutable: boolean; inUse: boolean }[];
     // The held records were released: none in use; the new mutable one (no retain) went with its handle.
     assert.equal(rows.length, 5);
-    assert.ok(rows.every((r) => !r.InUse && !r.Mutable));
+    assert.ok(rows.every((r) => r.inUse === false && r.mutable === false));
+  });
+});
+
+describe('buildcache serve: containerd backend', () => {
+  test('serves a cache kept in containerd: du, ListWorkers and prune through the daemon', async () => {
+    const containerd = containerdAddress();
+    const namespace = `serve-${process.pid}`;
+    const root = await tempDir();
+    {
+      const { cache, close } = await openCache({ root, containerd, namespace, logger: pino({ level: 'silent' }) });
+      const m = await cache.new(undefined, { description: 'on containerd' });
+      const imm = await m.commit();
+      await imm.finalize();
+      await imm.release();
+      await close();
+    }
+    const daemon = await startDaemon(root, ['--containerd', containerd, '--namespace', namespace]);
+    const bk = new BuildkitClient(daemon.address);
+    try {
+      const { record } = await bk.unary<{ record: { Labels: Record<string, string> }[] }>('ListWorkers', {});
+      assert.equal(record[0]!.Labels['dev.buildcache.backend'], 'containerd');
+      const du = await run(['--addr', daemon.address, 'du', '--format', 'json']);
+      assert.deepEqual((JSON.parse(du.stdout) as { description: string }[]).map((r) => r.description), ['on containerd']);
+      const pruned = await run(['--addr', daemon.address, 'prune', '--format', 'json']);
+      assert.equal((JSON.parse(pruned.stdout.trim().split('\n').at(-1)!) as { count: number }).count, 1);
+    } finally {
+      bk.close();
+      daemon.child.kill('SIGTERM');
+      assert.equal((await daemon.exited).code, 0);
+    }
   });
 });
 

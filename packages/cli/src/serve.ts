@@ -9,12 +9,14 @@ import { EXIT } from './usage.js';
 export async function serve(flags: Flags, options: OpenCacheOptions, logger: Logger): Promise<number> {
   const group = flags.strings.get('group');
   const address = flags.strings.get('addr');
+  const metrics = flags.strings.get('metrics');
   const daemon = await Daemon.start({
     cache: options,
     logger,
     gc: flags.booleans.has('gc'),
     ...(address !== undefined ? { address } : {}),
     ...(group !== undefined ? { group } : {}),
+    ...(metrics !== undefined ? { metrics } : {}),
   });
   const signal = await new Promise<NodeJS.Signals>((resolve) => {
     process.once('SIGINT', resolve);

@@ -8,6 +8,7 @@ import type { ImmutableRef, MutableRef } from '@buildcache/cache';
 import { ErrInvalidArgument } from '@buildcache/errdefs';
 import { policyFromWire, requestInt, toWireUsage, type WirePolicy } from './convert.js';
 import type { ServiceContext } from './context.js';
+import { turnTaker } from './calls.js';
 
 
 /** The operations of buildcache's own API that are not served yet, and why. */
@@ -22,9 +23,11 @@ export function cacheService(ctx: ServiceContext): UntypedServiceImplementation 
       async (req, scope) => {
         const ageLimitMs = requestInt(req.ageLimitMs, 'ageLimitMs');
         const entries = cache.diskUsage({ filters: req.filters ?? [], ...(ageLimitMs ? { ageLimitMs } : {}) });
+        const turn = turnTaker();
         for await (const u of entries) {
           if (scope.signal.aborted) break;
           await scope.send(toWireUsage(u));
+          await turn();
         }
       },
       { gates: [ctx.duGate] },

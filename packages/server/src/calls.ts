@@ -7,8 +7,19 @@ import type {
   handleServerStreamingCall, handleUnaryCall, ServerUnaryCall, ServerWritableStream, UntypedHandleCall,
 } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
-import { ErrNotImplemented, ErrResourceExhausted, ErrUnavailable } from '@buildcache/errdefs';
+import { ErrCanceled, ErrNotImplemented, ErrResourceExhausted, ErrUnavailable } from '@buildcache/errdefs';
+import { status as Status } from '@grpc/grpc-js';
 import { toStatus } from './status.js';
+import { callSeconds, callsInFlight, callsTotal, recordsSent } from './metrics.js';
+
+const CODE_NAMES = new Map(Object.entries(Status).map(([name, code]) => [code as number, name]));
+
+/** Counts an answered call by its status (`err` undefined: OK). */
+function answered(method: string, err: unknown, started?: number): void {
+  const code = err === undefined ? Status.OK : (toStatus(err).code ?? Status.UNKNOWN);
+  callsTotal.inc({ method, code: CODE_NAMES.get(code) ?? String(code) });
+  if (started !== undefined) callSeconds.observe({ method }, (performance.now() - started) / 1000);
+}
 
 /** At most `max` holders at once; `enter()` past that fails with ErrResourceExhausted. */
 export class Gate {
@@ -73,7 +84,11 @@ export class Calls {
       leave();
       throw err;
     }
-    return leave;
+    callsInFlight.inc();
+    return () => {
+      callsInFlight.dec();
+      leave();
+    };
   }
 
   private track(run: Promise<void>): void {
@@ -85,17 +100,23 @@ export class Calls {
   unary<Req, Res extends object>(name: string, fn: (req: Req) => Promise<Res>, options: MethodOptions = {}): handleUnaryCall<Req, Res> {
     return (call: ServerUnaryCall<Req, Res>, callback) => {
       let leave: () => void;
+      const started = performance.now();
       try {
         leave = this.admit(name, options);
       } catch (err) {
+        answered(name, err);
         callback(toStatus(err));
         return;
       }
       this.track(
         fn(call.request).then(
-          (res) => callback(null, res),
+          (res) => {
+            answered(name, undefined, started);
+            callback(null, res);
+          },
           (err: unknown) => {
             this.logger.debug({ err, method: name }, 'call failed');
+            answered(name, err, started);
             callback(toStatus(err));
           },
         ).finally(leave),
@@ -109,23 +130,35 @@ export class Calls {
   ): handleServerStreamingCall<Req, Res> {
     return (call: ServerWritableStream<Req, Res>) => {
       let leave: () => void;
+      const started = performance.now();
       try {
         leave = this.admit(name, options);
       } catch (err) {
+        answered(name, err);
         call.emit('error', toStatus(err));
         return;
       }
       const controller = new AbortController();
       call.on('cancelled', () => controller.abort(new ErrUnavailable(`${name}: cancelled by the client`)));
       if (options.longLived) this.longLived.add(controller);
-      const scope: StreamScope = { signal: controller.signal, send: (m) => send(call, m as Res, controller.signal) };
+      const sent = recordsSent.labels({ method: name });
+      const scope: StreamScope = {
+        signal: controller.signal,
+        send: (m) => {
+          sent.inc();
+          return send(call, m as Res, controller.signal);
+        },
+      };
       this.track(
         fn(call.request, scope).then(
           () => {
-            if (controller.signal.aborted && !call.cancelled) call.emit('error', toStatus(controller.signal.reason));
+            const aborted = controller.signal.aborted && !call.cancelled;
+            answered(name, aborted ? controller.signal.reason : undefined, started);
+            if (aborted) call.emit('error', toStatus(controller.signal.reason));
             else call.end();
           },
           (err: unknown) => {
+            answered(name, call.cancelled ? new ErrCanceled(`${name}: cancelled by the client`) : err, started);
             if (call.cancelled) return;
             this.logger.debug({ err, method: name }, 'call failed');
             call.emit('error', toStatus(err));
@@ -171,6 +204,15 @@ export class Calls {
   async settled(): Promise<void> {
     while (this.inflight.size) await Promise.allSettled([...this.inflight]);
   }
+}
+
+/**
+ * Lets other calls run every `every` items of a long loop: du over records already in memory
+ * completes without I/O, and would otherwise hold the event loop for the whole cache.
+ */
+export function turnTaker(every = 256): () => Promise<void> | undefined {
+  let n = 0;
+  return () => (++n % every === 0 ? new Promise<void>((res) => setImmediate(res)) : undefined);
 }
 
 /** Writes `message`, waiting for 'drain' when the stream's buffer is full. */

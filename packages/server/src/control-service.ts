@@ -10,6 +10,7 @@ import { parseFilters } from '@buildcache/filters';
 import { ErrInvalidArgument } from '@buildcache/errdefs';
 import { policyFromControl, requestInt, toGCPolicy, toUsageRecord, type ControlPruneRequest } from './convert.js';
 import type { ServiceContext } from './context.js';
+import { turnTaker } from './calls.js';
 
 /** Proto package name for Info's `package` field. */
 export const PACKAGE = 'github.com/buildcache/buildcache';
@@ -42,8 +43,10 @@ export function controlService(ctx: ServiceContext): UntypedServiceImplementatio
       async (req) => {
         const ageLimitMs = Math.ceil(requestInt(req.ageLimit, 'ageLimit') / 1e6);
         const record: object[] = [];
+        const turn = turnTaker();
         for await (const u of cache.diskUsage({ filters: req.filter ?? [], ...(ageLimitMs ? { ageLimitMs } : {}) })) {
           record.push(toUsageRecord(u));
+          await turn();
         }
         return { record };
       },

@@ -12,6 +12,7 @@ import {
   defaultGCPolicy, diskStatOf, openCache, removeDaemonMarker, writeDaemonMarker,
   type OpenCache, type OpenCacheOptions, type PrunePolicy,
 } from '@buildcache/cache';
+import { serveMetrics, type MetricsServer } from '@buildcache/metrics';
 import { Calls, Gate } from './calls.js';
 import { cacheService } from './cache-service.js';
 import { controlService } from './control-service.js';
@@ -42,6 +43,8 @@ export interface ServeOptions {
   /** Run automatic GC with BuildKit's default policies (reported by ListWorkers). */
   readonly gc?: boolean;
   readonly limits?: ServeLimits;
+  /** Serve Prometheus metrics at `http://HOST:PORT/metrics` (a loopback `HOST:PORT`; port 0 picks one). */
+  readonly metrics?: string;
   /** How long a shutdown waits for calls in flight before cancelling them (default 10 s). */
   readonly shutdownTimeoutMs?: number;
   readonly logger: Logger;
@@ -64,6 +67,8 @@ export class Daemon {
     private readonly calls: Calls,
     private readonly opened: OpenCache,
     private readonly options: ServeOptions,
+    /** The `/metrics` listener, when asked for. */
+    readonly metrics: MetricsServer | undefined,
   ) {}
 
   /** Opens the cache and starts serving it; fails without side effects when the socket is held by a live server. */
@@ -75,7 +80,11 @@ export class Daemon {
     await clearSocketPath(path);
     const root = options.cache.root;
     const gcPolicies: PrunePolicy[] = options.gc ? defaultGCPolicy(await diskStatOf(root).catch(() => diskStatOf('/'))) : [];
-    const opened = await openCache({ ...options.cache, logger, ...(options.gc ? { gc: { policies: gcPolicies } } : {}) });
+    const metrics = options.metrics !== undefined ? await serveMetrics(options.metrics) : undefined;
+    const opened = await openCache({ ...options.cache, logger, ...(options.gc ? { gc: { policies: gcPolicies } } : {}) }).catch(async (err: unknown) => {
+      await metrics?.close();
+      throw err;
+    });
     try {
       const limits = options.limits ?? {};
       const calls = new Calls(logger, new Gate(limits.maxCalls ?? 256, 'calls'));
@@ -112,9 +121,10 @@ export class Daemon {
       }
       await secureSocket(path, gid);
       await writeDaemonMarker(root, address);
-      logger.info({ address, root, backend: backend.kind, group: options.group }, 'serving the cache');
-      return new Daemon(address, path, server, calls, opened, options);
+      logger.info({ address, root, backend: backend.kind, group: options.group, metrics: metrics?.address }, 'serving the cache');
+      return new Daemon(address, path, server, calls, opened, options, metrics);
     } catch (err) {
+      await metrics?.close();
       await opened.close();
       await rm(path, { force: true });
       throw err;
@@ -147,6 +157,7 @@ export class Daemon {
       await removeDaemonMarker(this.options.cache.root);
       await rm(this.path, { force: true });
     } finally {
+      await this.metrics?.close();
       await this.opened.close();
     }
     logger.info('cache closed; daemon stopped');
