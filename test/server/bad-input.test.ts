@@ -89,7 +89,7 @@ describe('buildcache serve: bad input', () => {
       assert.ok(o.err instanceof ErrResourceExhausted, String(o.err));
       assert.match(o.err.message, /too many disk-usage calls at once \(limit 16\)/);
     }
-    // Bounded: the refused calls cost next to nothing (a 3,000-record cache serves in well under 512 MiB).
+    // Bounded: the refused calls cost next to nothing (a 1,000-record cache serves in well under 512 MiB).
     assert.ok((await peakRss(daemon.child.pid!)) < 512 * 2 ** 20);
     assert.equal(await count(client), COUNT);
   });
