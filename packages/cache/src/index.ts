@@ -15,3 +15,4 @@ export { defaultGCPolicy, type GCOptions } from './gc.js';
 export { openEmbeddedBackend, openContainerdBackend, type Backend } from '@buildcache/snapshot';
 export { openCache, DEFAULT_NAMESPACE, type OpenCacheOptions, type OpenCache } from './open.js';
 export { CacheKeys, resultKey, INDEX_CACHE_KEY, type CacheKeyInfo, type RecordKeyOptions } from './keys.js';
+export { DAEMON_FILE, writeDaemonMarker, removeDaemonMarker, runningDaemon } from './daemon-marker.js';

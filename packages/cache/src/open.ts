@@ -4,10 +4,11 @@
  */
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { ErrInvalidArgument } from '@buildcache/errdefs';
+import { ErrInvalidArgument, ErrStoreLocked } from '@buildcache/errdefs';
 import { openContainerdBackend, openEmbeddedBackend, type Backend } from '@buildcache/snapshot';
 import { CacheManager } from './manager.js';
 import type { GCOptions } from './gc.js';
+import { runningDaemon } from './daemon-marker.js';
 
 /** Where a cache lives and which backend holds its data. */
 export interface OpenCacheOptions {
@@ -39,6 +40,17 @@ export interface OpenCache {
 /** The default containerd namespace of a cache. */
 export const DEFAULT_NAMESPACE = 'buildcache';
 
+/** A lock error names the daemon that holds the cache, when one does (see daemon-marker.ts). */
+async function lockedByDaemon(root: string, err: unknown): Promise<unknown> {
+  if (!(err instanceof ErrStoreLocked)) return err;
+  const address = await runningDaemon(root);
+  if (address === undefined) return err;
+  return new ErrStoreLocked(
+    `cache ${root} is locked by a running daemon at ${address}; use --addr ${address} (or BUILDCACHE_HOST), or connect('${address}') from the API`,
+    { cause: err, details: { path: root, address } },
+  );
+}
+
 /** Opens (creating) the cache at `root` on the embedded backend, or on containerd when `containerd` is given. */
 export async function openCache(options: OpenCacheOptions): Promise<OpenCache> {
   const { snapshotter, logger } = options;
@@ -50,8 +62,8 @@ export async function openCache(options: OpenCacheOptions): Promise<OpenCache> {
   }
   const namespace = options.namespace ?? DEFAULT_NAMESPACE;
   const root = options.containerd ? join(options.root, `containerd-${namespace}`) : options.root;
-  const backend = options.containerd
-    ? await openContainerdBackend({
+  const openBackend = (): Promise<Backend> => options.containerd
+    ? openContainerdBackend({
         address: options.containerd,
         namespace,
         snapshotter: snapshotter ?? 'overlayfs',
@@ -59,13 +71,16 @@ export async function openCache(options: OpenCacheOptions): Promise<OpenCache> {
         ...(options.connectTimeoutMs !== undefined ? { connectTimeoutMs: options.connectTimeoutMs } : {}),
         ...(logger ? { logger } : {}),
       })
-    : await openEmbeddedBackend({ root: join(root, 'backend'), snapshotter: snapshotter ?? 'auto', ...(logger ? { logger } : {}) });
+    : openEmbeddedBackend({ root: join(root, 'backend'), snapshotter: snapshotter ?? 'auto', ...(logger ? { logger } : {}) });
+  const backend = await openBackend().catch(async (err: unknown) => {
+    throw await lockedByDaemon(options.root, err);
+  });
   let cache: CacheManager;
   try {
     cache = await CacheManager.open({ root, backend, ...(logger ? { logger } : {}), ...(options.gc ? { gc: options.gc } : {}) });
   } catch (err) {
     await backend.close();
-    throw err;
+    throw await lockedByDaemon(options.root, err);
   }
   return {
     cache,

@@ -9,6 +9,10 @@ export class UsageError extends Error {}
 
 const OPTIONS = {
   root: { type: 'string' },
+  addr: { type: 'string' },
+  group: { type: 'string' },
+  metrics: { type: 'string' },
+  gc: { type: 'boolean' },
   containerd: { type: 'string' },
   namespace: { type: 'string' },
   snapshotter: { type: 'string' },
@@ -57,12 +61,13 @@ const COMMAND_FLAGS: Record<string, readonly Name[]> = {
   import: [],
   export: ['output', 'format'],
   images: ['format'],
+  serve: ['group', 'metrics', 'gc'],
 };
 /** The positional arguments each command takes (after its name), as shown in usage errors. */
 const COMMAND_ARGS: Record<string, readonly string[]> = {
   build: ['CONTEXT'], pull: ['REF'], cat: ['REF', 'PATH'], push: ['RECORD', 'REF'], import: ['FILE (or - for stdin)'], export: ['NAME'],
 };
-const GLOBAL_FLAGS: readonly Name[] = ['root', 'containerd', 'namespace', 'snapshotter', 'timeout', 'log-level', 'help', 'version'];
+const GLOBAL_FLAGS: readonly Name[] = ['addr', 'root', 'containerd', 'namespace', 'snapshotter', 'timeout', 'log-level', 'help', 'version'];
 
 /** The flags given, by their long name. */
 export interface Flags {

@@ -1,8 +1,14 @@
 /** The `du` and `prune` commands. */
-import type { CacheManager, PrunePolicy, UsageInfo } from '@buildcache/cache';
+import type { DiskUsageOptions, PruneOptions, PrunePolicy, PruneResult, UsageInfo } from '@buildcache/cache';
 import { renderTable, summary, tableRow, TABLE_HEADER, toJSON, totals, verboseBlock } from './output.js';
 import type { Output, Progress } from './terminal.js';
 import { formatSize, plural, table } from './units.js';
+
+/** What du and prune need of a cache: the in-process one, or a daemon's through its client. */
+export interface CacheAccess {
+  diskUsage(options: DiskUsageOptions): AsyncIterable<UsageInfo>;
+  prune(policies: readonly PrunePolicy[], options: PruneOptions): Promise<PruneResult>;
+}
 
 /** Options of `buildcache du`. */
 export interface DuOptions {
@@ -12,7 +18,7 @@ export interface DuOptions {
 }
 
 /** Prints disk usage: a table sorted by size (or verbose blocks), totals and a summary line, or buildctl's JSON array. */
-export async function du(cache: CacheManager, opts: DuOptions, out: Output, progress: Progress): Promise<void> {
+export async function du(cache: CacheAccess, opts: DuOptions, out: Output, progress: Progress): Promise<void> {
   if (opts.format === 'json') {
     out.write('[');
     let first = true;
@@ -57,7 +63,7 @@ export interface PruneOutcome {
 
 /** Prunes, streaming a row (or a JSON line) per record as it goes, then the total. */
 export async function pruneCommand(
-  cache: CacheManager,
+  cache: CacheAccess,
   opts: PruneCommandOptions,
   out: Output,
   progress: Progress,

@@ -11,7 +11,7 @@ import {
   BuildcacheError, ErrDeadlineExceeded, ErrInvalidArgument, ErrNotAStore, ErrPermissionDenied, ErrStoreLocked, ErrUnavailable,
 } from '@buildcache/errdefs';
 import { readArgs, UsageError, type Flags, type Name } from './args.js';
-import { du, pruneCommand } from './commands.js';
+import { du, pruneCommand, type CacheAccess } from './commands.js';
 import { demo } from './demo.js';
 import { buildCommand } from './build.js';
 import { withRemote } from './remote.js';
@@ -57,6 +57,20 @@ function cacheOptions(flags: Flags, logger: Logger): OpenCacheOptions {
     ...(s.has('snapshotter') ? { snapshotter: s.get('snapshotter')! } : {}),
     ...(timeout !== undefined ? { connectTimeoutMs: parseDuration(timeout, '--timeout') } : {}),
   };
+}
+
+const LOCAL_FLAGS = ['root', 'containerd', 'namespace', 'snapshotter', 'timeout'] as const;
+
+/**
+ * The daemon that du and prune go through: `--addr`, else `$BUILDCACHE_HOST` unless flags name a
+ * cache to open here; undefined means open the cache directly.
+ */
+function daemonAddress(flags: Flags): string | undefined {
+  const local = LOCAL_FLAGS.find((n) => flags.strings.has(n));
+  const addr = flags.strings.get('addr');
+  if (addr === undefined) return local === undefined ? process.env.BUILDCACHE_HOST || undefined : undefined;
+  if (local !== undefined) throw new UsageError(`--${local} names a cache to open here, --addr a daemon that serves its own; give one of them`);
+  return addr;
 }
 
 /** Splits buildx's `until=D` (and its older name `unused-for=D`) out of the filters. */
@@ -143,13 +157,20 @@ export async function main(argv: readonly string[]): Promise<number> {
       process.stderr.write(USAGE);
       return EXIT.usage;
     }
-    const level = flags.strings.get('log-level') ?? 'warn';
+    const level = flags.strings.get('log-level') ?? (command === 'serve' ? 'info' : 'warn');
     if (!LOG_LEVELS.includes(level)) throw new UsageError(`--log-level: unknown level ${JSON.stringify(level)}; use one of ${LOG_LEVELS.join(', ')}`);
     logger = pino({ level }, pino.destination(2));
-    const options = cacheOptions(flags, logger);
+    // The daemon and its client load gRPC: only when used.
+    if (command === 'serve') return await (await import('./serve.js')).serve(flags, cacheOptions(flags, logger), logger);
+    const addr = daemonAddress(flags);
+    if (addr !== undefined && command !== 'du' && command !== 'prune') {
+      throw new UsageError(`${command === 'demo' ? 'demo builds records' : `${command} runs`} in this process; drop --addr (and BUILDCACHE_HOST)`);
+    }
+    const local = addr === undefined ? cacheOptions(flags, logger) : undefined;
+    const options = local ?? addr!;
     const out = new Output();
     if (IMAGE_COMMANDS.has(command)) {
-      await withImages(options, imageCommand(command, arg!, flags, out));
+      await withImages(local!, imageCommand(command, arg!, flags, out));
       return EXIT.ok;
     }
     const fmt = format(flags.strings.get('format'));
@@ -161,28 +182,28 @@ export async function main(argv: readonly string[]): Promise<number> {
       return EXIT.ok;
     }
     if (command === 'prune') return await prune(flags, options, fmt, out, progress);
-    if (command === 'build') return await buildCommand(flags, options, logger);
+    if (command === 'build') return await buildCommand(flags, local!, logger);
     if (command === 'pull') {
-      await withCache(options, (cache) => withRemote(options.root, logger!, false, (client, manager) =>
+      await withLocalCache(local!, (cache) => withRemote(local!.root, logger!, false, (client, manager) =>
         pullCommand(cache, client, manager, args[0]!, { lazy: flags.booleans.has('lazy') }, out)));
       return EXIT.ok;
     }
     if (command === 'cat') {
       const write = (chunk: Buffer): Promise<void> => new Promise((ok, fail) => process.stdout.write(chunk, (e) => (e ? fail(e) : ok())));
-      await withRemote(options.root, logger, false, (client, manager) => catCommand(client, manager, args[0]!, args[1]!, write));
+      await withRemote(local!.root, logger, false, (client, manager) => catCommand(client, manager, args[0]!, args[1]!, write));
       return EXIT.ok;
     }
     if (command === 'push') {
       const compression = compressionFlag(flags.strings.get('compression'));
-      const opened = await openCache(options);
+      const opened = await openCache(local!);
       try {
-        await withRemote(options.root, logger, false, (client) => pushCommand(opened.cache, opened.backend.content, client, args[0]!, args[1]!, compression, out));
+        await withRemote(local!.root, logger, false, (client) => pushCommand(opened.cache, opened.backend.content, client, args[0]!, args[1]!, compression, out));
       } finally {
         await opened.close();
       }
       return EXIT.ok;
     }
-    await withCache(options, async (cache) => {
+    await withLocalCache(local!, async (cache) => {
       await demo(cache, out);
       await du(cache, { filters: [], verbose: false, format: 'table' }, out, progress);
     });
@@ -195,8 +216,21 @@ export async function main(argv: readonly string[]): Promise<number> {
   }
 }
 
-/** Runs `fn` on the cache `options` name, closing it afterwards. */
-async function withCache<T>(options: OpenCacheOptions, fn: (cache: CacheManager) => Promise<T>): Promise<T> {
+/** Runs `fn` on the cache `options` name (or on the daemon at that address), closing it afterwards. */
+async function withCache<T>(options: OpenCacheOptions | string, fn: (cache: CacheAccess) => Promise<T>): Promise<T> {
+  if (typeof options === 'string') {
+    const client = (await import('@buildcache/server')).connect(options);
+    try {
+      return await fn(client);
+    } finally {
+      client.close();
+    }
+  }
+  return withLocalCache(options, fn);
+}
+
+/** Runs `fn` on the cache `options` name, opened in this process. */
+async function withLocalCache<T>(options: OpenCacheOptions, fn: (cache: CacheManager) => Promise<T>): Promise<T> {
   const opened = await openCache(options);
   try {
     return await fn(opened.cache);
@@ -205,7 +239,7 @@ async function withCache<T>(options: OpenCacheOptions, fn: (cache: CacheManager)
   }
 }
 
-async function prune(flags: Flags, options: OpenCacheOptions, fmt: 'table' | 'json', out: Output, progress: Progress): Promise<number> {
+async function prune(flags: Flags, options: OpenCacheOptions | string, fmt: 'table' | 'json', out: Output, progress: Progress): Promise<number> {
   const policy = prunePolicy(flags);
   const dryRun = flags.booleans.has('dry-run');
   return withCache(options, async (cache) => {

@@ -27,8 +27,12 @@ Commands:
   import FILE|-        Import the images of an OCI image layout or docker save archive (tar, .gz, .zst)
   export NAME -o FILE  Write an image as an OCI image layout (or a docker save archive); -o - is stdout
   images               List images: names, IDs, layer count, size
+  serve    Run the daemon: own the cache, serve it to buildcache and buildctl on a unix socket
 
 Global options:
+  --addr ADDR            du/prune: go through the daemon at ADDR (unix:///path.sock; default $BUILDCACHE_HOST
+                         unless --root/--containerd name a cache); serve: where to listen
+                         (default unix:///run/buildcache/buildcache.sock)
   --root DIR             cache root (default: $XDG_DATA_HOME/buildcache, else ~/.local/share/buildcache)
   --containerd SOCKET    use a containerd daemon instead of the embedded backend
   --namespace NS         containerd namespace (default: buildcache; only with --containerd)
@@ -76,6 +80,10 @@ export options:
 
 images options:
   --format table|json    output format (default: table)
+serve options (the cache is the one --root / --containerd name):
+  --group G              group (name or gid) that owns the socket (mode 0660); its members may connect
+  --gc                   run automatic GC with BuildKit's default policies
+  --metrics HOST:PORT    serve Prometheus metrics at http://HOST:PORT/metrics (loopback only)
 
 Sizes: ${SIZE_RULE.replaceAll('\n', '\n  ')}
   An empty value (e.g. an unset shell variable) is an error, never "no limit".

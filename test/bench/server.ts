@@ -1,0 +1,194 @@
+/**
+ * The daemon (issue 17), JSON lines: du of N synthetic records (default 100,000) through the daemon
+ * — buildcache's streamed API and BuildKit's one-message DiskUsage — against in-process du (time to
+ * first record, total, peak RSS of both ends, each end a fresh process); and the latency of du
+ * (time to first record, longest gap between records) while a prune of 10,000 records runs.
+ * Usage: node test/dist/bench/server.js [N]
+ */
+import { spawn, execFile } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { pino } from 'pino';
+import { Client, credentials, Metadata } from '@grpc/grpc-js';
+import { loadSync, type MethodDefinition } from '@grpc/proto-loader';
+import { openCache } from '@buildcache/cache';
+import { connect, PROTO_ROOT } from '@buildcache/server';
+import { writeSyntheticRecords } from '../support/synthetic.js';
+import { peakRssMiB, resetPeakRss } from '../support/memory.js';
+
+const execFileP = promisify(execFile);
+const cli = resolve(dirname(fileURLToPath(import.meta.url)), '../../../packages/cli/bin/buildcache.js');
+const self = fileURLToPath(import.meta.url);
+const DAY = 24 * 3600_000;
+const ms = (t0: number): number => +(performance.now() - t0).toFixed(2);
+
+/** One du, timed: first record and total, and the longest gap between two records. */
+async function timed(entries: AsyncIterable<unknown>): Promise<{ count: number; firstMs: number; totalMs: number; maxGapMs: number }> {
+  const t0 = performance.now();
+  let last = t0;
+  let firstMs = -1;
+  let maxGapMs = 0;
+  let count = 0;
+  for await (const _ of entries) {
+    const now = performance.now();
+    if (count++ === 0) firstMs = ms(t0);
+    else maxGapMs = Math.max(maxGapMs, now - last);
+    last = now;
+  }
+  return { count, firstMs, totalMs: ms(t0), maxGapMs: +maxGapMs.toFixed(2) };
+}
+
+/** BuildKit's Control/DiskUsage (one message with every record), as `buildctl du` calls it. */
+async function buildkitDu(address: string): Promise<{ count: number; totalMs: number }> {
+  const m = (loadSync('github.com/moby/buildkit/api/services/control/control.proto', { keepCase: true, longs: String, defaults: true, includeDirs: [PROTO_ROOT] })[
+    'moby.buildkit.v1.Control'
+  ] as Record<string, MethodDefinition<object, object>>)['DiskUsage']!;
+  const client = new Client(address.replace('unix://', 'unix:'), credentials.createInsecure(), { 'grpc.max_receive_message_length': 64 << 20 });
+  const t0 = performance.now();
+  const res = await new Promise<{ record: unknown[] }>((ok, fail) =>
+    client.makeUnaryRequest(m.path, m.requestSerialize, m.responseDeserialize, {}, new Metadata(), (e, v) => (e ? fail(e) : ok(v as { record: unknown[] }))),
+  );
+  const totalMs = ms(t0);
+  client.close();
+  return { count: res.record.length, totalMs };
+}
+
+/** A measurement in this fresh process: `inproc ROOT`, `client ADDR` or `buildkit ADDR`. */
+async function measure(mode: string, target: string): Promise<Record<string, unknown>> {
+  await resetPeakRss();
+  if (mode === 'inproc') {
+    const { cache, close } = await openCache({ root: target, logger: pino({ level: 'silent' }) });
+    const r = await timed(cache.diskUsage());
+    await close();
+    return { ...r, peakRssMiB: await peakRssMiB() };
+  }
+  if (mode === 'buildkit') return { ...(await buildkitDu(target)), peakRssMiB: await peakRssMiB() };
+  const client = connect(target);
+  // Connected and protos loaded before the clock starts (an unimplemented call costs the daemon nothing).
+  await client.operation('Images', {}).catch(() => undefined);
+  const r = await timed(client.diskUsage());
+  client.close();
+  return { ...r, peakRssMiB: await peakRssMiB() };
+}
+
+async function inChild(mode: string, target: string): Promise<Record<string, unknown>> {
+  const { stdout } = await execFileP(process.execPath, [self, '--measure', mode, target]);
+  return JSON.parse(stdout) as Record<string, unknown>;
+}
+
+/** Starts `buildcache serve` on `root`; returns its address, pid and stop. */
+async function serve(root: string, dir: string): Promise<{ address: string; pid: number; stop(): Promise<void> }> {
+  const address = `unix://${join(dir, 'bc.sock')}`;
+  const child = spawn(process.execPath, [cli, '--root', root, 'serve', '--addr', address], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const exited = new Promise((res) => child.on('exit', res));
+  await new Promise<void>((res, rej) => {
+    let log = '';
+    child.stderr.setEncoding('utf8').on('data', (d: string) => {
+      log += d;
+      if (log.includes('"serving the cache"')) res();
+    });
+    void exited.then(() => rej(new Error(`daemon exited: ${log}`)));
+  });
+  return {
+    address,
+    pid: child.pid!,
+    async stop() {
+      child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
+
+const daemonPeak = async (pid: number): Promise<number> => {
+  const { readFile } = await import('node:fs/promises');
+  return Math.round(Number(/VmHWM:\s+(\d+)/.exec(await readFile(`/proc/${pid}/status`, 'utf8'))![1]) / 1024);
+};
+
+async function duThroughDaemon(n: number): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), 'bc-bench-serve-'));
+  try {
+    await writeSyntheticRecords(join(dir, 'metadata'), n);
+    const inproc = await inChild('inproc', dir);
+    const daemon = await serve(dir, dir);
+    try {
+      await writeFile(`/proc/${daemon.pid}/clear_refs`, '5');
+      const cold = await inChild('client', daemon.address);
+      const coldDaemonPeak = await daemonPeak(daemon.pid);
+      const warm = await inChild('client', daemon.address);
+      const buildkit = await inChild('buildkit', daemon.address);
+      process.stdout.write(
+        JSON.stringify({
+          bench: 'du-through-daemon', n, inProcess: inproc,
+          daemonCold: { client: cold, daemonPeakRssMiB: coldDaemonPeak },
+          daemonWarm: { client: warm },
+          buildkitDiskUsageWarm: { client: buildkit, daemonPeakRssMiB: await daemonPeak(daemon.pid) },
+        }) + '\n',
+      );
+    } finally {
+      await daemon.stop();
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+const pct = (xs: number[], p: number): number => +[...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * p))]!.toFixed(2);
+
+/** du after du from one client while another prunes `pruned` of `2 × pruned` records. */
+async function duDuringPrune(pruned: number): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), 'bc-bench-serve-'));
+  const now = Date.now();
+  try {
+    await writeSyntheticRecords(join(dir, 'metadata'), 2 * pruned, (i) => (i < pruned ? { lastUsedAt: now - 3 * DAY } : {}));
+    const daemon = await serve(dir, dir);
+    const reader = connect(daemon.address);
+    const pruner = connect(daemon.address);
+    try {
+      await timed(reader.diskUsage()); // loads every record: the calls below are warm, as during the prune
+      const baseline = [];
+      for (let i = 0; i < 3; i++) baseline.push(await timed(reader.diskUsage()));
+      const during: Awaited<ReturnType<typeof timed>>[] = [];
+      let running = true;
+      const t0 = performance.now();
+      const prune = pruner.prune([{ keepDurationMs: 2 * DAY }]).finally(() => (running = false));
+      while (running) during.push(await timed(reader.diskUsage()));
+      const result = await prune;
+      const first = during.map((d) => d.firstMs);
+      const gaps = during.map((d) => d.maxGapMs);
+      process.stdout.write(
+        JSON.stringify({
+          bench: 'du-during-prune', records: 2 * pruned, pruned: result.deleted, pruneMs: ms(t0),
+          duCallsDuringPrune: during.length,
+          firstRecordMs: { p50: pct(first, 0.5), p99: pct(first, 0.99), max: Math.max(...first) },
+          maxGapBetweenRecordsMs: { p50: pct(gaps, 0.5), p99: pct(gaps, 0.99), max: Math.max(...gaps) },
+          duTotalMs: { p50: pct(during.map((d) => d.totalMs), 0.5), max: Math.max(...during.map((d) => d.totalMs)) },
+          withoutPrune: { firstRecordMs: Math.max(...baseline.map((b) => b.firstMs)), maxGapMs: Math.max(...baseline.map((b) => b.maxGapMs)) },
+          goal: 'no wait > 50 ms',
+        }) + '\n',
+      );
+    } finally {
+      reader.close();
+      pruner.close();
+      await daemon.stop();
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+async function main(): Promise<void> {
+  if (process.argv[2] === '--measure') {
+    process.stdout.write(JSON.stringify(await measure(process.argv[3]!, process.argv[4]!)) + '\n');
+    return;
+  }
+  await duThroughDaemon(Number(process.argv[2] ?? 100_000));
+  await duDuringPrune(10_000);
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(String((err as Error)?.stack ?? err) + '\n');
+  process.exit(1);
+});
