@@ -15,14 +15,18 @@ import {
 import { checkDigest, chainID, blobChainID } from './ids.js';
 import { ensureFlatLease, withTemporaryLease } from './leases.js';
 import type { CacheRecord } from './records.js';
-import { availableBlobs, blobIn, storedBlobIn } from './variants.js';
+import { availableBlobs, blobIn, storedBlobIn, type BlobFormat } from './variants.js';
 import type { DescHandlers } from './context.js';
 import { SIZE_UNKNOWN } from './record-metadata.js';
 
 /** Options of `getRemote()`. */
 export interface RemoteOptions {
-  /** Compression of blobs created now (default gzip). Existing blobs keep theirs. */
-  readonly compression?: Compression;
+  /**
+   * Compression of blobs created now (default gzip). Existing blobs keep theirs. `estargz` gives
+   * every layer as eStargz (a variant converted once, annotated with its TOC digest, uncompressed
+   * size and own diffID), as if `force` were set.
+   */
+  readonly compression?: BlobFormat;
   /** Return every blob in `compression`, converting existing blobs of another compression (kept as variants). */
   readonly force?: boolean;
   /** Create missing blobs with the differ (default true); false: fail with ErrNoBlobs, changing nothing. */
@@ -167,15 +171,16 @@ function asDistributable(desc: Descriptor): Descriptor {
 }
 
 /** The descriptor `getRemote` gives for one layer. */
-async function remoteBlobOf(layer: CacheRecord, handlers: DescHandlers, compression: Compression, options: RemoteOptions): Promise<Descriptor> {
+async function remoteBlobOf(layer: CacheRecord, handlers: DescHandlers, format: BlobFormat, options: RemoteOptions): Promise<Descriptor> {
   const main = descriptorOf(layer);
   if (isNonDistributable(main.mediaType) && !options.convertNonDistributable) return main;
-  return asDistributable(options.force ? await blobIn(layer, handlers, compression) : main);
+  return asDistributable(options.force || format === 'estargz' ? await blobIn(layer, handlers, format) : main);
 }
 
 /** Blob descriptors of the chain ending at `rec`, base first, creating missing blobs (unless told not to). */
 export async function getRemote(rec: CacheRecord, handlers: DescHandlers, options: RemoteOptions): Promise<Descriptor[]> {
-  const compression = checkCompression(options.compression ?? 'gzip');
+  const format = options.compression === 'estargz' ? 'estargz' : checkCompression(options.compression ?? 'gzip');
+  const compression = format === 'estargz' ? 'gzip' : format;
   const chain = chainOf(rec);
   if (options.createIfNeeded === false) {
     const missing = chain.filter((layer) => !layer.md.blob).map((layer) => layer.id);
@@ -194,7 +199,7 @@ export async function getRemote(rec: CacheRecord, handlers: DescHandlers, option
       });
     }
   }
-  return Promise.all(chain.map((layer) => remoteBlobOf(layer, handlers, compression, options)));
+  return Promise.all(chain.map((layer) => remoteBlobOf(layer, handlers, format, options)));
 }
 
 /**

@@ -8,7 +8,7 @@ import { mkdir } from 'node:fs/promises';
 import { pino, type Logger } from 'pino';
 import { ErrClosed, ErrInUse, ErrInvalidArgument, ErrNeedsRemoteProvider, ErrNotFound } from '@buildcache/errdefs';
 import { MetadataStore } from '@buildcache/metadata';
-import { msToNs, nowNs, strictlyIncreasing, type Backend, type Descriptor } from '@buildcache/snapshot';
+import { LABEL_UNCOMPRESSED, msToNs, nowNs, strictlyIncreasing, type Backend, type Descriptor } from '@buildcache/snapshot';
 import { NO_HANDLERS, type DescHandlers, type ManagerContext } from './context.js';
 import { DeferredCommits } from './deferred.js';
 import { GCDebt } from './gc-debt.js';
@@ -303,6 +303,8 @@ export class CacheManager {
         md.mediaType = desc.mediaType;
         md.blobSize = desc.size;
         md.urls = desc.urls ?? [];
+        const { [LABEL_UNCOMPRESSED]: _diffID, ...annotations } = desc.annotations ?? {};
+        md.annotations = annotations;
         md.chainID = chain;
         md.blobChainID = blobChain;
         md.blobOnly = true;

@@ -8,7 +8,7 @@ import type { ActiveMount, Descriptor, Mount } from '@buildcache/snapshot';
 import type { DescHandlers } from './context.js';
 import type { CacheRecord, Handle } from './records.js';
 import { recordSize, resetSize } from './size.js';
-import { extractRecord } from './lazy.js';
+import { ensureBlob, extractRecord } from './lazy.js';
 import { setBlob, getRemote, getRemotes, type RemoteOptions, type RemotesOptions } from './blobs.js';
 import { commitMutableLocked, releaseMutableLocked } from './lifecycle.js';
 
@@ -157,6 +157,11 @@ export class ImmutableRef extends RefBase {
   /** Makes the snapshot of a lazy record exist locally (fetching and applying its blob). */
   extract(options: { signal?: AbortSignal } = {}): Promise<void> {
     return extractRecord(this.check(), this.descHandlers, options.signal);
+  }
+
+  /** Makes a lazy record's blob local (fetched through its descriptor handler, digest verified), without extracting it. */
+  fetchBlob(options: { signal?: AbortSignal } = {}): Promise<void> {
+    return ensureBlob(this.check(), this.descHandlers, options.signal);
   }
 
   /** Records `desc` as this layer's blob (its annotation `containerd.io/uncompressed` gives the diffID). */

@@ -7,6 +7,8 @@
 import { BuildcacheError } from './base.js';
 
 export * from './base.js';
+export * from './registry.js';
+export * from './estargz.js';
 
 // --- containerd errdefs (also produced by the embedded backend) -------------------------
 

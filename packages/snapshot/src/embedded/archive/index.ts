@@ -7,7 +7,7 @@ export type { ApplyMode, ApplyOptions, ApplyResult } from './apply.js';
 export { writeDiff } from './diff.js';
 export type { DiffOptions, DiffResult, DiffSource } from './diff.js';
 export { TarReader } from './tar-reader.js';
-export type { TarReaderOptions } from './tar-reader.js';
+export type { TarReaderOptions, ByteStream } from './tar-reader.js';
 export { TarWriter } from './tar-writer.js';
 export type { TarWriteEntry } from './tar-writer.js';
 export type { EntryType, TarHeader } from './tar-format.js';

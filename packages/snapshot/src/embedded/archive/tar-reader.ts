@@ -111,6 +111,7 @@ export class TarReader {
   private pad = 0;
   private current: string | undefined;
   private ended = false;
+  private start = 0;
 
   constructor(source: ByteStream, options: TarReaderOptions = {}) {
     this.src = new ByteSource(source);
@@ -120,6 +121,11 @@ export class TarReader {
   /** Bytes of tar consumed so far. */
   get position(): number {
     return this.src.consumed;
+  }
+
+  /** Offset of the first header block (extended headers included) of the entry `next()` returned last. */
+  get entryStart(): number {
+    return this.start;
   }
 
   private async skipRest(): Promise<void> {
@@ -148,6 +154,7 @@ export class TarReader {
   async next(): Promise<TarHeader | undefined> {
     if (this.ended) return undefined;
     await this.skipRest();
+    this.start = this.src.consumed;
     let pax = new Map<string, Buffer>();
     let longName: string | undefined;
     let longLink: string | undefined;

@@ -1,0 +1,105 @@
+/**
+ * One Prometheus registry for all of buildcache (not prom-client's global default), so a process
+ * embedding several buildcache packages exposes one consistent set of metrics. Packages define
+ * their metrics with `counter` / `histogram` / `gauge` (idempotent by name), the daemon exposes
+ * them with `metricsText()` or `serveMetrics('127.0.0.1:PORT')`.
+ */
+import { createServer, type Server } from 'node:http';
+import { Counter, Gauge, Histogram, Registry, type Metric } from 'prom-client';
+import { ErrInvalidArgument } from '@buildcache/errdefs';
+
+/** The shared registry; pass it as `registers: [metricsRegistry]` when building a metric by hand. */
+export const metricsRegistry = new Registry();
+
+/** Name, help text and label names of a metric. */
+export interface MetricSpec<L extends string> {
+  readonly name: string;
+  readonly help: string;
+  readonly labelNames?: readonly L[];
+}
+
+function existing<M extends Metric>(name: string, kind: new (...args: never[]) => M): M | undefined {
+  const found = metricsRegistry.getSingleMetric(name);
+  if (found === undefined) return undefined;
+  if (!(found instanceof kind)) throw new ErrInvalidArgument(`metric ${name} is already registered as another type`, { details: { id: name } });
+  return found;
+}
+
+/** A counter on the shared registry; a second call with the same name returns the first one. */
+export function counter<L extends string = string>(spec: MetricSpec<L>): Counter<L> {
+  return (existing(spec.name, Counter) as Counter<L> | undefined) ??
+    new Counter<L>({ name: spec.name, help: spec.help, labelNames: spec.labelNames ?? [], registers: [metricsRegistry] });
+}
+
+/** A gauge on the shared registry; a second call with the same name returns the first one. */
+export function gauge<L extends string = string>(spec: MetricSpec<L>): Gauge<L> {
+  return (existing(spec.name, Gauge) as Gauge<L> | undefined) ??
+    new Gauge<L>({ name: spec.name, help: spec.help, labelNames: spec.labelNames ?? [], registers: [metricsRegistry] });
+}
+
+/** A histogram on the shared registry (buckets in the metric's unit); idempotent by name like `counter`. */
+export function histogram<L extends string = string>(spec: MetricSpec<L> & { readonly buckets?: number[] }): Histogram<L> {
+  return (existing(spec.name, Histogram) as Histogram<L> | undefined) ??
+    new Histogram<L>({
+      name: spec.name,
+      help: spec.help,
+      labelNames: spec.labelNames ?? [],
+      ...(spec.buckets ? { buckets: spec.buckets } : {}),
+      registers: [metricsRegistry],
+    });
+}
+
+/** The Prometheus text exposition of every metric on the shared registry. */
+export function metricsText(): Promise<string> {
+  return metricsRegistry.metrics();
+}
+
+/** The content type `metricsText()` is served with. */
+export const METRICS_CONTENT_TYPE = metricsRegistry.contentType;
+
+/** A running `/metrics` listener. */
+export interface MetricsServer {
+  /** Host and port it listens on (`127.0.0.1:PORT`, the real port when 0 was asked for). */
+  readonly address: string;
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
+
+/**
+ * Serves `GET /metrics` on a loopback address (`127.0.0.1:PORT`, `[::1]:PORT`, `localhost:PORT`;
+ * port 0 picks a free one). Anything else answers 404. Non-loopback hosts are refused.
+ */
+export async function serveMetrics(address: string): Promise<MetricsServer> {
+  const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d+)$/.exec(address);
+  const host = m?.[1] ?? m?.[2];
+  if (!m || host === undefined || !LOOPBACK.has(host)) {
+    throw new ErrInvalidArgument(`metrics address ${JSON.stringify(address)} must be a loopback HOST:PORT (e.g. 127.0.0.1:9464)`, { details: { id: address } });
+  }
+  const server: Server = createServer((req, res) => {
+    if (req.method !== 'GET' || (req.url ?? '').split('?')[0] !== '/metrics') {
+      res.writeHead(404).end();
+      return;
+    }
+    metricsText().then(
+      (text) => res.writeHead(200, { 'content-type': METRICS_CONTENT_TYPE }).end(text),
+      (err: unknown) => res.writeHead(500).end(String(err)),
+    );
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(Number(m[3]), host, () => resolve());
+  });
+  const bound = server.address();
+  const port = typeof bound === 'object' && bound !== null ? bound.port : Number(m[3]);
+  return {
+    address: host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`,
+    port,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}
