@@ -35,6 +35,8 @@ const OPTIONS = {
   progress: { type: 'string' },
   'build-arg': { type: 'string', multiple: true },
   output: { type: 'string', short: 'o' },
+  'cache-to': { type: 'string', multiple: true },
+  'cache-from': { type: 'string', multiple: true },
 } as const;
 
 /** A flag's long name. */
@@ -48,7 +50,7 @@ const COMMAND_FLAGS: Record<string, readonly Name[]> = {
     'max-used-space', 'reserved-space', 'min-free-space', 'dry-run', 'verbose', 'format',
   ],
   demo: [],
-  build: ['file', 'tag', 'no-cache', 'progress', 'build-arg', 'output'],
+  build: ['file', 'tag', 'no-cache', 'progress', 'build-arg', 'output', 'cache-to', 'cache-from'],
 };
 /** Commands that take one positional argument (build's CONTEXT). */
 const POSITIONAL: ReadonlySet<string> = new Set(['build']);
@@ -60,6 +62,8 @@ export interface Flags {
   readonly filters: readonly string[];
   /** `--build-arg K=V`, in order. */
   readonly buildArgs: readonly string[];
+  /** Values of the other repeatable flags (`--cache-to`, `--cache-from`), in order. */
+  readonly lists: ReadonlyMap<Name, readonly string[]>;
   /** Positional arguments after the command. */
   readonly operands: readonly string[];
   readonly booleans: ReadonlySet<Name>;
@@ -80,6 +84,7 @@ export function readArgs(argv: readonly string[]): Args {
   const strings = new Map<Name, string>();
   const filters: string[] = [];
   const buildArgs: string[] = [];
+  const lists = new Map<Name, string[]>();
   const booleans = new Set<Name>();
   const positionals: string[] = [];
   for (const t of tokens) {
@@ -111,6 +116,7 @@ export function readArgs(argv: readonly string[]): Args {
     }
     if (name === 'filter') filters.push(t.value);
     else if (name === 'build-arg') buildArgs.push(t.value);
+    else if (name === 'cache-to' || name === 'cache-from') lists.set(name, [...(lists.get(name) ?? []), t.value]);
     else if (strings.has(name) && strings.get(name) !== t.value) throw new UsageError(`--${name} is given twice with different values`);
     else strings.set(name, t.value);
   }
@@ -119,9 +125,9 @@ export function readArgs(argv: readonly string[]): Args {
     const allowed = COMMAND_FLAGS[command];
     if (!allowed) throw new UsageError(`unknown command ${JSON.stringify(command)}; see buildcache --help`);
     if (positionals.length > (POSITIONAL.has(command) ? 2 : 1)) throw new UsageError(`${command}: unexpected argument ${JSON.stringify(positionals.at(-1))}`);
-    for (const name of [...strings.keys(), ...booleans, ...(filters.length ? ['filter' as const] : []), ...(buildArgs.length ? ['build-arg' as const] : [])]) {
+    for (const name of [...strings.keys(), ...booleans, ...(filters.length ? ['filter' as const] : []), ...(buildArgs.length ? ['build-arg' as const] : []), ...lists.keys()]) {
       if (!GLOBAL_FLAGS.includes(name) && !allowed.includes(name)) throw new UsageError(`${command}: unknown flag --${name}; see buildcache --help`);
     }
   }
-  return { command, flags: { strings, filters, buildArgs, operands: positionals.slice(1), booleans } };
+  return { command, flags: { strings, filters, buildArgs, lists, operands: positionals.slice(1), booleans } };
 }
