@@ -214,9 +214,10 @@ export class Frontend {
 
   /**
    * The last step whose result is cached — here, or in an imported cache (then as a lazy chain,
-   * extracted now when later steps build on it) — as BuildKit loads only the deepest hit. A remote
-   * hit whose layers cannot be fetched or do not match their diffIDs is dropped with a warning and
-   * the search starts again without the imported caches.
+   * extracted now when later steps build on it) — as BuildKit loads only the deepest hit. A lazy
+   * local result that cannot be unpacked is a miss; a remote hit whose layers cannot be fetched or
+   * do not match their diffIDs is dropped with a warning and the search starts again without the
+   * imported caches.
    */
   private async deepestHit(keyed: readonly KeyedInput[], imported: ImportedCache | undefined, warnings: string[]): Promise<{ index: number; ref: ImmutableRef } | undefined> {
     const cache = this.options.cache;
