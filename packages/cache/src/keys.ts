@@ -7,7 +7,7 @@
  */
 import { createHash } from 'node:crypto';
 import { ErrInvalidArgument, ErrNotFound } from '@buildcache/errdefs';
-import type { ManagerContext } from './context.js';
+import type { DescHandlers, ManagerContext } from './context.js';
 import { checkDigest } from './ids.js';
 import { loadRecordLocked } from './load.js';
 import type { RecordType } from './record-metadata.js';
@@ -36,6 +36,8 @@ export interface RecordKeyOptions {
   readonly description?: string;
   /** Sets the record's type (e.g. `frontend`, `exec.cachemount`) when given. */
   readonly recordType?: RecordType;
+  /** Providers of a lazy record's blobs (a result imported from a remote cache). */
+  readonly descHandlers?: DescHandlers;
 }
 
 /**
@@ -77,7 +79,7 @@ export class CacheKeys {
     if (options.recordType !== undefined && !RECORD_TYPES.includes(options.recordType)) {
       throw new ErrInvalidArgument(`unknown record type ${JSON.stringify(options.recordType)}; use one of ${RECORD_TYPES.join(', ')}`);
     }
-    const ref = await this.host.get(recordId, { noUpdateLastUsed: true });
+    const ref = await this.host.get(recordId, { noUpdateLastUsed: true, ...(options.descHandlers ? { descHandlers: options.descHandlers } : {}) });
     try {
       // One record for the data (no mutable twin), so that du and prune see the type and keys set here.
       await ref.finalize();

@@ -41,6 +41,8 @@ const OPTIONS = {
   output: { type: 'string', short: 'o' },
   lazy: { type: 'boolean' },
   compression: { type: 'string' },
+  'cache-to': { type: 'string', multiple: true },
+  'cache-from': { type: 'string', multiple: true },
 } as const;
 
 /** A flag's long name. */
@@ -54,7 +56,7 @@ const COMMAND_FLAGS: Record<string, readonly Name[]> = {
     'max-used-space', 'reserved-space', 'min-free-space', 'dry-run', 'verbose', 'format',
   ],
   demo: [],
-  build: ['file', 'tag', 'no-cache', 'progress', 'build-arg', 'output'],
+  build: ['file', 'tag', 'no-cache', 'progress', 'build-arg', 'output', 'cache-to', 'cache-from'],
   pull: ['lazy'],
   cat: [],
   push: ['compression'],
@@ -75,6 +77,8 @@ export interface Flags {
   readonly filters: readonly string[];
   /** `--build-arg K=V`, in order. */
   readonly buildArgs: readonly string[];
+  /** Values of the other repeatable flags (`--cache-to`, `--cache-from`), in order. */
+  readonly lists: ReadonlyMap<Name, readonly string[]>;
   /** Positional arguments after the command. */
   readonly operands: readonly string[];
   readonly booleans: ReadonlySet<Name>;
@@ -99,6 +103,7 @@ export function readArgs(argv: readonly string[]): Args {
   const strings = new Map<Name, string>();
   const filters: string[] = [];
   const buildArgs: string[] = [];
+  const lists = new Map<Name, string[]>();
   const booleans = new Set<Name>();
   const positionals: string[] = [];
   for (const t of tokens) {
@@ -130,6 +135,7 @@ export function readArgs(argv: readonly string[]): Args {
     }
     if (name === 'filter') filters.push(t.value);
     else if (name === 'build-arg') buildArgs.push(t.value);
+    else if (name === 'cache-to' || name === 'cache-from') lists.set(name, [...(lists.get(name) ?? []), t.value]);
     else if (strings.has(name) && strings.get(name) !== t.value) throw new UsageError(`--${name} is given twice with different values`);
     else strings.set(name, t.value);
   }
@@ -144,10 +150,10 @@ export function readArgs(argv: readonly string[]): Args {
       const missing = wanted.slice(positionals.length - 1).join(' ');
       throw new UsageError(wanted.length === 1 ? `${command}: give the ${missing}` : `${command}: missing ${missing}; usage: buildcache ${command} ${wanted.join(' ')}`);
     }
-    for (const name of [...strings.keys(), ...booleans, ...(filters.length ? ['filter' as const] : []), ...(buildArgs.length ? ['build-arg' as const] : [])]) {
+    for (const name of [...strings.keys(), ...booleans, ...(filters.length ? ['filter' as const] : []), ...(buildArgs.length ? ['build-arg' as const] : []), ...lists.keys()]) {
       if (!GLOBAL_FLAGS.includes(name) && !allowed.includes(name)) throw new UsageError(`${command}: unknown flag --${name}; see buildcache --help`);
     }
   }
   const args = positionals.slice(1);
-  return { command, ...(args[0] !== undefined ? { arg: args[0] } : {}), flags: { strings, filters, buildArgs, operands: args, booleans }, args };
+  return { command, ...(args[0] !== undefined ? { arg: args[0] } : {}), flags: { strings, filters, buildArgs, lists, operands: args, booleans }, args };
 }

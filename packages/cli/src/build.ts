@@ -6,7 +6,9 @@
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { openCache, type OpenCacheOptions } from '@buildcache/cache';
-import { ErrRunFailed } from '@buildcache/errdefs';
+import { ErrInvalidArgument, ErrRunFailed } from '@buildcache/errdefs';
+import { RegistryClient } from '@buildcache/registry';
+import { parseCacheSpec, storeOf, type CacheSpec } from '@buildcache/remotecache';
 import { createProgress, Frontend, type ProgressMode } from '@buildcache/frontend';
 import { UsageError, type Flags } from './args.js';
 import { EXIT } from './usage.js';
@@ -33,6 +35,16 @@ function buildArgs(list: readonly string[]): Record<string, string> {
   return out;
 }
 
+/** A `--cache-to` / `--cache-from` value; a malformed one is a usage error. */
+function specOf(value: string, direction: 'to' | 'from'): CacheSpec {
+  try {
+    return parseCacheSpec(value, direction);
+  } catch (err) {
+    if (err instanceof ErrInvalidArgument) throw new UsageError(err.message);
+    throw err;
+  }
+}
+
 /** Runs `build`; returns the exit code. The runtime is `$BUILDCACHE_RUNC` or `runc`. */
 export async function buildCommand(flags: Flags, options: OpenCacheOptions, logger: Logger): Promise<number> {
   const context = flags.operands[0];
@@ -41,6 +53,9 @@ export async function buildCommand(flags: Flags, options: OpenCacheOptions, logg
   const args = buildArgs(flags.buildArgs);
   const runtime = process.env['BUILDCACHE_RUNC'] || undefined;
   const root = join(options.root, 'frontend');
+  const cacheTo = (flags.lists.get('cache-to') ?? []).map((v) => specOf(v, 'to'));
+  const cacheFrom = (flags.lists.get('cache-from') ?? []).map((v) => specOf(v, 'from'));
+  const client = [...cacheTo, ...cacheFrom].some((c) => c.type === 'registry') ? new RegistryClient({ logger }) : undefined;
   const opened = await openCache(options);
   const controller = new AbortController();
   const onSignal = (): void => controller.abort();
@@ -50,6 +65,8 @@ export async function buildCommand(flags: Flags, options: OpenCacheOptions, logg
     const frontend = await Frontend.open({ cache: opened.cache, content: opened.backend.content, root, logger, ...(runtime ? { runtime } : {}) });
     const s = flags.strings;
     const result = await frontend.build({
+      ...(cacheFrom.length ? { cacheFrom: cacheFrom.map((c) => storeOf(c, client)) } : {}),
+      ...(cacheTo.length ? { cacheTo: cacheTo.map((c) => ({ store: storeOf(c, client), mode: c.mode, ignoreError: c.ignoreError, ...(c.compression ? { compression: c.compression } : {}) })) } : {}),
       context,
       buildArgs: args,
       progress: createProgress(mode, process.stderr),
@@ -70,5 +87,6 @@ export async function buildCommand(flags: Flags, options: OpenCacheOptions, logg
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
     await opened.close();
+    await client?.close();
   }
 }

@@ -67,6 +67,11 @@ build options: buildcache build [options] CONTEXT
   --progress MODE        plain, tty or auto (default: auto = tty when stderr is a terminal)
   --build-arg K=V        set a build argument (repeatable; a bare K takes $K)
   -o, --output FILE      also write the image as an OCI layout tar (ctr images import, docker load)
+  --cache-to SPEC        export the build's cache (repeatable): type=registry,ref=HOST/REPO:TAG[,mode=max]
+                         or type=local,dest=DIR (an OCI layout); mode=min (default) exports the final
+                         result's layers, max every step's; ignore-error=true makes a failure a warning
+  --cache-from SPEC      use a cache exported by --cache-to (repeatable): type=registry,ref=R or
+                         type=local,src=DIR; layers are fetched only for results that are mounted
   Prints the image's manifest digest. RUN steps run with runc ($BUILDCACHE_RUNC, else runc on PATH),
   without network, in containers named buildcache-* under <root>/frontend/runc.
 pull options:

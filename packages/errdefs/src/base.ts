@@ -1,4 +1,4 @@
-/** The base of every buildcache error, in its own module so that the area files (e.g. images.ts) can extend it. */
+/** The base error class and its options, in their own module so area files (registry.ts, ...) can extend it without an import cycle through the index. */
 
 /** Context attached to an error: the object involved and, where it came from, the call. */
 export interface ErrorDetails {

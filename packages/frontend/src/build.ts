@@ -10,15 +10,18 @@ import { join, resolve } from 'node:path';
 import { pino, type Logger } from 'pino';
 import { resultKey, type CacheManager, type ImmutableRef } from '@buildcache/cache';
 import { checksumDir, PatternMatcher, readDockerignore } from '@buildcache/contenthash';
-import { ErrInvalidArgument, ErrNotFound, BuildcacheError } from '@buildcache/errdefs';
+import { ErrInvalidArgument, ErrNeedsRemoteProvider, ErrNotFound, BuildcacheError } from '@buildcache/errdefs';
 import type { ContentStore } from '@buildcache/snapshot';
+import type { CacheStore, ExportedCache, ImportedCache } from '@buildcache/remotecache';
 import { parseDockerfile } from './dockerfile/parse.js';
 import { digestOf, fromLine, planSteps, SCRATCH_CONFIG, type ImageConfig } from './dockerfile/plan.js';
 import { resolveSources, type CopySource } from './copy.js';
 import { exportOCIArchive, imageOf, type BuiltImage } from './image.js';
-import { createProgress, type Progress } from './progress.js';
+import { createProgress, type Progress, type Vertex } from './progress.js';
+import { exportCaches, importCaches, remoteResult, type CacheExport, type KeyedStep } from './remote-cache.js';
 import { Runc } from './runc.js';
 import { executeStep, releaseLeftSteps, type StepContext } from './steps.js';
+import type { Step } from './dockerfile/plan.js';
 import { normalizeName, Tags } from './tags.js';
 
 /** Where the frontend keeps its state and which runtime it runs. */
@@ -48,6 +51,16 @@ export interface BuildRequest {
   readonly output?: string;
   readonly progress?: Progress;
   readonly signal?: AbortSignal;
+  /** Remote caches whose results count as hits (`--cache-from`); a hit is fetched only when mounted. */
+  readonly cacheFrom?: readonly CacheStore[];
+  /** Where to export this build's cache afterwards (`--cache-to`). */
+  readonly cacheTo?: readonly CacheExport[];
+}
+
+/** One step of a build: whether it came from the cache, its key parts and its result record when this machine has it. */
+export interface BuiltStep extends KeyedStep {
+  readonly text: string;
+  readonly cached: boolean;
 }
 
 /** What a build did and made. */
@@ -58,7 +71,9 @@ export interface BuildResult {
   /** The record of the image's top layer (none for an image without layers); `cache.get` it to look inside. */
   readonly record?: string;
   /** Each step and whether it came from the cache. */
-  readonly steps: readonly { readonly text: string; readonly cached: boolean }[];
+  readonly steps: readonly BuiltStep[];
+  /** What each `cacheTo` export stored. */
+  readonly cacheExports: readonly ExportedCache[];
   /** Steps that ran. */
   readonly executed: number;
   readonly warnings: readonly string[];
@@ -126,40 +141,48 @@ export class Frontend {
     const from = fromLine(instructions, buildArgs);
     const base = await this.base(from.image);
     const plan = planSteps(instructions, base.config, buildArgs);
-    const warnings = plan.unusedArgs.length ? [`one or more build-args [${plan.unusedArgs.join(' ')}] were not consumed`] : [];
+    const warnings: string[] = plan.unusedArgs.length ? [`one or more build-args [${plan.unusedArgs.join(' ')}] were not consumed`] : [];
     const total = plan.steps.length + (base.key ? 1 : 0);
     const offset = base.key ? 1 : 0;
     const sc: StepContext = { cache: this.options.cache, runc: this.runc, context, ignore, markers: this.dirs.markers, ...(req.signal ? { signal: req.signal } : {}) };
+    const vertexOf = (i: number): Vertex => progress.vertex(`[${i + 1 + offset}/${total}] ${plan.steps[i]!.text}`);
+    const imported = req.noCache || !req.cacheFrom?.length ? undefined : await importCaches(req.cacheFrom, progress, this.options.logger);
+    for (const w of imported?.warnings ?? []) warnings.push(w);
     let parent = base.ref;
-    let parentKey = base.key;
-    const steps: { text: string; cached: boolean }[] = [];
+    const steps: BuiltStep[] = [];
     let executed = 0;
     try {
       if (base.key) progress.vertex(`[1/${total}] ${from.text}`).done();
-      for (const [i, step] of plan.steps.entries()) {
-        const vertex = progress.vertex(`[${i + 1 + offset}/${total}] ${step.text}`);
+      const keyed = await stepKeys(plan.steps, base.key, context, ignore, ignorePatterns, vertexOf);
+      const hit = req.noCache ? undefined : await this.deepestHit(keyed, imported, warnings);
+      if (hit) {
+        await parent?.release();
+        parent = hit.ref;
+      }
+      const start = hit ? hit.index + 1 : 0;
+      const wantsRecords = req.cacheTo?.some((t) => t.mode === 'max') ?? false;
+      for (const [i, k] of keyed.entries()) {
+        if (i >= start) break;
+        let record = i === start - 1 ? parent?.id : undefined;
+        if (record === undefined && wantsRecords) {
+          const ref = await this.options.cache.keys.lookup(k.step.opKey, k.inputs, { noUpdateLastUsed: true });
+          record = ref?.id;
+          await ref?.release();
+        }
+        vertexOf(i).cached();
+        steps.push({ text: k.step.text, cached: true, opKey: k.step.opKey, inputs: k.inputs, ...(record ? { record } : {}) });
+      }
+      for (const k of keyed.slice(start)) {
+        const vertex = vertexOf(steps.length);
         try {
-          const inputs = parentKey ? [parentKey] : [];
-          let sources: CopySource[] = [];
-          if (step.kind === 'copy') {
-            for (const pattern of step.sources) sources.push(...(await resolveSources(context, pattern, ignore)));
-            sources = dedupe(sources);
-            inputs.push(await sourcesChecksum(context, sources, ignorePatterns));
-          }
-          let ref = req.noCache ? undefined : await this.options.cache.keys.lookup(step.opKey, inputs);
-          const cached = ref !== undefined;
-          if (!ref) {
-            ref = await executeStep(sc, step, parent, sources, vertex, async (made) => {
-              await this.options.cache.keys.record(step.opKey, inputs, made.id, { description: step.text });
-            });
-            executed++;
-          }
-          parentKey = resultKey(step.opKey, inputs);
+          const ref = await executeStep(sc, k.step, parent, k.sources, vertex, async (made) => {
+            await this.options.cache.keys.record(k.step.opKey, k.inputs, made.id, { description: k.step.text });
+          });
+          executed++;
           await parent?.release();
           parent = ref;
-          steps.push({ text: step.text, cached });
-          if (cached) vertex.cached();
-          else vertex.done();
+          steps.push({ text: k.step.text, cached: false, opKey: k.step.opKey, inputs: k.inputs, record: ref.id });
+          vertex.done();
         } catch (err) {
           vertex.error(messageOf(err));
           throw err;
@@ -175,10 +198,67 @@ export class Frontend {
       }
       if (req.output) await exportOCIArchive(image, this.options.content, req.output, req.tag ? normalizeName(req.tag) : undefined);
       exporting.done();
-      return { digest: image.manifest.digest, image, steps, executed, warnings, ...(parent ? { record: parent.id } : {}) };
+      const cacheExports = await exportCaches(this.options.cache, this.options.content, steps, req.cacheTo ?? [], progress, warnings, this.options.logger);
+      return { digest: image.manifest.digest, image, steps, executed, warnings, cacheExports, ...(parent ? { record: parent.id } : {}) };
     } finally {
       await parent?.release();
       progress.close();
+    }
+  }
+
+  /**
+   * The last step whose result is cached — here, or in an imported cache (then as a lazy chain,
+   * extracted now when later steps build on it) — as BuildKit loads only the deepest hit. A lazy
+   * local result that cannot be unpacked is a miss; a remote hit whose layers cannot be fetched or
+   * do not match their diffIDs is dropped with a warning and the search starts again without the
+   * imported caches.
+   */
+  private async deepestHit(keyed: readonly KeyedInput[], imported: ImportedCache | undefined, warnings: string[]): Promise<{ index: number; ref: ImmutableRef } | undefined> {
+    const cache = this.options.cache;
+    const last = keyed.length - 1;
+    for (let i = last; i >= 0; i--) {
+      const k = keyed[i]!;
+      // A lazy local result (recorded from an earlier remote hit) whose blobs no imported cache provides is a miss.
+      const local = await cache.keys.lookup(k.step.opKey, k.inputs, imported ? { descHandlers: imported.handlers } : {}).catch((err: unknown) => {
+        if (err instanceof ErrNeedsRemoteProvider) return undefined;
+        throw err;
+      });
+      if (local) {
+        // A lazy local result (from an earlier remote hit) is usable below later steps only if it can be unpacked.
+        if (i === last || local.info().extracted || (await local.extract().then(() => true, () => false))) return { index: i, ref: local };
+        await local.release();
+        continue;
+      }
+      if (!imported) continue;
+      let ref: ImmutableRef | undefined;
+      try {
+        ref = await remoteResult(cache, imported, resultKey(k.step.opKey, k.inputs), k.step.text);
+        if (ref && i < last) await ref.extract();
+      } catch (err) {
+        await ref?.release();
+        warnings.push(`cache from ${imported.name}: the result of "${k.step.text}" cannot be used (${messageOf(err)}); building without the imported cache`);
+        this.options.logger?.warn({ err, step: k.step.text }, 'imported cache result unusable');
+        return this.deepestHit(keyed, undefined, warnings);
+      }
+      if (ref) {
+        await this.keepRemoteKeys(keyed.slice(0, i + 1), imported);
+        return { index: i, ref };
+      }
+    }
+    return undefined;
+  }
+
+  /** Records here the keys of `steps` that the imported cache has results for (lazy records: nothing is fetched). */
+  private async keepRemoteKeys(steps: readonly KeyedInput[], imported: ImportedCache): Promise<void> {
+    const cache = this.options.cache;
+    for (const k of steps) {
+      const ref = await remoteResult(cache, imported, resultKey(k.step.opKey, k.inputs), k.step.text);
+      if (!ref) continue;
+      try {
+        await cache.keys.record(k.step.opKey, k.inputs, ref.id, { description: k.step.text, descHandlers: imported.handlers });
+      } finally {
+        await ref.release();
+      }
     }
   }
 
@@ -194,6 +274,46 @@ export class Frontend {
       throw new ErrNotFound(`image ${tagged.name}: its layers are no longer in the cache (pruned?); build it again`, { details: { id: tagged.name } });
     }
   }
+}
+
+/** A step with the inputs of its cache key and, for COPY, its resolved sources. */
+interface KeyedInput {
+  readonly step: Step;
+  readonly inputs: readonly string[];
+  readonly sources: readonly CopySource[];
+}
+
+/**
+ * The cache-key inputs of every step, before any runs: the parent's result key and, for COPY, the
+ * checksum of its sources (a missing source fails on that step's progress line).
+ */
+async function stepKeys(
+  planned: readonly Step[],
+  baseKey: string | undefined,
+  context: string,
+  ignore: PatternMatcher,
+  ignorePatterns: string[],
+  vertexOf: (i: number) => Vertex,
+): Promise<KeyedInput[]> {
+  const out: KeyedInput[] = [];
+  let parentKey = baseKey;
+  for (const [i, step] of planned.entries()) {
+    const inputs = parentKey ? [parentKey] : [];
+    let sources: CopySource[] = [];
+    if (step.kind === 'copy') {
+      try {
+        for (const pattern of step.sources) sources.push(...(await resolveSources(context, pattern, ignore)));
+        sources = dedupe(sources);
+        inputs.push(await sourcesChecksum(context, sources, ignorePatterns));
+      } catch (err) {
+        vertexOf(i).error(messageOf(err));
+        throw err;
+      }
+    }
+    out.push({ step, inputs, sources });
+    parentKey = resultKey(step.opKey, inputs);
+  }
+  return out;
 }
 
 /** The content checksum of a COPY's sources (one source: its own checksum; several: a digest of the list). */

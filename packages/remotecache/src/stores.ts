@@ -1,0 +1,184 @@
+/**
+ * Where a remote cache lives: a registry reference (`type=registry,ref=R`) or an OCI image layout
+ * directory (`type=local,dest=DIR` / `src=DIR`). Both give the exporter and the importer the same
+ * operations: is a blob there, put a blob, put and get the tagged manifest, read and stream blobs.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdir, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { Readable } from 'node:stream';
+import { ErrDigestMismatch, ErrNotFound, ErrUnavailable } from '@buildcache/errdefs';
+import { formatReference, toReference, type RegistryClient } from '@buildcache/registry';
+import type { Descriptor } from '@buildcache/snapshot';
+import { MAX_CONFIG_BYTES } from './config.js';
+
+/** A blob's bytes, as a fresh stream for each (re)try. */
+export type BlobBytes = () => AsyncIterable<Uint8Array>;
+
+/** The operations a remote cache needs from where it is kept. */
+export interface CacheStore {
+  /** Names the store in messages (`registry 127.0.0.1:5000/cache:latest`, `local /dir (tag latest)`). */
+  readonly name: string;
+  hasBlob(desc: Descriptor): Promise<boolean>;
+  /** Stores a blob (verified against its digest); resolves with whether bytes were sent. */
+  putBlob(desc: Descriptor, bytes: BlobBytes): Promise<boolean>;
+  /** Stores the manifest and tags it; the blobs it names must be stored first. */
+  putManifest(bytes: Buffer, mediaType: string): Promise<Descriptor>;
+  /** The tagged manifest's bytes. ErrNotFound when there is none. */
+  getManifest(): Promise<Buffer>;
+  /** A small blob in full (at most MAX_CONFIG_BYTES), verified. */
+  readBlob(desc: Descriptor): Promise<Buffer>;
+  /** A blob as a verified stream (lazy layer fetches). */
+  fetch(desc: Descriptor): AsyncIterable<Uint8Array>;
+}
+
+/** A cache kept under a registry reference. */
+export class RegistryStore implements CacheStore {
+  readonly name: string;
+  constructor(private readonly client: RegistryClient, private readonly ref: string) {
+    this.name = `registry ${formatReference(toReference(ref))}`;
+  }
+  hasBlob(desc: Descriptor): Promise<boolean> {
+    return this.client.blobExists(this.ref, desc.digest);
+  }
+  async putBlob(desc: Descriptor, bytes: BlobBytes): Promise<boolean> {
+    const pushed = await this.client.pushBlob(this.ref, desc, () => Readable.from(bytes()));
+    return pushed.status === 'uploaded';
+  }
+  putManifest(bytes: Buffer, mediaType: string): Promise<Descriptor> {
+    return this.client.pushManifest(this.ref, bytes, mediaType);
+  }
+  async getManifest(): Promise<Buffer> {
+    const m = await this.client.getManifest(this.ref);
+    return m.bytes;
+  }
+  readBlob(desc: Descriptor): Promise<Buffer> {
+    if (desc.size > MAX_CONFIG_BYTES) throw new ErrUnavailable(`${this.name}: blob ${desc.digest} is ${desc.size} bytes, more than the ${MAX_CONFIG_BYTES} read`);
+    return this.client.readBlob(this.ref, desc);
+  }
+  fetch(desc: Descriptor): AsyncIterable<Uint8Array> {
+    return this.client.fetchBlob(this.ref, desc);
+  }
+}
+
+const REF_NAME = 'org.opencontainers.image.ref.name';
+const INDEX_MEDIA = 'application/vnd.oci.image.index.v1+json';
+
+interface LayoutIndex {
+  schemaVersion: 2;
+  mediaType?: string;
+  manifests: (Descriptor & { annotations?: Record<string, string> })[];
+}
+
+const hex = (digest: string): string => digest.slice('sha256:'.length);
+
+/** A cache kept in an OCI image layout directory, under a tag (default `latest`). */
+export class LocalStore implements CacheStore {
+  readonly name: string;
+  constructor(private readonly dir: string, private readonly tag = 'latest') {
+    this.name = `local ${dir} (tag ${tag})`;
+  }
+  private blobPath(digest: string): string {
+    return join(this.dir, 'blobs', 'sha256', hex(digest));
+  }
+  async hasBlob(desc: Descriptor): Promise<boolean> {
+    const s = await stat(this.blobPath(desc.digest)).catch(() => undefined);
+    return s?.size === desc.size;
+  }
+  async putBlob(desc: Descriptor, bytes: BlobBytes): Promise<boolean> {
+    if (await this.hasBlob(desc)) return false;
+    await mkdir(join(this.dir, 'blobs', 'sha256'), { recursive: true });
+    const tmp = `${this.blobPath(desc.digest)}.${randomBytes(4).toString('hex')}.tmp`;
+    const h = createHash('sha256');
+    let size = 0;
+    try {
+      await pipeline(
+        bytes(),
+        async function* (source: AsyncIterable<Uint8Array>) {
+          for await (const chunk of source) {
+            h.update(chunk);
+            size += chunk.length;
+            yield chunk;
+          }
+        },
+        createWriteStream(tmp),
+      );
+      const digest = `sha256:${h.digest('hex')}`;
+      if (digest !== desc.digest || size !== desc.size) {
+        throw new ErrDigestMismatch(`${this.name}: blob ${desc.digest} (${desc.size} bytes) read as ${digest} (${size} bytes); nothing was stored`, { details: { digest: desc.digest } });
+      }
+      await rename(tmp, this.blobPath(desc.digest));
+    } finally {
+      await rm(tmp, { force: true });
+    }
+    return true;
+  }
+  async putManifest(bytes: Buffer, mediaType: string): Promise<Descriptor> {
+    const desc: Descriptor = { mediaType, digest: `sha256:${createHash('sha256').update(bytes).digest('hex')}`, size: bytes.length };
+    await this.putBlob(desc, async function* () {
+      yield bytes;
+    });
+    await writeFile(join(this.dir, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
+    await this.withIndexLock(async () => {
+      const index = await this.readIndex();
+      index.manifests = index.manifests.filter((m) => m.annotations?.[REF_NAME] !== this.tag);
+      index.manifests.push({ ...desc, annotations: { [REF_NAME]: this.tag } });
+      const tmp = join(this.dir, `index.json.${randomBytes(4).toString('hex')}.tmp`);
+      await writeFile(tmp, JSON.stringify(index));
+      await rename(tmp, join(this.dir, 'index.json'));
+    });
+    return desc;
+  }
+  async getManifest(): Promise<Buffer> {
+    const entry = (await this.readIndex()).manifests.find((m) => m.annotations?.[REF_NAME] === this.tag);
+    if (!entry) throw new ErrNotFound(`${this.name}: no manifest is tagged ${this.tag} in index.json`, { details: { path: this.dir } });
+    return this.readBlob(entry);
+  }
+  async readBlob(desc: Descriptor): Promise<Buffer> {
+    if (desc.size > MAX_CONFIG_BYTES) throw new ErrUnavailable(`${this.name}: blob ${desc.digest} is ${desc.size} bytes, more than the ${MAX_CONFIG_BYTES} read`);
+    const bytes = await readFile(this.blobPath(desc.digest)).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') throw new ErrNotFound(`${this.name}: blob ${desc.digest} is missing`, { details: { digest: desc.digest } });
+      throw err;
+    });
+    const digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+    if (digest !== desc.digest) throw new ErrDigestMismatch(`${this.name}: blob ${desc.digest} reads as ${digest}`, { details: { digest: desc.digest } });
+    return bytes;
+  }
+  fetch(desc: Descriptor): AsyncIterable<Uint8Array> {
+    return createReadStream(this.blobPath(desc.digest));
+  }
+  private async readIndex(): Promise<LayoutIndex> {
+    const text = await readFile(join(this.dir, 'index.json'), 'utf8').catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') return undefined;
+      throw err;
+    });
+    if (text === undefined) return { schemaVersion: 2, mediaType: INDEX_MEDIA, manifests: [] };
+    const index = JSON.parse(text) as LayoutIndex;
+    if (!Array.isArray(index.manifests)) throw new ErrUnavailable(`${this.name}: index.json has no manifests array`);
+    return index;
+  }
+  /** Serialises writers of index.json (`index.json.lock`, as BuildKit's client does); a lock older than a minute is stale. */
+  private async withIndexLock<T>(fn: () => Promise<T>): Promise<T> {
+    const lock = join(this.dir, 'index.json.lock');
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const fh = await open(lock, 'wx');
+        await fh.close();
+        break;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+        const age = Date.now() - ((await stat(lock).catch(() => undefined))?.mtimeMs ?? Date.now());
+        if (age > 60_000) await rm(lock, { force: true });
+        else if (attempt > 200) throw new ErrUnavailable(`${this.name}: index.json.lock is held by another writer; try again`);
+        else await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+    try {
+      return await fn();
+    } finally {
+      await rm(lock, { force: true });
+    }
+  }
+}
