@@ -10,7 +10,7 @@ import type { CacheRecord, Handle } from './records.js';
 import { RecordMetadata } from './record-metadata.js';
 import { recordSize } from './size.js';
 import { compileFilters } from './du.js';
-import { isSettled, loadOrClearLocked, storedBatches } from './load.js';
+import { dropPrefetched, isSettled, loadOrClearLocked, prefetch, storedBatches } from './load.js';
 import { unpin } from './residency.js';
 import { filterAdaptor, inUseSet, isRepresentative, usageOfMetadata } from './usage.js';
 import type { PrunePolicy } from './prune.js';
@@ -72,6 +72,8 @@ export async function takeCensus(cm: ManagerContext, policy: PrunePolicy, gone: 
   const inUse = await cm.mu(() => inUseSet(cm.records.values()));
   for await (const items of storedBatches(cm)) {
     const unsized: [Candidate | undefined, CacheRecord, boolean][] = [];
+    const toLoad = items.filter((item) => !cm.records.has(item.id) && !isSettled(new RecordMetadata(item)));
+    const read = await prefetch(cm, toLoad.map((item) => item.id));
     await cm.mu(async () => {
       for (const item of items) {
         if (cm.purging.has(item.id) || gone.has(item.id)) continue;
@@ -99,6 +101,7 @@ export async function takeCensus(cm: ManagerContext, policy: PrunePolicy, gone: 
         }
         if (settled) cm.store.evict(item.id);
       }
+      dropPrefetched(cm, read);
     });
     try {
       await Promise.all(

@@ -11,7 +11,7 @@ import type { ManagerContext } from './context.js';
 import type { CacheRecord } from './records.js';
 import { forgetRecords, purge, releaseParentsLocked, retryPurges, tombstone } from './deletion.js';
 import { compileFilters } from './du.js';
-import { loadOrClearLocked } from './load.js';
+import { dropPrefetched, loadOrClearLocked, prefetch } from './load.js';
 import { takeCensus, Removed, type Candidate, type Census } from './prune-census.js';
 import { lockedThenSweep } from './residency.js';
 import { isRepresentative, usageOf, type UsageInfo } from './usage.js';
@@ -209,6 +209,7 @@ async function deleteBatch(
 ): Promise<[Candidate, UsageInfo][]> {
   const out: [Candidate, UsageInfo][] = [];
   const doomed: CacheRecord[] = [];
+  const read = await prefetch(cm, cands.map((c) => c.id));
   await cm.mu(async () => {
     for (const cand of cands) {
       census.candidates.delete(cand.id);
@@ -226,6 +227,7 @@ async function deleteBatch(
     }
     await tombstone(doomed.map((r) => r.md));
     forgetRecords(cm, doomed);
+    dropPrefetched(cm, read);
   });
   await purge(cm, doomed.map((r) => r.id));
   await lockedThenSweep(cm, () => releaseParentsLocked(doomed));
