@@ -28,6 +28,8 @@ export interface Candidate {
 export interface Census {
   readonly candidates: Map<string, Candidate>;
   readonly children: Map<string, number>;
+  /** The committed twin of each mutable record that has one (a mutable record alone does not know it). */
+  readonly twins: Map<string, string>;
   readonly total: number;
 }
 
@@ -66,6 +68,7 @@ function matcher(cm: ManagerContext, policy: PrunePolicy): (md: RecordMetadata, 
 export async function takeCensus(cm: ManagerContext, policy: PrunePolicy, gone: Removed, spaceMode: boolean): Promise<Census> {
   const candidates = new Map<string, Candidate>();
   const children = new Map<string, number>();
+  const twins = new Map<string, string>();
   const limit = pLimit(8);
   const matches = matcher(cm, policy);
   let total = 0;
@@ -87,6 +90,8 @@ export async function takeCensus(cm: ManagerContext, policy: PrunePolicy, gone: 
         } else if (!settled) continue;
         const parent = md.parent;
         if (parent) children.set(parent, (children.get(parent) ?? 0) + 1);
+        const twin = md.equalMutable;
+        if (twin) twins.set(twin, md.id);
         if (!rec || isRepresentative(rec)) {
           const mutable = rec?.mutable ?? false;
           const counted = spaceMode && !(rec && mutable && inUse.has(rec));
@@ -117,5 +122,5 @@ export async function takeCensus(cm: ManagerContext, policy: PrunePolicy, gone: 
       await unpin(cm, unsized.map(([, rec]) => rec));
     }
   }
-  return { candidates, children, total };
+  return { candidates, children, twins, total };
 }

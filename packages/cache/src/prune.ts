@@ -209,12 +209,16 @@ async function deleteBatch(
 ): Promise<[Candidate, UsageInfo][]> {
   const out: [Candidate, UsageInfo][] = [];
   const doomed: CacheRecord[] = [];
-  const read = await prefetch(cm, cands.map((c) => c.id));
+  const ids = cands.map((c) => c.id);
+  const read = await prefetch(cm, [...ids, ...ids.flatMap((id) => census.twins.get(id) ?? [])]);
   await cm.mu(async () => {
     for (const cand of cands) {
       census.candidates.delete(cand.id);
       if (gone.has(cand.id) || census.children.get(cand.id)) continue;
       const rec = await loadOrClearLocked(cm, cand.id);
+      // Loading the committed twin links it to the mutable record: they go together.
+      const twin = census.twins.get(cand.id);
+      if (rec && twin && !rec.equalImmutable) await loadOrClearLocked(cm, twin);
       if (!rec || !isRepresentative(rec) || !gone.isFree(rec)) continue;
       out.push([cand, { ...usageOf(rec, false), size: cand.size }]);
       const twins = rec.equalImmutable ? [rec, rec.equalImmutable] : [rec];
