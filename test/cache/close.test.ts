@@ -22,16 +22,14 @@ for (const kind of BACKENDS) {
         const outcomes: string[] = [];
         for (const delay of DELAYS) {
           const parent = await t.cache.get(base.id);
-          const creating = t.cache.new(parent, { retain: true });
+          const creating = t.cache.new(parent, { retain: true }).then(
+            () => 'created',
+            (err: unknown) => (err instanceof ErrClosed ? 'closed' : `failed: ${String(err)}`),
+          );
           if (delay >= 0) await sleep(delay);
           await t.cache.close();
-          const outcome = await creating.then(
-            () => 'created',
-            (err: unknown) => {
-              assert.ok(err instanceof ErrClosed, `new() failed with ${String(err)}`);
-              return 'closed';
-            },
-          );
+          const outcome = await creating;
+          assert.ok(!outcome.startsWith('failed'), `new() ${outcome}`);
           outcomes.push(outcome);
           await t.reopen();
           const stored = new Set<string>();

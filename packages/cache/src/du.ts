@@ -9,7 +9,7 @@ import type { ManagerContext } from './context.js';
 import { recordSize } from './size.js';
 import { FILTER_FIELDS, filterAdaptor, inUseSet, isHeld, isRepresentative, usageOf, usageOfMetadata, type UsageInfo } from './usage.js';
 import type { CacheRecord } from './records.js';
-import { isSettled, loadOrClearLocked, storedBatches } from './load.js';
+import { dropPrefetched, isSettled, loadOrClearLocked, prefetch, storedBatches } from './load.js';
 import { RecordMetadata } from './record-metadata.js';
 import { unpin } from './residency.js';
 import type { StorageItem } from '@buildcache/metadata';
@@ -47,6 +47,8 @@ interface Row {
  * settled records from their metadata (their items leave memory again at once), others loaded.
  */
 async function rowsOf(cm: ManagerContext, items: readonly StorageItem[], inUse: ReadonlySet<CacheRecord>): Promise<Row[]> {
+  const toLoad = items.filter((item) => !cm.records.has(item.id) && !isSettled(new RecordMetadata(item)));
+  const read = await prefetch(cm, toLoad.map((item) => item.id));
   return cm.mu(async () => {
     const rows: Row[] = [];
     for (const item of items) {
@@ -65,6 +67,7 @@ async function rowsOf(cm: ManagerContext, items: readonly StorageItem[], inUse: 
       rec.pins++;
       rows.push({ info: usageOf(rec, inUse.has(rec) || isHeld(rec)), rec });
     }
+    dropPrefetched(cm, read);
     return rows;
   });
 }

@@ -131,3 +131,28 @@ export async function* storedBatches(cm: ManagerContext): AsyncGenerator<Storage
   }
   if (items.length > 0) yield items;
 }
+
+/**
+ * Reads the metadata items of records about to be loaded, and of their ancestors, a generation at a
+ * time in parallel, so that loading them under the manager lock waits for no read. Returns the IDs
+ * read, for `dropPrefetched` once they are loaded.
+ */
+export async function prefetch(cm: ManagerContext, ids: readonly string[]): Promise<string[]> {
+  const seen = new Set<string>();
+  let next = ids.filter((id) => !cm.records.has(id));
+  while (next.length > 0) {
+    for (const id of next) seen.add(id);
+    const items = await Promise.all(next.map((id) => cm.store.get(id)));
+    next = [];
+    for (const item of items) {
+      const parent = new RecordMetadata(item).parent;
+      if (parent && !seen.has(parent) && !cm.records.has(parent)) next.push(parent);
+    }
+  }
+  return [...seen];
+}
+
+/** Evicts the prefetched items that did not become records (the caller holds the manager lock). */
+export function dropPrefetched(cm: ManagerContext, ids: readonly string[]): void {
+  for (const id of ids) if (!cm.records.has(id)) cm.store.evict(id);
+}

@@ -10,7 +10,7 @@ import type { CacheRecord, Handle } from './records.js';
 import { RecordMetadata } from './record-metadata.js';
 import { recordSize } from './size.js';
 import { compileFilters } from './du.js';
-import { isSettled, loadOrClearLocked, storedBatches } from './load.js';
+import { dropPrefetched, isSettled, loadOrClearLocked, prefetch, storedBatches } from './load.js';
 import { unpin } from './residency.js';
 import { filterAdaptor, inUseSet, isHeld, isRepresentative, usageOfMetadata } from './usage.js';
 import type { PrunePolicy } from './prune.js';
@@ -28,6 +28,8 @@ export interface Candidate {
 export interface Census {
   readonly candidates: Map<string, Candidate>;
   readonly children: Map<string, number>;
+  /** The committed twin of each mutable record that has one (a mutable record alone does not know it). */
+  readonly twins: Map<string, string>;
   readonly total: number;
 }
 
@@ -68,12 +70,15 @@ function matcher(cm: ManagerContext, policy: PrunePolicy): (md: RecordMetadata, 
 export async function takeCensus(cm: ManagerContext, policy: PrunePolicy, gone: Removed, spaceMode: boolean): Promise<Census> {
   const candidates = new Map<string, Candidate>();
   const children = new Map<string, number>();
+  const twins = new Map<string, string>();
   const limit = pLimit(8);
   const matches = matcher(cm, policy);
   let total = 0;
   const inUse = await cm.mu(() => inUseSet(cm.records.values()));
   for await (const items of storedBatches(cm)) {
     const unsized: [Candidate | undefined, CacheRecord, boolean][] = [];
+    const toLoad = items.filter((item) => !cm.records.has(item.id) && !isSettled(new RecordMetadata(item)));
+    const read = await prefetch(cm, toLoad.map((item) => item.id));
     await cm.mu(async () => {
       for (const item of items) {
         if (cm.purging.has(item.id) || gone.has(item.id)) continue;
@@ -87,6 +92,8 @@ export async function takeCensus(cm: ManagerContext, policy: PrunePolicy, gone: 
         } else if (!settled) continue;
         const parent = md.parent;
         if (parent) children.set(parent, (children.get(parent) ?? 0) + 1);
+        const twin = md.equalMutable;
+        if (twin) twins.set(twin, md.id);
         if (!rec || isRepresentative(rec)) {
           const mutable = rec?.mutable ?? false;
           const counted = spaceMode && !(rec && mutable && inUse.has(rec));
@@ -101,6 +108,7 @@ export async function takeCensus(cm: ManagerContext, policy: PrunePolicy, gone: 
         }
         if (settled) cm.store.evict(item.id);
       }
+      dropPrefetched(cm, read);
     });
     try {
       await Promise.all(
@@ -116,5 +124,5 @@ export async function takeCensus(cm: ManagerContext, policy: PrunePolicy, gone: 
       await unpin(cm, unsized.map(([, rec]) => rec));
     }
   }
-  return { candidates, children, total };
+  return { candidates, children, twins, total };
 }

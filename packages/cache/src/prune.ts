@@ -11,7 +11,7 @@ import type { ManagerContext } from './context.js';
 import type { CacheRecord } from './records.js';
 import { forgetRecords, purge, releaseParentsLocked, retryPurges, tombstone } from './deletion.js';
 import { compileFilters } from './du.js';
-import { loadOrClearLocked } from './load.js';
+import { dropPrefetched, loadOrClearLocked, prefetch } from './load.js';
 import { takeCensus, Removed, type Candidate, type Census } from './prune-census.js';
 import { lockedThenSweep } from './residency.js';
 import { isRepresentative, usageOf, type UsageInfo } from './usage.js';
@@ -209,11 +209,16 @@ async function deleteBatch(
 ): Promise<[Candidate, UsageInfo][]> {
   const out: [Candidate, UsageInfo][] = [];
   const doomed: CacheRecord[] = [];
+  const ids = cands.map((c) => c.id);
+  const read = await prefetch(cm, [...ids, ...ids.flatMap((id) => census.twins.get(id) ?? [])]);
   await cm.mu(async () => {
     for (const cand of cands) {
       census.candidates.delete(cand.id);
       if (gone.has(cand.id) || census.children.get(cand.id)) continue;
       const rec = await loadOrClearLocked(cm, cand.id);
+      // Loading the committed twin links it to the mutable record: they go together.
+      const twin = census.twins.get(cand.id);
+      if (rec && twin && !rec.equalImmutable) await loadOrClearLocked(cm, twin);
       if (!rec || !isRepresentative(rec) || !gone.isFree(rec)) continue;
       out.push([cand, { ...usageOf(rec, false), size: cand.size }]);
       const twins = rec.equalImmutable ? [rec, rec.equalImmutable] : [rec];
@@ -226,6 +231,7 @@ async function deleteBatch(
     }
     await tombstone(doomed.map((r) => r.md));
     forgetRecords(cm, doomed);
+    dropPrefetched(cm, read);
   });
   await purge(cm, doomed.map((r) => r.id));
   await lockedThenSweep(cm, () => releaseParentsLocked(doomed));
