@@ -1,5 +1,4 @@
 /** Builds the lookup index of a checked TOC: nodes by path, directory children, file chunks. */
-import { posix } from 'node:path';
 import { ErrEstargzToc } from '@buildcache/errdefs';
 import { normalizeName, type Chunk, type Toc, type TocEntry, type TocNode } from './toc.js';
 
@@ -20,6 +19,8 @@ export interface TocIndex {
   readonly chunks: ReadonlyArray<{ readonly node: TocNode; readonly chunk: Chunk }>;
 }
 
+const baseName = (path: string): string => path.slice(path.lastIndexOf('/') + 1);
+
 function dirEntry(path: string): TocEntry {
   return { name: `${path}/`, type: 'dir', mode: 0o755 };
 }
@@ -37,15 +38,14 @@ export function indexToc(toc: Toc, blob: string, tocOffset: number, requireDiges
   const root: TocNode = { path: '', entry: { name: './', type: 'dir', mode: 0o755 }, children: new Map(), chunks: [] };
   nodes.set('', root);
   const parentOf = (path: string): TocNode => {
-    const dir = posix.dirname(path);
-    const key = dir === '.' ? '' : dir;
+    const key = path.slice(0, Math.max(path.lastIndexOf('/'), 0));
     const found = nodes.get(key);
     if (found) {
       if (!found.children) throw new ErrEstargzToc(`TOC of ${blob}: ${JSON.stringify(path)} lies under ${JSON.stringify(key)}, which is not a directory`, { details: { digest: blob, entry: path } });
       return found;
     }
     const made: TocNode = { path: key, entry: dirEntry(key), children: new Map(), chunks: [] };
-    parentOf(key).children!.set(posix.basename(key), made);
+    parentOf(key).children!.set(baseName(key), made);
     nodes.set(key, made);
     return made;
   };
@@ -65,7 +65,7 @@ export function indexToc(toc: Toc, blob: string, tocOffset: number, requireDiges
     const old = nodes.get(path);
     const node: TocNode = { path, entry, children: entry.type === 'dir' ? (old?.children ?? new Map()) : undefined, chunks: [] };
     nodes.set(path, node);
-    parent.children!.set(posix.basename(path), node);
+    parent.children!.set(baseName(path), node);
     raw.set(node, []);
     last = node;
     if (entry.type === 'reg' && (entry.size ?? 0) > 0) {

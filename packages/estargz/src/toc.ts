@@ -86,8 +86,13 @@ export function normalizeName(name: string, blob: string): string {
       details: { digest: blob, entry: name },
     });
   }
-  const clean = posix.normalize(`/${name}`).slice(1);
-  return clean.endsWith('/') ? clean.slice(0, -1) : clean;
+  let clean = name.startsWith('./') ? name.slice(2) : name;
+  if (clean.endsWith('/')) clean = clean.slice(0, -1);
+  if (clean.includes('//') || clean.includes('/./') || clean.startsWith('./') || clean.endsWith('/.') || clean === '.') {
+    clean = posix.normalize(`/${name}`).slice(1);
+    if (clean.endsWith('/')) clean = clean.slice(0, -1);
+  }
+  return clean;
 }
 
 function checkInt(e: Record<string, unknown>, key: string, blob: string, index: number): void {
