@@ -83,18 +83,15 @@ export class CacheKeys {
     try {
       // One record for the data (no mutable twin), so that du and prune see the type and keys set here.
       await ref.finalize();
-      const cm = this.host.context;
-      await cm.mu(async () => {
-        const rec = await loadRecordLocked(cm, ref.id);
-        await rec.lock(async () => {
-          const md = rec.md;
-          const info: CacheKeyInfo = { key, opKey, inputs: [...inputs], createdAt: cm.now() };
-          md.item.set(KEY_PREFIX + key, info, { index: INDEX_CACHE_KEY + key });
-          md.retain = true;
-          if (options.description !== undefined) md.description = options.description;
-          if (options.recordType !== undefined) md.recordType = options.recordType;
-          await md.commit();
-        });
+      const rec = ref.record; // held by `ref`: not deleted meanwhile
+      await rec.lock(async () => {
+        const md = rec.md;
+        const info: CacheKeyInfo = { key, opKey, inputs: [...inputs], createdAt: rec.cm.now() };
+        md.item.set(KEY_PREFIX + key, info, { index: INDEX_CACHE_KEY + key });
+        md.retain = true;
+        if (options.description !== undefined) md.description = options.description;
+        if (options.recordType !== undefined) md.recordType = options.recordType;
+        await md.commit();
       });
     } finally {
       await ref.release();

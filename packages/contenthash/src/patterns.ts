@@ -3,13 +3,11 @@
  * component, `[...]` classes, `\` escapes, `**` across components, a leading `!` re-includes, a
  * leading `/` is the root; the last pattern that matches a path or one of its parents decides.
  */
-import { posix } from 'node:path';
 import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, posix } from 'node:path';
 import { ErrInvalidArgument } from '@buildcache/errdefs';
 
 interface Pattern {
-  readonly text: string;
   readonly negated: boolean;
   readonly re: RegExp;
 }
@@ -70,8 +68,7 @@ export class PatternMatcher {
       const negated = text.startsWith('!');
       if (negated) text = text.slice(1).trim();
       if (text === '') continue;
-      text = cleanPattern(text);
-      this.#patterns.push({ text, negated, re: globToRegExp(text, true) });
+      this.#patterns.push({ negated, re: globToRegExp(cleanPattern(text), true) });
     }
   }
 
