@@ -32,9 +32,9 @@ export function tarLayer(files: Record<string, string>): Layer {
       mkdirSync(join(dir, p, '..'), { recursive: true });
       writeFileSync(join(dir, p), c);
     }
-    execFileSync('tar', ['-C', dir, '--sort=name', '--owner=0', '--group=0', '--mtime=@0', '-czf', join(dir, '..', 'l.tgz'), ...Object.keys(files)]);
-    const bytes = readFileSync(join(dir, '..', 'l.tgz'));
-    rmSync(join(dir, '..', 'l.tgz'));
+    execFileSync('tar', ['-C', dir, '--sort=name', '--owner=0', '--group=0', '--mtime=@0', '-czf', `${dir}.tgz`, ...Object.keys(files)]);
+    const bytes = readFileSync(`${dir}.tgz`);
+    rmSync(`${dir}.tgz`);
     const diffID = sha256(gunzipSync(bytes));
     return {
       bytes,
