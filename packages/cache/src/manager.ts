@@ -2,6 +2,7 @@
  * The cache manager: opens the record store over a backend, and hands out refs — new mutable
  * layers, immutable layers by ID, by content (blob and chain IDs) or by index.
  */
+import { recordsCreated } from './metrics.js';
 import pLimit from 'p-limit';
 import { join } from 'node:path';
 import { mkdir } from 'node:fs/promises';
@@ -203,7 +204,9 @@ export class CacheManager {
   async new(parent?: ImmutableRef, opts: RefOptions = {}): Promise<MutableRef> {
     const cm = this.check();
     checkOptions(opts);
-    return this.creating(this.newRecord(cm, parent, opts));
+    const ref = await this.creating(this.newRecord(cm, parent, opts));
+    recordsCreated.inc({ kind: 'mutable' });
+    return ref;
   }
 
   private async newRecord(cm: ManagerContext, parent: ImmutableRef | undefined, opts: RefOptions): Promise<MutableRef> {
@@ -359,6 +362,7 @@ export class CacheManager {
         const rec = new CacheRecord(cm, md, false);
         rec.parent = parentRef;
         cm.records.set(id, rec);
+        recordsCreated.inc({ kind: 'blob' });
         return new ImmutableRef(rec, !opts.noUpdateLastUsed, handlers);
       });
     } catch (err) {

@@ -5,6 +5,7 @@
  * streamed from the store (prune-census.ts) and loaded only to be deleted, so memory stays bounded.
  * The manager lock is taken per batch, never across the whole prune.
  */
+import { pruneDeleted, pruneReclaimedBytes } from './metrics.js';
 import { statfs } from 'node:fs/promises';
 import pLimit, { type LimitFunction } from 'p-limit';
 import type { ManagerContext } from './context.js';
@@ -115,6 +116,10 @@ export async function prune(cm: ManagerContext, policies: readonly PrunePolicy[]
       const r = await prunePolicy(cm, policy, options, gone);
       deleted += r.deleted;
       reclaimed += r.reclaimed;
+    }
+    if (!options.dryRun) {
+      pruneDeleted.inc(deleted);
+      pruneReclaimedBytes.inc(reclaimed);
     }
     if (!options.dryRun && (deleted > 0 || (await cm.gcDebt.pending()))) await cm.gcDebt.collect(cm.backend);
     return { deleted, reclaimed };

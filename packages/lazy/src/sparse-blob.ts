@@ -4,6 +4,7 @@
  * Foreground reads go first; background fetching waits while any foreground read is in flight.
  * When every byte is present the file is hashed and checked against the blob digest.
  */
+import { lazyReads } from './metrics.js';
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { open, rm, type FileHandle } from 'node:fs/promises';
@@ -146,6 +147,7 @@ export class SparseBlob implements RangeReader {
   /** Reads [offset, offset+length), fetching what is missing in the foreground. */
   async readAt(offset: number, length: number, options: { signal?: AbortSignal } = {}): Promise<Buffer> {
     checkRange(this.size, offset, length, `blob ${this.digest}`);
+    lazyReads.inc({ source: this.present.missing(offset, offset + length).length ? 'remote' : 'local' });
     await this.ensure(offset, offset + length, options);
     const buf = Buffer.alloc(length);
     let got = 0;
