@@ -110,6 +110,8 @@ export interface ArchiveSpec {
   readonly names: readonly string[];
   /** Layer files (plain or gzip tars), bottom first. */
   readonly layers: readonly string[];
+  /** More `Env` entries of the image config, after PATH. */
+  readonly env?: readonly string[];
   readonly break?: Breakage;
 }
 
@@ -129,7 +131,7 @@ for l in layers:
 diff_ids = [l['diff'] for l in layers]
 if 'wrongDiffID' in brk: diff_ids[brk['wrongDiffID']] = 'sha256:' + hashlib.sha256(b'another tar').hexdigest()
 import platform\narch = {'x86_64': 'amd64', 'aarch64': 'arm64'}.get(platform.machine(), platform.machine())\nconfig = json.dumps({'architecture': arch, 'os': 'linux', 'created': '2024-01-02T03:04:05Z',
-    'config': {'Env': ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'], 'Cmd': ['/bin/sh']},
+    'config': {'Env': ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'] + spec.get('env', []), 'Cmd': ['/bin/sh']},
     'rootfs': {'type': 'layers', 'diff_ids': diff_ids + (['sha256:' + '0' * 64] if brk.get('extraLayer') else [])},
     'history': [{'created_by': 'fixture layer %d' % i} for i in range(len(layers))]}).encode()
 config_hex = hashlib.sha256(config).hexdigest()

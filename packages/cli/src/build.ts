@@ -11,6 +11,7 @@ import { RegistryClient } from '@buildcache/registry';
 import { parseCacheSpec, storeOf, type CacheSpec } from '@buildcache/remotecache';
 import { createProgress, Frontend, type ProgressMode } from '@buildcache/frontend';
 import { UsageError, type Flags } from './args.js';
+import { openImages } from './images.js';
 import { EXIT } from './usage.js';
 
 /** `--progress`: `auto` is tty when stderr (where progress goes) is a terminal, else plain. */
@@ -57,12 +58,14 @@ export async function buildCommand(flags: Flags, options: OpenCacheOptions, logg
   const cacheFrom = (flags.lists.get('cache-from') ?? []).map((v) => specOf(v, 'from'));
   const client = [...cacheTo, ...cacheFrom].some((c) => c.type === 'registry') ? new RegistryClient({ logger }) : undefined;
   const opened = await openCache(options);
+  let images: Awaited<ReturnType<typeof openImages>> | undefined;
   const controller = new AbortController();
   const onSignal = (): void => controller.abort();
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
   try {
-    const frontend = await Frontend.open({ cache: opened.cache, content: opened.backend.content, root, logger, ...(runtime ? { runtime } : {}) });
+    images = await openImages(opened.cache, options);
+    const frontend = await Frontend.open({ cache: opened.cache, content: opened.backend.content, root, logger, images: images.images, ...(runtime ? { runtime } : {}) });
     const s = flags.strings;
     const result = await frontend.build({
       ...(cacheFrom.length ? { cacheFrom: cacheFrom.map((c) => storeOf(c, client)) } : {}),
@@ -86,6 +89,7 @@ export async function buildCommand(flags: Flags, options: OpenCacheOptions, logg
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
+    await images?.close();
     await opened.close();
     await client?.close();
   }

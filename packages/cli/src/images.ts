@@ -7,27 +7,44 @@ import { rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { openCache, type OpenCacheOptions } from '@buildcache/cache';
+import { openCache, type CacheManager, type OpenCacheOptions } from '@buildcache/cache';
 import { ImageStore, splitName, type ExportFormat, type ImageInfo } from '@buildcache/images';
 import { LayerStore } from '@buildcache/layers';
 import { UsageError, type Flags } from './args.js';
 import type { Output } from './terminal.js';
 import { formatSize, table } from './units.js';
 
+/** Opens the layer store and image store of the cache at `options.root` (over `cache`); `close` closes both. */
+export async function openImages(cache: CacheManager, options: OpenCacheOptions): Promise<{ images: ImageStore; close(): Promise<void> }> {
+  const logger = options.logger ? { logger: options.logger } : {};
+  const layers = await LayerStore.open({ cache, root: join(options.root, 'layers'), ...logger });
+  try {
+    const images = await ImageStore.open({ layers, root: join(options.root, 'layers', 'images'), ...logger });
+    return {
+      images,
+      async close() {
+        try {
+          await images.close();
+        } finally {
+          await layers.close();
+        }
+      },
+    };
+  } catch (err) {
+    await layers.close();
+    throw err;
+  }
+}
+
 /** Runs `fn` on the image store of the cache `options` names, closing everything afterwards. */
 export async function withImages<T>(options: OpenCacheOptions, fn: (images: ImageStore) => Promise<T>): Promise<T> {
   const { cache, close } = await openCache(options);
   try {
-    const layers = await LayerStore.open({ cache, root: join(options.root, 'layers'), ...(options.logger ? { logger: options.logger } : {}) });
+    const opened = await openImages(cache, options);
     try {
-      const images = await ImageStore.open({ layers, root: join(options.root, 'layers', 'images'), ...(options.logger ? { logger: options.logger } : {}) });
-      try {
-        return await fn(images);
-      } finally {
-        await images.close();
-      }
+      return await fn(opened.images);
     } finally {
-      await layers.close();
+      await opened.close();
     }
   } finally {
     await close();

@@ -13,6 +13,7 @@ import { checksumDir, PatternMatcher, readDockerignore } from '@buildcache/conte
 import { ErrInvalidArgument, ErrNeedsRemoteProvider, ErrNotFound, BuildcacheError } from '@buildcache/errdefs';
 import type { ContentStore } from '@buildcache/snapshot';
 import type { CacheStore, ExportedCache, ImportedCache } from '@buildcache/remotecache';
+import type { ImageStore, ResolvedImage } from '@buildcache/images';
 import { parseDockerfile } from './dockerfile/parse.js';
 import { digestOf, fromLine, planSteps, SCRATCH_CONFIG, type ImageConfig } from './dockerfile/plan.js';
 import { resolveSources, type CopySource } from './copy.js';
@@ -34,6 +35,8 @@ export interface FrontendOptions {
   /** The runc binary (default `runc` on PATH). */
   readonly runtime?: string;
   readonly logger?: Logger;
+  /** Images imported with `buildcache import`: `FROM NAME` finds them when no build was tagged NAME. */
+  readonly images?: ImageStore;
 }
 
 /** One build. */
@@ -262,16 +265,45 @@ export class Frontend {
     }
   }
 
-  /** The base of `FROM image`: nothing for scratch, else a named image this frontend built. */
+  /** The base of `FROM image`: nothing for scratch, else a named image this frontend built, else one in the image store. */
   private async base(image: string): Promise<{ ref?: ImmutableRef; key?: string; config: ImageConfig }> {
     if (image === 'scratch') return { config: SCRATCH_CONFIG };
-    const tagged = await this.tags.get(image);
-    if (!tagged.record) return { key: tagged.digest, config: tagged.config };
+    const tagged = await this.tags.get(image).catch((err: unknown) => {
+      if (err instanceof ErrNotFound) return undefined;
+      throw err;
+    });
+    if (tagged) return this.baseOf(tagged.name, tagged.digest, tagged.config, tagged.record, 'build it again');
+    const stored = this.resolveImported(image);
+    const c = stored.config.config ?? {};
+    const config: ImageConfig = {
+      Env: c.Env ?? [], WorkingDir: c.WorkingDir ?? '', User: c.User ?? '', Labels: c.Labels ?? {},
+      ...(c.Cmd ? { Cmd: c.Cmd } : {}), ...(c.Entrypoint ? { Entrypoint: c.Entrypoint } : {}),
+    };
+    return this.baseOf(stored.name, stored.id, config, stored.topLayer?.recordId, 'import it again');
+  }
+
+  /** The image `name` in the image store; ErrNotFound says how to get it. */
+  private resolveImported(name: string): ResolvedImage {
+    const notFound = (): ErrNotFound =>
+      new ErrNotFound(`image ${JSON.stringify(name)} not found: import it with buildcache import, build it with buildcache build -t ${name}, or use FROM scratch`, { details: { id: name } });
+    if (!this.options.images) throw notFound();
     try {
-      return { ref: await this.options.cache.get(tagged.record), key: tagged.digest, config: tagged.config };
+      return this.options.images.resolve(name);
+    } catch (err) {
+      // Unknown name (a missing layer of a known image names its digest and keeps its own message).
+      if (err instanceof ErrNotFound && err.details.digest === undefined) throw notFound();
+      throw err;
+    }
+  }
+
+  /** A base image's top record (taken), its cache key and config. */
+  private async baseOf(name: string, key: string, config: ImageConfig, record: string | undefined, redo: string): Promise<{ ref?: ImmutableRef; key: string; config: ImageConfig }> {
+    if (!record) return { key, config };
+    try {
+      return { ref: await this.options.cache.get(record), key, config };
     } catch (err) {
       if (!(err instanceof ErrNotFound)) throw err;
-      throw new ErrNotFound(`image ${tagged.name}: its layers are no longer in the cache (pruned?); build it again`, { details: { id: tagged.name } });
+      throw new ErrNotFound(`image ${name}: its layers are no longer in the cache (pruned?); ${redo}`, { details: { id: name } });
     }
   }
 }

@@ -50,6 +50,30 @@ export interface ImageInfo {
   readonly created?: string;
 }
 
+/** The parts of an OCI image config a build starts from. */
+export interface ImageConfigJSON {
+  readonly config?: {
+    readonly Env?: readonly string[];
+    readonly Cmd?: readonly string[];
+    readonly Entrypoint?: readonly string[];
+    readonly WorkingDir?: string;
+    readonly User?: string;
+    readonly Labels?: Readonly<Record<string, string>>;
+  };
+  readonly [key: string]: unknown;
+}
+
+/** An image resolved for building on it: its ID, config and top layer's cache record. */
+export interface ResolvedImage {
+  /** The config digest. */
+  readonly id: string;
+  /** The full name `ref` matched, or the ID when `ref` was one. */
+  readonly name: string;
+  readonly config: ImageConfigJSON;
+  /** The top layer and the cache record holding its snapshot (none for an image without layers). */
+  readonly topLayer?: { readonly chainID: string; readonly recordId: string };
+}
+
 /** Images by name and ID over one layer store. */
 export class ImageStore {
   #lock: Promise<unknown> = Promise.resolve();
@@ -242,6 +266,28 @@ export class ImageStore {
   /** The image `ref` names (see `find`), listed. */
   get(ref: string): ImageInfo {
     return this.info(this.find(ref));
+  }
+
+  /** The image `ref` names (see `find`) with its parsed config and top layer's record, to build on. */
+  resolve(ref: string): ResolvedImage {
+    const rec = this.find(ref);
+    let config: ImageConfigJSON;
+    try {
+      config = JSON.parse(Buffer.from(rec.config, 'base64').toString('utf8')) as ImageConfigJSON;
+    } catch (err) {
+      throw new ErrInvalidImage(`image ${rec.id}: its config is not JSON; import the image again`, { cause: err, details: { digest: rec.id } });
+    }
+    let name = rec.id;
+    try {
+      if (rec.names.includes(fullName(ref))) name = fullName(ref);
+    } catch {
+      // an ID is not a name
+    }
+    const top = rec.layers.at(-1);
+    if (!top) return { id: rec.id, name, config };
+    const meta = this.layers.list().find((m) => m.chainID === top.chainID);
+    if (!meta) throw new ErrNotFound(`image ${JSON.stringify(ref)}: its top layer ${top.chainID} is no longer in the layer store; import the image again`, { details: { id: ref, digest: top.chainID } });
+    return { id: rec.id, name, config, topLayer: { chainID: meta.chainID, recordId: meta.recordId } };
   }
 
   /** The image `ref` names as an archive: an OCI image layout, or (`docker`) a `docker save` archive that also is one. */
