@@ -6,7 +6,9 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { RegistryClient } from '@buildcache/registry';
 import { startRegistry, type TestRegistry } from '../support/registry.js';
+import { threeLayers, writeArchive } from '../images/fixtures.js';
 
 const bin = resolve(dirname(fileURLToPath(import.meta.url)), '../../../packages/cli/bin/buildcache.js');
 
@@ -60,6 +62,37 @@ describe('buildcache push, cat, pull', () => {
       assert.equal(fetched, size, row);
     }
     assert.match(full.stdout.trim().split('\n')[1]!, /\textracted$/);
+  });
+
+  test('push NAME: an imported image goes out with its config; cat reads its layers, whiteouts applied', async () => {
+    const root = join(dir, 'img');
+    const { layers } = await threeLayers(join(dir, 'img-layers'));
+    const archive = join(dir, 'three.tar');
+    await writeArchive({ format: 'docker', out: archive, names: ['fixture/three:v1'], layers, env: ['GREETING=pushed'] });
+    const imported = await cli(['--root', root, 'import', archive]);
+    assert.equal(imported.code, 0, imported.stderr);
+    const ref = `${registry.host}/cli/three:v1`;
+    const push = await cli(['--root', root, 'push', 'fixture/three:v1', ref]);
+    assert.equal(push.code, 0, push.stderr);
+    assert.equal(push.stdout.trim().split('\n').length, 4, 'three layers, then the manifest');
+
+    const client = new RegistryClient();
+    try {
+      const image = await client.resolve(ref);
+      const config = JSON.parse((await client.readBlob(ref, image.manifest.config)).toString()) as { config: { Env: string[] }; rootfs: { diff_ids: string[] } };
+      assert.ok(config.config.Env.includes('GREETING=pushed'), JSON.stringify(config.config.Env));
+      assert.equal(config.rootfs.diff_ids.length, 3);
+    } finally {
+      await client.close();
+    }
+    const cat = await cli(['--root', join(dir, 'img-b'), 'cat', ref, 'etc/os-release']);
+    assert.equal(cat.code, 0, cat.stderr);
+    assert.equal(cat.stdout, 'ID=fixture\nVERSION=2\n');
+    const gone = await cli(['--root', join(dir, 'img-b'), 'cat', ref, 'etc/gone']);
+    assert.equal(gone.code, 1, 'the top layer whites it out');
+    const unknown = await cli(['--root', root, 'push', 'fixture/none:v1', ref]);
+    assert.equal(unknown.code, 1);
+    assert.match(unknown.stderr, /fixture\/none:v1/);
   });
 
   test('usage errors name what is missing', async () => {

@@ -67,7 +67,7 @@ const COMMAND_FLAGS: Record<string, readonly Name[]> = {
 };
 /** The positional arguments each command takes (after its name), as shown in usage errors. */
 const COMMAND_ARGS: Record<string, readonly string[]> = {
-  build: ['CONTEXT'], pull: ['REF'], cat: ['REF', 'PATH'], push: ['RECORD', 'REF'], import: ['FILE (or - for stdin)'], export: ['NAME'],
+  build: ['CONTEXT'], pull: ['REF'], cat: ['REF', 'PATH'], push: ['NAME|RECORD', 'REF'], import: ['FILE (or - for stdin)'], export: ['NAME'],
 };
 const GLOBAL_FLAGS: readonly Name[] = ['addr', 'root', 'containerd', 'namespace', 'snapshotter', 'timeout', 'log-level', 'help', 'version'];
 

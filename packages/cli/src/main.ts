@@ -18,7 +18,7 @@ import { withRemote } from './remote.js';
 import { pullCommand } from './pull.js';
 import { catCommand } from './cat.js';
 import { compressionFlag, pushCommand } from './push.js';
-import { imageCommand, IMAGE_COMMANDS, withImages } from './images.js';
+import { imageCommand, IMAGE_COMMANDS, openImages, withImages } from './images.js';
 import { canAsk, confirm, Output, Progress } from './terminal.js';
 import { parseDuration, parseSize } from './units.js';
 import { EXIT, USAGE } from './usage.js';
@@ -197,7 +197,12 @@ export async function main(argv: readonly string[]): Promise<number> {
       const compression = compressionFlag(flags.strings.get('compression'));
       const opened = await openCache(local!);
       try {
-        await withRemote(local!.root, logger, false, (client) => pushCommand(opened.cache, opened.backend.content, client, args[0]!, args[1]!, compression, out));
+        const images = await openImages(opened.cache, local!);
+        try {
+          await withRemote(local!.root, logger, false, (client) => pushCommand(opened.cache, images.images, opened.backend.content, client, args[0]!, args[1]!, compression, out));
+        } finally {
+          await images.close();
+        }
       } finally {
         await opened.close();
       }

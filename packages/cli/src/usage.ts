@@ -23,7 +23,8 @@ Commands:
   pull REF             Record an image's layers in the cache (eStargz layers lazily); fetch, verify,
                        store and extract them unless --lazy
   cat REF PATH         Print one file of a remote image, fetching only its chunks from eStargz layers
-  push RECORD REF      Push a record's chain to a registry as an OCI image (minimal config)
+  push NAME|RECORD REF Push an image (buildcache images; its config kept) or a record's chain (minimal
+                       config) to a registry as an OCI image
   import FILE|-        Import the images of an OCI image layout or docker save archive (tar, .gz, .zst)
   export NAME -o FILE  Write an image as an OCI image layout (or a docker save archive); -o - is stdout
   images               List images: names, IDs, layer count, size

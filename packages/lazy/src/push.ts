@@ -15,6 +15,8 @@ export interface PushImageOptions {
   /** Platform written into the config (default linux/amd64). */
   readonly os?: string;
   readonly architecture?: string;
+  /** An image config to keep (Env, Cmd, history…); its `rootfs` is replaced by the pushed layers' diffIDs. */
+  readonly config?: Readonly<Record<string, unknown>>;
 }
 
 /** What was pushed. */
@@ -35,6 +37,7 @@ export async function pushImage(client: RegistryClient, content: ContentStore, r
   const config = Buffer.from(JSON.stringify({
     architecture: options.architecture ?? 'amd64',
     os: options.os ?? 'linux',
+    ...options.config,
     rootfs: { type: 'layers', diff_ids: descs.map((d) => d.annotations![LABEL_UNCOMPRESSED]!) },
   }));
   const configDesc: Descriptor = { mediaType: MediaType.OCI_CONFIG, digest: digestOf(config), size: config.length };
