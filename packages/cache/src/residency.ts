@@ -10,7 +10,7 @@ import type { ManagerContext } from './context.js';
 import type { CacheRecord } from './records.js';
 
 /** How many records may stay in memory without a sweep (in-use ones are never evicted). */
-export const RESIDENT_LIMIT = 1024;
+const RESIDENT_LIMIT = 1024;
 
 /** What the last sweep of each manager could not evict: the next sweep waits until twice that. */
 const kept = new WeakMap<ManagerContext, number>();
@@ -27,7 +27,7 @@ function idle(rec: CacheRecord): boolean {
 }
 
 /** Evicts `rec` (and its twin) if nothing needs it, then its parent if that frees it; the caller holds the manager lock. */
-export function evictLocked(cm: ManagerContext, rec: CacheRecord): boolean {
+function evictLocked(cm: ManagerContext, rec: CacheRecord): boolean {
   if (cm.records.get(rec.id) !== rec) return false;
   const group = [rec];
   if (rec.equalMutable) group.push(rec.equalMutable);
@@ -48,9 +48,9 @@ export function evictLocked(cm: ManagerContext, rec: CacheRecord): boolean {
   return true;
 }
 
-/** Evicts every record nothing needs, once more than `limit` are in memory; the caller holds the manager lock. */
-export function sweepLocked(cm: ManagerContext, limit = RESIDENT_LIMIT): void {
-  if (cm.records.size <= Math.max(limit, 2 * (kept.get(cm) ?? 0))) return;
+/** Evicts every record nothing needs, once more than `RESIDENT_LIMIT` are in memory; the caller holds the manager lock. */
+function sweepLocked(cm: ManagerContext): void {
+  if (cm.records.size <= Math.max(RESIDENT_LIMIT, 2 * (kept.get(cm) ?? 0))) return;
   for (const rec of [...cm.records.values()]) evictLocked(cm, rec);
   kept.set(cm, cm.records.size);
 }
@@ -66,12 +66,7 @@ export function lockedThenSweep<T>(cm: ManagerContext, fn: () => Promise<T> | T)
   });
 }
 
-/** Pins records so that no sweep evicts them while du or prune works on them outside the lock. */
-export function pin(recs: readonly CacheRecord[]): void {
-  for (const r of recs) r.pins++;
-}
-
-/** Undoes `pin`, then sweeps; takes the manager lock. */
+/** Undoes the pins (`rec.pins++`) du and prune put on records they work on outside the lock, then sweeps; takes the manager lock. */
 export function unpin(cm: ManagerContext, recs: readonly CacheRecord[]): Promise<void> {
   return lockedThenSweep(cm, () => {
     for (const r of recs) r.pins--;
