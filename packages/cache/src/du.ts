@@ -7,10 +7,9 @@ import { ErrInvalidArgument } from '@buildcache/errdefs';
 import { parseFilters, fieldsOf, type Filter } from '@buildcache/filters';
 import type { ManagerContext } from './context.js';
 import { recordSize } from './size.js';
-import { FILTER_FIELDS, filterAdaptor, inUseSet, isHeld, isRepresentative, usageOf, usageOfMetadata, type UsageInfo } from './usage.js';
+import { FILTER_FIELDS, filterAdaptor, inUseSet, isHeld, isHeldMetadata, isRepresentative, usageOf, usageOfMetadata, type UsageInfo } from './usage.js';
 import type { CacheRecord } from './records.js';
-import { dropPrefetched, isSettled, loadOrClearLocked, prefetch, storedBatches } from './load.js';
-import { RecordMetadata } from './record-metadata.js';
+import { storedBatches, visitStored } from './load.js';
 import { unpin } from './residency.js';
 import type { StorageItem } from '@buildcache/metadata';
 
@@ -43,33 +42,21 @@ interface Row {
 }
 
 /**
- * The rows of one batch of stored items, under the manager lock: records in memory as they are,
- * settled records from their metadata (their items leave memory again at once), others loaded.
+ * The rows of one batch of stored items: records in memory as they are, settled records from their
+ * metadata, others loaded (see `visitStored`).
  */
 async function rowsOf(cm: ManagerContext, items: readonly StorageItem[], inUse: ReadonlySet<CacheRecord>): Promise<Row[]> {
-  const toLoad = items.filter((item) => !cm.records.has(item.id) && !isSettled(new RecordMetadata(item)));
-  const read = await prefetch(cm, toLoad.map((item) => item.id));
-  return cm.mu(async () => {
-    const rows: Row[] = [];
-    for (const item of items) {
-      if (cm.purging.has(item.id)) continue;
-      let rec = cm.records.get(item.id);
-      if (!rec) {
-        const md = new RecordMetadata(item);
-        if (isSettled(md)) {
-          rows.push({ info: usageOfMetadata(md, false, md.holders.length > 0) });
-          cm.store.evict(item.id);
-          continue;
-        }
-        rec = await loadOrClearLocked(cm, item.id);
-      }
-      if (!rec || !isRepresentative(rec)) continue;
-      rec.pins++;
-      rows.push({ info: usageOf(rec, inUse.has(rec) || isHeld(rec)), rec });
+  const rows: Row[] = [];
+  await visitStored(cm, items, (md, rec) => {
+    if (!rec) {
+      rows.push({ info: usageOfMetadata(md, false, isHeldMetadata(md)) });
+      return;
     }
-    dropPrefetched(cm, read);
-    return rows;
+    if (!isRepresentative(rec)) return;
+    rec.pins++;
+    rows.push({ info: usageOf(rec, inUse.has(rec) || isHeld(rec)), rec });
   });
+  return rows;
 }
 
 /** Streams usage entries, in record ID order; unknown sizes are computed (and stored) on the way. */

@@ -156,3 +156,35 @@ export async function prefetch(cm: ManagerContext, ids: readonly string[]): Prom
 export function dropPrefetched(cm: ManagerContext, ids: readonly string[]): void {
   for (const id of ids) if (!cm.records.has(id)) cm.store.evict(id);
 }
+
+/**
+ * Visits one batch of stored items (du, prune) under the manager lock: a record in memory as it
+ * is, a settled record from its metadata alone (`rec` undefined; its item leaves memory again
+ * after the visit), any other loaded first (read ahead outside the lock). Items being purged, or
+ * cleared on loading, are skipped.
+ */
+export async function visitStored(
+  cm: ManagerContext,
+  items: readonly StorageItem[],
+  visit: (md: RecordMetadata, rec: CacheRecord | undefined) => void,
+): Promise<void> {
+  const toLoad = items.filter((item) => !cm.records.has(item.id) && !isSettled(new RecordMetadata(item)));
+  const read = await prefetch(cm, toLoad.map((item) => item.id));
+  await cm.mu(async () => {
+    for (const item of items) {
+      if (cm.purging.has(item.id)) continue;
+      let rec = cm.records.get(item.id);
+      if (!rec) {
+        const md = new RecordMetadata(item);
+        if (isSettled(md)) {
+          visit(md, undefined);
+          cm.store.evict(item.id);
+          continue;
+        }
+        rec = await loadOrClearLocked(cm, item.id);
+      }
+      if (rec) visit(rec.md, rec);
+    }
+    dropPrefetched(cm, read);
+  });
+}

@@ -7,12 +7,12 @@
 import pLimit from 'p-limit';
 import type { ManagerContext } from './context.js';
 import type { CacheRecord, Handle } from './records.js';
-import { RecordMetadata } from './record-metadata.js';
+import type { RecordMetadata } from './record-metadata.js';
 import { recordSize } from './size.js';
 import { compileFilters } from './du.js';
-import { dropPrefetched, isSettled, loadOrClearLocked, prefetch, storedBatches } from './load.js';
+import { storedBatches, visitStored } from './load.js';
 import { unpin } from './residency.js';
-import { filterAdaptor, inUseSet, isHeld, isRepresentative, usageOfMetadata } from './usage.js';
+import { filterAdaptor, inUseSet, isHeld, isHeldMetadata, isRepresentative, usageOfMetadata } from './usage.js';
 import type { PrunePolicy } from './prune.js';
 
 /** What prune keeps of a record a policy matches, instead of the record. */
@@ -59,7 +59,7 @@ function matcher(cm: ManagerContext, policy: PrunePolicy): (md: RecordMetadata, 
   return (md, mutable) => {
     const type = md.recordType;
     if (!policy.all && (type === 'internal' || type === 'frontend')) return false;
-    if (md.holders.length > 0) return false; // held outside the cache (e.g. a registered layer): never pruned
+    if (isHeldMetadata(md)) return false; // held outside the cache (e.g. a registered layer): never pruned
     const lastUsed = md.lastUsedAt;
     if (policy.keepDurationMs && lastUsed !== undefined && lastUsed > now - policy.keepDurationMs) return false;
     return !filter || filter.match(filterAdaptor(usageOfMetadata(md, mutable, false)));
@@ -77,38 +77,21 @@ export async function takeCensus(cm: ManagerContext, policy: PrunePolicy, gone: 
   const inUse = await cm.mu(() => inUseSet(cm.records.values()));
   for await (const items of storedBatches(cm)) {
     const unsized: [Candidate | undefined, CacheRecord, boolean][] = [];
-    const toLoad = items.filter((item) => !cm.records.has(item.id) && !isSettled(new RecordMetadata(item)));
-    const read = await prefetch(cm, toLoad.map((item) => item.id));
-    await cm.mu(async () => {
-      for (const item of items) {
-        if (cm.purging.has(item.id) || gone.has(item.id)) continue;
-        let rec = cm.records.get(item.id);
-        let md = new RecordMetadata(item);
-        const settled = !rec && isSettled(md);
-        if (!rec && !settled) rec = await loadOrClearLocked(cm, item.id);
-        if (rec) {
-          if (rec.isDead()) continue;
-          md = rec.md;
-        } else if (!settled) continue;
-        const parent = md.parent;
-        if (parent) children.set(parent, (children.get(parent) ?? 0) + 1);
-        const twin = md.equalMutable;
-        if (twin) twins.set(twin, md.id);
-        if (!rec || isRepresentative(rec)) {
-          const mutable = rec?.mutable ?? false;
-          const counted = spaceMode && !(rec && mutable && inUse.has(rec));
-          const cand = matches(md, mutable)
-            ? { id: md.id, parent, lastUsedNs: md.lastUsedNs, usageCount: md.usageCount, size: md.size }
-            : undefined;
-          if (cand) candidates.set(cand.id, cand);
-          if (rec && md.size < 0 && (cand || counted)) {
-            rec.pins++;
-            unsized.push([cand, rec, counted]);
-          } else if (counted) total += md.size;
-        }
-        if (settled) cm.store.evict(item.id);
-      }
-      dropPrefetched(cm, read);
+    await visitStored(cm, items.filter((item) => !gone.has(item.id)), (md, rec) => {
+      if (rec?.isDead()) return;
+      const parent = md.parent;
+      if (parent) children.set(parent, (children.get(parent) ?? 0) + 1);
+      const twin = md.equalMutable;
+      if (twin) twins.set(twin, md.id);
+      if (rec && !isRepresentative(rec)) return;
+      const mutable = rec?.mutable ?? false;
+      const counted = spaceMode && !(rec && mutable && inUse.has(rec));
+      const cand = matches(md, mutable) ? { id: md.id, parent, lastUsedNs: md.lastUsedNs, usageCount: md.usageCount, size: md.size } : undefined;
+      if (cand) candidates.set(cand.id, cand);
+      if (rec && md.size < 0 && (cand || counted)) {
+        rec.pins++;
+        unsized.push([cand, rec, counted]);
+      } else if (counted) total += md.size;
     });
     try {
       await Promise.all(

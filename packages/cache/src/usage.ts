@@ -36,9 +36,14 @@ export function isRepresentative(rec: CacheRecord): boolean {
   return true;
 }
 
+/** Whether something outside the cache holds the record of `md` (`setHeld`): it is in use and never pruned. */
+export function isHeldMetadata(md: RecordMetadata): boolean {
+  return md.holders.length > 0;
+}
+
 /** Whether something outside the cache holds the record or its equal partner (`setHeld`). */
 export function isHeld(rec: CacheRecord): boolean {
-  return [rec, rec.equalMutable, rec.equalImmutable].some((r) => r !== undefined && r.md.holders.length > 0);
+  return [rec, rec.equalMutable, rec.equalImmutable].some((r) => r !== undefined && isHeldMetadata(r.md));
 }
 
 /**
