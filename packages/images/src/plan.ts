@@ -9,6 +9,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import pLimit from 'p-limit';
+import { chainIDs } from '@buildcache/cache';
 import { BuildcacheError, ErrCorruptLayer, ErrDiffIDMismatch, ErrDigestMismatch, ErrInvalidImage, ErrLayerCycle, ErrMissingBlob, ErrNotAnImageArchive } from '@buildcache/errdefs';
 import { decompress } from '@buildcache/snapshot';
 import { normalize, type Spool, type SpooledFile } from './archive.js';
@@ -42,16 +43,6 @@ export interface ImagePlan {
 }
 
 const DIGEST = /^sha256:[0-9a-f]{64}$/;
-
-/** The chain IDs of `diffIDs`, bottom first. */
-export function chainIDs(diffIDs: readonly string[]): string[] {
-  const out: string[] = [];
-  for (const d of diffIDs) {
-    const prev = out[out.length - 1];
-    out.push(prev === undefined ? d : `sha256:${createHash('sha256').update(`${prev} ${d}`).digest('hex')}`);
-  }
-  return out;
-}
 
 function json<T>(bytes: Buffer, what: string): T {
   try {

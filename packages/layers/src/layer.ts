@@ -1,6 +1,6 @@
 /**
  * A registered layer's handle, and the helpers of registration and export: the passes that hash
- * and record a stream, chain IDs, a digest check at the end of an export, error naming.
+ * and record a stream, a digest check at the end of an export, error naming.
  */
 import { createHash } from 'node:crypto';
 import { BuildcacheError, ErrCorruptLayer, ErrReleased } from '@buildcache/errdefs';
@@ -61,11 +61,6 @@ export function naming(err: unknown, layer: string): unknown {
   if (!(err instanceof BuildcacheError)) return err;
   const Ctor = err.constructor as new (m: string, o: { cause: unknown; details: object }) => BuildcacheError;
   return new Ctor(`layer ${layer}: ${err.message}`, { cause: err, details: { ...err.details, layer } });
-}
-
-/** The chain ID of a layer with `diffID` over `parent`. */
-export function chainOf(parent: LayerMeta | undefined, diffID: string): string {
-  return parent ? `sha256:${createHash('sha256').update(`${parent.chainID} ${diffID}`).digest('hex')}` : diffID;
 }
 
 /** Passes `src` through, failing at the end when it does not hash to the layer's diffID. */

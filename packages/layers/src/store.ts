@@ -7,7 +7,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
-import type { CacheManager, ImmutableRef, MutableRef } from '@buildcache/cache';
+import { chainID as chainOf, type CacheManager, type ImmutableRef, type MutableRef } from '@buildcache/cache';
 import { ErrDigestMismatch, ErrInvalidArgument, ErrMaxDepthExceeded, ErrNotFound } from '@buildcache/errdefs';
 import { applyLayer, decompress } from '@buildcache/snapshot';
 import { diffTar } from './diff-stream.js';
@@ -16,7 +16,7 @@ import { MountedLayer, type CreateRWLayerOptions, type RWLayer } from './rw-laye
 import { RWLayers } from './rw-store.js';
 
 import { reassemble, TarSplitRecorder } from './tar-split.js';
-import { chainOf, hashing, Layer, naming, recording, verified, type LayerHost } from './layer.js';
+import { hashing, Layer, naming, recording, verified, type LayerHost } from './layer.js';
 
 export { Layer };
 export type { RemovedLayer };
@@ -172,7 +172,7 @@ export class LayerStore implements LayerHost {
       const ref = mref;
       const diffID = applied.diffID;
       return await this.serial(async () => {
-        const chainID = chainOf(parentMeta, diffID);
+        const chainID = chainOf(parentMeta?.chainID, diffID);
         const existing = this.#layers.get(chainID);
         if (existing) return this.addRef(existing);
         const done = await ref.commit();
@@ -230,7 +230,7 @@ export class LayerStore implements LayerHost {
     const token = newToken();
     const work = join(tmpDir(this.root), `${token}.reg`);
     return this.serial(async () => {
-      const chainID = chainOf(parentMeta, diffID);
+      const chainID = chainOf(parentMeta?.chainID, diffID);
       const existing = this.#layers.get(chainID);
       if (existing) return this.addRef(existing);
       await durableMkdir(work);
