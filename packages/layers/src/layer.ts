@@ -1,6 +1,6 @@
 /**
  * A registered layer's handle, and the helpers of registration and export: the passes that hash
- * and record a stream, a digest check at the end of an export, error naming.
+ * and record a stream, a read-only mount around a generator, a digest check at the end of an export, error naming.
  */
 import { createHash } from 'node:crypto';
 import { BuildcacheError, ErrCorruptLayer, ErrReleased } from '@buildcache/errdefs';
@@ -36,6 +36,27 @@ export class Layer {
   }
   private check(): void {
     if (this.#released) throw new ErrReleased(`layer ${this.chainID} was already released`, { details: { id: this.chainID } });
+  }
+}
+
+/** A cache handle that mounts (immutable or mutable ref). */
+interface Mountable {
+  mount(options: { readonly: true }): Promise<{ readonly target: string; unmount(): Promise<void> }>;
+  release(): Promise<void>;
+}
+
+/** Runs a generator over the tree of the handle `take` gives, mounted read-only; then unmounts and releases it. */
+export async function* overReadOnly<T>(take: () => Promise<Mountable>, fn: (root: string) => AsyncGenerator<T>): AsyncGenerator<T> {
+  const ref = await take();
+  try {
+    const mount = await ref.mount({ readonly: true });
+    try {
+      yield* fn(mount.target);
+    } finally {
+      await mount.unmount();
+    }
+  } finally {
+    await ref.release();
   }
 }
 

@@ -16,7 +16,7 @@ import { MountedLayer, type CreateRWLayerOptions, type RWLayer } from './rw-laye
 import { RWLayers } from './rw-store.js';
 
 import { reassemble, TarSplitRecorder } from './tar-split.js';
-import { hashing, Layer, naming, recording, verified, type LayerHost } from './layer.js';
+import { hashing, Layer, naming, overReadOnly, recording, verified, type LayerHost } from './layer.js';
 
 export { Layer };
 export type { RemovedLayer };
@@ -343,17 +343,7 @@ export class LayerStore implements LayerHost {
       yield* verified(this.diffOfRecords(meta.parent === undefined ? undefined : this.#layers.get(meta.parent)?.recordId, meta.recordId), meta);
       return;
     }
-    const ref = await this.cache.get(meta.recordId, { noUpdateLastUsed: true });
-    try {
-      const mount = await ref.mount({ readonly: true });
-      try {
-        yield* reassemble(join(layerDir(this.root, meta.chainID), 'tar-split.gz'), mount.target, meta.diffID, meta.chainID);
-      } finally {
-        await mount.unmount();
-      }
-    } finally {
-      await ref.release();
-    }
+    yield* this.withTree(meta.recordId, (root) => reassemble(join(layerDir(this.root, meta.chainID), 'tar-split.gz'), root!, meta.diffID, meta.chainID));
   }
 
   /** The differ's tar from the tree of record `lower` (none: empty) to that of record `upper`. */
@@ -367,17 +357,7 @@ export class LayerStore implements LayerHost {
       yield* fn(undefined);
       return;
     }
-    const ref = await this.cache.get(id, { noUpdateLastUsed: true });
-    try {
-      const mount = await ref.mount({ readonly: true });
-      try {
-        yield* fn(mount.target);
-      } finally {
-        await mount.unmount();
-      }
-    } finally {
-      await ref.release();
-    }
+    yield* overReadOnly(() => this.cache.get(id, { noUpdateLastUsed: true }), fn);
   }
 
   /**
