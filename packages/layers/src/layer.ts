@@ -15,6 +15,7 @@ export interface LayerHost {
 /** One reference to a registered layer; give it back with `store.release(layer)`. */
 export class Layer {
   #released = false;
+  /** @internal Handles come from the store (`register`, `get`, `adopt`). */
   constructor(
     private readonly store: LayerHost,
     readonly meta: Readonly<LayerMeta>,

@@ -289,6 +289,16 @@ export class LayerStore implements LayerHost {
     });
   }
 
+  /**
+   * A handle on a reference taken earlier and still counted in the layer's metadata (e.g. by the
+   * process that wrote an image record), without taking another; ErrNotFound when it is not registered.
+   */
+  adopt(chainID: string): Layer {
+    const meta = this.#layers.get(chainID);
+    if (!meta) throw new ErrNotFound(`layer ${chainID} is not registered`, { details: { id: chainID } });
+    return new Layer(this, meta);
+  }
+
   /** Layers registered now (metadata copies). */
   list(): LayerMeta[] {
     return [...this.#layers.values()].map((m) => ({ ...m }));
