@@ -2,13 +2,25 @@
  * Real tar streams for the layer store's tests, written at test time by two tar writers (GNU tar
  * and Python's tarfile) in several formats — PAX, GNU long names, plain ustar (BusyBox-style), hard links,
  * symlinks, xattrs, a large file with holes — plus a tar of a real system tree (`/usr/share/zoneinfo` or `/usr/share/doc`).
+ * Also the small helpers the layer tests share (`sha`, `collect`).
  */
 import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { promisify } from 'node:util';
 import { mkdir, symlink, link, writeFile, open, access } from 'node:fs/promises';
 import { join } from 'node:path';
 
 const run = promisify(execFile);
+
+/** sha256 of `b`, as a digest. */
+export const sha = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+
+/** Every chunk of `it`, concatenated. */
+export async function collect(it: AsyncIterable<Buffer>): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const c of it) parts.push(c);
+  return Buffer.concat(parts);
+}
 
 /** Builds the source tree the generated tars hold. */
 async function makeTree(dir: string): Promise<void> {

@@ -5,7 +5,6 @@
  */
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { lstat, mkdir, readFile, readlink, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execFile } from 'node:child_process';
@@ -15,15 +14,9 @@ import { CacheManager } from '@buildcache/cache';
 import { ErrAlreadyExists, ErrFailedPrecondition, ErrInvalidArgument, ErrNotFound, ErrReleased } from '@buildcache/errdefs';
 import { INIT_LAYER_ENTRIES, LayerStore, setupInitLayer } from '@buildcache/layers';
 import { BACKENDS, type TestBackend } from '../support/backends.js';
+import { collect, sha } from './fixtures.js';
 
 const run = promisify(execFile);
-const sha = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
-
-async function collect(it: AsyncIterable<Buffer>): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  for await (const c of it) parts.push(c);
-  return Buffer.concat(parts);
-}
 
 /** A tar (GNU tar) of the files `files` (path → body; a body starting with `->` is a symlink). */
 async function tarOf(dir: string, name: string, files: Record<string, string>): Promise<Buffer> {

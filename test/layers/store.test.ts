@@ -5,7 +5,6 @@
  */
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rename, rm, writeFile, readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -17,16 +16,9 @@ import { CacheManager } from '@buildcache/cache';
 import { ErrCorruptLayer, ErrDigestMismatch, ErrMaxDepthExceeded, ErrNotFound, type BuildcacheError } from '@buildcache/errdefs';
 import { HOLDER, LayerStore, MAX_DEPTH, type Layer } from '@buildcache/layers';
 import { BACKENDS, type TestBackend } from '../support/backends.js';
-import { makeTars, sparseTars, systemTreeTar } from './fixtures.js';
+import { collect, makeTars, sha, sparseTars, systemTreeTar } from './fixtures.js';
 
 const run = promisify(execFile);
-const sha = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
-
-async function collect(it: AsyncIterable<Buffer>): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  for await (const c of it) parts.push(c);
-  return Buffer.concat(parts);
-}
 
 /** A tar holding one file `name` with `body` (GNU tar). */
 async function oneFileTar(dir: string, name: string, body: string): Promise<Buffer> {

@@ -7,10 +7,11 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { open, readFile } from 'node:fs/promises';
 import pLimit from 'p-limit';
+import { chainIDs } from '@buildcache/cache';
 import { BuildcacheError, ErrCorruptLayer, ErrDiffIDMismatch, ErrDigestMismatch, ErrInvalidImage, ErrLayerCycle, ErrMissingBlob, ErrNotAnImageArchive } from '@buildcache/errdefs';
-import { decompress } from '@buildcache/snapshot';
+import { decompress, detectCompression } from '@buildcache/snapshot';
 import { normalize, type Spool, type SpooledFile } from './archive.js';
 import { MEDIA_TYPE_DOCKER_LAYER, MEDIA_TYPE_OCI_INDEX, NAME_ANNOTATION, REF_ANNOTATION } from './media.js';
 
@@ -42,16 +43,6 @@ export interface ImagePlan {
 }
 
 const DIGEST = /^sha256:[0-9a-f]{64}$/;
-
-/** The chain IDs of `diffIDs`, bottom first. */
-export function chainIDs(diffIDs: readonly string[]): string[] {
-  const out: string[] = [];
-  for (const d of diffIDs) {
-    const prev = out[out.length - 1];
-    out.push(prev === undefined ? d : `sha256:${createHash('sha256').update(`${prev} ${d}`).digest('hex')}`);
-  }
-  return out;
-}
 
 function json<T>(bytes: Buffer, what: string): T {
   try {
@@ -185,7 +176,20 @@ export async function planImport(spool: Spool, what: string): Promise<ImagePlan[
   throw new ErrNotAnImageArchive(`${what} has neither index.json (OCI image layout) nor manifest.json (docker save); give an image archive`, { details: { path: what } });
 }
 
+/** The first bytes of `path` (enough for `detectCompression`). */
+async function headOf(path: string): Promise<Buffer> {
+  const fh = await open(path, 'r');
+  try {
+    const { bytesRead, buffer } = await fh.read(Buffer.alloc(4), 0, 4, 0);
+    return buffer.subarray(0, bytesRead);
+  } finally {
+    await fh.close();
+  }
+}
+
+/** A layer file's diff ID: its own digest (hashed by the spool) when it is not compressed, else the sha256 of its decompressed bytes. */
 async function diffIDOf(file: SpooledFile): Promise<string> {
+  if (detectCompression(await headOf(file.path)) === 'uncompressed') return file.digest;
   const hash = createHash('sha256');
   try {
     for await (const c of decompress(createReadStream(file.path), 'auto')) hash.update(c);

@@ -10,7 +10,7 @@ import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
 import { ErrInvalidArgument, ErrInvalidImage, ErrNotFound } from '@buildcache/errdefs';
-import { Layer, type LayerStore } from '@buildcache/layers';
+import type { Layer, LayerStore } from '@buildcache/layers';
 import { spool, type ArchiveSource } from './archive.js';
 import { exportArchive, type ExportFormat } from './export.js';
 import { familiarName, fullName } from './names.js';
@@ -102,12 +102,11 @@ export class ImageStore {
       store.#seq = Math.max(store.#seq, rec.seq);
     }
     for (const j of await readAll<Journal>(store.dir('pending'))) await store.recover(j);
-    const metas = new Map(store.layers.list().map((m) => [m.chainID, m]));
+    const registered = new Set(store.layers.list().map((m) => m.chainID));
     for (const rec of store.#images.values()) {
       const top = rec.layers.at(-1);
       // The record's reference was taken (and counted on disk) by the import that wrote it: adopt it.
-      const meta = top && metas.get(top.chainID);
-      if (meta) store.#held.set(rec.id, new Layer(store.layers, meta));
+      if (top && registered.has(top.chainID)) store.#held.set(rec.id, store.layers.adopt(top.chainID));
       else if (top) store.log.warn({ image: rec.id, layer: top.chainID }, 'the top layer of an image is no longer registered; the image cannot be exported');
     }
     return store;
@@ -125,7 +124,7 @@ export class ImageStore {
       const metas = new Map(this.layers.list().map((m) => [m.chainID, m]));
       for (const { chainID, refs } of j.refs) {
         const meta = metas.get(chainID);
-        for (let n = meta?.refs ?? 0; n > refs; n--) await this.layers.release(new Layer(this.layers, meta!));
+        for (let n = meta?.refs ?? 0; n > refs; n--) await this.layers.release(this.layers.adopt(chainID));
       }
       this.log.info({ journal: j }, 'undid an interrupted image %s', j.kind);
     }

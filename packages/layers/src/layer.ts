@@ -1,6 +1,6 @@
 /**
  * A registered layer's handle, and the helpers of registration and export: the passes that hash
- * and record a stream, chain IDs, a digest check at the end of an export, error naming.
+ * and record a stream, a read-only mount around a generator, a digest check at the end of an export, error naming.
  */
 import { createHash } from 'node:crypto';
 import { BuildcacheError, ErrCorruptLayer, ErrReleased } from '@buildcache/errdefs';
@@ -15,6 +15,7 @@ export interface LayerHost {
 /** One reference to a registered layer; give it back with `store.release(layer)`. */
 export class Layer {
   #released = false;
+  /** @internal Handles come from the store (`register`, `get`, `adopt`). */
   constructor(
     private readonly store: LayerHost,
     readonly meta: Readonly<LayerMeta>,
@@ -36,6 +37,27 @@ export class Layer {
   }
   private check(): void {
     if (this.#released) throw new ErrReleased(`layer ${this.chainID} was already released`, { details: { id: this.chainID } });
+  }
+}
+
+/** A cache handle that mounts (immutable or mutable ref). */
+interface Mountable {
+  mount(options: { readonly: true }): Promise<{ readonly target: string; unmount(): Promise<void> }>;
+  release(): Promise<void>;
+}
+
+/** Runs a generator over the tree of the handle `take` gives, mounted read-only; then unmounts and releases it. */
+export async function* overReadOnly<T>(take: () => Promise<Mountable>, fn: (root: string) => AsyncGenerator<T>): AsyncGenerator<T> {
+  const ref = await take();
+  try {
+    const mount = await ref.mount({ readonly: true });
+    try {
+      yield* fn(mount.target);
+    } finally {
+      await mount.unmount();
+    }
+  } finally {
+    await ref.release();
   }
 }
 
@@ -61,11 +83,6 @@ export function naming(err: unknown, layer: string): unknown {
   if (!(err instanceof BuildcacheError)) return err;
   const Ctor = err.constructor as new (m: string, o: { cause: unknown; details: object }) => BuildcacheError;
   return new Ctor(`layer ${layer}: ${err.message}`, { cause: err, details: { ...err.details, layer } });
-}
-
-/** The chain ID of a layer with `diffID` over `parent`. */
-export function chainOf(parent: LayerMeta | undefined, diffID: string): string {
-  return parent ? `sha256:${createHash('sha256').update(`${parent.chainID} ${diffID}`).digest('hex')}` : diffID;
 }
 
 /** Passes `src` through, failing at the end when it does not hash to the layer's diffID. */

@@ -7,6 +7,7 @@ import { rm } from 'node:fs/promises';
 import type { CacheManager } from '@buildcache/cache';
 import { ErrAlreadyExists, ErrInvalidArgument, ErrNotFound } from '@buildcache/errdefs';
 import { changesOf, diffTar, type Change } from './diff-stream.js';
+import { overReadOnly } from './layer.js';
 import { describe, durableMkdir, durableRename, mountDir, tmpDir, writeMountMeta, type LayerMeta, type MountMeta, type RemovedLayer } from './meta.js';
 import { MountedLayer, RWLayer, type CreateRWLayerOptions, type RWLayerHost } from './rw-layer.js';
 
@@ -154,16 +155,19 @@ export class RWLayers implements RWLayerHost {
 
   /** @internal `docker diff` of a read-write layer. */
   async changesOf(ml: MountedLayer): Promise<Change[]> {
-    const lower = ml.meta.initID ?? (ml.meta.parent === undefined ? undefined : this.core.layer(ml.meta.parent)?.recordId);
     let out: Change[] = [];
-    for await (const c of this.core.withTree(lower, (l) => this.withContainer(ml, async function* (u) { yield await changesOf(l, u); }))) out = c;
+    for await (const c of this.core.withTree(this.lowerOf(ml), (l) => this.withContainer(ml, async function* (u) { yield await changesOf(l, u); }))) out = c;
     return out;
   }
 
   /** @internal The layer tar of a read-write layer's changes. */
   async *diffOf(ml: MountedLayer): AsyncGenerator<Buffer> {
-    const lower = ml.meta.initID ?? (ml.meta.parent === undefined ? undefined : this.core.layer(ml.meta.parent)?.recordId);
-    yield* this.core.withTree(lower, (l) => this.withContainer(ml, (u) => diffTar(l, u)));
+    yield* this.core.withTree(this.lowerOf(ml), (l) => this.withContainer(ml, (u) => diffTar(l, u)));
+  }
+
+  /** The record under the container layer: the init layer's, else the parent layer's (none: empty). */
+  private lowerOf(ml: MountedLayer): string | undefined {
+    return ml.meta.initID ?? (ml.meta.parent === undefined ? undefined : this.core.layer(ml.meta.parent)?.recordId);
   }
 
   /** Runs a generator over the container layer's tree: its mount when mounted, else a read-only one. */
@@ -172,17 +176,7 @@ export class RWLayers implements RWLayerHost {
       yield* fn(ml.held.mount.target);
       return;
     }
-    const ref = await this.core.cache.getMutable(ml.meta.mountID, { noUpdateLastUsed: true });
-    try {
-      const mount = await ref.mount({ readonly: true });
-      try {
-        yield* fn(mount.target);
-      } finally {
-        await mount.unmount();
-      }
-    } finally {
-      await ref.release();
-    }
+    yield* overReadOnly(() => this.core.cache.getMutable(ml.meta.mountID, { noUpdateLastUsed: true }), fn);
   }
 
   /** `LayerStore.cleanup`. */

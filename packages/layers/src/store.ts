@@ -7,7 +7,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
-import type { CacheManager, ImmutableRef, MutableRef } from '@buildcache/cache';
+import { chainID as chainOf, type CacheManager, type ImmutableRef, type MutableRef } from '@buildcache/cache';
 import { ErrDigestMismatch, ErrInvalidArgument, ErrMaxDepthExceeded, ErrNotFound } from '@buildcache/errdefs';
 import { applyLayer, decompress } from '@buildcache/snapshot';
 import { diffTar } from './diff-stream.js';
@@ -16,7 +16,7 @@ import { MountedLayer, type CreateRWLayerOptions, type RWLayer } from './rw-laye
 import { RWLayers } from './rw-store.js';
 
 import { reassemble, TarSplitRecorder } from './tar-split.js';
-import { chainOf, hashing, Layer, naming, recording, verified, type LayerHost } from './layer.js';
+import { hashing, Layer, naming, overReadOnly, recording, verified, type LayerHost } from './layer.js';
 
 export { Layer };
 export type { RemovedLayer };
@@ -172,7 +172,7 @@ export class LayerStore implements LayerHost {
       const ref = mref;
       const diffID = applied.diffID;
       return await this.serial(async () => {
-        const chainID = chainOf(parentMeta, diffID);
+        const chainID = chainOf(parentMeta?.chainID, diffID);
         const existing = this.#layers.get(chainID);
         if (existing) return this.addRef(existing);
         const done = await ref.commit();
@@ -230,7 +230,7 @@ export class LayerStore implements LayerHost {
     const token = newToken();
     const work = join(tmpDir(this.root), `${token}.reg`);
     return this.serial(async () => {
-      const chainID = chainOf(parentMeta, diffID);
+      const chainID = chainOf(parentMeta?.chainID, diffID);
       const existing = this.#layers.get(chainID);
       if (existing) return this.addRef(existing);
       await durableMkdir(work);
@@ -289,6 +289,16 @@ export class LayerStore implements LayerHost {
     });
   }
 
+  /**
+   * A handle on a reference taken earlier and still counted in the layer's metadata (e.g. by the
+   * process that wrote an image record), without taking another; ErrNotFound when it is not registered.
+   */
+  adopt(chainID: string): Layer {
+    const meta = this.#layers.get(chainID);
+    if (!meta) throw new ErrNotFound(`layer ${chainID} is not registered`, { details: { id: chainID } });
+    return new Layer(this, meta);
+  }
+
   /** Layers registered now (metadata copies). */
   list(): LayerMeta[] {
     return [...this.#layers.values()].map((m) => ({ ...m }));
@@ -343,17 +353,7 @@ export class LayerStore implements LayerHost {
       yield* verified(this.diffOfRecords(meta.parent === undefined ? undefined : this.#layers.get(meta.parent)?.recordId, meta.recordId), meta);
       return;
     }
-    const ref = await this.cache.get(meta.recordId, { noUpdateLastUsed: true });
-    try {
-      const mount = await ref.mount({ readonly: true });
-      try {
-        yield* reassemble(join(layerDir(this.root, meta.chainID), 'tar-split.gz'), mount.target, meta.diffID, meta.chainID);
-      } finally {
-        await mount.unmount();
-      }
-    } finally {
-      await ref.release();
-    }
+    yield* this.withTree(meta.recordId, (root) => reassemble(join(layerDir(this.root, meta.chainID), 'tar-split.gz'), root!, meta.diffID, meta.chainID));
   }
 
   /** The differ's tar from the tree of record `lower` (none: empty) to that of record `upper`. */
@@ -367,17 +367,7 @@ export class LayerStore implements LayerHost {
       yield* fn(undefined);
       return;
     }
-    const ref = await this.cache.get(id, { noUpdateLastUsed: true });
-    try {
-      const mount = await ref.mount({ readonly: true });
-      try {
-        yield* fn(mount.target);
-      } finally {
-        await mount.unmount();
-      }
-    } finally {
-      await ref.release();
-    }
+    yield* overReadOnly(() => this.cache.get(id, { noUpdateLastUsed: true }), fn);
   }
 
   /**
