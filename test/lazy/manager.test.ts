@@ -119,6 +119,37 @@ describe('layer manager', () => {
     await manager.close();
   });
 
+  test('a whole-blob stream (verified as it flows) replaces earlier range bytes and counts as verified, unless a range fetch lands meanwhile', async () => {
+    const data = noise(256 * 1024, 11);
+    const digest = sha(data);
+    const wrong = Buffer.alloc(data.length, 0x78);
+    let during: (() => Promise<unknown>) | undefined;
+    const remote = {
+      size: data.length,
+      // range reads serve other bytes than the (verified) stream: only the stream's may end up in the copy
+      readAt: (offset: number, length: number) => Promise.resolve(wrong.subarray(offset, offset + length)),
+      async *stream() {
+        yield data.subarray(0, 4096);
+        await during?.();
+        yield data.subarray(4096);
+      },
+    };
+    const a = await SparseBlob.create(digest, remote, join(dir, 'stream-a.partial'), new Priority());
+    await a.readAt(0, 1000);
+    assert.equal(await a.fillByStream(), true);
+    assert.equal(a.isVerified, true);
+    assert.ok((await a.readAt(0, 1000)).equals(data.subarray(0, 1000)), 'the stream wrote over the range bytes');
+    await a.verify();
+    await a.dispose();
+
+    const b = await SparseBlob.create(digest, remote, join(dir, 'stream-b.partial'), new Priority());
+    during = () => b.readAt(data.length - 10, 10);
+    assert.equal(await b.fillByStream(), true);
+    assert.equal(b.isVerified, false, 'a range fetch wrote during the stream');
+    await b.verify(); // hashed from disk: the stream later wrote over the tail the range fetch had filled
+    await b.dispose();
+  });
+
   test('background fetching waits while a foreground read is in flight', async () => {
     const remote = new CountingReader(bufferRangeReader(noise(1 << 20, 3)));
     const priority = new Priority();

@@ -166,11 +166,11 @@ export class LazyLayer {
 
   /**
    * The blob's bytes in order (fetching what is missing in the foreground): what extraction reads.
-   * An eStargz layer has every chunk checked against its TOC digest first, so that a corrupt chunk
-   * fails before anything is applied.
+   * An eStargz layer whose blob digest is not yet verified has every chunk checked against its TOC
+   * digest first, so that a corrupt chunk fails before anything is applied.
    */
   async *stream(options: { signal?: AbortSignal } = {}): AsyncGenerator<Buffer> {
-    if (this.reader) {
+    if (this.reader && !this.blob.isVerified) {
       this.verifying ??= (async () => {
         for (const { node, chunk } of this.reader!.chunks) await this.reader!.readChunk(node, chunk, options);
       })();

@@ -14,6 +14,7 @@ import { RangeSet } from './ranges.js';
 
 /** A blob's remote: range reads, and optionally one streaming read of the whole blob (cheaper for a full fetch). */
 export interface RemoteSource extends RangeReader {
+  /** The whole blob, verified as it flows: it errors instead of ending when the bytes do not hash to the blob digest. */
   stream?(options?: { signal?: AbortSignal }): AsyncIterable<Uint8Array>;
 }
 
@@ -58,6 +59,8 @@ export class SparseBlob implements RangeReader {
   private readonly inflight = new Set<InFlight>();
   readonly stats: BlobStats = { bytesFetched: 0, requests: 0 };
   private verified = false;
+  /** Range fetches written so far (a streamed copy is verified only if none landed meanwhile). */
+  private rangeWrites = 0;
 
   private constructor(
     readonly digest: string,
@@ -116,6 +119,7 @@ export class SparseBlob implements RangeReader {
       const data = await this.remote.readAt(start, end - start, signal ? { signal } : {});
       this.stats.bytesFetched += data.length;
       await this.fh.write(data, 0, data.length, start);
+      this.rangeWrites++;
       this.present.add(start, end);
     })();
     const flight: InFlight = { start, end, done };
@@ -126,21 +130,24 @@ export class SparseBlob implements RangeReader {
 
   /**
    * Fetches the whole blob with one streaming read when the remote offers one (else returns
-   * false): bytes are written as they arrive and become readable at once; between chunks the
-   * stream waits while foreground reads are in flight.
+   * false): bytes are written as they arrive (over any fetched before) and become readable at
+   * once; between chunks the stream waits while foreground reads are in flight. The stream is
+   * verified as it flows, so the copy counts as verified unless a range fetch wrote meanwhile or is still running.
    */
   async fillByStream(signal?: AbortSignal): Promise<boolean> {
     if (!this.remote.stream) return false;
     this.stats.requests++;
+    const writesBefore = this.rangeWrites;
     let at = 0;
     for await (const chunk of this.remote.stream(signal ? { signal } : {})) {
       await this.priority.idle();
       const buf = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-      if (!this.present.has(at, at + buf.length)) await this.fh.write(buf, 0, buf.length, at);
+      await this.fh.write(buf, 0, buf.length, at);
       this.present.add(at, at + buf.length);
       this.stats.bytesFetched += buf.length;
       at += buf.length;
     }
+    if (at === this.size && this.rangeWrites === writesBefore && this.inflight.size === 0) this.verified = true;
     return true;
   }
 
@@ -159,7 +166,12 @@ export class SparseBlob implements RangeReader {
     return buf;
   }
 
-  /** Hashes the complete local copy; ErrDigestMismatch when it is not the blob. */
+  /** Whether the local copy is complete and known to hash to the blob digest. */
+  get isVerified(): boolean {
+    return this.verified;
+  }
+
+  /** Hashes the complete local copy (unless already verified); ErrDigestMismatch when it is not the blob. */
   async verify(): Promise<void> {
     if (this.verified) return;
     const hash = createHash('sha256');

@@ -78,11 +78,23 @@ function parseContentRange(value: string | undefined): { start: number; end: num
   return { start: Number(m[1]), end: Number(m[2]), ...(m[3] !== '*' ? { total: Number(m[3]) } : {}) };
 }
 
+/** `body` without its first `skip` bytes. */
+async function* skipBytes(body: AsyncIterable<Buffer>, skip: number): AsyncGenerator<Buffer> {
+  for await (const chunk of body) {
+    if (skip >= chunk.length) {
+      skip -= chunk.length;
+      continue;
+    }
+    yield skip > 0 ? chunk.subarray(skip) : chunk;
+    skip = 0;
+  }
+}
+
 /**
  * Opens the response for bytes `start..end` (inclusive; `end` undefined = to the end) and returns
- * the body with how many leading bytes to skip (a 200 answer ignored the Range header).
+ * its body from byte `start` on (the leading bytes of a 200 answer that ignored the Range header dropped).
  */
-async function openRange(t: Transport, b: BlobLocation, start: number, end: number | undefined, signal?: AbortSignal): Promise<{ body: AsyncIterable<Buffer> & { destroy(): unknown }; skip: number }> {
+async function openRange(t: Transport, b: BlobLocation, start: number, end: number | undefined, signal?: AbortSignal): Promise<AsyncIterable<Buffer>> {
   const ranged = start > 0 || end !== undefined;
   const headers: Record<string, string> = ranged ? { range: `bytes=${start}-${end ?? ''}` } : {};
   const res = await t.send(blobRequest(t, b, 'GET', headers, ranged ? [200, 206] : [200], signal));
@@ -98,9 +110,9 @@ async function openRange(t: Transport, b: BlobLocation, start: number, end: numb
       res.body.destroy();
       throw mismatch(b, `the registry's blob has ${cr.total} bytes, expected ${b.size}`);
     }
-    return { body: res.body, skip: 0 };
+    return res.body;
   }
-  return { body: res.body, skip: start };
+  return start > 0 ? skipBytes(res.body, start) : res.body;
 }
 
 /** Options of blob reads. */
@@ -117,17 +129,9 @@ async function* verifiedChunks(t: Transport, b: BlobLocation, o: ReadOptions, lo
   let held: Buffer | undefined;
   for (let failures = 0; ; ) {
     if (received > 0) rangeRequests.inc({ purpose });
-    const { body, skip } = await openRange(t, b, received, undefined, o.signal);
-    let toSkip = skip;
+    const body = await openRange(t, b, received, undefined, o.signal);
     try {
-      for await (const raw of body) {
-        let chunk = raw;
-        if (toSkip > 0) {
-          const n = Math.min(toSkip, chunk.length);
-          toSkip -= n;
-          chunk = chunk.subarray(n);
-          if (chunk.length === 0) continue;
-        }
+      for await (const chunk of body) {
         received += chunk.length;
         fetchedBytes.inc({ purpose }, chunk.length);
         if (b.size !== undefined && received > b.size) throw mismatch(b, `more than the expected ${b.size} bytes`);
@@ -171,17 +175,10 @@ export async function readRange(t: Transport, b: BlobLocation, offset: number, l
   let got = 0;
   for (let failures = 0; got < length; ) {
     rangeRequests.inc({ purpose });
-    const { body, skip } = await openRange(t, b, offset + got, offset + length - 1, o.signal);
-    let toSkip = skip;
+    const body = await openRange(t, b, offset + got, offset + length - 1, o.signal);
     const before = got;
     try {
-      for await (const raw of body) {
-        let chunk = raw;
-        if (toSkip > 0) {
-          const n = Math.min(toSkip, chunk.length);
-          toSkip -= n;
-          chunk = chunk.subarray(n);
-        }
+      for await (const chunk of body) {
         const n = Math.min(chunk.length, length - got);
         chunk.copy(out, got, 0, n);
         got += n;
