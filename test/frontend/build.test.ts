@@ -15,7 +15,7 @@ import { openCache, type OpenCache } from '@buildcache/cache';
 import { ErrCopySource, ErrDockerfileParse, ErrRunFailed, type BuildcacheError } from '@buildcache/errdefs';
 import { Frontend, type BuildRequest, type BuildResult, type Progress } from '@buildcache/frontend';
 import { mountPointsUnder } from '@buildcache/snapshot';
-import { countingRuntime, hostRootfs } from './fixtures.js';
+import { countingRuntime, hostRootfs, readRecordFile } from './fixtures.js';
 
 const silent = pino({ level: 'silent' });
 
@@ -98,19 +98,7 @@ describe('build frontend', () => {
   const cachedOf = (r: BuildResult): boolean[] => r.steps.map((s) => s.cached);
 
   /** Reads a file of the image's top record. */
-  async function readImageFile(record: string, path: string): Promise<string> {
-    const ref = await opened.cache.get(record);
-    try {
-      const m = await ref.mount();
-      try {
-        return await readFile(join(m.target, path), 'utf8');
-      } finally {
-        await m.unmount();
-      }
-    } finally {
-      await ref.release();
-    }
-  }
+  const readImageFile = (record: string, path: string): Promise<string> => readRecordFile(opened.cache, record, path);
 
   test('a second build of an unchanged project is all CACHED, runs no runc, and gives the same image digest', async () => {
     const ctx = await project('p1', { Dockerfile: FIVE_STEPS, 'src/a.txt': 'A', 'src/b.txt': 'B\n' });
