@@ -2,22 +2,26 @@
  * The build frontend on a real cache, real mounts and real runc: a second build of an unchanged
  * project runs no step (no `runc run`) and gives the same image; a touched mtime changes nothing;
  * one changed byte reruns that COPY and every later step only; `--no-cache` reruns all; COPY
- * semantics (wildcards, dirs, files, --chown, .dockerignore); and bad input as typed errors that
+ * semantics (wildcards, dirs, files, --chown, .dockerignore); the OCI layout tar of `output`; and bad input as typed errors that
  * leave nothing half-done in the cache.
  */
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { appendFile, lstat, mkdir, mkdtemp, readFile, rm, utimes, writeFile } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { pino } from 'pino';
 import { openCache, type OpenCache } from '@buildcache/cache';
 import { ErrCopySource, ErrDockerfileParse, ErrRunFailed, type BuildcacheError } from '@buildcache/errdefs';
 import { Frontend, type BuildRequest, type BuildResult, type Progress } from '@buildcache/frontend';
 import { mountPointsUnder } from '@buildcache/snapshot';
-import { countingRuntime, hostRootfs } from './fixtures.js';
+import { countingRuntime, hostRootfs, readRecordFile } from './fixtures.js';
 
 const silent = pino({ level: 'silent' });
+const run = promisify(execFile);
 
 /** A progress that keeps every line (vertex name, then its events). */
 function recorder(): Progress & { lines: string[] } {
@@ -98,19 +102,7 @@ describe('build frontend', () => {
   const cachedOf = (r: BuildResult): boolean[] => r.steps.map((s) => s.cached);
 
   /** Reads a file of the image's top record. */
-  async function readImageFile(record: string, path: string): Promise<string> {
-    const ref = await opened.cache.get(record);
-    try {
-      const m = await ref.mount();
-      try {
-        return await readFile(join(m.target, path), 'utf8');
-      } finally {
-        await m.unmount();
-      }
-    } finally {
-      await ref.release();
-    }
-  }
+  const readImageFile = (record: string, path: string): Promise<string> => readRecordFile(opened.cache, record, path);
 
   test('a second build of an unchanged project is all CACHED, runs no runc, and gives the same image digest', async () => {
     const ctx = await project('p1', { Dockerfile: FIVE_STEPS, 'src/a.txt': 'A', 'src/b.txt': 'B\n' });
@@ -157,6 +149,29 @@ describe('build frontend', () => {
     assert.deepEqual(cachedOf(nocache), [false, false, false, false, false]);
     assert.equal(await runtime.runs(), runsBefore + 2);
     assert.deepEqual(await frontend.containers(), []);
+  });
+
+  test('output: an OCI image layout tar (GNU tar reads it) whose index names the image and whose blobs match their digests', async () => {
+    const ctx = await project('p-output', { Dockerfile: FIVE_STEPS, 'src/a.txt': 'A', 'src/b.txt': 'B\n' });
+    const out = join(tmp, 'p-output.tar');
+    const r = await build({ context: ctx, tag: 'out-app:v1', output: out });
+    const dir = join(tmp, 'p-output-layout');
+    await mkdir(dir);
+    await run('tar', ['-xf', out, '-C', dir]);
+    assert.deepEqual(JSON.parse(await readFile(join(dir, 'oci-layout'), 'utf8')), { imageLayoutVersion: '1.0.0' });
+    const index = JSON.parse(await readFile(join(dir, 'index.json'), 'utf8')) as { manifests: { digest: string; annotations: Record<string, string> }[] };
+    assert.equal(index.manifests.length, 1);
+    assert.equal(index.manifests[0]!.digest, r.digest);
+    assert.equal(index.manifests[0]!.annotations['io.containerd.image.name'], 'docker.io/library/out-app:v1');
+    assert.equal(index.manifests[0]!.annotations['org.opencontainers.image.ref.name'], 'v1');
+    const blob = (digest: string): string => join(dir, 'blobs/sha256', digest.slice('sha256:'.length));
+    const manifest = JSON.parse(await readFile(blob(r.digest), 'utf8')) as { config: { digest: string }; layers: { digest: string; size: number }[] };
+    assert.equal(manifest.layers.length, 5);
+    for (const d of [r.digest, manifest.config.digest, ...manifest.layers.map((l) => l.digest)]) {
+      const bytes = await readFile(blob(d));
+      assert.equal('sha256:' + createHash('sha256').update(bytes).digest('hex'), d);
+    }
+    for (const l of manifest.layers) assert.equal((await lstat(blob(l.digest))).size, l.size);
   });
 
   test('COPY: file and dir sources, wildcards, --chown by name and id, --chmod, and .dockerignore', async () => {

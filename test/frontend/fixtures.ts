@@ -1,13 +1,14 @@
 /**
  * Fixtures of the build frontend tests: a tiny root filesystem made of this machine's /bin/sh and a
  * few tools with the libraries `ldd` names (so RUN steps have a shell), a runc wrapper that counts
- * invocations, and the CLI as a child process.
+ * invocations, reading a file of a record, and the CLI as a child process.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { chmod, copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import type { CacheManager, RefOptions } from '@buildcache/cache';
 
 const run = promisify(execFile);
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
@@ -62,4 +63,19 @@ export function cli(args: readonly string[], env: NodeJS.ProcessEnv = {}): Promi
 /** Starts the CLI with piped output. */
 export function spawnCli(args: readonly string[], env: NodeJS.ProcessEnv = {}): ChildProcess {
   return spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+}
+
+/** Reads `path` (utf8) in the record `record` of `cache`, mounted read-only for the read. */
+export async function readRecordFile(cache: CacheManager, record: string, path: string, opts: RefOptions = {}): Promise<string> {
+  const ref = await cache.get(record, opts);
+  try {
+    const m = await ref.mount({ readonly: true });
+    try {
+      return await readFile(join(m.target, path), 'utf8');
+    } finally {
+      await m.unmount();
+    }
+  } finally {
+    await ref.release();
+  }
 }

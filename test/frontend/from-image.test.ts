@@ -7,7 +7,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createReadStream } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -18,7 +18,7 @@ import { Frontend, createProgress } from '@buildcache/frontend';
 import { ImageStore } from '@buildcache/images';
 import { LayerStore } from '@buildcache/layers';
 import { writeArchive } from '../images/fixtures.js';
-import { cli, countingRuntime, hostRootfs } from './fixtures.js';
+import { cli, countingRuntime, hostRootfs, readRecordFile } from './fixtures.js';
 
 const run = promisify(execFile);
 const silent = pino({ level: 'silent' });
@@ -65,19 +65,7 @@ async function project(name: string, files: Record<string, string>): Promise<str
   return dir;
 }
 
-async function readImageFile(record: string, path: string): Promise<string> {
-  const ref = await opened.cache.get(record);
-  try {
-    const m = await ref.mount({ readonly: true });
-    try {
-      return await readFile(join(m.target, path), 'utf8');
-    } finally {
-      await m.unmount();
-    }
-  } finally {
-    await ref.release();
-  }
-}
+const readImageFile = (record: string, path: string): Promise<string> => readRecordFile(opened.cache, record, path);
 
 test('ImageStore.resolve gives the image ID, parsed config and top layer record', () => {
   const r = images.resolve('fixture/shell:v1');

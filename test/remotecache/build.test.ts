@@ -18,7 +18,7 @@ import { Frontend, type BuildRequest, type BuildResult } from '@buildcache/front
 import { RegistryClient } from '@buildcache/registry';
 import { importCache, LocalStore, RegistryStore, type CacheStore } from '@buildcache/remotecache';
 import { startFaultProxy, startRegistry, type FaultProxy, type TestRegistry } from '../support/registry.js';
-import { countingRuntime, hostRootfs } from '../frontend/fixtures.js';
+import { countingRuntime, hostRootfs, readRecordFile } from '../frontend/fixtures.js';
 
 const silent = pino({ level: 'silent' });
 
@@ -85,17 +85,7 @@ async function machine(name: string): Promise<Machine> {
     build: (req) => frontend.build(req),
     async read(record, path, from) {
       const handlers = from ? (await importCache(from)).handlers : undefined;
-      const ref = await opened.cache.get(record, handlers ? { descHandlers: handlers } : {});
-      try {
-        const m = await ref.mount();
-        try {
-          return await readFile(join(m.target, path), 'utf8');
-        } finally {
-          await m.unmount();
-        }
-      } finally {
-        await ref.release();
-      }
+      return readRecordFile(opened.cache, record, path, handlers ? { descHandlers: handlers } : {});
     },
     close: () => opened.close(),
   };

@@ -49,9 +49,15 @@ export function cleanPath(p: string): string {
   return posix.normalize('/' + p).replace(/(.)\/+$/, '$1');
 }
 
-function missing(err: unknown): boolean {
-  const code = (err as NodeJS.ErrnoException).code;
-  return code === 'ENOENT' || code === 'ENOTDIR';
+/** `lstat` of `abs`, or undefined when nothing is there. */
+async function lstatIfPresent(abs: string): Promise<Stats | undefined> {
+  try {
+    return await lstat(abs);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
+    throw err;
+  }
 }
 
 /** Entries of one tree; see the module comment. */
@@ -101,14 +107,9 @@ export class Tree {
   async stat(p: string): Promise<Node | undefined> {
     const known = this.#o.memo?.get(p);
     if (known) return known;
-    let st: Stats;
     const abs = await this.#abs(p);
-    try {
-      st = await lstat(abs);
-    } catch (err) {
-      if (missing(err)) return undefined;
-      throw err;
-    }
+    const st = await lstatIfPresent(abs);
+    if (!st) return undefined;
     const t = entryType(st);
     if (!t || this.#hidden(p, t === 'd')) return undefined;
     if (t !== 'l') return this.#remember(p, { t });
@@ -173,13 +174,8 @@ export class Tree {
   async #file(p: string): Promise<Node | undefined> {
     const abs = await this.#abs(p);
     const got = await this.#limit(async (): Promise<Node | 'dir' | undefined> => {
-      let st: Stats;
-      try {
-        st = await lstat(abs);
-      } catch (err) {
-        if (missing(err)) return undefined;
-        throw err;
-      }
+      const st = await lstatIfPresent(abs);
+      if (!st) return undefined;
       const t = entryType(st);
       if (!t) return undefined;
       if (t === 'd') return 'dir'; // replaced by a directory meanwhile (or no d_type)

@@ -244,14 +244,20 @@ export class Frontend {
         return this.deepestHit(keyed, undefined, warnings);
       }
       if (ref) {
-        await this.keepRemoteKeys(keyed.slice(0, i + 1), imported);
+        try {
+          await this.keepRemoteKeys(keyed.slice(0, i), imported);
+          await cache.keys.record(k.step.opKey, k.inputs, ref.id, { description: k.step.text, descHandlers: imported.handlers });
+        } catch (err) {
+          await ref.release();
+          throw err;
+        }
         return { index: i, ref };
       }
     }
     return undefined;
   }
 
-  /** Records here the keys of `steps` that the imported cache has results for (lazy records: nothing is fetched). */
+  /** Records here the keys of `steps` (those below a remote hit) that the imported cache has results for (lazy records: nothing is fetched). */
   private async keepRemoteKeys(steps: readonly KeyedInput[], imported: ImportedCache): Promise<void> {
     const cache = this.options.cache;
     for (const k of steps) {

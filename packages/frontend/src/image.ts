@@ -7,8 +7,9 @@
 import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { rename, rm } from 'node:fs/promises';
-import { once } from 'node:events';
-import type { Writable } from 'node:stream';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import tar from 'tar-stream';
 import type { ImmutableRef } from '@buildcache/cache';
 import type { ContentStore, Descriptor } from '@buildcache/snapshot';
 import { PLATFORM, type ImageConfig } from './dockerfile/plan.js';
@@ -48,30 +49,6 @@ export async function imageOf(top: ImmutableRef | undefined, config: ImageConfig
   return { manifest: describe(MEDIA_MANIFEST, manifestBytes), manifestBytes, config: configDesc, configBytes, layers };
 }
 
-/** A ustar header for a regular file or directory (names < 100 bytes, as an OCI layout's are). */
-function tarHeader(name: string, size: number, dir: boolean): Buffer {
-  const h = Buffer.alloc(512);
-  const field = (value: string, offset: number, length: number): void => void h.write(value, offset, length, 'ascii');
-  const octal = (n: number, length: number): string => n.toString(8).padStart(length - 1, '0');
-  field(name, 0, 100);
-  field(octal(dir ? 0o755 : 0o644, 8), 100, 8);
-  field(octal(0, 8), 108, 8);
-  field(octal(0, 8), 116, 8);
-  field(octal(size, 12), 124, 12);
-  field(octal(0, 12), 136, 12);
-  field('        ', 148, 8);
-  field(dir ? '5' : '0', 156, 1);
-  field('ustar\x0000', 257, 8);
-  let sum = 0;
-  for (const b of h) sum += b;
-  field(octal(sum, 7) + '\0', 148, 8);
-  return h;
-}
-
-async function write(out: Writable, chunk: Uint8Array): Promise<void> {
-  if (!out.write(chunk)) await once(out, 'drain');
-}
-
 /**
  * Writes `image` as an OCI image layout tar at `dest` (atomically: a temp file renamed), layer
  * blobs streamed from `content`; `name` (e.g. `docker.io/library/app:latest`) is annotated on the
@@ -93,15 +70,16 @@ export async function exportOCIArchive(image: BuiltImage, content: ContentStore,
     }),
   );
   const tmp = `${dest}.tmp-${process.pid}`;
-  const out = createWriteStream(tmp);
+  const pack = tar.pack();
+  const written = pipeline(pack, createWriteStream(tmp));
+  written.catch(() => undefined); // awaited below; handled here so a write error meanwhile is not unhandled
+  const header = { mode: 0o644, mtime: new Date(0), uid: 0, gid: 0 };
   try {
-    const file = async (path: string, size: number, chunks: AsyncIterable<Uint8Array> | Iterable<Uint8Array>): Promise<void> => {
-      await write(out, tarHeader(path, size, false));
-      for await (const c of chunks) await write(out, c);
-      if (size % 512) await write(out, Buffer.alloc(512 - (size % 512)));
-    };
-    await write(out, tarHeader('blobs/', 0, true));
-    await write(out, tarHeader('blobs/sha256/', 0, true));
+    const file = (name: string, size: number, body: AsyncIterable<Uint8Array> | Iterable<Uint8Array>): Promise<void> =>
+      pipeline(Readable.from(body), pack.entry({ ...header, name, size }));
+    for (const name of ['blobs', 'blobs/sha256']) {
+      await new Promise<void>((res, rej) => pack.entry({ ...header, name, type: 'directory', mode: 0o755 }, (err) => (err ? rej(err) : res())));
+    }
     const blob = (d: Descriptor): string => `blobs/sha256/${d.digest.slice('sha256:'.length)}`;
     const seen = new Set<string>();
     for (const layer of image.layers) {
@@ -114,12 +92,12 @@ export async function exportOCIArchive(image: BuiltImage, content: ContentStore,
     const layout = Buffer.from(JSON.stringify({ imageLayoutVersion: '1.0.0' }));
     await file('oci-layout', layout.length, [layout]);
     await file('index.json', index.length, [index]);
-    await write(out, Buffer.alloc(1024));
-    out.end();
-    await once(out, 'close');
+    pack.finalize();
+    await written;
     await rename(tmp, dest);
   } catch (err) {
-    out.destroy();
+    pack.destroy(err as Error);
+    await written.catch(() => undefined);
     await rm(tmp, { force: true });
     throw err;
   }
