@@ -10,7 +10,6 @@ import { policyFromWire, requestInt, toWireUsage, type WirePolicy } from './conv
 import type { ServiceContext } from './context.js';
 import { turnTaker } from './calls.js';
 
-
 /** The operations of buildcache's own API that are not served yet, and why. */
 export const OPERATIONS = ['Build', 'Pull', 'Push', 'Import', 'Export', 'Images'] as const;
 
