@@ -188,10 +188,7 @@ export class Calls {
     for (const c of this.longLived) c.abort(new ErrUnavailable('the daemon is shutting down'));
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise<false>((res) => (timer = setTimeout(() => res(false), timeoutMs)));
-    const done = (async (): Promise<true> => {
-      while (this.inflight.size) await Promise.allSettled([...this.inflight]);
-      return true;
-    })();
+    const done = this.settled().then((): true => true);
     try {
       return await Promise.race([done, timedOut]);
     } finally {
