@@ -7,7 +7,7 @@ import { Client as GrpcClient, credentials, Metadata, status as Status } from '@
 import type { ClientReadableStream } from '@grpc/grpc-js';
 import type { DiskUsageOptions, PruneOptions, PrunePolicy, PruneResult, UsageInfo } from '@buildcache/cache';
 import { ErrClosed, ErrPermissionDenied, ErrUnavailable, type BuildcacheError } from '@buildcache/errdefs';
-import { fromGrpc } from '@containerd/leases-ts';
+import { fromGrpc, MAX_MESSAGE_SIZE } from '@containerd/leases-ts';
 import { fromWireUsage, toWirePolicy, type WireUsage } from './convert.js';
 import { method } from './proto.js';
 import { addressOf, socketPath } from './socket.js';
@@ -38,7 +38,7 @@ export class CacheClient {
 
   constructor(readonly address: string) {
     this.grpc = new GrpcClient(address.replace(/^unix:\/\//, 'unix:'), credentials.createInsecure(), {
-      'grpc.max_receive_message_length': 16 << 20,
+      'grpc.max_receive_message_length': MAX_MESSAGE_SIZE,
       'grpc.initial_reconnect_backoff_ms': 100,
       'grpc.max_reconnect_backoff_ms': 1000,
       'grpc.enable_retries': 0,
