@@ -28,7 +28,7 @@ export interface HoldOptions {
   readonly newMutable?: { readonly description?: string };
 }
 
-/** One of the operations still being built (answers ErrNotImplemented until its feature lands). */
+/** One of the operations reserved on the socket (answered with ErrNotImplemented: the CLI runs them in its own process). */
 export type Operation = (typeof OPERATIONS)[number];
 
 /** A connection to a daemon. */
@@ -118,7 +118,7 @@ export class CacheClient {
     return { ids: first.value.ids, release: async () => void (await it.return(undefined)) };
   }
 
-  /** Runs one of the operations still being built (build, pull, push, import, export, images): ErrNotImplemented today. */
+  /** Calls one of the reserved operations (build, pull, push, import, export, images): ErrNotImplemented. */
   async operation(op: Operation, request: unknown): Promise<unknown[]> {
     const out: unknown[] = [];
     for await (const e of this.read<{ json: string }>(op, { json: JSON.stringify(request ?? null) })) out.push(JSON.parse(e.json));
