@@ -13,12 +13,6 @@ import {
 import { readArgs, UsageError, type Flags, type Name } from './args.js';
 import { du, pruneCommand, type CacheAccess } from './commands.js';
 import { demo } from './demo.js';
-import { buildCommand } from './build.js';
-import { withRemote } from './remote.js';
-import { pullCommand } from './pull.js';
-import { catCommand } from './cat.js';
-import { compressionFlag, pushCommand } from './push.js';
-import { imageCommand, IMAGE_COMMANDS, openImages, withImages } from './images.js';
 import { canAsk, confirm, Output, Progress } from './terminal.js';
 import { parseDuration, parseSize } from './units.js';
 import { EXIT, USAGE } from './usage.js';
@@ -186,39 +180,48 @@ export async function main(argv: readonly string[]): Promise<number> {
   }
 }
 
-/** Runs a command on the cache `options` names, opened in this process; returns the exit code. */
+/**
+ * Runs a command on the cache `options` names, opened in this process; returns the exit code. Each
+ * command's modules (frontend, registry, images) load only when it runs: du and prune need none.
+ */
 async function runLocal(command: string, args: readonly string[], flags: Flags, options: OpenCacheOptions, logger: Logger): Promise<number> {
   const out = new Output();
+  if (command === 'demo') {
+    await withOpenCache(options, async ({ cache }) => {
+      await demo(cache, out);
+      await du(cache, { filters: [], verbose: false, format: 'table' }, out, new Progress());
+    });
+    return EXIT.ok;
+  }
+  if (command === 'build') return await (await import('./build.js')).buildCommand(flags, args[0], options, logger);
+  const { imageCommand, IMAGE_COMMANDS, openImages, withImages } = await import('./images.js');
   if (IMAGE_COMMANDS.has(command)) {
     await withImages(options, imageCommand(command, args[0]!, flags, out));
     return EXIT.ok;
   }
-  if (command === 'build') return await buildCommand(flags, args[0], options, logger);
+  const { withRemote } = await import('./remote.js');
   if (command === 'cat') {
+    const { catCommand } = await import('./cat.js');
     const write = (chunk: Buffer): Promise<void> => new Promise((ok, fail) => process.stdout.write(chunk, (e) => (e ? fail(e) : ok())));
     await withRemote(options.root, logger, false, (client, manager) => catCommand(client, manager, args[0]!, args[1]!, write));
     return EXIT.ok;
   }
   if (command === 'pull') {
+    const { pullCommand } = await import('./pull.js');
     await withOpenCache(options, ({ cache }) => withRemote(options.root, logger, false, (client, manager) =>
       pullCommand(cache, client, manager, args[0]!, { lazy: flags.booleans.has('lazy') }, out)));
     return EXIT.ok;
   }
-  if (command === 'push') {
-    const compression = compressionFlag(flags.strings.get('compression'));
-    await withOpenCache(options, async ({ cache, backend }) => {
-      const images = await openImages(cache, options);
-      try {
-        await withRemote(options.root, logger, false, (client) => pushCommand(cache, images.images, backend.content, client, args[0]!, args[1]!, compression, out));
-      } finally {
-        await images.close();
-      }
-    });
-    return EXIT.ok;
-  }
-  await withOpenCache(options, async ({ cache }) => {
-    await demo(cache, out);
-    await du(cache, { filters: [], verbose: false, format: 'table' }, out, new Progress());
+  // push: readArgs admits no other command.
+  const { compressionFlag, pushCommand } = await import('./push.js');
+  const compression = compressionFlag(flags.strings.get('compression'));
+  await withOpenCache(options, async ({ cache, backend }) => {
+    const images = await openImages(cache, options);
+    try {
+      await withRemote(options.root, logger, false, (client) => pushCommand(cache, images.images, backend.content, client, args[0]!, args[1]!, compression, out));
+    } finally {
+      await images.close();
+    }
   });
   return EXIT.ok;
 }
