@@ -74,24 +74,17 @@ const GLOBAL_FLAGS: readonly Name[] = ['addr', 'root', 'containerd', 'namespace'
 /** The flags given, by their long name. */
 export interface Flags {
   readonly strings: ReadonlyMap<Name, string>;
-  readonly filters: readonly string[];
-  /** `--build-arg K=V`, in order. */
-  readonly buildArgs: readonly string[];
-  /** Values of the other repeatable flags (`--cache-to`, `--cache-from`), in order. */
+  /** The values of each repeatable flag given (`--filter`, `--build-arg`, `--cache-to`, `--cache-from`), in order. */
   readonly lists: ReadonlyMap<Name, readonly string[]>;
-  /** Positional arguments after the command. */
-  readonly operands: readonly string[];
   readonly booleans: ReadonlySet<Name>;
 }
 
 /** What the command line asked for. */
 export interface Args {
   readonly command: string | undefined;
-  /** The command's argument (see COMMAND_ARGS). */
-  readonly arg?: string;
-  readonly flags: Flags;
   /** The command's positional arguments (see COMMAND_ARGS). */
   readonly args: readonly string[];
+  readonly flags: Flags;
 }
 
 const flagName = (raw: string): string => (raw.startsWith('--') ? raw : `${raw} (--${longOf(raw)})`);
@@ -101,8 +94,6 @@ const longOf = (raw: string): string => Object.entries(OPTIONS).find(([, o]) => 
 export function readArgs(argv: readonly string[]): Args {
   const { tokens } = parseArgs({ args: [...argv], options: OPTIONS, allowPositionals: true, strict: false, tokens: true });
   const strings = new Map<Name, string>();
-  const filters: string[] = [];
-  const buildArgs: string[] = [];
   const lists = new Map<Name, string[]>();
   const booleans = new Set<Name>();
   const positionals: string[] = [];
@@ -133,9 +124,7 @@ export function readArgs(argv: readonly string[]): Args {
     if (t.value === '') {
       throw new UsageError(`${flagName(t.rawName)} has an empty value (an unset shell variable?); give a value or leave the flag out`);
     }
-    if (name === 'filter') filters.push(t.value);
-    else if (name === 'build-arg') buildArgs.push(t.value);
-    else if (name === 'cache-to' || name === 'cache-from') lists.set(name, [...(lists.get(name) ?? []), t.value]);
+    if ('multiple' in OPTIONS[name]) lists.set(name, [...(lists.get(name) ?? []), t.value]);
     else if (strings.has(name) && strings.get(name) !== t.value) throw new UsageError(`--${name} is given twice with different values`);
     else strings.set(name, t.value);
   }
@@ -150,10 +139,9 @@ export function readArgs(argv: readonly string[]): Args {
       const missing = wanted.slice(positionals.length - 1).join(' ');
       throw new UsageError(wanted.length === 1 ? `${command}: give the ${missing}` : `${command}: missing ${missing}; usage: buildcache ${command} ${wanted.join(' ')}`);
     }
-    for (const name of [...strings.keys(), ...booleans, ...(filters.length ? ['filter' as const] : []), ...(buildArgs.length ? ['build-arg' as const] : []), ...lists.keys()]) {
+    for (const name of [...strings.keys(), ...booleans, ...lists.keys()]) {
       if (!GLOBAL_FLAGS.includes(name) && !allowed.includes(name)) throw new UsageError(`${command}: unknown flag --${name}; see buildcache --help`);
     }
   }
-  const args = positionals.slice(1);
-  return { command, ...(args[0] !== undefined ? { arg: args[0] } : {}), flags: { strings, filters, buildArgs, lists, operands: args, booleans }, args };
+  return { command, args: positionals.slice(1), flags: { strings, lists, booleans } };
 }

@@ -47,11 +47,10 @@ function specOf(value: string, direction: 'to' | 'from'): CacheSpec {
 }
 
 /** Runs `build`; returns the exit code. The runtime is `$BUILDCACHE_RUNC` or `runc`. */
-export async function buildCommand(flags: Flags, options: OpenCacheOptions, logger: Logger): Promise<number> {
-  const context = flags.operands[0];
+export async function buildCommand(flags: Flags, context: string | undefined, options: OpenCacheOptions, logger: Logger): Promise<number> {
   if (context === undefined) throw new UsageError('build: missing CONTEXT (the build context directory, e.g. buildcache build .)');
   const mode = progressMode(flags.strings.get('progress'));
-  const args = buildArgs(flags.buildArgs);
+  const args = buildArgs(flags.lists.get('build-arg') ?? []);
   const runtime = process.env['BUILDCACHE_RUNC'] || undefined;
   const root = join(options.root, 'frontend');
   const cacheTo = (flags.lists.get('cache-to') ?? []).map((v) => specOf(v, 'to'));

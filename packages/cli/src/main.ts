@@ -6,19 +6,13 @@ import { readFile } from 'node:fs/promises';
 import { constants, homedir } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
 import { pino, type Logger } from 'pino';
-import { openCache, type CacheManager, type OpenCacheOptions, type PrunePolicy } from '@buildcache/cache';
+import { openCache, type OpenCache, type OpenCacheOptions, type PrunePolicy } from '@buildcache/cache';
 import {
   BuildcacheError, ErrDeadlineExceeded, ErrInvalidArgument, ErrNotAStore, ErrPermissionDenied, ErrStoreLocked, ErrUnavailable,
 } from '@buildcache/errdefs';
 import { readArgs, UsageError, type Flags, type Name } from './args.js';
 import { du, pruneCommand, type CacheAccess } from './commands.js';
 import { demo } from './demo.js';
-import { buildCommand } from './build.js';
-import { withRemote } from './remote.js';
-import { pullCommand } from './pull.js';
-import { catCommand } from './cat.js';
-import { compressionFlag, pushCommand } from './push.js';
-import { imageCommand, IMAGE_COMMANDS, openImages, withImages } from './images.js';
 import { canAsk, confirm, Output, Progress } from './terminal.js';
 import { parseDuration, parseSize } from './units.js';
 import { EXIT, USAGE } from './usage.js';
@@ -96,7 +90,7 @@ function either(flags: Flags, buildctl: Name, buildx: string, buildxValue: strin
 
 /** The prune policy from prune's flags. */
 function prunePolicy(flags: Flags): PrunePolicy {
-  const { filters, until } = splitUntil(flags.filters);
+  const { filters, until } = splitUntil(flags.lists.get('filter') ?? []);
   const duration = either(flags, 'keep-duration', '--filter until', until);
   const size = (buildctl: Name, buildx: Name): number | undefined => {
     const v = either(flags, buildctl, `--${buildx}`, flags.strings.get(buildx));
@@ -144,7 +138,7 @@ function onSignals(controller: AbortController): () => void {
 export async function main(argv: readonly string[]): Promise<number> {
   let logger: Logger | undefined;
   try {
-    const { command, arg, flags, args } = readArgs(argv);
+    const { command, args, flags } = readArgs(argv);
     if (flags.booleans.has('version')) {
       process.stdout.write(`buildcache ${await version()}\n`);
       return EXIT.ok;
@@ -163,56 +157,21 @@ export async function main(argv: readonly string[]): Promise<number> {
     // The daemon and its client load gRPC: only when used.
     if (command === 'serve') return await (await import('./serve.js')).serve(flags, cacheOptions(flags, logger), logger);
     const addr = daemonAddress(flags);
-    if (addr !== undefined && command !== 'du' && command !== 'prune') {
+    if (command === 'du' || command === 'prune') {
+      const cache = addr ?? cacheOptions(flags, logger);
+      const fmt = format(flags.strings.get('format'));
+      const out = new Output();
+      const progress = new Progress();
+      if (command === 'prune') return await prune(flags, cache, fmt, out, progress);
+      const { filters, until } = splitUntil(flags.lists.get('filter') ?? []);
+      if (until !== undefined) throw new UsageError('du: the until= filter applies to prune only');
+      await withCache(cache, (c) => du(c, { filters, verbose: flags.booleans.has('verbose'), format: fmt }, out, progress));
+      return EXIT.ok;
+    }
+    if (addr !== undefined) {
       throw new UsageError(`${command === 'demo' ? 'demo builds records' : `${command} runs`} in this process; drop --addr (and BUILDCACHE_HOST)`);
     }
-    const local = addr === undefined ? cacheOptions(flags, logger) : undefined;
-    const options = local ?? addr!;
-    const out = new Output();
-    if (IMAGE_COMMANDS.has(command)) {
-      await withImages(local!, imageCommand(command, arg!, flags, out));
-      return EXIT.ok;
-    }
-    const fmt = format(flags.strings.get('format'));
-    const progress = new Progress();
-    if (command === 'du') {
-      const { filters, until } = splitUntil(flags.filters);
-      if (until !== undefined) throw new UsageError('du: the until= filter applies to prune only');
-      await withCache(options, (cache) => du(cache, { filters, verbose: flags.booleans.has('verbose'), format: fmt }, out, progress));
-      return EXIT.ok;
-    }
-    if (command === 'prune') return await prune(flags, options, fmt, out, progress);
-    if (command === 'build') return await buildCommand(flags, local!, logger);
-    if (command === 'pull') {
-      await withLocalCache(local!, (cache) => withRemote(local!.root, logger!, false, (client, manager) =>
-        pullCommand(cache, client, manager, args[0]!, { lazy: flags.booleans.has('lazy') }, out)));
-      return EXIT.ok;
-    }
-    if (command === 'cat') {
-      const write = (chunk: Buffer): Promise<void> => new Promise((ok, fail) => process.stdout.write(chunk, (e) => (e ? fail(e) : ok())));
-      await withRemote(local!.root, logger, false, (client, manager) => catCommand(client, manager, args[0]!, args[1]!, write));
-      return EXIT.ok;
-    }
-    if (command === 'push') {
-      const compression = compressionFlag(flags.strings.get('compression'));
-      const opened = await openCache(local!);
-      try {
-        const images = await openImages(opened.cache, local!);
-        try {
-          await withRemote(local!.root, logger, false, (client) => pushCommand(opened.cache, images.images, opened.backend.content, client, args[0]!, args[1]!, compression, out));
-        } finally {
-          await images.close();
-        }
-      } finally {
-        await opened.close();
-      }
-      return EXIT.ok;
-    }
-    await withLocalCache(local!, async (cache) => {
-      await demo(cache, out);
-      await du(cache, { filters: [], verbose: false, format: 'table' }, out, progress);
-    });
-    return EXIT.ok;
+    return await runLocal(command, args, flags, cacheOptions(flags, logger), logger);
   } catch (err) {
     const message = err instanceof BuildcacheError || err instanceof UsageError ? err.message : String(err);
     process.stderr.write(`buildcache: ${message.split('\n')[0]}\n`);
@@ -221,24 +180,68 @@ export async function main(argv: readonly string[]): Promise<number> {
   }
 }
 
-/** Runs `fn` on the cache `options` name (or on the daemon at that address), closing it afterwards. */
-async function withCache<T>(options: OpenCacheOptions | string, fn: (cache: CacheAccess) => Promise<T>): Promise<T> {
-  if (typeof options === 'string') {
-    const client = (await import('@buildcache/server')).connect(options);
-    try {
-      return await fn(client);
-    } finally {
-      client.close();
-    }
+/**
+ * Runs a command on the cache `options` names, opened in this process; returns the exit code. Each
+ * command's modules (frontend, registry, images) load only when it runs: du and prune need none.
+ */
+async function runLocal(command: string, args: readonly string[], flags: Flags, options: OpenCacheOptions, logger: Logger): Promise<number> {
+  const out = new Output();
+  if (command === 'demo') {
+    await withOpenCache(options, async ({ cache }) => {
+      await demo(cache, out);
+      await du(cache, { filters: [], verbose: false, format: 'table' }, out, new Progress());
+    });
+    return EXIT.ok;
   }
-  return withLocalCache(options, fn);
+  if (command === 'build') return await (await import('./build.js')).buildCommand(flags, args[0], options, logger);
+  const { imageCommand, IMAGE_COMMANDS, openImages, withImages } = await import('./images.js');
+  if (IMAGE_COMMANDS.has(command)) {
+    await withImages(options, imageCommand(command, args[0]!, flags, out));
+    return EXIT.ok;
+  }
+  const { withRemote } = await import('./remote.js');
+  if (command === 'cat') {
+    const { catCommand } = await import('./cat.js');
+    const write = (chunk: Buffer): Promise<void> => new Promise((ok, fail) => process.stdout.write(chunk, (e) => (e ? fail(e) : ok())));
+    await withRemote(options.root, logger, false, (client, manager) => catCommand(client, manager, args[0]!, args[1]!, write));
+    return EXIT.ok;
+  }
+  if (command === 'pull') {
+    const { pullCommand } = await import('./pull.js');
+    await withOpenCache(options, ({ cache }) => withRemote(options.root, logger, false, (client, manager) =>
+      pullCommand(cache, client, manager, args[0]!, { lazy: flags.booleans.has('lazy') }, out)));
+    return EXIT.ok;
+  }
+  // push: readArgs admits no other command.
+  const { compressionFlag, pushCommand } = await import('./push.js');
+  const compression = compressionFlag(flags.strings.get('compression'));
+  await withOpenCache(options, async ({ cache, backend }) => {
+    const images = await openImages(cache, options);
+    try {
+      await withRemote(options.root, logger, false, (client) => pushCommand(cache, images.images, backend.content, client, args[0]!, args[1]!, compression, out));
+    } finally {
+      await images.close();
+    }
+  });
+  return EXIT.ok;
 }
 
-/** Runs `fn` on the cache `options` name, opened in this process. */
-async function withLocalCache<T>(options: OpenCacheOptions, fn: (cache: CacheManager) => Promise<T>): Promise<T> {
+/** Runs `fn` on the cache `options` names (or on the daemon at that address), closing it afterwards. */
+async function withCache<T>(options: OpenCacheOptions | string, fn: (cache: CacheAccess) => Promise<T>): Promise<T> {
+  if (typeof options !== 'string') return withOpenCache(options, (opened) => fn(opened.cache));
+  const client = (await import('@buildcache/server')).connect(options);
+  try {
+    return await fn(client);
+  } finally {
+    client.close();
+  }
+}
+
+/** Runs `fn` on the cache `options` names, opened in this process, closing it afterwards. */
+async function withOpenCache<T>(options: OpenCacheOptions, fn: (opened: OpenCache) => Promise<T>): Promise<T> {
   const opened = await openCache(options);
   try {
-    return await fn(opened.cache);
+    return await fn(opened);
   } finally {
     await opened.close();
   }

@@ -16,10 +16,10 @@ export const EXIT = {
 export const USAGE = `Usage: buildcache [global options] <command> [options]
 
 Commands:
-  du       Show disk usage of the build cache
-  prune    Remove unused cache records
-  demo     Build a small chain of cache records, export it, and show du
-  build    Build a Dockerfile over the cache: unchanged steps are not run again
+  du                   Show disk usage of the build cache
+  prune                Remove unused cache records
+  demo                 Build a small chain of cache records, export it, and show du
+  build CONTEXT        Build a Dockerfile over the cache: unchanged steps are not run again
   pull REF             Record an image's layers in the cache (eStargz layers lazily); fetch, verify,
                        store and extract them unless --lazy
   cat REF PATH         Print one file of a remote image, fetching only its chunks from eStargz layers
@@ -28,7 +28,7 @@ Commands:
   import FILE|-        Import the images of an OCI image layout or docker save archive (tar, .gz, .zst)
   export NAME -o FILE  Write an image as an OCI image layout (or a docker save archive); -o - is stdout
   images               List images: names, IDs, layer count, size
-  serve    Run the daemon: own the cache, serve it to buildcache and buildctl on a unix socket
+  serve                Run the daemon: own the cache, serve it to buildcache and buildctl on a unix socket
 
 Global options:
   --addr ADDR            du/prune: go through the daemon at ADDR (unix:///path.sock; default $BUILDCACHE_HOST
@@ -75,17 +75,20 @@ build options: buildcache build [options] CONTEXT
                          type=local,src=DIR; layers are fetched only for results that are mounted
   Prints the image's manifest digest. RUN steps run with runc ($BUILDCACHE_RUNC, else runc on PATH),
   without network, in containers named buildcache-* under <root>/frontend/runc.
+
 pull options:
   --lazy                 only record the layers (reads footers and TOCs); fetch nothing else
 
 push options:
   --compression C        gzip (default), zstd, uncompressed, or estargz (lazily pullable layers)
+
 export options:
   -o, --output FILE      where to write the archive (- for stdout)
   --format oci|docker    OCI image layout (default), or a docker save archive (also an OCI layout)
 
 images options:
   --format table|json    output format (default: table)
+
 serve options (the cache is the one --root / --containerd name):
   --group G              group (name or gid) that owns the socket (mode 0660); its members may connect
   --gc                   run automatic GC with BuildKit's default policies

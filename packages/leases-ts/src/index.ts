@@ -17,7 +17,7 @@ export { NamespacesService } from './namespaces.js';
 export { VersionService, IntrospectionService } from './introspection.js';
 export { MAX_MESSAGE_SIZE } from './transport.js';
 export type { ConnectionOptions } from './transport.js';
-export { PROTO_ROOT } from './proto.js';
+export { PROTO_ROOT, protoLoader } from './proto.js';
 export { fromGrpc, grpcCodeOf, checkLabels } from './errors.js';
 export type { CallContext } from './errors.js';
 export type * from './types.js';

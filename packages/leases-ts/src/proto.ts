@@ -38,19 +38,24 @@ const FILES = [
 /** A method as the generic grpc-js client needs it. */
 export type Method = MethodDefinition<object, object>;
 
-let cached: PackageDefinition | undefined;
-
-function definitions(): PackageDefinition {
-  cached ??= loadSync(FILES, {
-    keepCase: true,
-    longs: String,
-    enums: String,
-    defaults: true,
-    oneofs: true,
-    includeDirs: [PROTO_ROOT],
-  });
-  return cached;
+/**
+ * Loads `files` (paths under `root`) with the options every buildcache gRPC peer reads protos with
+ * (field names as written, int64 as strings, enums by name), once, on the first call of the result.
+ */
+export function protoLoader(files: readonly string[], root: string): () => PackageDefinition {
+  let cached: PackageDefinition | undefined;
+  return () =>
+    (cached ??= loadSync([...files], {
+      keepCase: true,
+      longs: String,
+      enums: String,
+      defaults: true,
+      oneofs: true,
+      includeDirs: [root],
+    }));
 }
+
+const definitions = protoLoader(FILES, PROTO_ROOT);
 
 /** The definition of `service`'s method `name` (e.g. `method('snapshots', 'Prepare')`). */
 export function method(service: ServiceName, name: string): Method {

@@ -1,7 +1,7 @@
 /**
  * `buildcache.v1.Cache`, buildcache's own API: streamed du and prune (several policies, dry run),
- * Hold (records kept in use while a call stays open), and the operations still being built, each
- * one handler in OPERATIONS: UNIMPLEMENTED until its feature lands.
+ * Hold (records kept in use while a call stays open), and the operations reserved on the socket, each
+ * one handler in OPERATIONS: UNIMPLEMENTED (the CLI runs them in its own process).
  */
 import type { UntypedServiceImplementation } from '@grpc/grpc-js';
 import type { ImmutableRef, MutableRef } from '@buildcache/cache';
@@ -10,8 +10,7 @@ import { policyFromWire, requestInt, toWireUsage, type WirePolicy } from './conv
 import type { ServiceContext } from './context.js';
 import { turnTaker } from './calls.js';
 
-
-/** The operations of buildcache's own API that are not served yet, and why. */
+/** The operations of buildcache's own API that the daemon does not serve (the CLI runs them in its own process). */
 export const OPERATIONS = ['Build', 'Pull', 'Push', 'Import', 'Export', 'Images'] as const;
 
 /** The handlers of buildcache's own service. */
@@ -67,7 +66,7 @@ export function cacheService(ctx: ServiceContext): UntypedServiceImplementation 
   };
   for (const op of OPERATIONS) {
     handlers[op] = calls.unimplemented(
-      `buildcache.v1.Cache/${op} is not implemented yet: this daemon serves du, prune and hold; ${op.toLowerCase()} comes with its feature`,
+      `buildcache.v1.Cache/${op} is not implemented yet: this daemon serves du, prune and hold; buildcache ${op.toLowerCase()} runs in the CLI's own process`,
     );
   }
   return handlers;

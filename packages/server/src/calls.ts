@@ -4,7 +4,7 @@
  * calls in flight that a graceful shutdown waits for.
  */
 import type {
-  handleServerStreamingCall, handleUnaryCall, ServerUnaryCall, ServerWritableStream, UntypedHandleCall,
+  handleServerStreamingCall, handleUnaryCall, ServerUnaryCall, ServerWritableStream, ServiceError, UntypedHandleCall,
 } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { ErrCanceled, ErrNotImplemented, ErrResourceExhausted, ErrUnavailable } from '@buildcache/errdefs';
@@ -91,6 +91,17 @@ export class Calls {
     };
   }
 
+  /** Admits a call, or answers it with the refusal through `refuse` and returns undefined. */
+  private enter(name: string, options: MethodOptions, refuse: (status: Partial<ServiceError>) => void): (() => void) | undefined {
+    try {
+      return this.admit(name, options);
+    } catch (err) {
+      answered(name, err);
+      refuse(toStatus(err));
+      return undefined;
+    }
+  }
+
   private track(run: Promise<void>): void {
     this.inflight.add(run);
     void run.finally(() => this.inflight.delete(run));
@@ -99,15 +110,9 @@ export class Calls {
   /** A unary handler. */
   unary<Req, Res extends object>(name: string, fn: (req: Req) => Promise<Res>, options: MethodOptions = {}): handleUnaryCall<Req, Res> {
     return (call: ServerUnaryCall<Req, Res>, callback) => {
-      let leave: () => void;
       const started = performance.now();
-      try {
-        leave = this.admit(name, options);
-      } catch (err) {
-        answered(name, err);
-        callback(toStatus(err));
-        return;
-      }
+      const leave = this.enter(name, options, (status) => callback(status));
+      if (!leave) return;
       this.track(
         fn(call.request).then(
           (res) => {
@@ -129,15 +134,9 @@ export class Calls {
     name: string, fn: (req: Req, scope: StreamScope) => Promise<void>, options: MethodOptions = {},
   ): handleServerStreamingCall<Req, Res> {
     return (call: ServerWritableStream<Req, Res>) => {
-      let leave: () => void;
       const started = performance.now();
-      try {
-        leave = this.admit(name, options);
-      } catch (err) {
-        answered(name, err);
-        call.emit('error', toStatus(err));
-        return;
-      }
+      const leave = this.enter(name, options, (status) => call.emit('error', status));
+      if (!leave) return;
       const controller = new AbortController();
       call.on('cancelled', () => controller.abort(new ErrUnavailable(`${name}: cancelled by the client`)));
       if (options.longLived) this.longLived.add(controller);
@@ -189,10 +188,7 @@ export class Calls {
     for (const c of this.longLived) c.abort(new ErrUnavailable('the daemon is shutting down'));
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise<false>((res) => (timer = setTimeout(() => res(false), timeoutMs)));
-    const done = (async (): Promise<true> => {
-      while (this.inflight.size) await Promise.allSettled([...this.inflight]);
-      return true;
-    })();
+    const done = this.settled().then((): true => true);
     try {
       return await Promise.race([done, timedOut]);
     } finally {

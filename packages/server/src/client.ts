@@ -7,7 +7,7 @@ import { Client as GrpcClient, credentials, Metadata, status as Status } from '@
 import type { ClientReadableStream } from '@grpc/grpc-js';
 import type { DiskUsageOptions, PruneOptions, PrunePolicy, PruneResult, UsageInfo } from '@buildcache/cache';
 import { ErrClosed, ErrPermissionDenied, ErrUnavailable, type BuildcacheError } from '@buildcache/errdefs';
-import { fromGrpc } from '@containerd/leases-ts';
+import { fromGrpc, MAX_MESSAGE_SIZE } from '@containerd/leases-ts';
 import { fromWireUsage, toWirePolicy, type WireUsage } from './convert.js';
 import { method } from './proto.js';
 import { addressOf, socketPath } from './socket.js';
@@ -28,7 +28,7 @@ export interface HoldOptions {
   readonly newMutable?: { readonly description?: string };
 }
 
-/** One of the operations still being built (answers ErrNotImplemented until its feature lands). */
+/** One of the operations reserved on the socket (answered with ErrNotImplemented: the CLI runs them in its own process). */
 export type Operation = (typeof OPERATIONS)[number];
 
 /** A connection to a daemon. */
@@ -38,7 +38,7 @@ export class CacheClient {
 
   constructor(readonly address: string) {
     this.grpc = new GrpcClient(address.replace(/^unix:\/\//, 'unix:'), credentials.createInsecure(), {
-      'grpc.max_receive_message_length': 16 << 20,
+      'grpc.max_receive_message_length': MAX_MESSAGE_SIZE,
       'grpc.initial_reconnect_backoff_ms': 100,
       'grpc.max_reconnect_backoff_ms': 1000,
       'grpc.enable_retries': 0,
@@ -118,7 +118,7 @@ export class CacheClient {
     return { ids: first.value.ids, release: async () => void (await it.return(undefined)) };
   }
 
-  /** Runs one of the operations still being built (build, pull, push, import, export, images): ErrNotImplemented today. */
+  /** Calls one of the reserved operations (build, pull, push, import, export, images): ErrNotImplemented. */
   async operation(op: Operation, request: unknown): Promise<unknown[]> {
     const out: unknown[] = [];
     for await (const e of this.read<{ json: string }>(op, { json: JSON.stringify(request ?? null) })) out.push(JSON.parse(e.json));

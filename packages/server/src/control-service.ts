@@ -8,7 +8,7 @@ import type { UntypedServiceImplementation } from '@grpc/grpc-js';
 import type { UsageInfo } from '@buildcache/cache';
 import { parseFilters } from '@buildcache/filters';
 import { ErrInvalidArgument } from '@buildcache/errdefs';
-import { policyFromControl, requestInt, toGCPolicy, toUsageRecord, type ControlPruneRequest } from './convert.js';
+import { nsToMs, policyFromControl, toGCPolicy, toUsageRecord, type ControlPruneRequest } from './convert.js';
 import type { ServiceContext } from './context.js';
 import { turnTaker } from './calls.js';
 
@@ -30,18 +30,19 @@ function notServed(method: string): string {
 /** The handlers of BuildKit's Control service. */
 export function controlService(ctx: ServiceContext): UntypedServiceImplementation {
   const { cache, calls, worker } = ctx;
+  const buildkitVersion = { package: PACKAGE, version: worker.version, revision: '' };
   const workerRecord = (): object => ({
     ID: worker.id,
     Labels: { ...worker.labels },
     platforms: [platform()],
     GCPolicy: worker.gcPolicies.map(toGCPolicy),
-    BuildkitVersion: { package: PACKAGE, version: worker.version, revision: '' },
+    BuildkitVersion: buildkitVersion,
   });
   return {
     DiskUsage: calls.unary<{ filter?: string[]; ageLimit?: string }, object>(
       'Control/DiskUsage',
       async (req) => {
-        const ageLimitMs = Math.ceil(requestInt(req.ageLimit, 'ageLimit') / 1e6);
+        const ageLimitMs = nsToMs(req.ageLimit, 'ageLimit');
         const record: object[] = [];
         const turn = turnTaker();
         for await (const u of cache.diskUsage({ filters: req.filter ?? [], ...(ageLimitMs ? { ageLimitMs } : {}) })) {
@@ -79,7 +80,7 @@ export function controlService(ctx: ServiceContext): UntypedServiceImplementatio
       return Promise.resolve({ record: matches ? [workerRecord()] : [] });
     }),
     Info: calls.unary<object, object>('Control/Info', () =>
-      Promise.resolve({ buildkitVersion: { package: PACKAGE, version: worker.version, revision: '' } }),
+      Promise.resolve({ buildkitVersion }),
     ),
     Solve: calls.unimplemented(notServed('Solve')),
     Status: calls.unimplemented(notServed('Status')),

@@ -27,7 +27,7 @@ export function requestInt(value: Int64 | undefined, field: string): number {
 const replyInt = (value: Int64 | undefined): number => Number(value ?? 0);
 
 /** Nanoseconds in a request, as whole milliseconds (rounded up, so that a duration never shrinks to 0). */
-function nsToMs(value: Int64 | undefined, field: string): number {
+export function nsToMs(value: Int64 | undefined, field: string): number {
   const ns = requestInt(value, field);
   return Math.ceil(ns / 1e6);
 }

@@ -3,7 +3,8 @@
  * own API) once per process, for both the server and the client.
  */
 import { fileURLToPath } from 'node:url';
-import { loadSync, type MethodDefinition, type PackageDefinition } from '@grpc/proto-loader';
+import type { MethodDefinition } from '@grpc/proto-loader';
+import { protoLoader } from '@containerd/leases-ts';
 import type { ServiceDefinition } from '@grpc/grpc-js';
 
 /** The proto root: `dist/src/proto.js` → `../../proto` (also right from `src/proto.ts`). */
@@ -23,19 +24,7 @@ const FILES = ['github.com/moby/buildkit/api/services/control/control.proto', 'b
 /** A method as grpc-js needs it. */
 export type Method = MethodDefinition<object, object>;
 
-let cached: PackageDefinition | undefined;
-
-function definitions(): PackageDefinition {
-  cached ??= loadSync(FILES, {
-    keepCase: true,
-    longs: String,
-    enums: String,
-    defaults: true,
-    oneofs: true,
-    includeDirs: [PROTO_ROOT],
-  });
-  return cached;
-}
+const definitions = protoLoader(FILES, PROTO_ROOT);
 
 /** The whole definition of a service, for `server.addService`. */
 export function service(name: ServiceName): ServiceDefinition {
