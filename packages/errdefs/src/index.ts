@@ -9,6 +9,8 @@ import { BuildcacheError } from './base.js';
 export * from './base.js';
 export * from './registry.js';
 export * from './estargz.js';
+export * from './frontend.js';
+export * from './images.js';
 
 // --- containerd errdefs (also produced by the embedded backend) -------------------------
 
@@ -63,5 +65,3 @@ export class ErrNoBlobs extends BuildcacheError { readonly code = 'ERR_NO_BLOBS'
 export class ErrNeedsRemoteProvider extends BuildcacheError { readonly code = 'ERR_NEEDS_REMOTE_PROVIDER'; }
 /** A layer would sit deeper in its chain than the layer store allows (Docker's 125). */
 export class ErrMaxDepthExceeded extends BuildcacheError { readonly code = 'ERR_MAX_DEPTH_EXCEEDED'; }
-export * from './frontend.js';
-export * from './images.js';
