@@ -123,7 +123,7 @@ describe('layer manager', () => {
     const data = noise(256 * 1024, 11);
     const digest = sha(data);
     const wrong = Buffer.alloc(data.length, 0x78);
-    let during: (() => Promise<unknown>) | undefined;
+    let during: (() => Promise<unknown>) | undefined = undefined;
     const remote = {
       size: data.length,
       // range reads serve other bytes than the (verified) stream: only the stream's may end up in the copy
