@@ -38,6 +38,8 @@ export interface LayerManagerOptions {
 export class LayerManager {
   private readonly layers = new Map<string, LazyLayer>();
   private readonly flight = new FlightGroup<LazyLayer>();
+  /** Local copies of forgotten layers still being deleted, by digest. */
+  private readonly disposing = new Map<string, Promise<void>>();
   private readonly limit: LimitFunction;
   private readonly priority = new Priority();
   private readonly logger: Logger;
@@ -68,6 +70,8 @@ export class LayerManager {
 
   private async resolve(ref: string, desc: Descriptor, remote: RemoteSource, signal: AbortSignal): Promise<LazyLayer> {
     await mkdir(this.options.dir, { recursive: true });
+    // a forgotten copy of the same blob is deleted first: its path is the one the new copy takes
+    await this.disposing.get(desc.digest);
     const verify = this.options.verify ?? true;
     const tocDigest = desc.annotations?.[TOC_DIGEST_ANNOTATION];
     const blob = await SparseBlob.create(desc.digest, remote, join(this.options.dir, `${desc.digest.replace(':', '-')}.partial`), this.priority);
@@ -117,13 +121,17 @@ export class LayerManager {
     if (layer.uses > 0 || this.layers.get(layer.digest) !== layer) return;
     this.layers.delete(layer.digest);
     layer.stop.abort();
-    await layer.blob.dispose();
+    const disposed: Promise<void> = layer.blob.dispose().finally(() => {
+      if (this.disposing.get(layer.digest) === disposed) this.disposing.delete(layer.digest);
+    });
+    this.disposing.set(layer.digest, disposed);
+    await disposed;
     this.logger.debug({ digest: layer.digest }, 'layer forgotten');
   }
 
-  /** Whether the manager still holds the layer of `digest`. */
+  /** Whether the manager still holds the layer of `digest` (or is still deleting its local copy). */
   has(digest: string): boolean {
-    return this.layers.has(digest);
+    return this.layers.has(digest) || this.disposing.has(digest);
   }
 
   /** The state of every layer held. */
