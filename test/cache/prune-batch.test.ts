@@ -31,7 +31,7 @@ for (const kind of BACKENDS) {
           assert.equal(new Set(deleted).size, RECORDS, 'each record reported once');
           // Each record is written twice (tombstone, clear); one batch per record each would be 2 × RECORDS.
           const batches = after.batches - before.batches;
-          assert.ok(batches <= RECORDS / 10, `${batches} LevelDB batches for ${RECORDS} records`);
+          assert.ok(batches <= RECORDS / 6, `${batches} LevelDB batches for ${RECORDS} records`);
           let left = 0;
           for await (const _ of cache.diskUsage()) left++;
           assert.equal(left, 0, 'no record left');

@@ -32,7 +32,7 @@ export function forgetRecords(cm: ManagerContext, recs: readonly CacheRecord[]):
 /** How many lease deletions one purge has in flight (backend calls, not one round per record). */
 const LEASE_CONCURRENCY = 16;
 /** How many metadata clears one purge has in flight (their writes share LevelDB batches). */
-const CLEAR_CONCURRENCY = 128;
+const CLEAR_CONCURRENCY = 32;
 
 /**
  * Steps 2–4 for tombstoned records `ids`: the leases of them all, then the metadata of those whose

@@ -3,7 +3,7 @@
  * short slices of the manager lock, so that other calls interleave: the records are chosen and
  * marked dead under the lock, tombstoned together outside it (one durable group commit), taken out
  * of memory with their parents' handles under it again, and purged (leases, then metadata) in the
- * background while the next batches go on — a bounded number of purges at a time.
+ * background while the next batch is chosen — one purge at a time.
  */
 import type { ManagerContext } from './context.js';
 import type { CacheRecord } from './records.js';
@@ -13,8 +13,8 @@ import type { Candidate, Census, Removed } from './prune-census.js';
 import { lockedThenSweep } from './residency.js';
 import { isRepresentative, usageOf, type UsageInfo } from './usage.js';
 
-/** How many batches may be purging at once while prune goes on. */
-const PURGES_IN_FLIGHT = 2;
+/** How many batches may be purging while prune goes on (each keeps the backend and disk busy: few, so that other calls are not queued behind them). */
+const PURGES_IN_FLIGHT = 1;
 
 /** Deletes census candidates in batches; `drain()` waits for the purges still running. */
 export class PruneDeleter {
