@@ -17,36 +17,58 @@ export async function tombstone(mds: readonly RecordMetadata[]): Promise<void> {
   await Promise.all(mds.map((md) => md.commit()));
 }
 
-/** Takes tombstoned records out of the manager's map; they are dead from now on. */
+/**
+ * Takes tombstoned records out of the manager's map; they are dead from now on, and queued in
+ * `cm.purging` until `purge` has finished them.
+ */
 export function forgetRecords(cm: ManagerContext, recs: readonly CacheRecord[]): void {
   for (const r of recs) {
     r.dead = true;
     cm.records.delete(r.id);
+    cm.purging.add(r.id);
   }
 }
 
+/** How many lease deletions one purge has in flight (backend calls, not one round per record). */
+const LEASE_CONCURRENCY = 16;
+/** How many metadata clears one purge has in flight (their writes share LevelDB batches). */
+const CLEAR_CONCURRENCY = 32;
+
 /**
- * Steps 2–4 for tombstoned records `ids`. A backend failure does not throw: the records stay
- * queued in `cm.purging` (and tombstoned on disk) until a later call succeeds.
+ * Steps 2–4 for tombstoned records `ids`: the leases of them all, then the metadata of those whose
+ * leases went, cleared together (their writes share group commits). A backend failure does not
+ * throw: the records stay queued in `cm.purging` (and tombstoned on disk) until a later call succeeds.
  */
 export async function purge(cm: ManagerContext, ids: readonly string[]): Promise<void> {
   if (ids.length === 0) return;
   for (const id of ids) cm.purging.add(id);
   await cm.gcDebt.owe();
-  const limit = pLimit(16);
-  await Promise.all(
+  const limit = pLimit(LEASE_CONCURRENCY);
+  const leasesGone = await Promise.all(
     ids.map((id) =>
       limit(async () => {
         try {
           await deleteRecordLeases(cm.backend.leases, id);
-          await cm.store.clear(id);
-          cm.store.evict(id);
-          cm.purging.delete(id);
+          return true;
         } catch (err) {
           cm.logger.warn({ id, err }, 'could not delete the leases of a deleted record yet; retried at the next prune');
+          return false;
         }
       }),
     ),
+  );
+  const clears = pLimit(CLEAR_CONCURRENCY);
+  await Promise.all(
+    ids.map((id, i) => clears(async () => {
+      if (!leasesGone[i]) return;
+      try {
+        await cm.store.clear(id);
+        cm.store.evict(id);
+        cm.purging.delete(id);
+      } catch (err) {
+        cm.logger.warn({ id, err }, 'could not clear the metadata of a deleted record yet; retried at the next prune');
+      }
+    })),
   );
   // A collection that ran while the leases went may have cleared the debt: owe it again.
   await cm.gcDebt.owe();

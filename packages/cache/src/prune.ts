@@ -9,13 +9,11 @@ import { pruneDeleted, pruneReclaimedBytes } from './metrics.js';
 import { statfs } from 'node:fs/promises';
 import pLimit, { type LimitFunction } from 'p-limit';
 import type { ManagerContext } from './context.js';
-import type { CacheRecord } from './records.js';
-import { forgetRecords, purge, releaseParentsLocked, retryPurges, tombstone } from './deletion.js';
+import { retryPurges } from './deletion.js';
 import { compileFilters } from './du.js';
-import { dropPrefetched, loadOrClearLocked, prefetch } from './load.js';
 import { takeCensus, Removed, type Candidate, type Census } from './prune-census.js';
-import { lockedThenSweep } from './residency.js';
-import { isRepresentative, usageOf, type UsageInfo } from './usage.js';
+import { PruneDeleter } from './prune-delete.js';
+import type { UsageInfo } from './usage.js';
 
 /** One prune policy, BuildKit's PruneInfo. Sizes in bytes, durations in milliseconds. */
 export interface PrunePolicy {
@@ -112,10 +110,15 @@ export async function prune(cm: ManagerContext, policies: readonly PrunePolicy[]
     let deleted = 0;
     let reclaimed = 0;
     const gone = new Removed();
-    for (const policy of policies) {
-      const r = await prunePolicy(cm, policy, options, gone);
-      deleted += r.deleted;
-      reclaimed += r.reclaimed;
+    const deleter = new PruneDeleter(cm, gone, options.dryRun === true);
+    try {
+      for (const policy of policies) {
+        const r = await prunePolicy(cm, policy, options, gone, deleter);
+        deleted += r.deleted;
+        reclaimed += r.reclaimed;
+      }
+    } finally {
+      await deleter.drain();
     }
     if (!options.dryRun) {
       pruneDeleted.inc(deleted);
@@ -128,16 +131,15 @@ export async function prune(cm: ManagerContext, policies: readonly PrunePolicy[]
 
 /** Deletes candidates (in batches) and counts what went; returns the candidates it deleted. */
 async function deleteCandidates(
-  cm: ManagerContext,
   chosen: readonly Candidate[],
   census: Census,
   options: PruneOptions,
-  gone: Removed,
+  deleter: PruneDeleter,
   result: { deleted: number; reclaimed: number },
 ): Promise<Candidate[]> {
   const done: Candidate[] = [];
   for (let i = 0; i < chosen.length; i += BATCH) {
-    for (const [cand, info] of await deleteBatch(cm, chosen.slice(i, i + BATCH), census, options.dryRun === true, gone)) {
+    for (const [cand, info] of await deleter.deleteBatch(chosen.slice(i, i + BATCH), census)) {
       done.push(cand);
       result.deleted++;
       result.reclaimed += info.size;
@@ -153,6 +155,7 @@ async function prunePolicy(
   policy: PrunePolicy,
   options: PruneOptions,
   gone: Removed,
+  deleter: PruneDeleter,
 ): Promise<PruneResult> {
   compileFilters(policy.filters);
   const spaceMode = Boolean(policy.maxUsedSpace || policy.minFreeSpace || policy.reservedSpace);
@@ -166,7 +169,7 @@ async function prunePolicy(
     while (stack.length > 0) {
       options.signal?.throwIfAborted();
       const batch = stack.splice(Math.max(0, stack.length - BATCH));
-      for (const cand of await deleteCandidates(cm, batch, census, options, gone, result)) {
+      for (const cand of await deleteCandidates(batch, census, options, deleter, result)) {
         const parent = cand.parent;
         const next = parent === undefined ? undefined : candidates.get(parent);
         if (next && ready(next)) {
@@ -190,7 +193,7 @@ async function prunePolicy(
       chosen.push(c);
       projected -= c.size;
     }
-    const done = await deleteCandidates(cm, chosen, census, options, gone, result);
+    const done = await deleteCandidates(chosen, census, options, deleter, result);
     if (done.length === 0) break;
     for (const c of done) total -= c.size;
   }
@@ -199,46 +202,3 @@ async function prunePolicy(
 
 /** How many records one deletion step takes (their metadata writes share durable batches). */
 const BATCH = 64;
-
-/**
- * Deletes the candidates that are still free, by the one deletion protocol (deletion.ts):
- * tombstones under the manager lock (committed together), leases and metadata without it, then
- * the parents' handles under it again. Counts the deleted records out of their parents' children.
- */
-async function deleteBatch(
-  cm: ManagerContext,
-  cands: readonly Candidate[],
-  census: Census,
-  dryRun: boolean,
-  gone: Removed,
-): Promise<[Candidate, UsageInfo][]> {
-  const out: [Candidate, UsageInfo][] = [];
-  const doomed: CacheRecord[] = [];
-  const ids = cands.map((c) => c.id);
-  const read = await prefetch(cm, [...ids, ...ids.flatMap((id) => census.twins.get(id) ?? [])]);
-  await cm.mu(async () => {
-    for (const cand of cands) {
-      census.candidates.delete(cand.id);
-      if (gone.has(cand.id) || census.children.get(cand.id)) continue;
-      const rec = await loadOrClearLocked(cm, cand.id);
-      // Loading the committed twin links it to the mutable record: they go together.
-      const twin = census.twins.get(cand.id);
-      if (rec && twin && !rec.equalImmutable) await loadOrClearLocked(cm, twin);
-      if (!rec || !isRepresentative(rec) || !gone.isFree(rec)) continue;
-      out.push([cand, { ...usageOf(rec, false), size: cand.size }]);
-      const twins = rec.equalImmutable ? [rec, rec.equalImmutable] : [rec];
-      for (const r of twins) {
-        const parent = r.md.parent;
-        if (parent) census.children.set(parent, (census.children.get(parent) ?? 1) - 1);
-        if (dryRun) gone.add(r);
-      }
-      if (!dryRun) doomed.push(...twins);
-    }
-    await tombstone(doomed.map((r) => r.md));
-    forgetRecords(cm, doomed);
-    dropPrefetched(cm, read);
-  });
-  await purge(cm, doomed.map((r) => r.id));
-  await lockedThenSweep(cm, () => releaseParentsLocked(doomed));
-  return out;
-}

@@ -1,0 +1,99 @@
+/**
+ * Prune's deletions, a batch of records at a time, by the one deletion protocol (deletion.ts) in
+ * short slices of the manager lock, so that other calls interleave: the records are chosen and
+ * marked dead under the lock, tombstoned together outside it (one durable group commit), taken out
+ * of memory with their parents' handles under it again, and purged (leases, then metadata) in the
+ * background while the next batch is chosen — one purge at a time.
+ */
+import type { ManagerContext } from './context.js';
+import type { CacheRecord } from './records.js';
+import { forgetRecords, purge, releaseParentsLocked, tombstone } from './deletion.js';
+import { dropPrefetched, loadOrClearLocked, prefetch } from './load.js';
+import type { Candidate, Census, Removed } from './prune-census.js';
+import { lockedThenSweep } from './residency.js';
+import { isRepresentative, usageOf, type UsageInfo } from './usage.js';
+
+/** How many batches may be purging while prune goes on (each keeps the backend and disk busy: few, so that other calls are not queued behind them). */
+const PURGES_IN_FLIGHT = 1;
+
+/** Deletes census candidates in batches; `drain()` waits for the purges still running. */
+export class PruneDeleter {
+  private readonly purges: Promise<void>[] = [];
+
+  constructor(
+    private readonly cm: ManagerContext,
+    private readonly gone: Removed,
+    private readonly dryRun: boolean,
+  ) {}
+
+  /**
+   * Deletes the candidates that are still free (or, in a dry run, counts them as deleted) and
+   * counts them out of their parents' children; returns them with their usage. Their parents are
+   * free to go in the next batch once this returns.
+   */
+  async deleteBatch(cands: readonly Candidate[], census: Census): Promise<[Candidate, UsageInfo][]> {
+    const { cm } = this;
+    const ids = cands.map((c) => c.id);
+    const read = await prefetch(cm, [...ids, ...ids.flatMap((id) => census.twins.get(id) ?? [])]);
+    const out: [Candidate, UsageInfo][] = [];
+    const doomed: CacheRecord[] = [];
+    await cm.mu(async () => {
+      try {
+        for (const cand of cands) {
+          census.candidates.delete(cand.id);
+          if (this.gone.has(cand.id) || census.children.get(cand.id)) continue;
+          const rec = await loadOrClearLocked(cm, cand.id);
+          // Loading the committed twin links it to the mutable record: they go together.
+          const twin = census.twins.get(cand.id);
+          if (rec && twin && !rec.equalImmutable) await loadOrClearLocked(cm, twin);
+          if (!rec || !isRepresentative(rec) || !this.gone.isFree(rec)) continue;
+          out.push([cand, { ...usageOf(rec, false), size: cand.size }]);
+          const twins = rec.equalImmutable ? [rec, rec.equalImmutable] : [rec];
+          for (const r of twins) {
+            const parent = r.md.parent;
+            if (parent) census.children.set(parent, (census.children.get(parent) ?? 1) - 1);
+            if (this.dryRun) this.gone.add(r);
+            // Dead: callers are told it is being deleted, and nothing takes a handle on it.
+            else r.dead = true;
+          }
+          if (!this.dryRun) doomed.push(...twins);
+        }
+      } finally {
+        dropPrefetched(cm, read);
+      }
+    });
+    if (doomed.length === 0) return out;
+    try {
+      await tombstone(doomed.map((r) => r.md));
+    } catch (err) {
+      await cm.mu(() => {
+        for (const r of doomed) {
+          r.md.deleted = false;
+          r.dead = false;
+        }
+      });
+      throw err;
+    }
+    await lockedThenSweep(cm, async () => {
+      forgetRecords(cm, doomed);
+      await releaseParentsLocked(doomed);
+    });
+    await this.startPurge(doomed.map((r) => r.id));
+    return out;
+  }
+
+  /** Starts purging `ids` in the background, once fewer than `PURGES_IN_FLIGHT` purges run. */
+  private async startPurge(ids: readonly string[]): Promise<void> {
+    while (this.purges.length >= PURGES_IN_FLIGHT) await this.purges.shift();
+    const p = purge(this.cm, ids);
+    p.catch(() => undefined); // Awaited by the next startPurge or by drain().
+    this.purges.push(p);
+  }
+
+  /** Waits for every purge started; throws the first failure. */
+  async drain(): Promise<void> {
+    const all = this.purges.splice(0);
+    const failed = (await Promise.allSettled(all)).find((r) => r.status === 'rejected');
+    if (failed) throw (failed as PromiseRejectedResult).reason;
+  }
+}
