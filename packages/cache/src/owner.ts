@@ -4,6 +4,7 @@
  * each sweep only their own leases and never one without the label.
  */
 import { randomBytes } from 'node:crypto';
+import { ErrNotFound } from '@buildcache/errdefs';
 import type { MetadataStore } from '@buildcache/metadata';
 import type { Backend, GCStats, Lease, LeaseManager, LeaseResource } from '@buildcache/snapshot';
 import { STATE_ITEM } from './gc-debt.js';
@@ -29,17 +30,28 @@ export function ownerFilter(owner: string): string {
   return `labels."${LABEL_OWNER}"==${owner}`;
 }
 
-/** Leases that get the owner label on creation; everything else passes through. */
+/**
+ * Leases that get the owner label on creation; everything else passes through. Remembers the
+ * temporary leases it created and has not seen deleted, so that a clean close can name them.
+ */
 class OwnedLeases implements LeaseManager {
+  readonly temporary = new Set<string>();
   constructor(
     private readonly leases: LeaseManager,
     private readonly owner: string,
   ) {}
   create(id: string, labels: Readonly<Record<string, string>> = {}): Promise<Lease> {
+    if (labels[LABEL_TEMPORARY] !== undefined) this.temporary.add(id);
     return this.leases.create(id, { ...labels, [LABEL_OWNER]: this.owner });
   }
-  delete(id: string, options?: { sync?: boolean }): Promise<void> {
-    return this.leases.delete(id, options);
+  async delete(id: string, options?: { sync?: boolean }): Promise<void> {
+    try {
+      await this.leases.delete(id, options);
+    } catch (err) {
+      if (err instanceof ErrNotFound) this.temporary.delete(id);
+      throw err;
+    }
+    this.temporary.delete(id);
   }
   list(filters?: readonly string[]): Promise<Lease[]> {
     return this.leases.list(filters);
@@ -61,15 +73,30 @@ class OwnedLeases implements LeaseManager {
  */
 export function ownedBackend(backend: Backend, owner: string): Backend {
   const leaseLabels = { [LABEL_OWNER]: owner, [LABEL_TEMPORARY]: new Date().toISOString() };
-  return {
+  const leases = new OwnedLeases(backend.leases, owner);
+  const owned: Backend = {
     kind: backend.kind,
     snapshotter: backend.snapshotter,
     content: backend.content,
-    leases: new OwnedLeases(backend.leases, owner),
+    leases,
     applier: backend.applier,
     differ: backend.differ,
     mounter: backend.mounter,
     garbageCollect: (): Promise<GCStats> => backend.garbageCollect({ leaseLabels }),
     close: () => backend.close(),
   };
+  temporaryOf.set(owned, leases.temporary);
+  return owned;
+}
+
+/** The temporary leases of each owned backend (see `OwnedLeases`). */
+const temporaryOf = new WeakMap<Backend, ReadonlySet<string>>();
+
+/**
+ * The temporary leases created through `backend` (made by `ownedBackend`) that were not deleted
+ * since; undefined for any other backend.
+ */
+export function temporaryLeases(backend: Backend): string[] | undefined {
+  const set = temporaryOf.get(backend);
+  return set && [...set];
 }

@@ -1,6 +1,8 @@
 /** all() and search() over 100k items. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
 import { MetadataStore } from '../src/index.js';
 import { tempDir } from './helpers.js';
 
@@ -45,6 +47,32 @@ test('all() streams 100k items, each once, in order, with its values', { timeout
     }
   } finally {
     await store.close();
+    await cleanup();
+  }
+});
+
+test('what a reopen replays stays bounded: 3 MB of commits leave at most 1 MiB of LevelDB log', async () => {
+  const { dir, cleanup } = await tempDir();
+  const store = await MetadataStore.open(dir, { sync: false });
+  try {
+    const text = 'x'.repeat(300);
+    for (let chunk = 0; chunk < 10_000; chunk += 500) {
+      await Promise.all(
+        Array.from({ length: 500 }, async (_, j) => {
+          const item = await store.get(`r${String(chunk + j).padStart(6, '0')}`);
+          item.set('text', text);
+          await item.commit();
+        }),
+      );
+    }
+  } finally {
+    await store.close();
+  }
+  try {
+    const logs = (await readdir(dir)).filter((f) => f.endsWith('.log'));
+    const bytes = (await Promise.all(logs.map(async (f) => (await stat(join(dir, f))).size))).reduce((a, b) => a + b, 0);
+    assert.ok(bytes <= 1 << 20, `${bytes} bytes of log (${logs.join(', ')}) would be replayed at the next open`);
+  } finally {
     await cleanup();
   }
 });
