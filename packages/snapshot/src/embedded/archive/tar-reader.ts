@@ -160,7 +160,7 @@ export class TarReader {
     if (this.ended) return undefined;
     await this.skipRest();
     this.start = this.src.consumed;
-    let pax = new Map<string, Buffer>();
+    const pax = new Map<string, Buffer>();
     let longName: string | undefined;
     let longLink: string | undefined;
     const chain = { bytes: 0 };
