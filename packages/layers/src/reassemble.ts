@@ -35,13 +35,21 @@ class FrameReader {
     this.#it = src[Symbol.asyncIterator]();
   }
   async take(n: number): Promise<Buffer | undefined> {
-    while (this.#buf.length < n) {
-      const r = await this.#it.next();
-      if (r.done) {
-        if (this.#buf.length === 0) return undefined;
-        throw new ErrCorruptLayer('tar-split metadata is truncated');
+    if (this.#buf.length < n) {
+      // a frame across chunks: only its own bytes are copied
+      const out = Buffer.allocUnsafe(n);
+      let got = this.#buf.copy(out);
+      while (got < n) {
+        const r = await this.#it.next();
+        if (r.done) {
+          if (got === 0) return undefined;
+          throw new ErrCorruptLayer('tar-split metadata is truncated');
+        }
+        const used = r.value.copy(out, got);
+        got += used;
+        this.#buf = r.value.subarray(used);
       }
-      this.#buf = this.#buf.length === 0 ? r.value : Buffer.concat([this.#buf, r.value]);
+      return out;
     }
     const out = this.#buf.subarray(0, n);
     this.#buf = this.#buf.subarray(n);
