@@ -221,7 +221,10 @@ export class TarSplitRecorder {
     if (sp.map) {
       if (!sp.map.push(block)) return;
       this.#file({ ...sp, segments: sp.map.segments() }, sp.map.bytes);
-    } else if (!gnuSparseExtension(block, sp.segments, sp.name)) this.#file(sp);
+    } else {
+      if (sp.segments.length > MAX_META / 12) throw new Error('sparse map over the limit'); // the applier refuses it too
+      if (!gnuSparseExtension(block, sp.segments, sp.name)) this.#file(sp);
+    }
   }
 
   /**
