@@ -1,16 +1,20 @@
 /**
  * Bad eStargz input gets a typed error before any file data is served: TOC that is not JSON, a
  * footer pointing outside the blob, a chunk whose digest does not match, TOC names with `..` or
- * absolute, a 100 MB TOC (refused with bounded memory), TOC digest missing or wrong.
+ * absolute, a 100 MB TOC (refused with bounded memory), TOC digest missing or wrong; a tar with a
+ * sparse file is refused by the conversion.
  */
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { promisify } from 'node:util';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { EstargzReader, bufferRangeReader, encodeFooter, sha256 } from '@buildcache/estargz';
 import {
+  ErrCorruptLayer,
   ErrEstargzChunkDigest,
   ErrEstargzFooter,
   ErrEstargzToc,
@@ -22,6 +26,7 @@ import {
 } from '@buildcache/errdefs';
 import { convertFile, craftBlob, rewriteToc, sourceTree, tocMember } from './fixtures.js';
 
+const execFileP = promisify(execFile);
 let dir: string;
 let good: { blob: Buffer; tocDigest: string };
 before(async () => {
@@ -140,5 +145,14 @@ describe('eStargz bad input', () => {
     const prefix = gzipSync(Buffer.alloc(512));
     await assert.rejects(open(Buffer.concat([prefix, renamed, encodeFooter(prefix.length)]), undefined, false), ErrEstargzToc);
     assert.ok(member.length > 0);
+  });
+
+  test('converting a tar with a sparse file (GNU tar --sparse) is ErrCorruptLayer naming it: its stored payload is not its content', async () => {
+    const src = join(dir, 'sparse-src');
+    await mkdir(src);
+    await execFileP('truncate', ['-s', '4M', join(src, 'holes.img')]);
+    await execFileP('sh', ['-c', `printf data >> '${join(src, 'holes.img')}'`]);
+    await execFileP('tar', ['-C', src, '--format=posix', '--sparse', '-cf', join(dir, 'sparse.tar'), 'holes.img']);
+    await assert.rejects(convertFile(join(dir, 'sparse.tar')), (e: unknown) => e instanceof ErrCorruptLayer && /sparse.*holes\.img/.test(e.message));
   });
 });

@@ -1,7 +1,7 @@
 /**
  * Real tar streams for the layer store's tests, written at test time by two tar writers (GNU tar
  * and Python's tarfile) in several formats — PAX, GNU long names, plain ustar (BusyBox-style), hard links,
- * symlinks, xattrs, a large file with holes — plus a tar of a real system tree (`/usr/share/zoneinfo` or `/usr/share/doc`).
+ * symlinks, xattrs, a large file with holes — plus GNU tar `--sparse` tars of sparse files and a tar of a real system tree (`/usr/share/zoneinfo` or `/usr/share/doc`).
  * Also the small helpers the layer tests share (`sha`, `collect`).
  */
 import { execFile } from 'node:child_process';
@@ -72,14 +72,41 @@ export async function makeTars(dir: string): Promise<Record<string, string>> {
   return out;
 }
 
-/** Tars with sparse entries (GNU old-style and PAX 1.0), which the safe applier refuses. */
-export async function sparseTars(dir: string): Promise<string[]> {
-  const tree = join(dir, 'tree');
-  const out: string[] = [];
-  for (const format of ['gnu', 'posix']) {
-    const path = join(dir, `sparse-${format}.tar`);
-    await run('tar', ['-C', tree, `--format=${format}`, '--sparse', '-cf', path, 'sparse.img', 'small.txt']);
-    out.push(path);
+/**
+ * A tree of sparse files, made as a user makes them (`truncate` then a few writes): 64 MiB with three
+ * short writes and a hole at the end, one with 60 data runs (more than an old GNU header and one
+ * extension block hold), one ending in data, one of 512 KiB with a hole in the middle (read whole by
+ * the applier's small-file path if it were not sparse), and a plain file.
+ */
+export async function makeSparseTree(dir: string): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  const write = async (name: string, size: number, runs: Array<[number, string]>): Promise<void> => {
+    await run('truncate', ['-s', String(size), join(dir, name)]);
+    const fh = await open(join(dir, name), 'r+');
+    for (const [at, text] of runs) await fh.write(Buffer.from(text), 0, text.length, at);
+    await fh.close();
+  };
+  await write('big-holes.img', 64 << 20, [[0, 'head'], [10 << 20, 'middle'], [40 << 20, 'x'.repeat(10000)]]);
+  await write('many-runs.img', 16 << 20, Array.from({ length: 60 }, (_, i): [number, string] => [i * (256 << 10), `run ${i}`]));
+  await write('ends-in-data.img', 8 << 20, [[8 << 20, 'end'], [1 << 20, 'one meg']]);
+  await write('small.img', 512 << 10, [[0, 'a'], [(512 << 10) - 1, 'z']]);
+  await writeFile(join(dir, 'plain.txt'), 'not sparse\n');
+}
+
+/** GNU tar `--sparse` tars of the sparse tree: old GNU format, and PAX sparse 1.0 (the default), 0.0 and 0.1. */
+export async function sparseTars(dir: string): Promise<Record<string, string>> {
+  const tree = join(dir, 'sparse-tree');
+  await makeSparseTree(tree);
+  const out: Record<string, string> = {};
+  const variants: Record<string, string[]> = {
+    gnu: ['--format=gnu'],
+    'posix-1.0': ['--format=posix'],
+    'posix-0.0': ['--format=posix', '--sparse-version=0.0'],
+    'posix-0.1': ['--format=posix', '--sparse-version=0.1'],
+  };
+  for (const [name, args] of Object.entries(variants)) {
+    out[name] = join(dir, `sparse-${name}.tar`);
+    await run('tar', ['-C', tree, ...args, '--sparse', '-cf', out[name]!, '.']);
   }
   return out;
 }

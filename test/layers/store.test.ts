@@ -1,12 +1,13 @@
 /**
  * The layer store on every backend: registration from real tars (GNU tar, Python's tarfile, a real
- * system tree; plain, gzip, zstd), exact re-export, reference counts and the release cascade, the
- * depth limit, and bad input that must change nothing.
+ * system tree; plain, gzip, zstd), exact re-export, sparse files (GNU tar `--sparse`, every format)
+ * with their holes, reference counts and the release cascade, the depth limit, and bad input
+ * (corrupt sparse maps among it) that must change nothing.
  */
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createReadStream } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rename, rm, writeFile, readdir } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rename, rm, stat, writeFile, readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execFile } from 'node:child_process';
@@ -16,7 +17,7 @@ import { CacheManager } from '@buildcache/cache';
 import { ErrCorruptLayer, ErrDigestMismatch, ErrMaxDepthExceeded, ErrNotFound, type BuildcacheError } from '@buildcache/errdefs';
 import { HOLDER, LayerStore, MAX_DEPTH, type Layer } from '@buildcache/layers';
 import { BACKENDS, type TestBackend } from '../support/backends.js';
-import { collect, makeTars, sha, sparseTars, systemTreeTar } from './fixtures.js';
+import { collect, makeSparseTree, makeTars, sha, sparseTars, systemTreeTar } from './fixtures.js';
 
 const run = promisify(execFile);
 
@@ -34,13 +35,63 @@ async function oneFileTar(dir: string, name: string, body: string): Promise<Buff
 let fixtures: string;
 let tars: Record<string, string>;
 let system: { path: string; tree: string };
-let sparse: string[];
+let sparse: Record<string, string>;
+/** Hand-corrupted sparse tars: what is wrong with the map → the tar. */
+let badSparse: Array<{ what: string; tar: Buffer; message: RegExp }>;
+
+/** `tar` with the one occurrence of `from` replaced by `to` (same length: sizes and records stay valid). */
+function patched(tar: Buffer, from: string, to: string): Buffer {
+  assert.equal(from.length, to.length);
+  const at = tar.indexOf(from, 0, 'latin1');
+  assert.ok(at >= 0 && tar.indexOf(from, at + 1, 'latin1') < 0, `${JSON.stringify(from)} occurs once`);
+  const out = Buffer.from(tar);
+  out.write(to, at, 'latin1');
+  return out;
+}
+
+/** An old GNU sparse tar (first block its `S` header) with numeric header fields rewritten and the checksum redone. */
+function patchedGnu(tar: Buffer, fields: Array<[offset: number, value: number]>): Buffer {
+  const out = Buffer.from(tar);
+  assert.equal(String.fromCharCode(out[156]!), 'S');
+  for (const [off, value] of fields) out.write(value.toString(8).padStart(11, '0') + '\0', off, 'latin1');
+  out.fill(0x20, 148, 156);
+  let sum = 0;
+  for (let i = 0; i < 512; i++) sum += out[i]!;
+  out.write(sum.toString(8).padStart(6, '0') + '\0 ', 148, 'latin1');
+  return out;
+}
+
+/** GNU tar `--sparse` tars of one 64 MiB file with data at 0, 10 MiB and 40 MiB, corrupted by hand. */
+async function corruptSparseTars(dir: string): Promise<typeof badSparse> {
+  const tree = join(dir, 'bad-sparse-tree');
+  await makeSparseTree(tree);
+  const one = async (args: string[]): Promise<Buffer> => {
+    const out = join(dir, `bad-sparse-${args.join('')}.tar`);
+    await run('tar', ['-C', tree, ...args, '--sparse', '-cf', out, 'big-holes.img']);
+    return readFile(out);
+  };
+  const gnu = await one(['--format=gnu']);
+  const v00 = await one(['--format=posix', '--sparse-version=0.0']);
+  const v01 = await one(['--format=posix', '--sparse-version=0.1']);
+  const v10 = await one(['--format=posix']);
+  // old GNU header: 4 entries of (offset, length) from byte 386, the real size at 483
+  return [
+    { what: 'GNU: second segment out of order (overlaps the first)', tar: patchedGnu(gnu, [[386 + 24, 0]]), message: /overlaps/ },
+    { what: 'GNU: segments beyond the real size', tar: patchedGnu(gnu, [[483, 1 << 20]]), message: /beyond the file's size/ },
+    { what: 'GNU: map holds more data than the entry', tar: patchedGnu(gnu, [[386 + 12, 8192]]), message: /sparse map holds/ },
+    { what: 'PAX 0.0: real size below the map', tar: patched(v00, 'GNU.sparse.size=67108864', 'GNU.sparse.size=00000001'), message: /beyond the file's size/ },
+    { what: 'PAX 0.1: out of order', tar: patched(v01, ',41943040,', ',01943040,'), message: /overlaps/ },
+    { what: 'PAX 1.0: map larger than the entry', tar: patched(v10, '4\n0\n4096\n10485760\n', '9\n0\n4096\n10485760\n'), message: /sparse map larger than the entry/ },
+    { what: 'PAX 1.0: not a number', tar: patched(v10, '4\n0\n4096\n10485760\n', '4\n0\n40x6\n10485760\n'), message: /invalid map value/ },
+  ];
+}
 
 before(async () => {
   fixtures = await mkdtemp(join(tmpdir(), 'layers-fixtures-'));
   tars = await makeTars(fixtures);
   system = await systemTreeTar(fixtures);
   sparse = await sparseTars(fixtures);
+  badSparse = await corruptSparseTars(fixtures);
 });
 after(async () => {
   await rm(fixtures, { recursive: true, force: true });
@@ -187,10 +238,42 @@ for (const kind of BACKENDS) {
       assert.deepEqual(await readdir(join(tb.dir, 'layers', 'tmp')), []);
     });
 
-    test('sparse entries (GNU and PAX) are refused with a typed error, nothing registered', async () => {
+    test('sparse files (GNU tar --sparse: old GNU, PAX 1.0, 0.0, 0.1) apply with their holes and re-export byte for byte', async () => {
+      const src = join(fixtures, 'sparse-tree');
+      for (const [name, path] of Object.entries(sparse)) {
+        const raw = await readFile(path);
+        const layer = await store.register(createReadStream(path));
+        assert.equal(layer.diffID, sha(raw), `${name}: diffID`);
+        const back = await collect(layer.tarStream());
+        assert.equal(sha(back), layer.diffID, `${name}: re-export hashes to the diffID`);
+        const ref = await cache.get(layer.meta.recordId);
+        const m = await ref.mount({ readonly: true });
+        try {
+          for (const file of await readdir(src)) {
+            const [got, want] = [join(m.target, file), join(src, file)];
+            await run('cmp', [got, want]); // same content (fails with a non-zero exit)
+            const st = await stat(got);
+            assert.equal(st.size, (await stat(want)).size, `${name}: ${file} size`);
+            if (file.endsWith('.img')) assert.ok(st.blocks * 512 < st.size / 4, `${name}: ${file} keeps its holes (${st.blocks * 512} bytes allocated of ${st.size})`);
+          }
+        } finally {
+          await m.unmount();
+          await ref.release();
+        }
+        await store.release(layer);
+      }
+      assert.equal(await records(), 0);
+    });
+
+    test('corrupt sparse maps (out of order, beyond the size, more data than stored, larger than the entry) are ErrCorruptLayer, nothing registered', async () => {
       const before = await records();
-      for (const path of sparse) {
-        await assert.rejects(store.register(createReadStream(path)), (e: unknown) => e instanceof ErrCorruptLayer && /sparse/.test((e as Error).message));
+      for (const bad of badSparse) {
+        await assert.rejects(store.register([bad.tar]), (e: unknown) => {
+          assert.ok(e instanceof ErrCorruptLayer, `${bad.what}: ${String(e)}`);
+          assert.match(e.message, bad.message, bad.what);
+          assert.match(e.message, /big-holes\.img/, `${bad.what}: names the entry`);
+          return true;
+        });
         assert.equal(store.list().length, 0);
         assert.equal(await records(), before);
       }

@@ -45,6 +45,18 @@ export function family(kindName: string): 'embedded' | 'containerd' {
  */
 export const KNOWN_DIFFERENCES = {
   /**
+   * Sparse files of a layer (GNU tar `--sparse`): both backends give the same content; the embedded
+   * applier keeps the holes (ftruncate, then the data runs at their offsets), containerd's applier
+   * writes the whole file, holes as zeros.
+   */
+  sparseHoles: { containerd: 'filled', embedded: 'kept' },
+  /**
+   * An old GNU sparse entry (type `S`, GNU tar `--sparse --format=gnu`): containerd's applier fails
+   * with UNKNOWN `unhandled tar header type 83`; the embedded applier applies it (as Docker's
+   * Go archive/tar reads it). PAX sparse entries (0.0, 0.1, 1.0) apply on both.
+   */
+  sparseOldGnu: { containerd: ErrUnknown, embedded: 'applied' },
+  /**
    * Commit of a VIEW: containerd-native's view has no directory of its own (it binds the parent's),
    * so the daemon fails with UNKNOWN `lstat …/snapshots/N: no such file or directory` before it
    * checks the kind; overlayfs (and the embedded backend) say FAILED_PRECONDITION "not active".

@@ -6,18 +6,19 @@
  * layer that begins with a skippable frame. A GNU tar of a real system tree is applied on every
  * backend and must give the same tree: this machine's tz database (symlinks, hard links), or the
  * root filesystem `BC_ROOTFS_DIR` names (e.g. `debootstrap --variant=minbase bookworm DIR`, which
- * needs the network, so it is not made here).
+ * needs the network, so it is not made here). A GNU tar `--sparse` layer (PAX 1.0) applies as the
+ * sparse tree it was made of (holes, and old GNU sparse entries: see KNOWN_DIFFERENCES).
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
 import { MEDIA_TYPE_LAYER, MEDIA_TYPE_LAYER_ZSTD } from '@buildcache/snapshot';
-import { KNOWN_DIFFERENCES, applyCommit, backendKinds, expectedFor, layerDesc, listSnapshot, openFixture, sha256 } from './helpers.js';
+import { KNOWN_DIFFERENCES, applyCommit, backendKinds, expectedClass, expectedFor, layerDesc, listSnapshot, openFixture, rejectsWith, sha256 } from './helpers.js';
 import type { Fixture } from './helpers.js';
 import { tarArchive } from './tarwriter.js';
 import { assertSameTree, buildTree, listTree, packLayer, sha256hex } from './trees.js';
@@ -82,6 +83,17 @@ async function xattrsOf(paths: string[]): Promise<Record<string, Record<string, 
   return JSON.parse(stdout) as Record<string, Record<string, string>>;
 }
 
+/** Writes a few runs into the sparse tree's files (30 runs in `runs.img`: old GNU extension blocks). */
+const SPARSE_WRITES = `
+import os, sys
+with open(os.path.join(sys.argv[1], 'holes.img'), 'r+b') as f:
+    for at, text in ((0, b'head'), (10 << 20, b'middle'), (40 << 20, b'x' * 10000)):
+        f.seek(at); f.write(text)
+with open(os.path.join(sys.argv[1], 'runs.img'), 'r+b') as f:
+    for i in range(30):
+        f.seek(i * (128 << 10)); f.write(b'run %d' % i)
+`;
+
 /** A real system tree: `BC_ROOTFS_DIR` (e.g. debootstrap output), else this machine's tz database or Node's headers. */
 const ROOTFS = process.env['BC_ROOTFS_DIR'] ?? (existsSync('/usr/share/zoneinfo') ? '/usr/share/zoneinfo' : '/usr/include/node');
 
@@ -89,6 +101,9 @@ let work = '';
 let dev: PackedLayer;
 let devListing: Listing;
 let skippableZstd: Buffer;
+/** GNU tar `--sparse` layers of the sparse tree, by format. */
+const sparse: Record<string, Buffer> = {};
+let sparseListing: Listing;
 
 before(async () => {
   work = await mkdtemp(join(tmpdir(), 'bc-conf-entries-'));
@@ -101,6 +116,16 @@ before(async () => {
   skippable.writeUInt32LE(0x184d2a5e, 0);
   skippable.writeUInt32LE(16, 4);
   skippableZstd = Buffer.concat([skippable, await readFile(join(work, 'base.tar.zst'))]);
+  const tree = join(work, 'sparse-tree');
+  await mkdir(tree);
+  await execFileP('truncate', ['-s', '64M', join(tree, 'holes.img')]);
+  await execFileP('truncate', ['-s', '4M', join(tree, 'runs.img')]);
+  await execFileP('python3', ['-c', SPARSE_WRITES, tree]);
+  for (const format of ['gnu', 'posix']) {
+    await execFileP('tar', ['-C', tree, `--format=${format}`, '--sparse', '-cf', join(work, `sparse-${format}.tar`), '.']);
+    sparse[format] = await readFile(join(work, `sparse-${format}.tar`));
+  }
+  sparseListing = await listTree(tree);
 });
 
 after(async () => {
@@ -153,6 +178,26 @@ for (const kind of backendKinds()) {
       assert.deepEqual(got[join(m.target, 'f')], { 'security.capability': CAP.toString('hex'), 'user.ok': '31' });
       assert.deepEqual(got[join(m.target, 'ln')], {});
     });
+
+    for (const format of ['posix', 'gnu'] as const) {
+      const row = format === 'gnu' ? KNOWN_DIFFERENCES.sparseOldGnu : { default: 'applied' };
+      it(`a GNU tar --sparse layer (${format === 'gnu' ? 'old GNU' : 'PAX 1.0'}): ${expectedFor(row, kind.name) === 'applied' ? `applies as the sparse tree, holes ${expectedFor(KNOWN_DIFFERENCES.sparseHoles, kind.name)}` : 'refused'}`, async () => {
+        const tar = sparse[format]!;
+        const name = f.name(`sparse-${format}`);
+        const desc = await layerDesc(f, tar, MEDIA_TYPE_LAYER);
+        if (expectedFor(row, kind.name) !== 'applied') {
+          await rejectsWith(applyCommit(f, name, undefined, desc), expectedClass(row, kind.name));
+          return;
+        }
+        const applied = await applyCommit(f, name, undefined, desc);
+        assert.equal(applied.digest, sha256(tar));
+        assertSameTree(await listSnapshot(f, name), sparseListing, `the sparse tree (${format})`);
+        const m = await f.mount(await f.backend.snapshotter.view(f.name(`sparse-${format}-view`), name, f.leased));
+        const st = await stat(join(m.target, 'holes.img'));
+        const kept = st.blocks * 512 < st.size / 4;
+        assert.equal(kept ? 'kept' : 'filled', expectedFor(KNOWN_DIFFERENCES.sparseHoles, kind.name), `${st.blocks * 512} bytes allocated of ${st.size}`);
+      });
+    }
 
     it('a zstd layer that begins with a skippable frame applies', async () => {
       const name = f.name('zstd-skippable');

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join, posix } from 'node:path';
 import { gzip } from 'node:zlib';
 import { promisify } from 'node:util';
-import { ErrInvalidArgument } from '@buildcache/errdefs';
+import { ErrCorruptLayer, ErrInvalidArgument } from '@buildcache/errdefs';
 import { TarReader, decompress, type ByteStream, type TarHeader } from '@buildcache/snapshot';
 import { encodeFooter } from './footer.js';
 import { BLOCK, fileHeader, padding } from './tar-header.js';
@@ -77,6 +77,8 @@ async function spool(source: ByteStream, fh: FileHandle, signal?: AbortSignal): 
     const prev = entries[entries.length - 1];
     if (prev) prev.end = reader.entryStart;
     const path = posix.normalize(`/${h.name}`).slice(1);
+    // the payload is copied from the tar as stored: a sparse entry's is not its content
+    if (h.sparse) throw new ErrCorruptLayer(`sparse entries are not supported by the eStargz conversion (entry ${JSON.stringify(h.name)})`, { details: { entry: h.name } });
     entries.push({ header: h, path, start: reader.entryStart, payload: reader.position, end: 0 });
   }
   const last = entries[entries.length - 1];

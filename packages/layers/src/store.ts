@@ -15,7 +15,8 @@ import { describe, durableMkdir, durableRename, layerDir, layersDir, mountDir, m
 import { MountedLayer, type CreateRWLayerOptions, type RWLayer } from './rw-layer.js';
 import { RWLayers } from './rw-store.js';
 
-import { reassemble, TarSplitRecorder } from './tar-split.js';
+import { reassemble } from './reassemble.js';
+import { TarSplitRecorder } from './tar-split.js';
 import { hashing, Layer, naming, overReadOnly, recording, verified, type LayerHost } from './layer.js';
 
 export { Layer };

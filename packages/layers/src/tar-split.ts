@@ -1,22 +1,21 @@
 /**
  * Tar-split metadata: what a tar stream holds besides its regular files' contents (every header
- * block as written, extended headers, padding, the end-of-archive and anything after it), so that
- * the exact stream can be rebuilt later from this metadata and the applied files.
+ * block as written, extended headers, sparse maps, padding, the end-of-archive and anything after
+ * it), so that the exact stream can be rebuilt later from this metadata and the applied files.
  *
- * Stored as gzip of frames: `S` + u32 length + raw bytes, or `F` + u32 length + JSON `{p, n}` (a
- * regular file's path and body size, whose body comes from the layer's files).
+ * Stored as gzip of frames: `S` + u32 length + raw bytes, or `F` + u32 length + JSON `{p, n, s?}`
+ * (a regular file's path and stored body size, whose body comes from the layer's files; for a
+ * sparse file `s` is its map, flat offset/length pairs: the body is those ranges of the file).
  */
-import { createHash } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
-import { realpath } from 'node:fs/promises';
+import { createWriteStream } from 'node:fs';
 import { once } from 'node:events';
-import { join, posix, sep } from 'node:path';
-import { createGunzip, createGzip, type Gzip } from 'node:zlib';
-import { ErrCorruptLayer } from '@buildcache/errdefs';
+import { posix } from 'node:path';
+import { createGzip, type Gzip } from 'node:zlib';
+import { SparseMapReader, checkSparse, gnuSparseExtension, gnuSparseHeader, parsePax, paxSparse, type SparseMap } from '@buildcache/snapshot';
 
 const BLOCK = 512;
 const padOf = (n: number): number => (BLOCK - (n % BLOCK)) % BLOCK;
-/** Extended headers larger than this are kept raw but not parsed (the applier refuses them anyway). */
+/** Extended headers and sparse maps larger than this are kept raw but not parsed (the applier refuses them anyway). */
 const MAX_META = 1 << 20;
 
 function parseNumber(b: Buffer): number {
@@ -34,33 +33,35 @@ const cstr = (b: Buffer): string => {
   return (z < 0 ? b : b.subarray(0, z)).toString('utf8');
 };
 
-function parsePax(data: Buffer): Map<string, string> {
-  const out = new Map<string, string>();
-  let off = 0;
-  while (off < data.length) {
-    const sp = data.indexOf(0x20, off);
-    if (sp < 0) break;
-    const len = parseInt(data.subarray(off, sp).toString('latin1'), 10);
-    if (!(len > 0) || off + len > data.length) break;
-    const rec = data.subarray(sp + 1, off + len - 1).toString('utf8');
-    const eq = rec.indexOf('=');
-    if (eq > 0) out.set(rec.slice(0, eq), rec.slice(eq + 1));
-    off += len;
-  }
-  return out;
-}
-
 /** The path a regular file entry has in the layer's tree. */
 export function entryPath(name: string): string {
   const p = posix.normalize(`/${name}`).slice(1).replace(/\/$/, '');
   return p;
 }
 
+/** A sparse entry whose map is still being read: from old-GNU extension blocks, or (PAX 1.0) the start of its data. */
+interface PendingSparse {
+  readonly name: string;
+  /** Stored bytes of the entry (the 1.0 map included), after its header blocks. */
+  readonly size: number;
+  readonly realSize: number;
+  readonly segments: number[];
+  readonly map?: SparseMapReader;
+}
+
 type State =
   | { kind: 'header' }
+  | { kind: 'sparse'; sparse: PendingSparse }
   | { kind: 'raw'; left: number; meta?: { flag: string; size: number; parts: Buffer[]; got: number } }
   | { kind: 'file'; left: number; pad: number }
   | { kind: 'trailer' };
+
+/** A regular file frame: path, stored body bytes, and a sparse file's map. */
+export interface FileFrame {
+  readonly p: string;
+  readonly n: number;
+  readonly s?: readonly number[];
+}
 
 /** Watches the uncompressed bytes of a tar stream and writes its tar-split metadata to a file. */
 export class TarSplitRecorder {
@@ -68,7 +69,7 @@ export class TarSplitRecorder {
   readonly #done: Promise<unknown>;
   #state: State = { kind: 'header' };
   #hdr: Buffer = Buffer.alloc(0);
-  #pax = new Map<string, string>();
+  #pax = new Map<string, Buffer>();
   #longName: string | undefined;
   #raw: Buffer[] = [];
   #rawBytes = 0;
@@ -142,8 +143,8 @@ export class TarSplitRecorder {
         }
         st.left -= n;
         if (st.left === 0) {
-          if (st.meta) this.#endMeta(st.meta.flag, Buffer.concat(st.meta.parts));
           this.#state = { kind: 'header' };
+          if (st.meta) this.#endMeta(st.meta.flag, Buffer.concat(st.meta.parts));
         }
         return n;
       }
@@ -153,13 +154,21 @@ export class TarSplitRecorder {
         if (st.left === 0) this.#state = st.pad > 0 ? { kind: 'raw', left: st.pad } : { kind: 'header' };
         return n;
       }
-      case 'header': {
+      case 'header':
+      case 'sparse': {
         const n = Math.min(avail, BLOCK - this.#hdr.length);
         this.#hdr = Buffer.concat([this.#hdr, chunk.subarray(off, off + n)]);
         if (this.#hdr.length === BLOCK) {
           const block = this.#hdr;
           this.#hdr = Buffer.alloc(0);
-          this.#header(block);
+          this.#segment(block);
+          // a map the applier would refuse: the rest of the stream is kept raw (the apply fails anyway)
+          try {
+            if (st.kind === 'header') this.#header(block);
+            else this.#sparseBlock(st.sparse, block);
+          } catch {
+            this.#state = { kind: 'trailer' };
+          }
         }
         return n;
       }
@@ -167,7 +176,6 @@ export class TarSplitRecorder {
   }
 
   #header(block: Buffer): void {
-    this.#segment(block);
     if (block.every((b) => b === 0)) {
       this.#state = { kind: 'trailer' };
       return;
@@ -182,9 +190,8 @@ export class TarSplitRecorder {
     }
     const pax = this.#pax;
     const paxSize = pax.get('size');
-    if (paxSize !== undefined) size = Number(paxSize);
-    const sparse = flag === 'S' || [...pax.keys()].some((k) => k.startsWith('GNU.sparse.'));
-    let name = pax.get('path') ?? this.#longName;
+    if (paxSize !== undefined) size = Number(paxSize.toString('latin1'));
+    let name = (pax.get('GNU.sparse.name') ?? pax.get('path'))?.toString('utf8') ?? this.#longName;
     if (name === undefined) {
       name = cstr(block.subarray(0, 100));
       const ustar = block.subarray(257, 263).toString('latin1');
@@ -194,89 +201,57 @@ export class TarSplitRecorder {
     this.#pax = new Map();
     this.#longName = undefined;
     const regular = flag === '0' || flag === '\0' || flag === '7';
-    if (regular && !sparse && size > 0) {
-      this.#flushRaw(0);
-      this.#frame('F', Buffer.from(JSON.stringify({ p: entryPath(name), n: size })));
-      this.#state = { kind: 'file', left: size, pad: padOf(size) };
-    } else {
-      this.#state = size + padOf(size) > 0 ? { kind: 'raw', left: size + padOf(size) } : { kind: 'header' };
+    if (flag === 'S') {
+      const segments: number[] = [];
+      const { realSize, extended } = gnuSparseHeader(block, segments, name);
+      const sparse = { name, size, realSize, segments };
+      if (extended) this.#state = { kind: 'sparse', sparse };
+      else this.#file(sparse);
+      return;
     }
+    const found = regular ? paxSparse(pax, name) : { kind: 'none' as const };
+    if (found.kind === 'header') this.#file({ name, size, ...found.map, segments: [...found.map.segments] });
+    else if (found.kind === 'data') this.#state = { kind: 'sparse', sparse: { name, size, realSize: found.realSize, segments: [], map: new SparseMapReader(name, Math.min(MAX_META, size)) } };
+    else if (regular) this.#file({ name, size });
+    else this.#state = size + padOf(size) > 0 ? { kind: 'raw', left: size + padOf(size) } : { kind: 'header' };
+  }
+
+  /** One block of a sparse entry's map: an old-GNU extension block, or a block of a 1.0 map at the start of the data. */
+  #sparseBlock(sp: PendingSparse, block: Buffer): void {
+    if (sp.map) {
+      if (!sp.map.push(block)) return;
+      this.#file({ ...sp, segments: sp.map.segments() }, sp.map.bytes);
+    } else {
+      if (sp.segments.length > MAX_META / 12) throw new Error('sparse map over the limit'); // the applier refuses it too
+      if (!gnuSparseExtension(block, sp.segments, sp.name)) this.#file(sp);
+    }
+  }
+
+  /**
+   * A regular file's body: a frame naming the file (and the ranges of it a sparse entry stores),
+   * then its bytes are skipped. `mapBytes`: bytes of a 1.0 map already kept at the start of the body.
+   */
+  #file(f: { name: string; size: number } & Partial<SparseMap>, mapBytes = 0): void {
+    const n = f.size - mapBytes;
+    if (f.segments) checkSparse({ segments: f.segments, realSize: f.realSize! }, n, f.name);
+    if (n === 0) {
+      this.#state = padOf(f.size) > 0 ? { kind: 'raw', left: padOf(f.size) } : { kind: 'header' };
+      return;
+    }
+    this.#flushRaw(0);
+    const frame: FileFrame = { p: entryPath(f.name), n, ...(f.segments ? { s: f.segments } : {}) };
+    this.#frame('F', Buffer.from(JSON.stringify(frame)));
+    this.#state = { kind: 'file', left: n, pad: padOf(f.size) };
   }
 
   #endMeta(flag: string, data: Buffer): void {
-    if (flag === 'x') for (const [k, v] of parsePax(data)) this.#pax.set(k, v);
-    else if (flag === 'L') this.#longName = cstr(data);
+    if (flag === 'L') this.#longName = cstr(data);
+    if (flag !== 'x') return;
+    try {
+      for (const [k, v] of parsePax(data, undefined)) this.#pax.set(k, v);
+    } catch {
+      this.#state = { kind: 'trailer' }; // malformed: the rest is kept raw (the applier refuses it)
+    }
   }
 }
 
-/** Reads exactly `n` bytes from `stream`-shaped frames. */
-class FrameReader {
-  #buf: Buffer = Buffer.alloc(0);
-  readonly #it: AsyncIterator<Buffer>;
-  constructor(src: AsyncIterable<Buffer>) {
-    this.#it = src[Symbol.asyncIterator]();
-  }
-  async take(n: number): Promise<Buffer | undefined> {
-    while (this.#buf.length < n) {
-      const r = await this.#it.next();
-      if (r.done) {
-        if (this.#buf.length === 0) return undefined;
-        throw new ErrCorruptLayer('tar-split metadata is truncated');
-      }
-      this.#buf = this.#buf.length === 0 ? r.value : Buffer.concat([this.#buf, r.value]);
-    }
-    const out = this.#buf.subarray(0, n);
-    this.#buf = this.#buf.subarray(n);
-    return out;
-  }
-}
-
-/** A file's body from the layer's tree, exactly `n` bytes; never follows a path out of `root`. */
-async function* fileBody(root: string, path: string, n: number, layer: string): AsyncGenerator<Buffer> {
-  const full = join(root, path);
-  const real = await realpath(full).catch(() => undefined);
-  if (real === undefined || !real.startsWith(root + sep)) {
-    throw new ErrCorruptLayer(`layer ${layer}: file ${JSON.stringify(path)} of its tar-split metadata is missing from the layer`, { details: { id: layer, entry: path } });
-  }
-  let got = 0;
-  if (n > 0) {
-    for await (const c of createReadStream(real, { start: 0, end: n - 1, highWaterMark: 1 << 20 }) as AsyncIterable<Buffer>) {
-      got += c.length;
-      yield c;
-    }
-  }
-  if (got !== n) {
-    throw new ErrCorruptLayer(`layer ${layer}: file ${JSON.stringify(path)} holds ${got} bytes, its tar entry ${n}`, { details: { id: layer, entry: path } });
-  }
-}
-
-/**
- * Rebuilds the original tar stream of a layer from its tar-split file and its tree at `root`,
- * checking that the bytes hash to `diffID` (ErrDigestMismatch-like ErrCorruptLayer at the end if not).
- */
-export async function* reassemble(metaFile: string, root: string, diffID: string, layer: string): AsyncGenerator<Buffer> {
-  const realRoot = await realpath(root);
-  const hash = createHash('sha256');
-  const frames = new FrameReader(createReadStream(metaFile).pipe(createGunzip()));
-  for (;;) {
-    const head = await frames.take(5);
-    if (!head) break;
-    const len = head.readUInt32BE(1);
-    const data = len === 0 ? Buffer.alloc(0) : await frames.take(len);
-    if (!data) throw new ErrCorruptLayer(`layer ${layer}: tar-split metadata is truncated`, { details: { id: layer } });
-    if (head[0] === 0x53) {
-      hash.update(data);
-      yield Buffer.from(data);
-    } else {
-      const { p, n } = JSON.parse(data.toString('utf8')) as { p: string; n: number };
-      for await (const c of fileBody(realRoot, p, n, layer)) {
-        hash.update(c);
-        yield c;
-      }
-    }
-  }
-  const got = `sha256:${hash.digest('hex')}`;
-  if (got !== diffID) {
-    throw new ErrCorruptLayer(`layer ${layer}: re-exported tar hashes to ${got}, not its diffID ${diffID}; its files changed since registration`, { details: { id: layer, digest: got } });
-  }
-}

@@ -11,3 +11,14 @@ export { applyLayer, type ApplyOptions, type ApplyResult } from './embedded/arch
 // The streaming tar reader (eStargz conversion indexes a tar with it; the layer store reads diffs with it),
 // and the deterministic differ on two directory trees (the layer store's read-write layers).
 export { TarReader, writeDiff, type TarHeader, type ByteStream, type DiffSource } from './embedded/archive/index.js';
+// Tar header pieces the layer store's tar-split recorder parses with (PAX records, sparse maps).
+export {
+  parsePax,
+  SparseMapReader,
+  checkSparse,
+  gnuSparseExtension,
+  gnuSparseHeader,
+  paxSparse,
+  type PaxSparse,
+  type SparseMap,
+} from './embedded/archive/index.js';

@@ -1,4 +1,4 @@
-/** Tar reader/writer: format details, limits, and GNU tar interoperability in both directions. */
+/** Tar reader/writer: format details, limits, sparse entries, and GNU tar interoperability in both directions. */
 import assert from 'node:assert/strict';
 import { mkdir, readFile, readlink, lstat, writeFile, symlink, link } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -130,5 +130,58 @@ describe('tar writer and reader', () => {
       const plain = flags === '-cf' ? data : await collect(decompress([data], 'gzip'));
       assert.equal(res.size, plain.length);
     }
+  });
+});
+
+describe('sparse entries', () => {
+  it('every GNU tar sparse format (old GNU, PAX 0.0, 0.1, 1.0): body() gives the content whole, sparseData() the stored runs', async () => {
+    const dir = await tempDir();
+    await mkdir(join(dir, 'src'));
+    const file = join(dir, 'src', 'f.img');
+    await run('truncate', ['-s', String(3 << 20), file]);
+    const content = Buffer.alloc(3 << 20);
+    for (const [at, text] of [[5, 'abc'], [1 << 20, 'middle'], [(3 << 20) - 4, 'tail']] as const) {
+      Buffer.from(text).copy(content, at);
+      await run('python3', ['-c', `f = open(${JSON.stringify(file)}, 'r+b'); f.seek(${at}); f.write(b'${text}')`]);
+    }
+    for (const args of [['--format=gnu'], ['--format=posix'], ['--format=posix', '--sparse-version=0.0'], ['--format=posix', '--sparse-version=0.1']]) {
+      await run('tar', ['-C', join(dir, 'src'), ...args, '--sparse', '-cf', join(dir, 'f.tar'), 'f.img']);
+      const tar = await readFile(join(dir, 'f.tar'));
+      const [h] = await readAll(tar);
+      assert.equal(h!.name, 'f.img', args.join(' '));
+      assert.equal(h!.size, 3 << 20);
+      assert.ok(h!.body === content.toString(), `${args.join(' ')}: content, holes as zeros`);
+      const r = new TarReader([tar]);
+      const again = (await r.next())!;
+      const stored = await collect(r.sparseData());
+      const runs = again.sparse!.segments;
+      assert.equal(stored.length, runs.filter((_, i) => i % 2 === 1).reduce((a, b) => a + b, 0));
+      for (let i = 0, at = 0; i < runs.length; at += runs[i + 1]!, i += 2) {
+        assert.ok(stored.subarray(at, at + runs[i + 1]!).equals(content.subarray(runs[i]!, runs[i]! + runs[i + 1]!)), `${args.join(' ')}: run ${i / 2}`);
+      }
+    }
+  });
+
+  it('an old GNU sparse map whose extension blocks never end is ErrCorruptLayer at the extended-header limit', async () => {
+    const header = Buffer.alloc(512);
+    header.write('f', 0);
+    header.write('0000644\0', 100, 'latin1');
+    header.write('00000000000\0', 124, 'latin1');
+    header[156] = 'S'.charCodeAt(0);
+    header.write('ustar  \0', 257, 'latin1');
+    header.write('00000001000\0', 483, 'latin1');
+    header[482] = 1; // an extension block follows
+    header.fill(0x20, 148, 156);
+    let sum = 0;
+    for (const b of header) sum += b;
+    header.write(sum.toString(8).padStart(6, '0') + '\0 ', 148, 'latin1');
+    const ext = Buffer.alloc(512);
+    ext[504] = 1; // and another, forever
+    function* blocks(): Generator<Buffer> {
+      yield header;
+      for (let i = 0; i < 4096; i++) yield ext;
+    }
+    const r = new TarReader(blocks());
+    await assert.rejects(r.next(), (e: unknown) => e instanceof ErrCorruptLayer && /sparse map extension block.*limit/.test(e.message));
   });
 });

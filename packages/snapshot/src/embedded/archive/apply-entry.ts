@@ -34,7 +34,8 @@ function modeBits(ctx: EntryContext, mode: number): number {
   return ctx.preserveOwners ? mode & 0o7777 : mode & 0o1777;
 }
 
-async function setMeta(ctx: EntryContext, fh: FileHandle, meta: EntryMeta): Promise<void> {
+/** Restores owner, mode and mtime through an open descriptor. */
+export async function setMeta(ctx: EntryContext, fh: FileHandle, meta: EntryMeta): Promise<void> {
   if (ctx.preserveOwners) await fh.chown(meta.uid, meta.gid);
   await fh.chmod(modeBits(ctx, meta.mode)); // after chown, which clears setuid/setgid
   await fh.utimes(meta.mtime, meta.mtime);

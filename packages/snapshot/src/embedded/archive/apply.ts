@@ -27,6 +27,7 @@ import { classifyName, entryComponents, isUnder, relPath, unsafe } from './safe-
 import { SafeTree, isOverlayWhiteout } from './safe-tree.js';
 import type { ApplyMode } from './safe-tree.js';
 import { entryFailure } from './apply-errors.js';
+import { writeSparseFile } from './apply-sparse.js';
 import { corrupt } from './tar-format.js';
 import type { TarHeader } from './tar-format.js';
 import { TarReader } from './tar-reader.js';
@@ -205,7 +206,8 @@ export async function applyLayer(stream: ByteStream, target: string, options: Ap
         await writeSymlink(ctx, path, h);
         return;
       case 'file':
-        if (h.size <= SMALL_FILE) {
+        if (h.sparse) await writeSparseFile(ctx, path, reader.sparseData(), h, h.sparse);
+        else if (h.size <= SMALL_FILE) {
           const body = await reader.readBody();
           await schedule(rel, h.name, body.length, () => writeSmallFile(ctx, path, body, h, freshParent));
         } else await writeStreamedFile(ctx, path, reader.body(), h);

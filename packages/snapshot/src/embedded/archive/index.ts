@@ -11,4 +11,7 @@ export type { TarReaderOptions, ByteStream } from './tar-reader.js';
 export { TarWriter } from './tar-writer.js';
 export type { TarWriteEntry } from './tar-writer.js';
 export type { EntryType, TarHeader } from './tar-format.js';
+export { parsePax } from './tar-format.js';
+export { SparseMapReader, checkSparse, gnuSparseExtension, gnuSparseHeader, paxSparse } from './tar-sparse.js';
+export type { PaxSparse, SparseMap } from './tar-sparse.js';
 export { compressor, decompress, detectCompression, layerCompression } from './compression.js';

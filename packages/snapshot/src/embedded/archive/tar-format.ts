@@ -3,6 +3,7 @@
  * and GNU base-256), checksums and PAX records. Shared by the reader and the writer.
  */
 import { ErrCorruptLayer } from '@buildcache/errdefs';
+import type { SparseMap } from './tar-sparse.js';
 
 /** Size of a tar block. */
 export const BLOCK = 512;
@@ -31,6 +32,11 @@ export interface TarHeader {
   devminor: number;
   /** Extended attributes from PAX `SCHILY.xattr.*` records. */
   xattrs: Map<string, Buffer>;
+  /**
+   * A sparse file's map (GNU or PAX sparse entry): `size` is then its real size, `body()` gives its
+   * content with the holes as zeros, `sparseData()` only the stored segments.
+   */
+  sparse?: SparseMap;
 }
 
 /** An ErrCorruptLayer naming the entry (or position) it is about. */
@@ -143,9 +149,13 @@ export function fieldLength(field: Field): number {
   return FIELDS[field][1];
 }
 
-/** Parses the records of a PAX extended header (`"<len> <key>=<value>\n"`...). */
+/**
+ * Parses the records of a PAX extended header (`"<len> <key>=<value>\n"`...); the sparse 0.0
+ * format's repeated `GNU.sparse.offset`/`numbytes` records become one `GNU.sparse.map`.
+ */
 export function parsePax(data: Buffer, entry: string | undefined): Map<string, Buffer> {
   const out = new Map<string, Buffer>();
+  const sparse: string[] = [];
   let pos = 0;
   while (pos < data.length) {
     if (data[pos] === 0) break; // NUL padding after the last record
@@ -159,9 +169,16 @@ export function parsePax(data: Buffer, entry: string | undefined): Map<string, B
     const record = data.subarray(space + 1, end - 1);
     const eq = record.indexOf(0x3d);
     if (eq <= 0) throw corrupt('malformed PAX record (no key)', entry);
-    out.set(record.toString('utf8', 0, eq), Buffer.from(record.subarray(eq + 1)));
+    const key = record.toString('utf8', 0, eq);
+    const value = Buffer.from(record.subarray(eq + 1));
+    if (key === 'GNU.sparse.offset' || key === 'GNU.sparse.numbytes') {
+      // sparse format 0.0 repeats these two per segment: folded, in order, into one GNU.sparse.map
+      if ((key === 'GNU.sparse.offset') !== (sparse.length % 2 === 0)) throw corrupt('GNU.sparse.offset and GNU.sparse.numbytes records out of order', entry);
+      sparse.push(value.toString('latin1'));
+    } else out.set(key, value);
     pos = end;
   }
+  if (sparse.length) out.set('GNU.sparse.map', Buffer.from(sparse.join(','), 'latin1'));
   return out;
 }
 

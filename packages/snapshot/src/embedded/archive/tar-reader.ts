@@ -1,7 +1,8 @@
 /**
  * A streaming tar reader: ustar, PAX (path, linkpath, size, uid, gid, mtime, SCHILY.xattr.*), GNU
- * long names and links, base-256 numbers. Bodies are streamed, never buffered whole unless asked.
- * Malformed, oversized or truncated input gives ErrCorruptLayer naming the entry.
+ * long names and links, base-256 numbers, sparse files (GNU `S`, PAX 0.0/0.1/1.0). Bodies are
+ * streamed, never buffered whole unless asked. Malformed, oversized or truncated input gives
+ * ErrCorruptLayer naming the entry.
  */
 import {
   BLOCK,
@@ -15,6 +16,8 @@ import {
   parsePax,
 } from './tar-format.js';
 import type { EntryType, TarHeader } from './tar-format.js';
+import { SparseMapReader, checkSparse, gnuSparseExtension, gnuSparseHeader, paxSparse } from './tar-sparse.js';
+import type { SparseMap } from './tar-sparse.js';
 
 /** Bytes as chunks: an async iterable (streams, generators) or a plain iterable (an array of buffers). */
 export type ByteStream = AsyncIterable<Uint8Array> | Iterable<Uint8Array>;
@@ -86,6 +89,7 @@ const TYPES: Record<string, EntryType> = {
   '0': 'file',
   '\0': 'file',
   '7': 'file',
+  S: 'file', // GNU sparse
   '1': 'link',
   '2': 'symlink',
   '3': 'char',
@@ -110,6 +114,7 @@ export class TarReader {
   private remaining = 0;
   private pad = 0;
   private current: string | undefined;
+  private sparse: SparseMap | undefined;
   private ended = false;
   private start = 0;
 
@@ -155,7 +160,7 @@ export class TarReader {
     if (this.ended) return undefined;
     await this.skipRest();
     this.start = this.src.consumed;
-    let pax = new Map<string, Buffer>();
+    const pax = new Map<string, Buffer>();
     let longName: string | undefined;
     let longLink: string | undefined;
     const chain = { bytes: 0 };
@@ -196,20 +201,50 @@ export class TarReader {
       const type = TYPES[flag];
       if (!type) throw corrupt(`unsupported entry type ${JSON.stringify(flag)}`, entry);
       const header = this.build(block, type, pax, longName, longLink);
-      pax = new Map();
       this.current = header.name;
       this.remaining = header.size;
+      this.pad = padding(this.remaining);
       // some writers give directories or links a size; that body is skipped, it is not content
       if (type !== 'file') header.size = 0;
-      this.pad = padding(this.remaining);
+      this.sparse = undefined;
+      if (flag === 'S') this.sparse = await this.gnuSparse(block, header.name, chain);
+      else if (type === 'file') this.sparse = await this.paxSparse(pax, header.name, chain);
+      if (this.sparse) {
+        checkSparse(this.sparse, this.remaining, header.name);
+        header.size = this.sparse.realSize;
+        header.sparse = this.sparse;
+      }
       return header;
+    }
+  }
+
+  /** The map of an old-GNU sparse entry: in its header block and the extension blocks after it. */
+  private async gnuSparse(block: Buffer, entry: string, chain: { bytes: number }): Promise<SparseMap> {
+    const segments: number[] = [];
+    const { realSize, extended } = gnuSparseHeader(block, segments, entry);
+    for (let more = extended; more; ) more = gnuSparseExtension(await this.readMeta(BLOCK, 'sparse map extension block', entry, chain), segments, entry);
+    return { segments, realSize };
+  }
+
+  /** The map of a PAX sparse entry (none if it is not one): in its records, or (1.0) read from the start of its data. */
+  private async paxSparse(pax: Map<string, Buffer>, entry: string, chain: { bytes: number }): Promise<SparseMap | undefined> {
+    const found = paxSparse(pax, entry);
+    if (found.kind === 'none') return undefined;
+    if (found.kind === 'header') return found.map;
+    const map = new SparseMapReader(entry, this.maxMeta - chain.bytes);
+    for (;;) {
+      if (this.remaining < BLOCK) throw corrupt('sparse map larger than the entry', entry);
+      const block = await this.src.exact(BLOCK);
+      if (block.length < BLOCK) throw corrupt('unexpected end of archive inside a sparse map', entry);
+      this.remaining -= BLOCK;
+      if (map.push(block)) return { segments: map.segments(), realSize: found.realSize };
     }
   }
 
   private build(block: Buffer, type: EntryType, pax: Map<string, Buffer>, longName?: string, longLink?: string): TarHeader {
     const magic = fieldBytes(block, 'magic').toString('latin1');
     const prefix = magic.startsWith('ustar') && block[263] === 0x30 ? fieldString(block, 'prefix') : '';
-    let name = pax.get('path')?.toString('utf8') ?? longName ?? (prefix ? `${prefix}/${fieldString(block, 'name')}` : fieldString(block, 'name'));
+    let name = pax.get('GNU.sparse.name')?.toString('utf8') ?? pax.get('path')?.toString('utf8') ?? longName ?? (prefix ? `${prefix}/${fieldString(block, 'name')}` : fieldString(block, 'name'));
     const linkname = pax.get('linkpath')?.toString('utf8') ?? longLink ?? fieldString(block, 'linkname');
     if (name.includes('\0') || linkname.includes('\0')) throw corrupt('NUL byte in a name', name);
     while (name.length > 1 && name.endsWith('/')) name = name.slice(0, -1);
@@ -221,7 +256,6 @@ export class TarReader {
       if (!Number.isFinite(n) || (field !== 'mtime' && !Number.isSafeInteger(n))) throw corrupt(`invalid PAX ${key} ${JSON.stringify(text)}`, name);
       return n;
     };
-    if ([...pax.keys()].some((k) => k.startsWith('GNU.sparse.'))) throw corrupt('sparse entries are not supported', name);
     const xattrs = new Map<string, Buffer>();
     for (const [k, v] of pax) if (k.startsWith('SCHILY.xattr.')) xattrs.set(k.slice('SCHILY.xattr.'.length), v);
     const isDev = type === 'char' || type === 'block';
@@ -240,18 +274,49 @@ export class TarReader {
     };
   }
 
-  /** Streams the current entry's body (its unread part). */
+  /**
+   * Streams the current entry's body (its unread part). A sparse file's content comes whole, holes
+   * as zeros: read it from its start.
+   */
   async *body(): AsyncGenerator<Buffer> {
-    while (this.remaining > 0) {
-      const c = await this.src.some(Math.min(this.remaining, 1 << 20));
+    if (!this.sparse) {
+      yield* this.stored(this.remaining);
+      return;
+    }
+    const { segments, realSize } = this.sparse;
+    let pos = 0;
+    for (let i = 0; i <= segments.length; i += 2) {
+      const off = i < segments.length ? segments[i]! : realSize;
+      for (; pos < off; pos += Math.min(off - pos, 1 << 20)) yield Buffer.alloc(Math.min(off - pos, 1 << 20));
+      if (i === segments.length) break;
+      yield* this.stored(segments[i + 1]!);
+      pos += segments[i + 1]!;
+    }
+  }
+
+  /** Streams a sparse file's stored data: its segments one after the other, as the map (`header.sparse`) places them. */
+  sparseData(): AsyncGenerator<Buffer> {
+    return this.stored(this.remaining);
+  }
+
+  /** Streams the next `n` bytes of the current entry's stored data. */
+  private async *stored(n: number): AsyncGenerator<Buffer> {
+    for (let left = n; left > 0; ) {
+      const c = await this.src.some(Math.min(left, 1 << 20));
       if (!c) throw corrupt('unexpected end of archive inside an entry body', this.current);
       this.remaining -= c.length;
+      left -= c.length;
       yield c;
     }
   }
 
   /** The current entry's whole (unread) body in one buffer. */
   async readBody(): Promise<Buffer> {
+    if (this.sparse) {
+      const parts: Buffer[] = [];
+      for await (const c of this.body()) parts.push(c);
+      return Buffer.concat(parts);
+    }
     const n = this.remaining;
     const data = await this.src.exact(n);
     if (data.length < n) throw corrupt('unexpected end of archive inside an entry body', this.current);
