@@ -3,6 +3,8 @@
  * lstat to be a real directory (never a symlink, never followed), missing ones are created, and
  * the results are cached until something under them is removed. In overlay-upper mode the lower
  * dirs are consulted for parents that exist only below, and symlinks there are refused as well.
+ * Directories the applier has queued for creation count as made; `flush` writes the applier's
+ * queue before any filesystem access here, so what it sees is in layer order.
  */
 import { lstat, mkdir, rm, unlink, chown, chmod, utimes } from 'node:fs/promises';
 import type { Stats } from 'node:fs';
@@ -45,12 +47,21 @@ export class SafeTree {
     private readonly preserveOwners: boolean,
     /** Makes an upper dir opaque (overlay-upper mode); called for dirs that replace a whiteout. */
     private readonly opaque: (rel: string) => Promise<void>,
+    /** Writes the applier's queued entries (before this tree reads or changes the target). */
+    private readonly flush: () => Promise<void>,
   ) {}
 
   /** Makes `rel` opaque in the upper dir and remembers that lower content is hidden under it. */
   async markOpaque(rel: string): Promise<void> {
     this.hideLower(rel);
+    await this.flush();
     await this.opaque(rel);
+  }
+
+  /** Records `rel` as a directory this apply made (or queued), empty and checked. */
+  madeDir(rel: string): void {
+    this.fresh.add(rel);
+    this.verified.add(rel);
   }
 
   /** Absolute path of a relative one. */
@@ -59,7 +70,8 @@ export class SafeTree {
   }
 
   /** lstat inside the target; undefined when missing. */
-  stat(rel: string): Promise<Stats | undefined> {
+  async stat(rel: string): Promise<Stats | undefined> {
+    await this.flush();
     return lstatOrUndefined(this.abs(rel));
   }
 
@@ -140,6 +152,7 @@ export class SafeTree {
   /** Removes whatever is at `rel` (recursively for directories, never following symlinks). */
   async remove(rel: string, st?: Stats): Promise<void> {
     if (rel === '') throw corrupt('refusing to remove the layer root', rel);
+    await this.flush();
     const s = st ?? (await this.stat(rel));
     if (!s) return;
     if (s.isDirectory()) {
