@@ -10,9 +10,9 @@
  * stream ErrCorruptLayer, a filesystem error the class of its errno (see `apply-errors.ts`), never
  * with a host path in its message. Memory is bounded whatever the layer: extended headers per entry
  * (tar reader), and small-file bodies waiting in the write queue (`write-queue.ts`), which writes
- * small files, directories and symlinks in layer order, many per native call. Nothing outside the target is touched,
- * but the target is left half-written on error: the applier never commits, and the snapshot layer
- * above it removes the active snapshot when apply fails.
+ * small files, directories and symlinks in layer order, many per native call. Nothing outside the
+ * target is touched, but the target is left half-written on error: the applier never commits, and
+ * the snapshot layer above it removes the active snapshot when apply fails.
  */
 import type { ByteStream } from './tar-reader.js';
 import { createHash } from 'node:crypto';
