@@ -210,7 +210,9 @@ static int parse_item(napi_env env, napi_value obj, entry *it) {
   bool flag = false, is_buffer = false;
   if (!get_int(env, obj, "kind", &kind) || kind < K_FILE || kind > K_META) return 0;
   it->kind = (int)kind;
-  if (napi_get_named_property(env, obj, "path", &v) != napi_ok || !(it->path = sys_arg_bytes(env, v, NULL))) return 0;
+  size_t n;
+  if (napi_get_named_property(env, obj, "path", &v) != napi_ok || !(it->path = sys_arg_bytes(env, v, &n))) return 0;
+  if (strlen(it->path) != n) return 0; /* a NUL inside would shorten the path */
   if (it->kind == K_DIR) return 1;
   if (!get_int(env, obj, "mode", &mode) || !get_int(env, obj, "uid", &uid) || !get_int(env, obj, "gid", &gid)) return 0;
   it->mode = (uint32_t)mode & 07777;

@@ -109,6 +109,8 @@ for (const walk of [false, true]) {
 
     it('rejects malformed items synchronously with a TypeError naming the item', () => {
       assert.throws(() => writeEntries(root, [{ kind: ENTRY.FILE, path: 'x' } as unknown as EntryWrite]), { code: 'ERR_INVALID_ARG_TYPE', message: /entries\[0\]/ });
+      const nul = { kind: ENTRY.DIR, path: 'a\0b' } as const;
+      assert.throws(() => writeEntries(root, [{ kind: ENTRY.DIR, path: 'ok' }, nul]), { code: 'ERR_INVALID_ARG_TYPE', message: /entries\[1\]/ });
     });
   });
 }

@@ -94,6 +94,9 @@ export async function applyLayer(stream: ByteStream, target: string, options: Ap
   );
   const created = new Set<string>();
   const dirMeta = new Map<string, EntryMeta>();
+  /** An entry's metadata as the write queue restores it. */
+  const metaOf = (m: EntryMeta): { mode: number; uid: number; gid: number; mtime: number; chown: boolean } =>
+    ({ mode: modeBits(ctx, m.mode), uid: m.uid, gid: m.gid, mtime: m.mtime, chown: preserveOwners });
   const myUid = process.getuid?.() ?? -1;
   const myGid = process.getgid?.() ?? -1;
   let entries = 0;
@@ -166,7 +169,7 @@ export async function applyLayer(stream: ByteStream, target: string, options: Ap
     if (!cleared.kept) forgetUnder(rel, cleared.removedDir);
     created.add(rel);
     const path = tree.abs(rel);
-    const meta = { mode: modeBits(ctx, h.mode), uid: h.uid, gid: h.gid, mtime: h.mtime, chown: preserveOwners };
+    const meta = metaOf(h);
     switch (h.type) {
       case 'dir':
         if (!cleared.kept) {
@@ -240,10 +243,7 @@ export async function applyLayer(stream: ByteStream, target: string, options: Ap
     await reader.finish();
     // directories last, deepest first, so that writing their content does not change their mtime
     const dirs = [...dirMeta.keys()].sort((a, b) => b.split('/').length - a.split('/').length);
-    for (const rel of dirs) {
-      const m = dirMeta.get(rel)!;
-      await queue.add({ kind: ENTRY.META, path: rel, mode: modeBits(ctx, m.mode), uid: m.uid, gid: m.gid, mtime: m.mtime, chown: preserveOwners }, rel);
-    }
+    for (const rel of dirs) await queue.add({ kind: ENTRY.META, path: rel, ...metaOf(dirMeta.get(rel)!) }, rel);
     await queue.drain();
   } catch (err) {
     await queue.settle();

@@ -4,6 +4,7 @@
  * batch after the other, so the filesystem sees them in layer order while the reader goes on. Every
  * other filesystem access of the applier drains the queue first (`drain()`).
  */
+import { join } from 'node:path';
 import { writeEntries } from '@buildcache/sys';
 import type { EntryWrite } from '@buildcache/sys';
 
@@ -64,8 +65,9 @@ export class WriteQueue {
         try {
           await writeEntries(this.root, items);
         } catch (err) {
-          const index = (err as { index?: number }).index ?? -1;
-          this.failure ??= this.fail(err, names[index] ?? names[0]!);
+          const e = err as NodeJS.ErrnoException & { index?: number };
+          if (typeof e.path === 'string') e.path = join(this.root, e.path); // the host path, for the debug log
+          this.failure ??= this.fail(err, names[e.index ?? -1] ?? names[0]!);
         }
       };
       const p = this.tail.then(run);
