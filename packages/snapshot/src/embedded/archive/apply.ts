@@ -243,6 +243,7 @@ export async function applyLayer(stream: ByteStream, target: string, options: Ap
     await reader.finish();
     // directories last, deepest first, so that writing their content does not change their mtime
     const dirs = [...dirMeta.keys()].sort((a, b) => b.split('/').length - a.split('/').length);
+    await queue.drain();
     for (const rel of dirs) await queue.add({ kind: ENTRY.META, path: rel, ...metaOf(dirMeta.get(rel)!) }, rel);
     await queue.drain();
   } catch (err) {
