@@ -158,6 +158,8 @@ describe('hostile but harmless layers', () => {
         { ...E, name: 'z', type: 'dir', mode: 0o755 },
         file('z/inner'),
         ...filler('b'),
+        { ...E, name: 'n', type: 'dir', mode: 0o755 },
+        file('n/implicit/deep', 'under a parent with no entry'),
         { ...E, name: 'x', type: 'dir', mode: 0o700 },
         file('x/c', 'child'),
         file('y', 'now a file'),
@@ -168,6 +170,7 @@ describe('hostile but harmless layers', () => {
     assert.equal((await readdir(join(target, 'a'))).length, 300);
     assert.equal(await readFile(join(target, 'a/f299'), 'utf8'), '299');
     assert.equal(await readFile(join(target, 'x/c'), 'utf8'), 'child');
+    assert.equal(await readFile(join(target, 'n/implicit/deep'), 'utf8'), 'under a parent with no entry');
     assert.equal(await readFile(join(target, 'y'), 'utf8'), 'now a file');
     assert.equal(await readlink(join(target, 'z')), 'a');
     const a = await lstat(join(target, 'a'));

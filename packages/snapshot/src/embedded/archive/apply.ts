@@ -90,7 +90,8 @@ export async function applyLayer(stream: ByteStream, target: string, options: Ap
   const tree: SafeTree = new SafeTree(
     target, mode, options.lowerDirs ?? [], preserveOwners,
     (rel): Promise<void> => lsetxattr(tree.abs(rel), 'trusted.overlay.opaque', Buffer.from('y')),
-    () => queue.drain(),
+    // a path this apply queued may still be in the queue; any other reflects the target already
+    (rel?: string): Promise<void> => (rel === undefined || created.has(rel) ? queue.drain() : Promise.resolve()),
   );
   const created = new Set<string>();
   const dirMeta = new Map<string, EntryMeta>();
