@@ -1,10 +1,8 @@
 /**
- * The applier's write queue: small files, new directories, symlinks and directory metadata are
- * gathered into batches that `writeEntries` (@buildcache/sys) applies in one thread-pool job each,
- * in order within a batch, while the reader goes on. A batch starts once the batches creating the
- * parent directories of its entries are done; nothing else orders them, as the applier queues no
- * two writes of one path (a name seen again, and every other filesystem access of the applier,
- * drains the queue first: `drain()`), and directory metadata is queued after a drain.
+ * The applier's ordered write queue: small files, new directories, symlinks and directory metadata
+ * are gathered into batches that `writeEntries` (@buildcache/sys) applies in one job each, one
+ * batch after the other, so the filesystem sees them in layer order while the reader goes on. Every
+ * other filesystem access of the applier drains the queue first (`drain()`).
  */
 import { join } from 'node:path';
 import { writeEntries } from '@buildcache/sys';
@@ -14,19 +12,16 @@ import type { EntryWrite } from '@buildcache/sys';
 const BATCH_ITEMS = 256;
 /** File bytes in one batch. */
 const BATCH_BYTES = 4 << 20;
-/** Batches submitted and not yet done: bounds memory to ~this × BATCH_BYTES, leaves pool threads to gunzip. */
+/** Batches submitted and not yet done (one runs, the others wait): bounds memory to ~this × BATCH_BYTES. */
 const IN_FLIGHT = 3;
 
-const parentOf = (path: string): string => path.slice(0, Math.max(0, path.lastIndexOf('/')));
-
-/** Batches of entry writes under one root. */
+/** Batches of entry writes under one root, applied strictly in order. */
 export class WriteQueue {
   private items: EntryWrite[] = [];
   private names: string[] = [];
   private bytes = 0;
-  private readonly inFlight = new Set<Promise<void>>();
-  /** Directories created by batches not yet done, with the batch. */
-  private readonly creating = new Map<string, Promise<void>>();
+  private readonly inFlight: Promise<void>[] = [];
+  private tail: Promise<void> = Promise.resolve();
   private failure: unknown;
 
   /** `fail` turns a batch's error into the applier's error for the entry that failed. */
@@ -47,16 +42,15 @@ export class WriteQueue {
   /** Writes everything queued; throws the first failure. */
   async drain(): Promise<void> {
     await this.submit();
-    await this.settle();
+    await this.tail;
     if (this.failure) throw this.failure;
   }
 
-  /** Waits for every submitted batch without throwing (also after a failure elsewhere). */
+  /** Waits for every submitted batch without throwing (after a failure elsewhere). */
   async settle(): Promise<void> {
     this.items = [];
     this.names = [];
-    this.bytes = 0;
-    while (this.inFlight.size > 0) await Promise.all(this.inFlight);
+    await this.tail;
   }
 
   private async submit(): Promise<void> {
@@ -66,13 +60,7 @@ export class WriteQueue {
       this.items = [];
       this.names = [];
       this.bytes = 0;
-      const deps = new Set<Promise<void>>();
-      for (const it of items) {
-        const dep = this.creating.get(parentOf(String(it.path)));
-        if (dep) deps.add(dep);
-      }
       const run = async (): Promise<void> => {
-        await Promise.all(deps);
         if (this.failure) return;
         try {
           await writeEntries(this.root, items);
@@ -82,15 +70,11 @@ export class WriteQueue {
           this.failure ??= this.fail(err, names[e.index ?? -1] ?? names[0]!);
         }
       };
-      const p = run();
-      this.inFlight.add(p);
-      const dirs = items.filter((it) => it.kind === 1).map((it) => String(it.path));
-      for (const d of dirs) this.creating.set(d, p);
-      void p.then(() => {
-        this.inFlight.delete(p);
-        for (const d of dirs) if (this.creating.get(d) === p) this.creating.delete(d);
-      });
+      const p = this.tail.then(run);
+      this.tail = p;
+      this.inFlight.push(p);
+      void p.then(() => this.inFlight.splice(this.inFlight.indexOf(p), 1));
     }
-    while (this.inFlight.size >= IN_FLIGHT) await Promise.race(this.inFlight);
+    while (this.inFlight.length >= IN_FLIGHT) await this.inFlight[0];
   }
 }
