@@ -73,6 +73,8 @@ export class TarSplitRecorder {
   #longName: string | undefined;
   #raw: Buffer[] = [];
   #rawBytes = 0;
+  #frames: Buffer[] = [];
+  #frameBytes = 0;
 
   constructor(file: string) {
     this.#out = createGzip({ level: 6 });
@@ -87,12 +89,14 @@ export class TarSplitRecorder {
     let off = 0;
     while (off < chunk.length) off += this.#step(chunk, off);
     this.#flushRaw(64 << 10);
+    this.#flushFrames(64 << 10);
     if (this.#out.writableNeedDrain) await once(this.#out, 'drain');
   }
 
   /** Flushes and closes the metadata file. */
   async finish(): Promise<void> {
     this.#flushRaw(0);
+    this.#flushFrames(0);
     this.#out.end();
     await this.#done;
   }
@@ -120,8 +124,16 @@ export class TarSplitRecorder {
     const head = Buffer.alloc(5);
     head.write(kind, 0, 'latin1');
     head.writeUInt32BE(data.length, 1);
-    this.#out.write(head);
-    this.#out.write(data);
+    this.#frames.push(head, data);
+    this.#frameBytes += head.length + data.length;
+  }
+
+  /** Hands the frames gathered so far to gzip in one write (each gzip write is a thread-pool job). */
+  #flushFrames(atLeast: number): void {
+    if (this.#frameBytes === 0 || this.#frameBytes < atLeast) return;
+    this.#out.write(Buffer.concat(this.#frames, this.#frameBytes));
+    this.#frames = [];
+    this.#frameBytes = 0;
   }
 
   /** Consumes bytes of `chunk` from `off`; returns how many. */

@@ -71,7 +71,9 @@ static void job_complete(napi_env env, napi_status status, void *data) {
   sys_job *job = data;
   if (status != napi_ok && job->err.errnum == 0) sys_fail(&job->err, ECANCELED, "async", NULL);
   if (job->err.errnum != 0) {
-    napi_reject_deferred(env, job->deferred, sys_errno_error(env, &job->err));
+    napi_value error = sys_errno_error(env, &job->err);
+    if (job->decorate) job->decorate(env, job, error);
+    napi_reject_deferred(env, job->deferred, error);
   } else {
     napi_value value;
     if (job->done) value = job->done(env, job);
@@ -157,6 +159,7 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_set_named_property(env, exports, "sourceDigest", digest);
   sys_register_calls(env, exports);
   sys_register_tree(env, exports);
+  sys_register_entries(env, exports);
   return exports;
 }
 

@@ -25,6 +25,8 @@ struct sys_job {
   void (*run)(sys_job *job);
   napi_value (*done)(napi_env env, sys_job *job);
   void (*cleanup)(sys_job *job);
+  /* (may be NULL) adds properties to the rejection error on the JS thread */
+  void (*decorate)(napi_env env, sys_job *job, napi_value error);
   sys_error err;
   napi_deferred deferred;
   napi_async_work work;
@@ -49,6 +51,7 @@ const char *sys_errno_name(int errnum);
 /* Registrations of each file. */
 void sys_register_calls(napi_env env, napi_value exports);
 void sys_register_tree(napi_env env, napi_value exports);
+void sys_register_entries(napi_env env, napi_value exports);
 
 /* Copies one regular file's content (reflink, else copy_file_range keeping holes, else read/write)
  * from open `in` (size `size`, `sparse` when it has holes) to open, empty `out`. `try_clone` is

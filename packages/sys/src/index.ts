@@ -6,9 +6,9 @@
  * unless said.
  */
 import { native } from './native.js';
-import type { Bytes } from './native.js';
+import type { Bytes, EntryWrite } from './native.js';
 
-export type { Bytes } from './native.js';
+export type { Bytes, EntryWrite } from './native.js';
 export { BUILD_HINT } from './native.js';
 
 /** mount(2) flags. */
@@ -138,4 +138,23 @@ export async function copyTree(src: Bytes, dst: Bytes, options: CopyTreeOptions 
 /** Disk usage of a tree: allocated bytes (st_blocks × 512) and inodes, hard links counted once, the top included. */
 export function usage(path: Bytes): Promise<{ size: number; inodes: number }> {
   return native().usage(path);
+}
+
+/** `kind` of a `writeEntries` item. */
+export const ENTRY = { FILE: 0, DIR: 1, SYMLINK: 2, META: 3 } as const;
+
+/**
+ * Creates many entries under directory `root`, in order, in one job on the thread pool (for a layer
+ * applier's small files): `FILE` a new regular file (O_EXCL, never through a symlink) holding `data`;
+ * `DIR` a new directory (0700, its metadata comes later); `SYMLINK` a new symlink to `link`; `META`
+ * the metadata of an existing directory. FILE, SYMLINK and META then get owner (when `chown`), mode
+ * (07777 bits) and atime = mtime (seconds, microsecond precision). `path` is relative to `root`;
+ * its parent is resolved beneath `root` following no symlink (openat2 RESOLVE_BENEATH|
+ * RESOLVE_NO_SYMLINKS, else openat O_NOFOLLOW per component), so nothing lands outside it; a path
+ * with an empty, `.` or `..` component is EINVAL. Stops at the first failure, rejecting with the
+ * errno error of the relative path and `index`, the item that failed (earlier items stay done).
+ * `options.walk` uses the per-component walk even where openat2 exists (for tests of the fallback).
+ */
+export function writeEntries(root: Bytes, entries: readonly EntryWrite[], options: { readonly walk?: boolean } = {}): Promise<void> {
+  return native().writeEntries(root, entries, options.walk === true);
 }

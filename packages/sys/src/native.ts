@@ -28,7 +28,15 @@ export interface Native {
   copyFile(src: Bytes, dst: Bytes): Promise<void>;
   copyTree(src: Bytes, dst: Bytes, threads?: number, cancelled?: boolean): [Promise<void>, () => void];
   usage(path: Bytes): Promise<{ size: number; inodes: number }>;
+  writeEntries(root: Bytes, entries: readonly EntryWrite[], walk?: boolean): Promise<void>;
 }
+
+/** One item of `writeEntries` (see index.ts). */
+export type EntryWrite =
+  | { readonly kind: 0; readonly path: Bytes; readonly data: Buffer; readonly mode: number; readonly uid: number; readonly gid: number; readonly mtime: number; readonly chown: boolean }
+  | { readonly kind: 1; readonly path: Bytes }
+  | { readonly kind: 2; readonly path: Bytes; readonly link: Bytes; readonly mode: number; readonly uid: number; readonly gid: number; readonly mtime: number; readonly chown: boolean }
+  | { readonly kind: 3; readonly path: Bytes; readonly mode: number; readonly uid: number; readonly gid: number; readonly mtime: number; readonly chown: boolean };
 
 /** The package directory (holds binding.gyp, build/ and prebuilds/). */
 export const PACKAGE_DIR = join(dirname(fileURLToPath(import.meta.url)), '../..');

@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { access, lstat, mkdir, readFile, symlink, writeFile } from 'node:fs/promises';
+import { access, lstat, mkdir, readFile, readdir, readlink, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { after, describe, it } from 'node:test';
@@ -65,6 +65,8 @@ async function expectRejected(
 
 const file = (name: string, body = 'pwned'): Entry => ({ ...E, name, type: 'file', body });
 const tarOf = (entries: Entry[]): Promise<Buffer> => buildTar(entries);
+/** Directory `dir` and `n` small files in it: more than one batch of the applier's write queue. */
+const filler = (dir: string, n = 300): Entry[] => [{ ...E, name: dir, type: 'dir', mode: 0o755 }, ...Array.from({ length: n }, (_, i) => file(`${dir}/f${i}`, `${i}`))];
 
 describe('malicious layers', () => {
   it('../x', async () => expectRejected(await tarOf([file('../x')]), ErrUnsafeEntry, '../x'));
@@ -84,6 +86,14 @@ describe('malicious layers', () => {
       ErrUnsafeEntry,
       'd/s/file',
     ));
+  it('a symlink still in the write queue (after full batches of files), then a file through it', async () =>
+    expectRejected(
+      await tarOf([...filler('q'), { ...E, name: 'q/s', type: 'symlink', linkname: '../../../../sentinel' }, file('q/s/file', 'overwritten')]),
+      ErrUnsafeEntry,
+      'q/s/file',
+    ));
+  it('a file still in the write queue, then an entry under it', async () =>
+    expectRejected(await tarOf([...filler('q'), file('q/f'), file('q/f/x')]), ErrUnsafeEntry, 'q/f/x'));
   it('symlinked parent already in the target (lower layer content)', async () =>
     expectRejected(await tarOf([file('lib/file', 'overwritten')]), ErrUnsafeEntry, 'lib/file', {}, async (target) => {
       await symlink('../../../sentinel', join(target, 'lib'));
@@ -137,6 +147,35 @@ describe('hostile but harmless layers', () => {
     assert.equal(await readFile(join(target, 'f'), 'utf8'), 'new');
     assert.ok((await lstat(join(target, 'f'))).isFile());
     assert.equal(await fingerprint(sentinel), before);
+  });
+  it('entries written in batches land in layer order: replaced names, directory metadata after content', async () => {
+    const { target } = await setup();
+    await applyLayer([
+      await tarOf([
+        ...filler('a'),
+        file('x', 'first'),
+        { ...E, name: 'y', type: 'symlink', linkname: 'nowhere' },
+        { ...E, name: 'z', type: 'dir', mode: 0o755 },
+        file('z/inner'),
+        ...filler('b'),
+        { ...E, name: 'n', type: 'dir', mode: 0o755 },
+        file('n/implicit/deep', 'under a parent with no entry'),
+        { ...E, name: 'x', type: 'dir', mode: 0o700 },
+        file('x/c', 'child'),
+        file('y', 'now a file'),
+        { ...E, name: 'z', type: 'symlink', linkname: 'a' },
+        { ...E, name: 'a', type: 'dir', mode: 0o750, mtime: 1_600_000_000 },
+      ]),
+    ], target);
+    assert.equal((await readdir(join(target, 'a'))).length, 300);
+    assert.equal(await readFile(join(target, 'a/f299'), 'utf8'), '299');
+    assert.equal(await readFile(join(target, 'x/c'), 'utf8'), 'child');
+    assert.equal(await readFile(join(target, 'n/implicit/deep'), 'utf8'), 'under a parent with no entry');
+    assert.equal(await readFile(join(target, 'y'), 'utf8'), 'now a file');
+    assert.equal(await readlink(join(target, 'z')), 'a');
+    const a = await lstat(join(target, 'a'));
+    assert.equal(a.mode & 0o7777, 0o750);
+    assert.equal(a.mtimeMs, 1_600_000_000_000);
   });
   it('leading ./ is fine', async () => {
     const { target } = await setup();

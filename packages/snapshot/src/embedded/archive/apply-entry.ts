@@ -1,11 +1,10 @@
 /**
- * Filesystem writes of single layer entries, each on a path whose parents `SafeTree` has checked:
- * files are created with O_EXCL|O_NOFOLLOW and their metadata set through the descriptor, links
- * and device nodes never follow a symlink.
+ * Filesystem writes of the layer entries that do not go through the write queue (large files,
+ * devices, whiteouts, copy-ups, xattrs), each on a path whose parents `SafeTree` has checked: files
+ * are created with O_EXCL|O_NOFOLLOW and their metadata set through the descriptor, links and
+ * device nodes never follow a symlink.
  */
-import * as fs from 'node:fs';
 import { constants } from 'node:fs';
-import { promisify } from 'node:util';
 import type { Stats } from 'node:fs';
 import { chmod, copyFile, lchown, lutimes, open, readlink, symlink } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
@@ -13,7 +12,7 @@ import type { Logger } from 'pino';
 import type { TarHeader } from './tar-format.js';
 import { lsetxattr, makedev, mknodat } from '@buildcache/sys';
 
-const { O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW, O_RDONLY, O_DIRECTORY } = constants;
+const { O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW } = constants;
 
 /** Metadata the applier restores on an entry. */
 export interface EntryMeta {
@@ -30,7 +29,7 @@ export interface EntryContext {
 }
 
 /** Permission bits to restore: setuid/setgid only when owners are preserved (root). */
-function modeBits(ctx: EntryContext, mode: number): number {
+export function modeBits(ctx: EntryContext, mode: number): number {
   return ctx.preserveOwners ? mode & 0o7777 : mode & 0o1777;
 }
 
@@ -44,34 +43,6 @@ export async function setMeta(ctx: EntryContext, fh: FileHandle, meta: EntryMeta
 /** Opens a new file that must not exist yet (never through a symlink). */
 export function createExclusive(path: string): Promise<FileHandle> {
   return open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600);
-}
-
-const fsOpen = promisify(fs.open);
-const fsWrite = promisify(fs.write);
-const fsFchown = promisify(fs.fchown);
-const fsFchmod = promisify(fs.fchmod);
-const fsFutimes = promisify(fs.futimes);
-const fsClose = promisify(fs.close);
-
-/**
- * Writes a regular file from an in-memory body and restores its metadata and xattrs. Uses the
- * callback fs API on a raw descriptor (much lighter than FileHandle for many small files).
- * `freshParent`: the parent was created by this apply (no setgid), so root:root needs no chown.
- */
-export async function writeSmallFile(ctx: EntryContext, path: string, body: Buffer, h: TarHeader, freshParent = false): Promise<void> {
-  const fd = await fsOpen(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600);
-  try {
-    // a write may be short (a filesystem filling up): the next one reports why
-    for (let pos = 0; pos < body.length; ) pos += (await fsWrite(fd, body, pos, body.length - pos, pos)).bytesWritten;
-    const myUid = process.getuid?.() ?? -1;
-    const myGid = process.getgid?.() ?? -1;
-    if (ctx.preserveOwners && !(freshParent && h.uid === myUid && h.gid === myGid)) await fsFchown(fd, h.uid, h.gid);
-    await fsFchmod(fd, modeBits(ctx, h.mode));
-    await fsFutimes(fd, h.mtime, h.mtime);
-  } finally {
-    await fsClose(fd);
-  }
-  if (h.xattrs.size) await setXattrs(ctx, path, h.xattrs, h.name);
 }
 
 /** Writes a regular file from a streamed body and restores its metadata and xattrs. */
@@ -90,14 +61,6 @@ export async function writeStreamedFile(ctx: EntryContext, path: string, body: A
   } finally {
     await fh.close();
   }
-  await setXattrs(ctx, path, h.xattrs, h.name);
-}
-
-/** Creates a symlink (its target is data, never followed) with owner and mtime. */
-export async function writeSymlink(ctx: EntryContext, path: string, h: TarHeader): Promise<void> {
-  await symlink(h.linkname, path);
-  if (ctx.preserveOwners) await lchown(path, h.uid, h.gid);
-  await lutimes(path, h.mtime, h.mtime);
   await setXattrs(ctx, path, h.xattrs, h.name);
 }
 
@@ -145,16 +108,6 @@ export async function copyUp(ctx: EntryContext, from: string, to: string, st: St
   const fh = await open(to, O_WRONLY | O_NOFOLLOW);
   try {
     await setMeta(ctx, fh, { mode: st.mode, uid: st.uid, gid: st.gid, mtime: st.mtimeMs / 1000 });
-  } finally {
-    await fh.close();
-  }
-}
-
-/** Restores a directory's metadata through a descriptor opened without following symlinks. */
-export async function setDirMeta(ctx: EntryContext, path: string, meta: EntryMeta): Promise<void> {
-  const fh = await open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
-  try {
-    await setMeta(ctx, fh, meta);
   } finally {
     await fh.close();
   }

@@ -2,26 +2,27 @@
  * `applyLayer`: streams a layer (tar, tar+gzip, tar+zstd) into a directory, computing its diffID.
  *
  * Safety: every entry name is relative and free of `..`; no parent component is ever a symlink
- * (checked with lstat, cached per apply); files are created with O_EXCL|O_NOFOLLOW after whatever
- * was at their path is removed; hard links point inside the target; devices and fifos are made
+ * (checked with lstat, cached per apply, and again by the kernel when the write queue resolves
+ * each path beneath the target); files are created with O_EXCL|O_NOFOLLOW after whatever was at
+ * their path is removed; hard links point inside the target; devices and fifos are made
  * as containerd makes them (skipped when mknod is not permitted) unless `allowDevices` is false.
  * Every failure is a typed error naming the entry: a refused entry ErrUnsafeEntry, a malformed
  * stream ErrCorruptLayer, a filesystem error the class of its errno (see `apply-errors.ts`), never
  * with a host path in its message. Memory is bounded whatever the layer: extended headers per entry
- * (tar reader), and small-file bodies waiting to be written. Nothing outside the target is touched,
- * but the target is left half-written on error: the applier never commits, and the snapshot layer
- * above it removes the active snapshot when apply fails.
+ * (tar reader), and small-file bodies waiting in the write queue (`write-queue.ts`), which writes
+ * small files, directories and symlinks in layer order, many per native call. Nothing outside the
+ * target is touched, but the target is left half-written on error: the applier never commits, and
+ * the snapshot layer above it removes the active snapshot when apply fails.
  */
 import type { ByteStream } from './tar-reader.js';
 import { createHash } from 'node:crypto';
-import { link, mkdir, readdir } from 'node:fs/promises';
+import { link, readdir } from 'node:fs/promises';
 import { ErrCanceled, ErrCorruptLayer } from '@buildcache/errdefs';
-import { lsetxattr } from '@buildcache/sys';
-import pLimit from 'p-limit';
+import { ENTRY, lsetxattr } from '@buildcache/sys';
 import type { Logger } from 'pino';
 import type { Compression } from '../../labels.js';
 import { decompress } from './compression.js';
-import { copyUp, setDirMeta, setXattrs, writeOverlayWhiteout, writeSmallFile, writeSpecial, writeStreamedFile, writeSymlink } from './apply-entry.js';
+import { copyUp, modeBits, setXattrs, writeOverlayWhiteout, writeSpecial, writeStreamedFile } from './apply-entry.js';
 import type { EntryContext, EntryMeta } from './apply-entry.js';
 import { classifyName, entryComponents, isUnder, relPath, unsafe } from './safe-path.js';
 import { SafeTree, isOverlayWhiteout } from './safe-tree.js';
@@ -31,6 +32,7 @@ import { writeSparseFile } from './apply-sparse.js';
 import { corrupt } from './tar-format.js';
 import type { TarHeader } from './tar-format.js';
 import { TarReader } from './tar-reader.js';
+import { WriteQueue } from './write-queue.js';
 
 export type { ApplyMode } from './safe-tree.js';
 
@@ -50,8 +52,6 @@ export interface ApplyOptions {
   readonly allowDevices?: boolean;
   /** Restore uid/gid and setuid/setgid bits (default: when running as root). */
   readonly preserveOwners?: boolean;
-  /** Concurrent small-file writes (default 32). */
-  readonly concurrency?: number;
   readonly logger?: Logger;
   readonly signal?: AbortSignal;
 }
@@ -66,10 +66,8 @@ export interface ApplyResult {
   readonly entries: number;
 }
 
-/** Files up to this size are read into memory and written concurrently. */
+/** Files up to this size are read into memory and written through the write queue. */
 const SMALL_FILE = 1 << 20;
-/** Most bytes of small-file bodies read but not yet written. */
-const PENDING_BYTES = 32 << 20;
 
 async function* hashed(source: AsyncIterable<Buffer>, hash: ReturnType<typeof createHash>, count: { n: number }): AsyncGenerator<Buffer> {
   for await (const c of source) {
@@ -88,40 +86,22 @@ export async function applyLayer(stream: ByteStream, target: string, options: Ap
   const preserveOwners = options.preserveOwners ?? process.getuid?.() === 0;
   const logger = options.logger;
   const ctx: EntryContext = { preserveOwners, logger };
-  const tree: SafeTree = new SafeTree(target, mode, options.lowerDirs ?? [], preserveOwners, (rel): Promise<void> =>
-    lsetxattr(tree.abs(rel), 'trusted.overlay.opaque', Buffer.from('y')),
+  const roots = [target, ...(options.lowerDirs ?? [])];
+  const queue = new WriteQueue(target, (err, entry) => entryFailure(err, entry, roots, logger));
+  const tree: SafeTree = new SafeTree(
+    target, mode, options.lowerDirs ?? [], preserveOwners,
+    (rel): Promise<void> => lsetxattr(tree.abs(rel), 'trusted.overlay.opaque', Buffer.from('y')),
+    // a path this apply queued may still be in the queue; any other reflects the target already
+    (rel?: string): Promise<void> => (rel === undefined || created.has(rel) ? queue.drain() : Promise.resolve()),
   );
   const created = new Set<string>();
   const dirMeta = new Map<string, EntryMeta>();
-  const limit = pLimit(options.concurrency ?? 32);
-  const pending = new Map<string, Promise<void>>();
-  let pendingBytes = 0;
-  let failure: unknown;
-  const roots = [target, ...(options.lowerDirs ?? [])];
+  /** An entry's metadata as the write queue restores it. */
+  const metaOf = (m: EntryMeta): { mode: number; uid: number; gid: number; mtime: number; chown: boolean } =>
+    ({ mode: modeBits(ctx, m.mode), uid: m.uid, gid: m.gid, mtime: m.mtime, chown: preserveOwners });
+  const myUid = process.getuid?.() ?? -1;
+  const myGid = process.getgid?.() ?? -1;
   let entries = 0;
-
-  const settle = async (rel: string | undefined): Promise<void> => {
-    const waits = [...pending].filter(([p]) => rel === undefined || isUnder(p, rel)).map(([, w]) => w);
-    await Promise.all(waits);
-    if (failure) throw failure;
-  };
-  /** Runs `work` (writing `bytes` held in memory for `entry`) concurrently, within the pending bounds. */
-  const schedule = async (rel: string, entry: string, bytes: number, work: () => Promise<void>): Promise<void> => {
-    while (pending.size > 0 && (pending.size >= 4 * (options.concurrency ?? 32) || pendingBytes + bytes > PENDING_BYTES)) {
-      await Promise.race(pending.values());
-    }
-    if (failure) throw failure;
-    pendingBytes += bytes;
-    const p = limit(work)
-      .catch((err: unknown) => {
-        failure ??= entryFailure(err, entry, roots, logger);
-      })
-      .finally(() => {
-        pending.delete(rel);
-        pendingBytes -= bytes;
-      });
-    pending.set(rel, p);
-  };
   /** Forgets bookkeeping of `rel` (and, when a directory was removed there, of everything under it). */
   const forgetUnder = (rel: string, wasDir = true): void => {
     dirMeta.delete(rel);
@@ -133,6 +113,7 @@ export async function applyLayer(stream: ByteStream, target: string, options: Ap
 
   /** Plain-mode opaque dir: removes what lower layers had, keeps what this layer wrote. */
   const prune = async (rel: string): Promise<void> => {
+    await queue.drain();
     for (const name of await readdir(tree.abs(rel))) {
       const child = rel === '' ? name : `${rel}/${name}`;
       if (created.has(child) || tree.made.has(child)) {
@@ -152,7 +133,6 @@ export async function applyLayer(stream: ByteStream, target: string, options: Ap
     }
     if (kind.kind === 'whiteout') {
       const rel = relPath(kind.parts);
-      await settle(rel);
       const parents = kind.parts.slice(0, -1);
       if (mode === 'plain') {
         if (!(await tree.ensureDir(parents, h.name, false))) return;
@@ -161,6 +141,7 @@ export async function applyLayer(stream: ByteStream, target: string, options: Ap
       } else {
         await tree.ensureDir(parents, h.name);
         forgetUnder(rel, (await tree.clearFinal(rel, false)).removedDir);
+        await queue.drain();
         await writeOverlayWhiteout(ctx, tree.abs(rel), h);
         created.add(rel); // an entry of the same name later in this layer must replace it
       }
@@ -168,7 +149,6 @@ export async function applyLayer(stream: ByteStream, target: string, options: Ap
     }
     if (kind.kind === 'opaque') {
       const rel = relPath(kind.dir);
-      await settle(rel);
       await tree.ensureDir(kind.dir, h.name);
       if (mode === 'plain') await prune(rel);
       else await tree.markOpaque(rel);
@@ -184,7 +164,6 @@ export async function applyLayer(stream: ByteStream, target: string, options: Ap
       return;
     }
     await tree.ensureDir(parents, h.name);
-    await settle(rel);
     // in a directory this apply created, only this layer's own entries can exist
     const parentRel = relPath(parents);
     const freshParent = parentRel !== '' && tree.fresh.has(parentRel);
@@ -192,28 +171,39 @@ export async function applyLayer(stream: ByteStream, target: string, options: Ap
     if (!cleared.kept) forgetUnder(rel, cleared.removedDir);
     created.add(rel);
     const path = tree.abs(rel);
+    const meta = metaOf(h);
     switch (h.type) {
       case 'dir':
         if (!cleared.kept) {
-          await mkdir(path, { mode: 0o700 });
-          tree.fresh.add(rel);
+          await queue.add({ kind: ENTRY.DIR, path: rel }, h.name);
+          tree.madeDir(rel);
         }
         if (cleared.whiteout) await tree.markOpaque(rel);
-        await setXattrs(ctx, path, h.xattrs, h.name);
         dirMeta.set(rel, { mode: h.mode, uid: h.uid, gid: h.gid, mtime: h.mtime });
-        return;
+        break;
       case 'symlink':
-        await writeSymlink(ctx, path, h);
-        return;
+        await queue.add({ kind: ENTRY.SYMLINK, path: rel, link: h.linkname, ...meta }, h.name);
+        break;
       case 'file':
+        if (!h.sparse && h.size <= SMALL_FILE) {
+          const data = await reader.readBody();
+          // the parent was created by this apply (no setgid), so root:root needs no chown
+          const chown = preserveOwners && !(freshParent && h.uid === myUid && h.gid === myGid);
+          await queue.add({ kind: ENTRY.FILE, path: rel, data, ...meta, chown }, h.name);
+          break;
+        }
+        await queue.drain();
         if (h.sparse) await writeSparseFile(ctx, path, reader.sparseData(), h, h.sparse);
-        else if (h.size <= SMALL_FILE) {
-          const body = await reader.readBody();
-          await schedule(rel, h.name, body.length, () => writeSmallFile(ctx, path, body, h, freshParent));
-        } else await writeStreamedFile(ctx, path, reader.body(), h);
+        else await writeStreamedFile(ctx, path, reader.body(), h);
         return;
       default:
+        await queue.drain();
         await writeSpecial(ctx, path, h);
+        return;
+    }
+    if (h.xattrs.size) {
+      await queue.drain();
+      await setXattrs(ctx, path, h.xattrs, h.name);
     }
   };
 
@@ -227,7 +217,7 @@ export async function applyLayer(stream: ByteStream, target: string, options: Ap
     if (targetParts.length === 0) throw unsafe('hard link to the layer root', h.name);
     const targetRel = relPath(targetParts);
     if (targetRel === rel) throw corrupt('hard link to itself', h.name);
-    await settle(undefined);
+    await queue.drain();
     const inUpper = await tree.ensureDir(targetParts.slice(0, -1), h.name, false);
     let st = inUpper ? await tree.stat(targetRel) : undefined;
     if (st && isOverlayWhiteout(st) && mode === 'overlay-upper') st = undefined;
@@ -252,18 +242,15 @@ export async function applyLayer(stream: ByteStream, target: string, options: Ap
       entries++;
       current = h.name;
       await applyEntry(h);
-      if (failure) throw failure;
     }
-    await settle(undefined);
     await reader.finish();
     // directories last, deepest first, so that writing their content does not change their mtime
     const dirs = [...dirMeta.keys()].sort((a, b) => b.split('/').length - a.split('/').length);
-    const dirLimit = pLimit(options.concurrency ?? 32);
-    await Promise.all(
-      dirs.map((rel) => dirLimit(() => setDirMeta(ctx, tree.abs(rel), dirMeta.get(rel)!).catch((err: unknown) => Promise.reject(entryFailure(err, rel, roots, logger))))),
-    );
+    await queue.drain();
+    for (const rel of dirs) await queue.add({ kind: ENTRY.META, path: rel, ...metaOf(dirMeta.get(rel)!) }, rel);
+    await queue.drain();
   } catch (err) {
-    await Promise.allSettled(pending.values());
+    await queue.settle();
     await reader.cancel().catch(() => undefined);
     if (err instanceof ErrCorruptLayer && err.details.entry === undefined && current !== undefined) {
       // a stream that breaks inside an entry's data: name the entry being read

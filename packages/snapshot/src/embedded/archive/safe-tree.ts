@@ -3,6 +3,9 @@
  * lstat to be a real directory (never a symlink, never followed), missing ones are created, and
  * the results are cached until something under them is removed. In overlay-upper mode the lower
  * dirs are consulted for parents that exist only below, and symlinks there are refused as well.
+ * Directories the applier has queued for creation count as made; `flush` writes the applier's
+ * queued entries before this tree looks at a path the queue may still be writing, or changes the
+ * target, so what it sees is in layer order.
  */
 import { lstat, mkdir, rm, unlink, chown, chmod, utimes } from 'node:fs/promises';
 import type { Stats } from 'node:fs';
@@ -45,12 +48,21 @@ export class SafeTree {
     private readonly preserveOwners: boolean,
     /** Makes an upper dir opaque (overlay-upper mode); called for dirs that replace a whiteout. */
     private readonly opaque: (rel: string) => Promise<void>,
+    /** Writes the applier's queued entries: those at `rel` when given (before reading it), else all. */
+    private readonly flush: (rel?: string) => Promise<void>,
   ) {}
 
   /** Makes `rel` opaque in the upper dir and remembers that lower content is hidden under it. */
   async markOpaque(rel: string): Promise<void> {
     this.hideLower(rel);
+    await this.flush(rel);
     await this.opaque(rel);
+  }
+
+  /** Records `rel` as a directory this apply made (or queued), empty and checked. */
+  madeDir(rel: string): void {
+    this.fresh.add(rel);
+    this.verified.add(rel);
   }
 
   /** Absolute path of a relative one. */
@@ -59,7 +71,8 @@ export class SafeTree {
   }
 
   /** lstat inside the target; undefined when missing. */
-  stat(rel: string): Promise<Stats | undefined> {
+  async stat(rel: string): Promise<Stats | undefined> {
+    await this.flush(rel);
     return lstatOrUndefined(this.abs(rel));
   }
 
@@ -116,6 +129,7 @@ export class SafeTree {
       if (lower?.st.isSymbolicLink()) throw unsafe(`path component ${JSON.stringify(rel)} is a symlink in a lower layer`, entry);
       if (lower && !lower.st.isDirectory()) throw unsafe(`path component ${JSON.stringify(rel)} is not a directory in a lower layer`, entry);
       if (!create) return false;
+      await this.flush(); // its parent may be a directory still queued
       if (st) await unlink(this.abs(rel)); // an overlay whiteout: the new dir hides what was below
       await mkdir(this.abs(rel), { mode: 0o755 });
       this.made.add(rel);
@@ -140,6 +154,7 @@ export class SafeTree {
   /** Removes whatever is at `rel` (recursively for directories, never following symlinks). */
   async remove(rel: string, st?: Stats): Promise<void> {
     if (rel === '') throw corrupt('refusing to remove the layer root', rel);
+    await this.flush();
     const s = st ?? (await this.stat(rel));
     if (!s) return;
     if (s.isDirectory()) {
