@@ -27,7 +27,7 @@ export interface ImageStoreOptions {
   readonly logger?: Logger;
 }
 
-/** What an import reports as it goes (a test may stop the process at any of these points). */
+/** What an import or add reports as it goes (a test may stop the process at any of these points); an add's `layer` events name its top record as `image`. */
 export type ImportEvent =
   | { readonly stage: 'layer'; readonly image: string; readonly chainID: string; readonly index: number }
   | { readonly stage: 'recorded'; readonly image: string };
@@ -220,7 +220,7 @@ export class ImageStore {
    * it as an import's do. A journal written before any layer reference is taken lets `open` undo a
    * killed add.
    */
-  async add(top: ImmutableRef | undefined, config: Readonly<Record<string, unknown>>, names: readonly string[]): Promise<ImageInfo> {
+  async add(top: ImmutableRef | undefined, config: Readonly<Record<string, unknown>>, names: readonly string[], options: Pick<ImportOptions, 'onProgress'> = {}): Promise<ImageInfo> {
     const full = names.map(fullName);
     const chain = top?.layerChain() ?? [];
     try {
@@ -235,6 +235,7 @@ export class ImageStore {
           for (const [i, ref] of chain.entries()) {
             const known = this.layers.list().find((m) => m.recordId === ref.id);
             const next: Layer = known ? await this.layers.get(known.chainID) : await this.layers.registerRecord(ref, layer?.chainID);
+            options.onProgress?.({ stage: 'layer', image: top!.id, chainID: next.chainID, index: i });
             entries[i] = { chainID: next.chainID, recordId: ref.id, refs: this.layers.list().find((m) => m.chainID === next.chainID)!.refs - 1 };
             await writeJSON(this.dir('pending'), `${nonce}.json`, journal(''));
             if (layer) await this.layers.release(layer);
@@ -258,6 +259,7 @@ export class ImageStore {
           this.#images.set(id, rec);
           if (layer) this.#held.set(id, layer);
           layer = undefined;
+          options.onProgress?.({ stage: 'recorded', image: id });
           await removeFile(this.dir('pending'), `${nonce}.json`);
           await this.claim(rec, full);
           return rec;
