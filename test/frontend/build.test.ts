@@ -17,6 +17,8 @@ import { pino } from 'pino';
 import { openCache, type OpenCache } from '@buildcache/cache';
 import { ErrCopySource, ErrDockerfileParse, ErrRunFailed, type BuildcacheError } from '@buildcache/errdefs';
 import { Frontend, type BuildRequest, type BuildResult, type Progress } from '@buildcache/frontend';
+import { ImageStore } from '@buildcache/images';
+import { LayerStore } from '@buildcache/layers';
 import { mountPointsUnder } from '@buildcache/snapshot';
 import { countingRuntime, hostRootfs, readRecordFile } from './fixtures.js';
 
@@ -79,6 +81,8 @@ async function project(name: string, files: Record<string, string>): Promise<str
 
 describe('build frontend', () => {
   let opened: OpenCache;
+  let layers: LayerStore;
+  let images: ImageStore;
   let frontend: Frontend;
   let runtime: Awaited<ReturnType<typeof countingRuntime>>;
   let root: string;
@@ -88,9 +92,13 @@ describe('build frontend', () => {
     await mkdir(root, { recursive: true });
     runtime = await countingRuntime(tmp);
     opened = await openCache({ root, logger: silent });
-    frontend = await Frontend.open({ cache: opened.cache, content: opened.backend.content, root: join(root, 'frontend'), runtime: runtime.path, logger: silent });
+    layers = await LayerStore.open({ cache: opened.cache, root: join(root, 'layers') });
+    images = await ImageStore.open({ layers, root: join(root, 'layers', 'images') });
+    frontend = await Frontend.open({ cache: opened.cache, content: opened.backend.content, root: join(root, 'frontend'), runtime: runtime.path, logger: silent, images });
   });
   after(async () => {
+    await images.close();
+    await layers.close();
     await opened.close();
   });
 
@@ -290,9 +298,17 @@ RUN ["/bin/sh", "-c", "echo uid=$(id -u) gid=$(id -g) a=$A b=$B pwd=$(pwd); /usr
     assert.ok(r.lines.includes('  to-stderr'));
   });
 
-  test('FROM a name an earlier build tagged starts from its layers and config', async () => {
+  test('tag records the image in the image store: listed, its layers the build records, its config the build\'s; FROM NAME starts from its layers and config', async () => {
     const base = await project('p6', { Dockerfile: 'FROM scratch\nCOPY rootfs/ /\nENV FROM_BASE=yes\n' });
     const b = await build({ context: base, tag: 'bc-test-base:1' });
+    const listed = images.get('bc-test-base:1');
+    assert.equal(listed.id, b.imageId);
+    assert.deepEqual(listed.names, ['bc-test-base:1']);
+    assert.equal(listed.layers, 1);
+    const stored = images.resolve('bc-test-base:1');
+    assert.ok(layers.list().some((m) => m.chainID === stored.topLayer?.chainID && m.refs > 0), 'the image holds its layer in the layer store');
+    assert.ok(stored.config.config?.Env?.includes('FROM_BASE=yes'));
+    assert.deepEqual(JSON.parse(b.image.configBytes.toString('utf8')), stored.config, 'the same config (the embedded differ gives the layer store\'s diff IDs)');
     const app = await project('p7', { Dockerfile: 'FROM bc-test-base:1\nRUN echo base=$FROM_BASE > /x\n' });
     const r = await build({ context: app });
     assert.deepEqual(cachedOf(r), [false]);
@@ -300,5 +316,26 @@ RUN ["/bin/sh", "-c", "echo uid=$(id -u) gid=$(id -g) a=$A b=$B pwd=$(pwd); /usr
     assert.equal(r.image.layers.length, b.image.layers.length + 1);
     await appendFile(join(app, 'Dockerfile'), '');
     assert.deepEqual(cachedOf(await build({ context: app })), [true]);
+    // the image store holds the named image's records: prune --all keeps them, FROM NAME still works
+    await opened.cache.prune([{ all: true }]);
+    const again = await build({ context: app });
+    assert.deepEqual(cachedOf(again), [false]);
+    assert.equal(await readImageFile(again.record!, 'x'), 'base=yes\n');
+  });
+
+  test('a name of the old frontend tag table moves into the image store when the frontend opens', async () => {
+    const ctx = await project('p-old-tag', { Dockerfile: 'FROM scratch\nCOPY rootfs/bin/sh /bin/sh\n' });
+    const b = await build({ context: ctx });
+    const table = join(root, 'frontend', 'images');
+    await mkdir(table, { recursive: true });
+    const config = { Env: ['OLD=1'], WorkingDir: '', User: '', Labels: {} };
+    await writeFile(join(table, 'x.json'), JSON.stringify({ name: 'docker.io/library/old-tag:v1', digest: b.digest, config, record: b.record }));
+    await writeFile(join(table, 'y.json'), JSON.stringify({ name: 'docker.io/library/pruned-tag:v1', digest: b.digest, config, record: 'no-such-record' }));
+    await Frontend.open({ cache: opened.cache, content: opened.backend.content, root: join(root, 'frontend'), runtime: runtime.path, logger: silent, images });
+    await assert.rejects(lstat(table), /ENOENT/);
+    const moved = images.resolve('old-tag:v1');
+    assert.equal(moved.topLayer?.recordId, b.record);
+    assert.deepEqual(moved.config.config?.Env, ['OLD=1']);
+    assert.throws(() => images.resolve('pruned-tag:v1'), /no image/);
   });
 });

@@ -25,6 +25,7 @@ import { Stack } from './helpers.js';
 
 const run = promisify(execFile);
 const worker = join(dirname(fileURLToPath(import.meta.url)), 'import-worker.js');
+const addWorker = join(dirname(fileURLToPath(import.meta.url)), 'add-worker.js');
 
 const BAD: { name: string; format: 'docker' | 'oci'; brk: Breakage; error: new (...a: never[]) => BuildcacheError; says: RegExp }[] = [
   { name: 'an OCI layout missing a layer blob', format: 'oci', brk: { dropLayer: 1 }, error: ErrMissingBlob, says: /layer 2 of manifest sha256:[0-9a-f]{64} sha256:[0-9a-f]{64} is not in the archive/ },
@@ -175,10 +176,10 @@ for (const kind of BACKENDS) {
   });
 }
 
-/** Runs the import worker; resolves with its output, or with null when it was killed. */
-function runWorker(cfg: object): Promise<string | null> {
+/** Runs the import (or another) worker; resolves with its output, or with null when it was killed. */
+function runWorker(cfg: object, script = worker): Promise<string | null> {
   return new Promise((res, rej) => {
-    const child = spawn(process.execPath, [worker, JSON.stringify(cfg)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [script, JSON.stringify(cfg)], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
@@ -188,6 +189,43 @@ function runWorker(cfg: object): Promise<string | null> {
 }
 
 for (const kind of BACKENDS.filter((k) => k.name.endsWith('overlayfs'))) {
+  test(`add (a build's record chain as an image) killed at each step on ${kind.name}: no half-recorded image, no layer reference kept, the records stay the cache's`, async () => {
+    const tb = await kind.open();
+    await tb.backend.close();
+    try {
+      const dry = (await runWorker({ spec: tb.spec, dir: join(tb.dir, 'add-dry') }, addWorker))!;
+      const events = Number(/^events (\d+)$/m.exec(dry)?.[1]);
+      assert.equal(events, 3, 'two layers and the record');
+      for (let k = 0; k < events; k++) {
+        const dir = join(tb.dir, `add-kill-${k}`);
+        assert.equal(await runWorker({ spec: tb.spec, dir, killAt: k }, addWorker), null, `killed at ${k}`);
+        const backend = await tb.reopen();
+        const s = await Stack.open(backend, dir);
+        try {
+          if (k < events - 1) {
+            assert.deepEqual(s.images.list(), [], `killed at ${k}: no image`);
+            assert.deepEqual(s.layers.list(), [], `killed at ${k}: the layers it registered are given back`);
+          } else {
+            // as an import killed there: the image is recorded, its names were not given yet
+            const [img, ...more] = s.images.list();
+            assert.ok(img && more.length === 0 && img.layers === 2, 'killed after the record: the image is there');
+            assert.deepEqual(s.layers.list().map((l) => l.refs).sort(), [0, 1], 'one reference, on the top layer');
+            await s.images.remove(img.id);
+            assert.deepEqual(s.layers.list(), []);
+          }
+          assert.equal(await s.records(), 2, 'the build records stay the cache\'s');
+          assert.deepEqual(await readdir(join(dir, 'layers', 'images', 'pending')), [], 'no journal left');
+        } finally {
+          await s.close();
+          await backend.close();
+        }
+      }
+      await tb.reopen();
+    } finally {
+      await tb.close();
+    }
+  });
+
   test(`an import killed at each step on ${kind.name}: no half-recorded image, its layers given back`, async () => {
     const tb = await kind.open();
     await tb.backend.close();

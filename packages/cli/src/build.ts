@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { openCache, type OpenCacheOptions } from '@buildcache/cache';
 import { ErrInvalidArgument, ErrRunFailed } from '@buildcache/errdefs';
+import { LayerManager } from '@buildcache/lazy';
 import { RegistryClient } from '@buildcache/registry';
 import { parseCacheSpec, storeOf, type CacheSpec } from '@buildcache/remotecache';
 import { createProgress, Frontend, type ProgressMode } from '@buildcache/frontend';
@@ -55,7 +56,9 @@ export async function buildCommand(flags: Flags, context: string | undefined, op
   const root = join(options.root, 'frontend');
   const cacheTo = (flags.lists.get('cache-to') ?? []).map((v) => specOf(v, 'to'));
   const cacheFrom = (flags.lists.get('cache-from') ?? []).map((v) => specOf(v, 'from'));
-  const client = [...cacheTo, ...cacheFrom].some((c) => c.type === 'registry') ? new RegistryClient({ logger }) : undefined;
+  // FROM an image that is not in the image store pulls it from its registry, lazily (no background fetch)
+  const client = new RegistryClient({ logger });
+  const layers = new LayerManager({ dir: join(options.root, 'lazy'), logger, background: false });
   const opened = await openCache(options);
   let images: Awaited<ReturnType<typeof openImages>> | undefined;
   const controller = new AbortController();
@@ -64,7 +67,7 @@ export async function buildCommand(flags: Flags, context: string | undefined, op
   process.once('SIGTERM', onSignal);
   try {
     images = await openImages(opened.cache, options);
-    const frontend = await Frontend.open({ cache: opened.cache, content: opened.backend.content, root, logger, images: images.images, ...(runtime ? { runtime } : {}) });
+    const frontend = await Frontend.open({ cache: opened.cache, content: opened.backend.content, root, logger, images: images.images, registry: { client, layers }, ...(runtime ? { runtime } : {}) });
     const s = flags.strings;
     const result = await frontend.build({
       ...(cacheFrom.length ? { cacheFrom: cacheFrom.map((c) => storeOf(c, client)) } : {}),
@@ -90,6 +93,7 @@ export async function buildCommand(flags: Flags, context: string | undefined, op
     process.off('SIGTERM', onSignal);
     await images?.close();
     await opened.close();
-    await client?.close();
+    await layers.close();
+    await client.close();
   }
 }

@@ -63,7 +63,7 @@ prune options (buildx's spellings in brackets):
 
 build options: buildcache build [options] CONTEXT
   -f, --file FILE        the Dockerfile (default: CONTEXT/Dockerfile)
-  -t, --tag NAME         name the image; FROM NAME in a later build starts from it
+  -t, --tag NAME         record the image in the image store as NAME (images, export, FROM NAME)
   --no-cache             run every step (results are still cached)
   --progress MODE        plain, tty or auto (default: auto = tty when stderr is a terminal)
   --build-arg K=V        set a build argument (repeatable; a bare K takes $K)

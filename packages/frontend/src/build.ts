@@ -13,9 +13,10 @@ import { checksumDir, PatternMatcher, readDockerignore } from '@buildcache/conte
 import { ErrInvalidArgument, ErrNeedsRemoteProvider, ErrNotFound, BuildcacheError } from '@buildcache/errdefs';
 import type { ContentStore } from '@buildcache/snapshot';
 import type { CacheStore, ExportedCache, ImportedCache } from '@buildcache/remotecache';
-import type { ImageStore, ResolvedImage } from '@buildcache/images';
+import { fullName, type ImageStore } from '@buildcache/images';
+import { resolveBase, type Base, type RegistryAccess } from './base.js';
 import { parseDockerfile } from './dockerfile/parse.js';
-import { digestOf, fromLine, planSteps, SCRATCH_CONFIG, type ImageConfig } from './dockerfile/plan.js';
+import { digestOf, fromLine, planSteps } from './dockerfile/plan.js';
 import { resolveSources, type CopySource } from './copy.js';
 import { exportOCIArchive, imageOf, type BuiltImage } from './image.js';
 import { createProgress, type Progress, type Vertex } from './progress.js';
@@ -23,20 +24,25 @@ import { exportCaches, importCaches, remoteResult, type CacheExport, type KeyedS
 import { Runc } from './runc.js';
 import { executeStep, releaseLeftSteps, type StepContext } from './steps.js';
 import type { Step } from './dockerfile/plan.js';
-import { normalizeName, Tags } from './tags.js';
+import { migrateTags } from './migrate-tags.js';
 
 /** Where the frontend keeps its state and which runtime it runs. */
 export interface FrontendOptions {
   readonly cache: CacheManager;
   /** The backend's content store (layer blobs are read from it for export). */
   readonly content: ContentStore;
-  /** The frontend's own directory (e.g. `<cache root>/frontend`): runc state, bundles, step markers, names. */
+  /** The frontend's own directory (e.g. `<cache root>/frontend`): runc state, bundles, step markers. */
   readonly root: string;
   /** The runc binary (default `runc` on PATH). */
   readonly runtime?: string;
   readonly logger?: Logger;
-  /** Images imported with `buildcache import`: `FROM NAME` finds them when no build was tagged NAME. */
+  /**
+   * The image store: `FROM NAME` finds imported images and earlier builds' (`tag`) in it, and a
+   * build with `tag` records its image there (required for `tag`).
+   */
   readonly images?: ImageStore;
+  /** A registry client and layer manager: `FROM` pulls an image that is not in the image store from its registry, lazily. */
+  readonly registry?: RegistryAccess;
 }
 
 /** One build. */
@@ -45,7 +51,7 @@ export interface BuildRequest {
   readonly context: string;
   /** The Dockerfile (default `<context>/Dockerfile`). */
   readonly dockerfile?: string;
-  /** Name the image (`-t`); a later `FROM NAME` builds on it. */
+  /** Name the image (`-t`): recorded in the image store (`images`, `export`), and a later `FROM NAME` builds on it. */
   readonly tag?: string;
   /** Run every step, looking nothing up (results are still recorded). */
   readonly noCache?: boolean;
@@ -73,6 +79,8 @@ export interface BuildResult {
   readonly image: BuiltImage;
   /** The record of the image's top layer (none for an image without layers); `cache.get` it to look inside. */
   readonly record?: string;
+  /** With `tag`: the image's ID in the image store (its config digest there, diff IDs from the layer store). */
+  readonly imageId?: string;
   /** Each step and whether it came from the cache. */
   readonly steps: readonly BuiltStep[];
   /** What each `cacheTo` export stored. */
@@ -83,21 +91,19 @@ export interface BuildResult {
 }
 
 /** The directories under the frontend root. */
-function layout(root: string): { runc: string; bundles: string; markers: string; images: string } {
-  return { runc: join(root, 'runc'), bundles: join(root, 'bundles'), markers: join(root, 'steps'), images: join(root, 'images') };
+function layout(root: string): { runc: string; bundles: string; markers: string; tags: string } {
+  return { runc: join(root, 'runc'), bundles: join(root, 'bundles'), markers: join(root, 'steps'), tags: join(root, 'images') };
 }
 
 /** Builds Dockerfiles over one cache. */
 export class Frontend {
   private readonly runc: Runc;
-  private readonly tags: Tags;
   private readonly dirs: ReturnType<typeof layout>;
 
   private constructor(private readonly options: FrontendOptions) {
     this.dirs = layout(options.root);
     const logger = options.logger ?? pino({ level: 'silent' });
     this.runc = new Runc({ stateRoot: this.dirs.runc, bundleRoot: this.dirs.bundles, logger, ...(options.runtime ? { runtime: options.runtime } : {}) });
-    this.tags = new Tags(this.dirs.images);
   }
 
   /**
@@ -109,6 +115,7 @@ export class Frontend {
     await fe.runc.cleanup();
     const released = await releaseLeftSteps(options.cache, fe.dirs.markers);
     if (released > 0) options.logger?.info({ released }, 'released the step records of a killed build');
+    if (options.images) await migrateTags(fe.dirs.tags, options.cache, options.images, options.logger);
     return fe;
   }
 
@@ -124,6 +131,8 @@ export class Frontend {
     if (!(await stat(context).then((s) => s.isDirectory(), () => false))) {
       throw new ErrInvalidArgument(`build context ${context} is not a directory`, { details: { path: context } });
     }
+    const tag = req.tag === undefined ? undefined : fullName(req.tag);
+    if (tag !== undefined && !this.options.images) throw new ErrInvalidArgument(`cannot name the image ${tag}: the frontend was opened without an image store (FrontendOptions.images)`);
     const dockerfile = resolve(req.dockerfile ?? join(context, 'Dockerfile'));
     const buildArgs = new Map(Object.entries(req.buildArgs ?? {}));
     const load = progress.vertex('[internal] load build definition from ' + (req.dockerfile ?? 'Dockerfile'));
@@ -142,19 +151,21 @@ export class Frontend {
     const ignorePatterns = await readDockerignore(context);
     const ignore = new PatternMatcher(ignorePatterns);
     const from = fromLine(instructions, buildArgs);
-    const base = await this.base(from.image);
-    const plan = planSteps(instructions, base.config, buildArgs);
-    const warnings: string[] = plan.unusedArgs.length ? [`one or more build-args [${plan.unusedArgs.join(' ')}] were not consumed`] : [];
-    const total = plan.steps.length + (base.key ? 1 : 0);
-    const offset = base.key ? 1 : 0;
-    const sc: StepContext = { cache: this.options.cache, runc: this.runc, context, ignore, markers: this.dirs.markers, ...(req.signal ? { signal: req.signal } : {}) };
-    const vertexOf = (i: number): Vertex => progress.vertex(`[${i + 1 + offset}/${total}] ${plan.steps[i]!.text}`);
-    const imported = req.noCache || !req.cacheFrom?.length ? undefined : await importCaches(req.cacheFrom, progress, this.options.logger);
-    for (const w of imported?.warnings ?? []) warnings.push(w);
-    let parent = base.ref;
-    const steps: BuiltStep[] = [];
-    let executed = 0;
+    let base: Base | undefined;
+    let parent: ImmutableRef | undefined;
     try {
+      base = await resolveBase(this.options, from.image, (name) => progress.vertex(name));
+      parent = base.ref?.clone();
+      const plan = planSteps(instructions, base.config, buildArgs);
+      const warnings: string[] = plan.unusedArgs.length ? [`one or more build-args [${plan.unusedArgs.join(' ')}] were not consumed`] : [];
+      const total = plan.steps.length + (base.key ? 1 : 0);
+      const offset = base.key ? 1 : 0;
+      const sc: StepContext = { cache: this.options.cache, runc: this.runc, context, ignore, markers: this.dirs.markers, ...(req.signal ? { signal: req.signal } : {}) };
+      const vertexOf = (i: number): Vertex => progress.vertex(`[${i + 1 + offset}/${total}] ${plan.steps[i]!.text}`);
+      const imported = req.noCache || !req.cacheFrom?.length ? undefined : await importCaches(req.cacheFrom, progress, this.options.logger);
+      for (const w of imported?.warnings ?? []) warnings.push(w);
+      const steps: BuiltStep[] = [];
+      let executed = 0;
       if (base.key) progress.vertex(`[1/${total}] ${from.text}`).done();
       const keyed = await stepKeys(plan.steps, base.key, context, ignore, ignorePatterns, vertexOf);
       const hit = req.noCache ? undefined : await this.deepestHit(keyed, imported, warnings);
@@ -194,17 +205,22 @@ export class Frontend {
       const exporting = progress.vertex('exporting to image');
       const image = await imageOf(parent, plan.config);
       exporting.log(`writing image ${image.manifest.digest} done`);
-      if (req.tag) {
-        const name = normalizeName(req.tag);
-        await this.tags.set({ name, digest: image.manifest.digest, config: plan.config, ...(parent ? { record: parent.id } : {}) });
-        exporting.log(`naming to ${name} done`);
+      let imageId: string | undefined;
+      if (tag !== undefined) {
+        // the image store keeps whole layers: a lazily pulled base is fetched and unpacked here
+        await parent?.extract();
+        imageId = (await this.options.images!.add(parent, JSON.parse(image.configBytes.toString('utf8')) as Record<string, unknown>, [tag])).id;
+        exporting.log(`naming to ${tag} done (image ${imageId})`);
       }
-      if (req.output) await exportOCIArchive(image, this.options.content, req.output, req.tag ? normalizeName(req.tag) : undefined);
+      if (req.output || req.cacheTo?.length) await base.fetch();
+      if (req.output) await exportOCIArchive(image, this.options.content, req.output, tag);
       exporting.done();
       const cacheExports = await exportCaches(this.options.cache, this.options.content, steps, req.cacheTo ?? [], progress, warnings, this.options.logger);
-      return { digest: image.manifest.digest, image, steps, executed, warnings, cacheExports, ...(parent ? { record: parent.id } : {}) };
+      return { digest: image.manifest.digest, image, steps, executed, warnings, cacheExports, ...(parent ? { record: parent.id } : {}), ...(imageId ? { imageId } : {}) };
     } finally {
       await parent?.release();
+      await base?.ref?.release();
+      await base?.release();
       progress.close();
     }
   }
@@ -268,48 +284,6 @@ export class Frontend {
       } finally {
         await ref.release();
       }
-    }
-  }
-
-  /** The base of `FROM image`: nothing for scratch, else a named image this frontend built, else one in the image store. */
-  private async base(image: string): Promise<{ ref?: ImmutableRef; key?: string; config: ImageConfig }> {
-    if (image === 'scratch') return { config: SCRATCH_CONFIG };
-    const tagged = await this.tags.get(image).catch((err: unknown) => {
-      if (err instanceof ErrNotFound) return undefined;
-      throw err;
-    });
-    if (tagged) return this.baseOf(tagged.name, tagged.digest, tagged.config, tagged.record, 'build it again');
-    const stored = this.resolveImported(image);
-    const c = stored.config.config ?? {};
-    const config: ImageConfig = {
-      Env: c.Env ?? [], WorkingDir: c.WorkingDir ?? '', User: c.User ?? '', Labels: c.Labels ?? {},
-      ...(c.Cmd ? { Cmd: c.Cmd } : {}), ...(c.Entrypoint ? { Entrypoint: c.Entrypoint } : {}),
-    };
-    return this.baseOf(stored.name, stored.id, config, stored.topLayer?.recordId, 'import it again');
-  }
-
-  /** The image `name` in the image store; ErrNotFound says how to get it. */
-  private resolveImported(name: string): ResolvedImage {
-    const notFound = (): ErrNotFound =>
-      new ErrNotFound(`image ${JSON.stringify(name)} not found: import it with buildcache import, build it with buildcache build -t ${name}, or use FROM scratch`, { details: { id: name } });
-    if (!this.options.images) throw notFound();
-    try {
-      return this.options.images.resolve(name);
-    } catch (err) {
-      // Unknown name (a missing layer of a known image names its digest and keeps its own message).
-      if (err instanceof ErrNotFound && err.details.digest === undefined) throw notFound();
-      throw err;
-    }
-  }
-
-  /** A base image's top record (taken), its cache key and config. */
-  private async baseOf(name: string, key: string, config: ImageConfig, record: string | undefined, redo: string): Promise<{ ref?: ImmutableRef; key: string; config: ImageConfig }> {
-    if (!record) return { key, config };
-    try {
-      return { ref: await this.options.cache.get(record), key, config };
-    } catch (err) {
-      if (!(err instanceof ErrNotFound)) throw err;
-      throw new ErrNotFound(`image ${name}: its layers are no longer in the cache (pruned?); ${redo}`, { details: { id: name } });
     }
   }
 }

@@ -1,6 +1,8 @@
-export { Frontend, type FrontendOptions, type BuildRequest, type BuildResult } from './build.js';
+export { Frontend, type FrontendOptions, type BuildRequest, type BuildResult, type BuiltStep } from './build.js';
 export { createProgress, type Progress, type ProgressMode, type Vertex } from './progress.js';
 export { exportOCIArchive, type BuiltImage } from './image.js';
 export { parseDockerfile, type Instruction } from './dockerfile/parse.js';
 export { CONTAINER_PREFIX } from './runc.js';
-export { normalizeName } from './tags.js';
+/** `app` → `docker.io/library/app:latest` (the image store's full name). */
+export { fullName as normalizeName } from '@buildcache/images';
+export type { RegistryAccess } from './base.js';

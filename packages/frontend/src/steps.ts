@@ -1,14 +1,18 @@
 /**
  * Executing one step that missed the cache: a new mutable record over the parent, mounted, written
- * (COPY, WORKDIR) or run (RUN), committed. A failed step's mutable record is released, so nothing
- * half-done is ever committed or keyed; a marker file names it while it exists, so that a killed
- * build's record is released by the next one.
+ * (COPY, WORKDIR) or run (RUN), committed and keyed. A failed step's mutable record is released, so
+ * nothing half-done is ever committed or keyed. A killed step leaves nothing either: a durable
+ * marker `<markers>/<token>` is written before the record is created, the record's description
+ * carries the token until the commit that writes its cache key (`cache.keys.record` replaces the
+ * description in that same commit), and the next build drops every record still carrying the
+ * token of a marker it finds. So the result and its key are one durable commit.
  */
-import { mkdir, readdir, rm, writeFile, lstat } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { mkdir, open, readdir, rm, writeFile, lstat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { CacheManager, ImmutableRef, MutableRef } from '@buildcache/cache';
 import type { PatternMatcher } from '@buildcache/contenthash';
-import { ErrNotFound, ErrRunFailed } from '@buildcache/errdefs';
+import { ErrRunFailed } from '@buildcache/errdefs';
 import type { CopySource } from './copy.js';
 import { copyInto } from './copy.js';
 import type { Step } from './dockerfile/plan.js';
@@ -30,27 +34,45 @@ export interface StepContext {
 /** Lines of output kept for a failed RUN's error. */
 const LAST_LINES = 10;
 
-/** Releases the mutable records a killed build left (named by markers); run before building. */
+/** The description a step's record has until its key is recorded: the step and its marker's token. */
+function pendingDescription(text: string, token: string): string {
+  return `${text} [step ${token}]`;
+}
+
+async function fsync(path: string): Promise<void> {
+  const fh = await open(path, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+/**
+ * Drops the records a killed build left: those whose description still carries the token of a
+ * marker (created, maybe committed or finalized, never keyed). Run before building, with the cache
+ * open (its lock: no other build of this root is running). Returns how many records went.
+ */
 export async function releaseLeftSteps(cache: CacheManager, markers: string): Promise<number> {
   await mkdir(markers, { recursive: true });
   let n = 0;
-  for (const id of await readdir(markers)) {
-    try {
-      const ref = await cache.getMutable(id);
-      await ref.release();
-      n++;
-    } catch (err) {
-      if (!(err instanceof ErrNotFound)) throw err;
+  for (const token of await readdir(markers)) {
+    const ids: string[] = [];
+    if (/^[0-9a-f]{32}$/.test(token)) {
+      for await (const u of cache.diskUsage({ filters: [`description~=${token}`] })) ids.push(u.id);
     }
-    await rm(join(markers, id), { force: true });
+    // one policy: its rounds delete a child, then the parent that frees
+    if (ids.length) n += (await cache.prune([{ all: true, filters: [`id~=^(${ids.join('|')})$`] }])).deleted;
+    await rm(join(markers, token), { force: true });
   }
   return n;
 }
 
 /**
- * Runs `step` over `parent`, commits it and hands the record to `keep` (which keys it) before the
- * marker goes, so a crash anywhere leaves the record either keyed or released by the next build.
- * Resolves with the committed record (the caller releases it).
+ * Runs `step` over `parent`, commits it and hands the record to `keep`, which must key it with
+ * `cache.keys.record` giving a description (that commit drops the marker's token from the record),
+ * so a crash anywhere leaves the record either keyed or dropped by the next build. Resolves with
+ * the committed record (the caller releases it).
  */
 export async function executeStep(
   sc: StepContext,
@@ -60,11 +82,15 @@ export async function executeStep(
   vertex: Vertex,
   keep: (ref: ImmutableRef) => Promise<void>,
 ): Promise<ImmutableRef> {
-  const ref: MutableRef = await sc.cache.new(parent, { description: step.text });
-  const marker = join(sc.markers, ref.id);
+  const token = randomBytes(16).toString('hex');
+  const marker = join(sc.markers, token);
+  await writeFile(marker, '');
+  await fsync(marker);
+  await fsync(sc.markers);
+  let ref: MutableRef | undefined;
   let committed = false;
   try {
-    await writeFile(marker, '');
+    ref = await sc.cache.new(parent, { description: pendingDescription(step.text, token) });
     const mount = await ref.mount();
     try {
       await apply(sc, step, ref.id, mount.target, sources, vertex);
@@ -79,7 +105,7 @@ export async function executeStep(
     });
     return imm;
   } finally {
-    if (!committed) await ref.release();
+    if (!committed) await ref?.release();
     await rm(marker, { force: true });
   }
 }

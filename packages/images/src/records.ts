@@ -31,12 +31,16 @@ export interface ImageRecord {
   readonly seq: number;
 }
 
-/** A journal: the layer reference counts to return to unless the record `nonce` names exists (import), or after it is gone (removal). */
+/**
+ * A journal: the layer reference counts to return to unless the record `nonce` names exists (import,
+ * add), or after it is gone (removal). An `add` names layers by cache record (`recordId`) until it
+ * knows their chain IDs, and its image ID only once its layers are registered.
+ */
 export interface Journal {
   readonly nonce: string;
-  readonly kind: 'import' | 'remove';
+  readonly kind: 'import' | 'remove' | 'add';
   readonly id: string;
-  readonly refs: readonly { readonly chainID: string; readonly refs: number }[];
+  readonly refs: readonly { readonly chainID?: string; readonly recordId?: string; readonly refs: number }[];
 }
 
 export const hex = (digest: string): string => digest.slice(digest.indexOf(':') + 1);

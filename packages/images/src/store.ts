@@ -4,12 +4,13 @@
  * image then holds one reference on its top layer (children hold their parents). A journal written
  * before any reference is taken lets `open` give back what an interrupted import or removal took.
  */
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
 import { ErrInvalidArgument, ErrInvalidImage, ErrNotFound } from '@buildcache/errdefs';
+import type { ImmutableRef } from '@buildcache/cache';
 import type { Layer, LayerStore } from '@buildcache/layers';
 import { spool, type ArchiveSource } from './archive.js';
 import { exportArchive, type ExportFormat } from './export.js';
@@ -26,7 +27,7 @@ export interface ImageStoreOptions {
   readonly logger?: Logger;
 }
 
-/** What an import reports as it goes (a test may stop the process at any of these points). */
+/** What an import or add reports as it goes (a test may stop the process at any of these points); an add's `layer` events name its top record as `image`. */
 export type ImportEvent =
   | { readonly stage: 'layer'; readonly image: string; readonly chainID: string; readonly index: number }
   | { readonly stage: 'recorded'; readonly image: string };
@@ -115,16 +116,16 @@ export class ImageStore {
   /** Undoes an import that wrote no record, or finishes a removal: layer references go back to the journal's counts. */
   private async recover(j: Journal): Promise<void> {
     const rec = this.#images.get(j.id);
-    const committed = j.kind === 'import' && rec?.nonce === j.nonce;
+    const committed = j.kind !== 'remove' && rec?.nonce === j.nonce;
     if (j.kind === 'remove' && rec) {
       await removeFile(this.dir('images'), `${hex(j.id)}.json`);
       this.#images.delete(j.id);
     }
     if (!committed) {
       const metas = new Map(this.layers.list().map((m) => [m.chainID, m]));
-      for (const { chainID, refs } of j.refs) {
-        const meta = metas.get(chainID);
-        for (let n = meta?.refs ?? 0; n > refs; n--) await this.layers.release(this.layers.adopt(chainID));
+      for (const { chainID, recordId, refs } of j.refs) {
+        const meta = chainID !== undefined ? metas.get(chainID) : [...metas.values()].find((m) => m.recordId === recordId);
+        for (let n = meta?.refs ?? 0; n > refs; n--) await this.layers.release(this.layers.adopt(meta!.chainID));
       }
       this.log.info({ journal: j }, 'undid an interrupted image %s', j.kind);
     }
@@ -209,6 +210,68 @@ export class ImageStore {
         await this.layers.release(top);
         await removeFile(this.dir('pending'), `${nonce}.json`);
       }
+    }
+  }
+
+  /**
+   * Records an image a build made: the layers are the chain of cache record `top` (base first; each
+   * registered in the layer store as the record it is, unless already a layer), the config is
+   * `config` with `rootfs` set from the layers' diff IDs, its digest the image's ID. `names` move to
+   * it as an import's do. A journal written before any layer reference is taken lets `open` undo a
+   * killed add.
+   */
+  async add(top: ImmutableRef | undefined, config: Readonly<Record<string, unknown>>, names: readonly string[], options: Pick<ImportOptions, 'onProgress'> = {}): Promise<ImageInfo> {
+    const full = names.map(fullName);
+    const chain = top?.layerChain() ?? [];
+    try {
+      return this.info(await this.serial(async () => {
+        const nonce = randomUUID();
+        const refsOf = (recordId: string): number => this.layers.list().find((m) => m.recordId === recordId)?.refs ?? 0;
+        const entries: { chainID?: string; recordId: string; refs: number }[] = chain.map((r) => ({ recordId: r.id, refs: refsOf(r.id) }));
+        const journal = (id: string): Journal => ({ nonce, kind: 'add', id, refs: entries });
+        await writeJSON(this.dir('pending'), `${nonce}.json`, journal(''));
+        let layer: Layer | undefined;
+        try {
+          for (const [i, ref] of chain.entries()) {
+            const known = this.layers.list().find((m) => m.recordId === ref.id);
+            const next: Layer = known ? await this.layers.get(known.chainID) : await this.layers.registerRecord(ref, layer?.chainID);
+            options.onProgress?.({ stage: 'layer', image: top!.id, chainID: next.chainID, index: i });
+            entries[i] = { chainID: next.chainID, recordId: ref.id, refs: this.layers.list().find((m) => m.chainID === next.chainID)!.refs - 1 };
+            await writeJSON(this.dir('pending'), `${nonce}.json`, journal(''));
+            if (layer) await this.layers.release(layer);
+            layer = next;
+          }
+          const metas = new Map(this.layers.list().map((m) => [m.chainID, m]));
+          const layers = entries.map((e) => metas.get(e.chainID!)!);
+          const bytes = Buffer.from(JSON.stringify({ ...config, rootfs: { type: 'layers', diff_ids: layers.map((m) => m.diffID) } }));
+          const id = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+          const existing = this.#images.get(id);
+          if (existing) {
+            await this.claim(existing, full);
+            return existing;
+          }
+          await writeJSON(this.dir('pending'), `${nonce}.json`, journal(id));
+          const rec: ImageRecord = {
+            id, names: [], nonce, seq: ++this.#seq, config: bytes.toString('base64'),
+            layers: layers.map((m) => ({ chainID: m.chainID, diffID: m.diffID, size: m.size })),
+          };
+          await writeJSON(this.dir('images'), `${hex(id)}.json`, rec);
+          this.#images.set(id, rec);
+          if (layer) this.#held.set(id, layer);
+          layer = undefined;
+          options.onProgress?.({ stage: 'recorded', image: id });
+          await removeFile(this.dir('pending'), `${nonce}.json`);
+          await this.claim(rec, full);
+          return rec;
+        } finally {
+          if (layer) {
+            await this.layers.release(layer);
+            await removeFile(this.dir('pending'), `${nonce}.json`);
+          }
+        }
+      }));
+    } finally {
+      for (const r of chain) await r.release();
     }
   }
 
