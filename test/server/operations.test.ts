@@ -41,6 +41,29 @@ function rawBuild(): { call: ClientDuplexStream<object, object>; done: Promise<S
   return { call, done, client };
 }
 
+/** Starts a CLI build (through the daemon) of `ctx` and resolves once its RUN printed `waiting` (it then blocks until /go exists). */
+async function blockedBuild(ctx: string): Promise<{ child: ReturnType<typeof spawnCli>; stderr(): string; exited: Promise<number> }> {
+  const child = spawnCli(['--addr', daemon.address, 'build', '--progress', 'plain', ctx]);
+  let stderr = '';
+  const exited = new Promise<number>((res) => child.on('close', (code) => res(code ?? 1)));
+  await new Promise<void>((res, rej) => {
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => {
+      stderr += d;
+      if (/^#\d+ \d+\.\d+ waiting$/m.test(stderr)) res();
+    });
+    void exited.then(() => rej(new Error(`build ended before its RUN blocked: ${stderr}`)));
+  });
+  return { child, stderr: () => stderr, exited };
+}
+
+/** A build context of the test rootfs whose RUN (`extra` makes its key unique) prints `waiting` and blocks until /go exists. */
+async function blockingContext(name: string, extra: string): Promise<string> {
+  const ctx = join(tmp, name);
+  await cp(join(tmp, 'rootfs'), join(ctx, 'rootfs'), { recursive: true });
+  await writeFile(join(ctx, 'Dockerfile'), `FROM scratch\nCOPY rootfs/ /\nRUN echo ${extra}; echo waiting; while [ ! -e /go ]; do sleep 0.05; done; echo released\n`);
+  return ctx;
+}
+
 describe('buildcache serve: operations', () => {
   // Stopped before the temp dirs go (the file's own after hooks).
   before(async () => {
@@ -133,27 +156,15 @@ describe('buildcache serve: operations', () => {
   });
 
   test('a build blocked in a runc RUN: du from another client shows its records in use, prune removes only the rest, neither waits', async () => {
-    const rootfs = join(tmp, 'rootfs');
-    await hostRootfs(rootfs);
+    await hostRootfs(join(tmp, 'rootfs'));
     const other = join(tmp, 'other');
     await mkdir(other);
     await writeFile(join(other, 'Dockerfile'), 'FROM scratch\nCOPY x /x\n');
     await writeFile(join(other, 'x'), 'unused after this build\n');
     assert.equal((await run(['--addr', daemon.address, 'build', other])).code, 0);
 
-    const ctx = join(tmp, 'blocking');
-    await cp(rootfs, join(ctx, 'rootfs'), { recursive: true });
-    await writeFile(join(ctx, 'Dockerfile'), 'FROM scratch\nCOPY rootfs/ /\nRUN echo waiting; while [ ! -e /go ]; do sleep 0.05; done; echo released\n');
-    const build = spawnCli(['--addr', daemon.address, 'build', '--progress', 'plain', ctx]);
-    let stderr = '';
-    const exited = new Promise<number>((res) => build.on('close', (code) => res(code ?? 1)));
-    await new Promise<void>((res, rej) => {
-      build.stderr!.setEncoding('utf8').on('data', (d: string) => {
-        stderr += d;
-        if (/^#\d+ \d+\.\d+ waiting$/m.test(stderr)) res();
-      });
-      void exited.then(() => rej(new Error(`build ended before its RUN blocked: ${stderr}`)));
-    });
+    const ctx = await blockingContext('blocking', 'concurrency');
+    const build = await blockedBuild(ctx);
     try {
       const du = await run(['--addr', daemon.address, 'du', '--format', 'json']);
       assert.equal(du.code, 0, du.stderr);
@@ -166,7 +177,7 @@ describe('buildcache serve: operations', () => {
       const deleted = pruned.stdout.trim().split('\n').slice(0, -1).map((l) => (JSON.parse(l) as { id: string }).id);
       assert.ok(deleted.length >= 1, 'the other build\'s records are pruned');
       assert.ok(deleted.every((id) => !inUse.has(id)), 'nothing in use was pruned');
-      assert.ok(!RELEASED.test(stderr), 'du and prune answered while the RUN was still blocked');
+      assert.ok(!RELEASED.test(build.stderr()), 'du and prune answered while the RUN was still blocked');
     } finally {
       // Release the RUN: the file appears in the container's root (the bundle's rootfs mount).
       const bundles = join(daemon.root, 'frontend', 'bundles');
@@ -174,10 +185,34 @@ describe('buildcache serve: operations', () => {
         const spec = JSON.parse(await readFile(join(bundles, b, 'config.json'), 'utf8')) as { root: { path: string } };
         await writeFile(join(spec.root.path, 'go'), '');
       }
-      await exited;
+      await build.exited;
     }
-    assert.equal(await exited, 0, stderr);
-    assert.match(stderr, RELEASED);
+    assert.equal(await build.exited, 0, build.stderr());
+    assert.match(build.stderr(), RELEASED);
     assert.deepEqual(await scratch(), []);
+  });
+
+  test('cancelling the client cancels the daemon\'s build: its container stops, its records are released, its scratch directory goes', async () => {
+    const build = await blockedBuild(await blockingContext('cancelled', 'cancel-me'));
+    assert.equal((await scratch()).length, 1);
+    build.child.kill('SIGINT');
+    assert.notEqual(await build.exited, 0);
+    // The daemon notices the cancelled call and unwinds (bounded wait, no timing asserted).
+    const c = connect(daemon.address);
+    try {
+      let inUse = -1;
+      for (let i = 0; i < 200 && inUse !== 0; i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        inUse = 0;
+        for await (const u of c.diskUsage()) if (u.inUse) inUse++;
+      }
+      assert.equal(inUse, 0, 'no record stays in use');
+    } finally {
+      c.close();
+    }
+    assert.deepEqual(await scratch(), []);
+    const { stdout } = await exec('runc', ['--root', join(daemon.root, 'frontend', 'runc'), 'list', '-q']);
+    assert.equal(stdout.trim(), '', 'no container left');
+    assert.ok(!RELEASED.test(build.stderr()));
   });
 });
