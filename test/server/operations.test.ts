@@ -193,26 +193,33 @@ describe('buildcache serve: operations', () => {
   });
 
   test('cancelling the client cancels the daemon\'s build: its container stops, its records are released, its scratch directory goes', async () => {
-    const build = await blockedBuild(await blockingContext('cancelled', 'cancel-me'));
-    assert.equal((await scratch()).length, 1);
-    build.child.kill('SIGINT');
-    assert.notEqual(await build.exited, 0);
-    // The daemon notices the cancelled call and unwinds (bounded wait, no timing asserted).
     const c = connect(daemon.address);
+    // In use before the build: what the image store holds (the image imported above).
+    const held = async (): Promise<string[]> => {
+      const out: string[] = [];
+      for await (const u of c.diskUsage()) if (u.inUse) out.push(`${u.id} ${u.mutable ? 'mutable' : 'immutable'} ${u.description ?? ''}`);
+      return out.sort();
+    };
     try {
-      let inUse = -1;
-      for (let i = 0; i < 200 && inUse !== 0; i++) {
+      const before = await held();
+      const build = await blockedBuild(await blockingContext('cancelled', 'cancel-me'));
+      assert.equal((await scratch()).length, 1);
+      assert.ok((await held()).length > before.length, 'the build holds records while it runs');
+      build.child.kill('SIGINT');
+      assert.notEqual(await build.exited, 0);
+      assert.ok(!RELEASED.test(build.stderr()));
+      // The daemon notices the cancelled call and unwinds (bounded wait, no timing asserted).
+      let now = await held();
+      for (let i = 0; i < 300 && now.length > before.length; i++) {
         await new Promise((r) => setTimeout(r, 100));
-        inUse = 0;
-        for await (const u of c.diskUsage()) if (u.inUse) inUse++;
+        now = await held();
       }
-      assert.equal(inUse, 0, 'no record stays in use');
+      assert.deepEqual(now, before, 'the build\'s records are released');
     } finally {
       c.close();
     }
     assert.deepEqual(await scratch(), []);
     const { stdout } = await exec('runc', ['--root', join(daemon.root, 'frontend', 'runc'), 'list', '-q']);
     assert.equal(stdout.trim(), '', 'no container left');
-    assert.ok(!RELEASED.test(build.stderr()));
   });
 });
