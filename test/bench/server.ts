@@ -67,8 +67,8 @@ async function measure(mode: string, target: string): Promise<Record<string, unk
   }
   if (mode === 'buildkit') return { ...(await buildkitDu(target)), peakRssMiB: await peakRssMiB() };
   const client = connect(target);
-  // Connected and protos loaded before the clock starts (an unimplemented call costs the daemon nothing).
-  await client.operation('Images', {}).catch(() => undefined);
+  // Connected and protos loaded before the clock starts (an empty hold costs the daemon nothing).
+  await (await client.hold({})).release();
   const r = await timed(client.diskUsage());
   client.close();
   return { ...r, peakRssMiB: await peakRssMiB() };

@@ -1,18 +1,18 @@
 /**
  * `buildcache build [-f Dockerfile] [-t NAME] [--no-cache] [--progress plain|tty|auto]
  * [--build-arg K=V] [--output FILE.tar] CONTEXT`: a Dockerfile built over the cache by
- * `@buildcache/frontend`; progress on stderr, the image's manifest digest on stdout.
+ * `@buildcache/frontend`, here or on the daemon (`--addr`); progress on stderr, the image's manifest
+ * digest on stdout.
  */
-import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { openCache, type OpenCacheOptions } from '@buildcache/cache';
 import { ErrInvalidArgument, ErrRunFailed } from '@buildcache/errdefs';
-import { LayerManager } from '@buildcache/lazy';
 import { RegistryClient } from '@buildcache/registry';
 import { parseCacheSpec, storeOf, type CacheSpec } from '@buildcache/remotecache';
-import { createProgress, Frontend, type ProgressMode } from '@buildcache/frontend';
+import { createProgress, type ProgressMode } from '@buildcache/frontend';
+import type { RemoteBuildRequest, RemoteBuildResult } from '@buildcache/server';
+import { Workspace } from '@buildcache/server/local';
 import { UsageError, type Flags } from './args.js';
-import { openImages } from './images.js';
 import { EXIT } from './usage.js';
 
 /** `--progress`: `auto` is tty when stderr (where progress goes) is a terminal, else plain. */
@@ -47,40 +47,35 @@ function specOf(value: string, direction: 'to' | 'from'): CacheSpec {
   }
 }
 
-/** Runs `build`; returns the exit code. The runtime is `$BUILDCACHE_RUNC` or `runc`. */
-export async function buildCommand(flags: Flags, context: string | undefined, options: OpenCacheOptions, logger: Logger): Promise<number> {
+/**
+ * Runs `build` on the cache `target` names (opened here), or on the daemon at that address (the
+ * context is read here and streamed to it); returns the exit code. The runtime is `$BUILDCACHE_RUNC` or `runc`.
+ */
+export async function buildCommand(flags: Flags, context: string | undefined, target: OpenCacheOptions | string, logger: Logger): Promise<number> {
   if (context === undefined) throw new UsageError('build: missing CONTEXT (the build context directory, e.g. buildcache build .)');
   const mode = progressMode(flags.strings.get('progress'));
-  const args = buildArgs(flags.lists.get('build-arg') ?? []);
-  const runtime = process.env['BUILDCACHE_RUNC'] || undefined;
-  const root = join(options.root, 'frontend');
   const cacheTo = (flags.lists.get('cache-to') ?? []).map((v) => specOf(v, 'to'));
   const cacheFrom = (flags.lists.get('cache-from') ?? []).map((v) => specOf(v, 'from'));
-  // FROM an image that is not in the image store pulls it from its registry, lazily (no background fetch)
-  const client = new RegistryClient({ logger });
-  const layers = new LayerManager({ dir: join(options.root, 'lazy'), logger, background: false });
-  const opened = await openCache(options);
-  let images: Awaited<ReturnType<typeof openImages>> | undefined;
+  if (typeof target === 'string' && cacheTo.length + cacheFrom.length > 0) {
+    throw new UsageError('build: --cache-to and --cache-from run in this process only; drop --addr (and BUILDCACHE_HOST) to use them');
+  }
+  const s = flags.strings;
   const controller = new AbortController();
   const onSignal = (): void => controller.abort();
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
+  const req: RemoteBuildRequest = {
+    context,
+    buildArgs: buildArgs(flags.lists.get('build-arg') ?? []),
+    progress: createProgress(mode, process.stderr),
+    signal: controller.signal,
+    noCache: flags.booleans.has('no-cache'),
+    ...(s.has('file') ? { dockerfile: s.get('file')! } : {}),
+    ...(s.has('tag') ? { tag: s.get('tag')! } : {}),
+    ...(s.has('output') ? { output: s.get('output')! } : {}),
+  };
   try {
-    images = await openImages(opened.cache, options);
-    const frontend = await Frontend.open({ cache: opened.cache, content: opened.backend.content, root, logger, images: images.images, registry: { client, layers }, ...(runtime ? { runtime } : {}) });
-    const s = flags.strings;
-    const result = await frontend.build({
-      ...(cacheFrom.length ? { cacheFrom: cacheFrom.map((c) => storeOf(c, client)) } : {}),
-      ...(cacheTo.length ? { cacheTo: cacheTo.map((c) => ({ store: storeOf(c, client), mode: c.mode, ignoreError: c.ignoreError, ...(c.compression ? { compression: c.compression } : {}) })) } : {}),
-      context,
-      buildArgs: args,
-      progress: createProgress(mode, process.stderr),
-      signal: controller.signal,
-      noCache: flags.booleans.has('no-cache'),
-      ...(s.has('file') ? { dockerfile: s.get('file')! } : {}),
-      ...(s.has('tag') ? { tag: s.get('tag')! } : {}),
-      ...(s.has('output') ? { output: s.get('output')! } : {}),
-    });
+    const result = typeof target === 'string' ? await buildOnDaemon(target, req) : await buildHere(target, req, cacheFrom, cacheTo, logger);
     for (const w of result.warnings) process.stderr.write(`WARNING: ${w}\n`);
     process.stdout.write(`${result.digest}\n`);
     return EXIT.ok;
@@ -91,9 +86,31 @@ export async function buildCommand(flags: Flags, context: string | undefined, op
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
-    await images?.close();
+  }
+}
+
+async function buildOnDaemon(address: string, req: RemoteBuildRequest): Promise<RemoteBuildResult> {
+  const client = (await import('@buildcache/server')).connect(address);
+  try {
+    return await client.build(req);
+  } finally {
+    client.close();
+  }
+}
+
+async function buildHere(options: OpenCacheOptions, req: RemoteBuildRequest, cacheFrom: CacheSpec[], cacheTo: CacheSpec[], logger: Logger): Promise<RemoteBuildResult> {
+  const client = [...cacheTo, ...cacheFrom].some((c) => c.type === 'registry') ? new RegistryClient({ logger }) : undefined;
+  const opened = await openCache(options);
+  const ws = new Workspace(opened, options.root, logger);
+  try {
+    return await ws.build({
+      ...req,
+      ...(cacheFrom.length ? { cacheFrom: cacheFrom.map((c) => storeOf(c, client)) } : {}),
+      ...(cacheTo.length ? { cacheTo: cacheTo.map((c) => ({ store: storeOf(c, client), mode: c.mode, ignoreError: c.ignoreError, ...(c.compression ? { compression: c.compression } : {}) })) } : {}),
+    });
+  } finally {
+    await ws.close();
     await opened.close();
-    await layers.close();
-    await client.close();
+    await client?.close();
   }
 }

@@ -1,14 +1,7 @@
 /** `buildcache cat REF PATH`: one file of a remote image on stdout, fetching only its chunks from eStargz layers. */
-import type { LayerManager } from '@buildcache/lazy';
-import { openRemoteImage } from '@buildcache/lazy';
-import type { RegistryClient } from '@buildcache/registry';
+import type { Operations } from '@buildcache/server/local';
 
-/** Writes file `path` of image `ref` to `write`. */
-export async function catCommand(client: RegistryClient, manager: LayerManager, ref: string, path: string, write: (chunk: Buffer) => Promise<void>): Promise<void> {
-  const image = await openRemoteImage(client, manager, ref);
-  try {
-    for await (const chunk of image.readFileChunks(path)) await write(chunk);
-  } finally {
-    image.release();
-  }
+/** Writes file `path` of image `ref` to `write` (read here or through the daemon). */
+export async function catCommand(ops: Operations, ref: string, path: string, write: (chunk: Buffer) => Promise<void>): Promise<void> {
+  for await (const chunk of ops.cat(ref, path)) await write(chunk);
 }

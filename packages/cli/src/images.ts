@@ -1,60 +1,22 @@
 /**
  * `buildcache import`, `export` and `images`: image archives in and out of the image store, which
- * lives beside the cache (`<root>/layers`, its images in `<root>/layers/images`).
+ * lives beside the cache (`<root>/layers`, its images in `<root>/layers/images`). Files are read and
+ * written by this process, also when the daemon does the work.
  */
 import { createReadStream, createWriteStream } from 'node:fs';
 import { rename, rm } from 'node:fs/promises';
-import { join } from 'node:path';
 import { Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { openCache, type CacheManager, type OpenCacheOptions } from '@buildcache/cache';
-import { ImageStore, splitName, type ExportFormat, type ImageInfo } from '@buildcache/images';
-import { LayerStore } from '@buildcache/layers';
+import { splitName, type ExportFormat, type ImageInfo } from '@buildcache/images';
+import type { Operations } from '@buildcache/server/local';
 import { UsageError, type Flags } from './args.js';
 import type { Output } from './terminal.js';
 import { formatSize, table } from './units.js';
 
-/** Opens the layer store and image store of the cache at `options.root` (over `cache`); `close` closes both. */
-export async function openImages(cache: CacheManager, options: OpenCacheOptions): Promise<{ images: ImageStore; close(): Promise<void> }> {
-  const logger = options.logger ? { logger: options.logger } : {};
-  const layers = await LayerStore.open({ cache, root: join(options.root, 'layers'), ...logger });
-  try {
-    const images = await ImageStore.open({ layers, root: join(options.root, 'layers', 'images'), ...logger });
-    return {
-      images,
-      async close() {
-        try {
-          await images.close();
-        } finally {
-          await layers.close();
-        }
-      },
-    };
-  } catch (err) {
-    await layers.close();
-    throw err;
-  }
-}
-
-/** Runs `fn` on the image store of the cache `options` names, closing everything afterwards. */
-export async function withImages<T>(options: OpenCacheOptions, fn: (images: ImageStore) => Promise<T>): Promise<T> {
-  const { cache, close } = await openCache(options);
-  try {
-    const opened = await openImages(cache, options);
-    try {
-      return await fn(opened.images);
-    } finally {
-      await opened.close();
-    }
-  } finally {
-    await close();
-  }
-}
-
 /** Imports the archive `file` (`-`: stdin) and prints what it loaded, as `docker load` does. */
-export async function importCommand(images: ImageStore, file: string, out: Output): Promise<void> {
+export async function importCommand(ops: Operations, file: string, out: Output): Promise<void> {
   const source = file === '-' ? process.stdin : createReadStream(file);
-  const loaded = await images.import(source, { what: file === '-' ? 'stdin' : file });
+  const loaded = await ops.importArchive(source, file === '-' ? 'stdin' : file);
   for (const img of loaded) {
     if (img.names.length === 0) out.write(`Loaded image ID: ${img.id}\n`);
     for (const n of img.names) out.write(`Loaded image: ${n}\n`);
@@ -62,8 +24,8 @@ export async function importCommand(images: ImageStore, file: string, out: Outpu
 }
 
 /** Writes the image `name` as an archive to `file` (`-`: stdout); a file appears only once complete. */
-export async function exportCommand(images: ImageStore, name: string, file: string, format: ExportFormat): Promise<void> {
-  const archive = Readable.from(images.export(name, format));
+export async function exportCommand(ops: Operations, name: string, file: string, format: ExportFormat): Promise<void> {
+  const archive = Readable.from(ops.exportArchive(name, format));
   if (file === '-') {
     await pipeline(archive, process.stdout as Writable, { end: false });
     return;
@@ -83,8 +45,8 @@ function toJSON(img: ImageInfo): Record<string, unknown> {
 }
 
 /** Lists images: a table like `docker images` (one row per name), or a JSON array. */
-export function imagesCommand(images: ImageStore, format: 'table' | 'json', out: Output): void {
-  const list = images.list();
+export async function imagesCommand(ops: Operations, format: 'table' | 'json', out: Output): Promise<void> {
+  const list = await ops.images();
   if (format === 'json') {
     out.write(`${JSON.stringify(list.map(toJSON), null, 2)}\n`);
     return;
@@ -102,15 +64,15 @@ export function imagesCommand(images: ImageStore, format: 'table' | 'json', out:
 export const IMAGE_COMMANDS: ReadonlySet<string> = new Set(['import', 'export', 'images']);
 
 /** The command `import FILE`, `export NAME -o FILE` or `images` with its flags checked (before anything is opened), to run on the image store. */
-export function imageCommand(command: string, arg: string, flags: Flags, out: Output): (images: ImageStore) => Promise<void> {
+export function imageCommand(command: string, arg: string, flags: Flags, out: Output): (ops: Operations) => Promise<void> {
   const format = flags.strings.get('format');
-  if (command === 'import') return (images) => importCommand(images, arg, out);
+  if (command === 'import') return (ops) => importCommand(ops, arg, out);
   if (command === 'export') {
     const file = flags.strings.get('output');
     if (file === undefined) throw new UsageError('export: give -o FILE (or -o - for stdout)');
     if (format !== undefined && format !== 'oci' && format !== 'docker') throw new UsageError(`--format: unknown archive format ${JSON.stringify(format)}; use oci or docker`);
-    return (images) => exportCommand(images, arg, file, format ?? 'oci');
+    return (ops) => exportCommand(ops, arg, file, format ?? 'oci');
   }
   if (format !== undefined && format !== 'table' && format !== 'json') throw new UsageError(`--format: unknown format ${JSON.stringify(format)}; use table or json`);
-  return async (images) => imagesCommand(images, format ?? 'table', out);
+  return (ops) => imagesCommand(ops, format ?? 'table', out);
 }

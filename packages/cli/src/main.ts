@@ -11,6 +11,7 @@ import {
   BuildcacheError, ErrDeadlineExceeded, ErrInvalidArgument, ErrNotAStore, ErrPermissionDenied, ErrStoreLocked, ErrUnavailable,
 } from '@buildcache/errdefs';
 import { readArgs, UsageError, type Flags, type Name } from './args.js';
+import type { Operations } from '@buildcache/server/local';
 import { du, pruneCommand, type CacheAccess } from './commands.js';
 import { demo } from './demo.js';
 import { canAsk, confirm, Output, Progress } from './terminal.js';
@@ -168,10 +169,8 @@ export async function main(argv: readonly string[]): Promise<number> {
       await withCache(cache, (c) => du(c, { filters, verbose: flags.booleans.has('verbose'), format: fmt }, out, progress));
       return EXIT.ok;
     }
-    if (addr !== undefined) {
-      throw new UsageError(`${command === 'demo' ? 'demo builds records' : `${command} runs`} in this process; drop --addr (and BUILDCACHE_HOST)`);
-    }
-    return await runLocal(command, args, flags, cacheOptions(flags, logger), logger);
+    if (addr !== undefined && command === 'demo') throw new UsageError('demo builds records in this process; drop --addr (and BUILDCACHE_HOST)');
+    return await runCommand(command, args, flags, addr ?? cacheOptions(flags, logger), logger);
   } catch (err) {
     const message = err instanceof BuildcacheError || err instanceof UsageError ? err.message : String(err);
     process.stderr.write(`buildcache: ${message.split('\n')[0]}\n`);
@@ -181,54 +180,65 @@ export async function main(argv: readonly string[]): Promise<number> {
 }
 
 /**
- * Runs a command on the cache `options` names, opened in this process; returns the exit code. Each
- * command's modules (frontend, registry, images) load only when it runs: du and prune need none.
+ * Runs a command on the cache `target` names, opened in this process, or on the daemon at that
+ * address; returns the exit code. Each command's modules (frontend, registry, images) load only when
+ * it runs: du and prune need none.
  */
-async function runLocal(command: string, args: readonly string[], flags: Flags, options: OpenCacheOptions, logger: Logger): Promise<number> {
+async function runCommand(command: string, args: readonly string[], flags: Flags, target: OpenCacheOptions | string, logger: Logger): Promise<number> {
   const out = new Output();
-  if (command === 'demo') {
-    await withOpenCache(options, async ({ cache }) => {
+  if (command === 'demo' && typeof target !== 'string') {
+    await withOpenCache(target, async ({ cache }) => {
       await demo(cache, out);
       await du(cache, { filters: [], verbose: false, format: 'table' }, out, new Progress());
     });
     return EXIT.ok;
   }
-  if (command === 'build') return await (await import('./build.js')).buildCommand(flags, args[0], options, logger);
-  const { imageCommand, IMAGE_COMMANDS, openImages, withImages } = await import('./images.js');
+  if (command === 'build') return await (await import('./build.js')).buildCommand(flags, args[0], target, logger);
+  const { imageCommand, IMAGE_COMMANDS } = await import('./images.js');
+  let run: (ops: Operations) => Promise<void>;
   if (IMAGE_COMMANDS.has(command)) {
-    await withImages(options, imageCommand(command, args[0]!, flags, out));
-    return EXIT.ok;
-  }
-  const { withRemote } = await import('./remote.js');
-  if (command === 'cat') {
+    run = imageCommand(command, args[0]!, flags, out);
+  } else if (command === 'cat') {
     const { catCommand } = await import('./cat.js');
     const write = (chunk: Buffer): Promise<void> => new Promise((ok, fail) => process.stdout.write(chunk, (e) => (e ? fail(e) : ok())));
-    await withRemote(options.root, logger, false, (client, manager) => catCommand(client, manager, args[0]!, args[1]!, write));
-    return EXIT.ok;
-  }
-  if (command === 'pull') {
+    run = (ops) => catCommand(ops, args[0]!, args[1]!, write);
+  } else if (command === 'pull') {
     const { pullCommand } = await import('./pull.js');
-    await withOpenCache(options, ({ cache }) => withRemote(options.root, logger, false, (client, manager) =>
-      pullCommand(cache, client, manager, args[0]!, { lazy: flags.booleans.has('lazy') }, out)));
-    return EXIT.ok;
+    run = (ops) => pullCommand(ops, args[0]!, flags.booleans.has('lazy'), out);
+  } else {
+    // push: readArgs admits no other command.
+    const { pushCommand } = await import('./push.js');
+    const compression = flags.strings.get('compression');
+    const { compressionOf } = await import('@buildcache/server/local');
+    compressionOf(compression);
+    run = (ops) => pushCommand(ops, args[0]!, args[1]!, compression, out);
   }
-  // push: readArgs admits no other command.
-  const { compressionFlag, pushCommand } = await import('./push.js');
-  const compression = compressionFlag(flags.strings.get('compression'));
-  await withOpenCache(options, async ({ cache, backend }) => {
-    const images = await openImages(cache, options);
+  await withOperations(target, logger, run);
+  return EXIT.ok;
+}
+
+/** Runs `fn` on the operations of the cache `target` names (opened here) or of the daemon at that address, closing them afterwards. */
+async function withOperations<T>(target: OpenCacheOptions | string, logger: Logger, fn: (ops: Operations) => Promise<T>): Promise<T> {
+  if (typeof target === 'string') return withDaemon(target, fn);
+  const { Workspace } = await import('@buildcache/server/local');
+  return withOpenCache(target, async (opened) => {
+    const ws = new Workspace(opened, target.root, logger);
     try {
-      await withRemote(options.root, logger, false, (client) => pushCommand(cache, images.images, backend.content, client, args[0]!, args[1]!, compression, out));
+      return await fn(ws);
     } finally {
-      await images.close();
+      await ws.close();
     }
   });
-  return EXIT.ok;
 }
 
 /** Runs `fn` on the cache `options` names (or on the daemon at that address), closing it afterwards. */
 async function withCache<T>(options: OpenCacheOptions | string, fn: (cache: CacheAccess) => Promise<T>): Promise<T> {
   if (typeof options !== 'string') return withOpenCache(options, (opened) => fn(opened.cache));
+  return withDaemon(options, fn);
+}
+
+/** Runs `fn` on the client of the daemon at `address`, closing it afterwards. */
+async function withDaemon<T>(options: string, fn: (client: CacheAccess & Operations) => Promise<T>): Promise<T> {
   const client = (await import('@buildcache/server')).connect(options);
   try {
     return await fn(client);

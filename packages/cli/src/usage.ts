@@ -31,7 +31,7 @@ Commands:
   serve                Run the daemon: own the cache, serve it to buildcache and buildctl on a unix socket
 
 Global options:
-  --addr ADDR            du/prune: go through the daemon at ADDR (unix:///path.sock; default $BUILDCACHE_HOST
+  --addr ADDR            run the command through the daemon at ADDR (unix:///path.sock; default $BUILDCACHE_HOST
                          unless --root/--containerd name a cache); serve: where to listen
                          (default unix:///run/buildcache/buildcache.sock)
   --root DIR             cache root (default: $XDG_DATA_HOME/buildcache, else ~/.local/share/buildcache)

@@ -1,7 +1,6 @@
 /**
  * `buildcache.v1.Cache`, buildcache's own API: streamed du and prune (several policies, dry run),
- * Hold (records kept in use while a call stays open), and the operations reserved on the socket, each
- * one handler in OPERATIONS: UNIMPLEMENTED (the CLI runs them in its own process).
+ * Hold (records kept in use while a call stays open), and the CLI's operations (operation-service.ts).
  */
 import type { UntypedServiceImplementation } from '@grpc/grpc-js';
 import type { ImmutableRef, MutableRef } from '@buildcache/cache';
@@ -9,14 +8,13 @@ import { ErrInvalidArgument } from '@buildcache/errdefs';
 import { policyFromWire, requestInt, toWireUsage, type WirePolicy } from './convert.js';
 import type { ServiceContext } from './context.js';
 import { turnTaker } from './calls.js';
-
-/** The operations of buildcache's own API that the daemon does not serve (the CLI runs them in its own process). */
-export const OPERATIONS = ['Build', 'Pull', 'Push', 'Import', 'Export', 'Images'] as const;
+import { operationService } from './operation-service.js';
 
 /** The handlers of buildcache's own service. */
 export function cacheService(ctx: ServiceContext): UntypedServiceImplementation {
   const { cache, calls } = ctx;
-  const handlers: UntypedServiceImplementation = {
+  return {
+    ...operationService(ctx),
     DiskUsage: calls.stream<{ filters?: string[]; ageLimitMs?: string }, object>(
       'Cache/DiskUsage',
       async (req, scope) => {
@@ -64,10 +62,4 @@ export function cacheService(ctx: ServiceContext): UntypedServiceImplementation 
       { longLived: true },
     ),
   };
-  for (const op of OPERATIONS) {
-    handlers[op] = calls.unimplemented(
-      `buildcache.v1.Cache/${op} is not implemented yet: this daemon serves du, prune and hold; buildcache ${op.toLowerCase()} runs in the CLI's own process`,
-    );
-  }
-  return handlers;
 }

@@ -4,7 +4,8 @@
  * calls in flight that a graceful shutdown waits for.
  */
 import type {
-  handleServerStreamingCall, handleUnaryCall, ServerUnaryCall, ServerWritableStream, ServiceError, UntypedHandleCall,
+  handleBidiStreamingCall, handleServerStreamingCall, handleUnaryCall, ServerDuplexStream, ServerUnaryCall, ServerWritableStream,
+  ServiceError, UntypedHandleCall,
 } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { ErrCanceled, ErrNotImplemented, ErrResourceExhausted, ErrUnavailable } from '@buildcache/errdefs';
@@ -133,41 +134,54 @@ export class Calls {
   stream<Req, Res extends object>(
     name: string, fn: (req: Req, scope: StreamScope) => Promise<void>, options: MethodOptions = {},
   ): handleServerStreamingCall<Req, Res> {
-    return (call: ServerWritableStream<Req, Res>) => {
-      const started = performance.now();
-      const leave = this.enter(name, options, (status) => call.emit('error', status));
-      if (!leave) return;
-      const controller = new AbortController();
-      call.on('cancelled', () => controller.abort(new ErrUnavailable(`${name}: cancelled by the client`)));
-      if (options.longLived) this.longLived.add(controller);
-      const sent = recordsSent.labels({ method: name });
-      const scope: StreamScope = {
-        signal: controller.signal,
-        send: (m) => {
-          sent.inc();
-          return send(call, m as Res, controller.signal);
-        },
-      };
-      this.track(
-        fn(call.request, scope).then(
-          () => {
-            const aborted = controller.signal.aborted && !call.cancelled;
-            answered(name, aborted ? controller.signal.reason : undefined, started);
-            if (aborted) call.emit('error', toStatus(controller.signal.reason));
-            else call.end();
-          },
-          (err: unknown) => {
-            answered(name, call.cancelled ? new ErrCanceled(`${name}: cancelled by the client`) : err, started);
-            if (call.cancelled) return;
-            this.logger.debug({ err, method: name }, 'call failed');
-            call.emit('error', toStatus(err));
-          },
-        ).finally(() => {
-          this.longLived.delete(controller);
-          leave();
-        }),
-      );
+    return (call: ServerWritableStream<Req, Res>) => this.serve(name, call, call.request, fn, options);
+  }
+
+  /** A bidirectional handler: `fn` reads the client's messages as an async iterable; returning ends the stream with OK. */
+  duplex<Req, Res extends object>(
+    name: string, fn: (input: AsyncIterable<Req>, scope: StreamScope) => Promise<void>, options: MethodOptions = {},
+  ): handleBidiStreamingCall<Req, Res> {
+    // Reading the requests to their end must not destroy the call: the replies go out afterwards.
+    return (call: ServerDuplexStream<Req, Res>) => this.serve(name, call, { [Symbol.asyncIterator]: () => call.iterator({ destroyOnReturn: false }) }, fn, options);
+  }
+
+  /** Runs one streaming call: admission, cancellation, back-pressured replies, the final status. */
+  private serve<In, Res>(
+    name: string, call: ServerWritableStream<unknown, Res> | ServerDuplexStream<unknown, Res>, input: In, fn: (input: In, scope: StreamScope) => Promise<void>, options: MethodOptions,
+  ): void {
+    const started = performance.now();
+    const leave = this.enter(name, options, (status) => call.emit('error', status));
+    if (!leave) return;
+    const controller = new AbortController();
+    call.on('cancelled', () => controller.abort(new ErrUnavailable(`${name}: cancelled by the client`)));
+    if (options.longLived) this.longLived.add(controller);
+    const sent = recordsSent.labels({ method: name });
+    const scope: StreamScope = {
+      signal: controller.signal,
+      send: (m) => {
+        sent.inc();
+        return send(call, m as Res, controller.signal);
+      },
     };
+    this.track(
+      fn(input, scope).then(
+        () => {
+          const aborted = controller.signal.aborted && !call.cancelled;
+          answered(name, aborted ? controller.signal.reason : undefined, started);
+          if (aborted) call.emit('error', toStatus(controller.signal.reason));
+          else call.end();
+        },
+        (err: unknown) => {
+          answered(name, call.cancelled ? new ErrCanceled(`${name}: cancelled by the client`) : err, started);
+          if (call.cancelled) return;
+          this.logger.debug({ err, method: name }, 'call failed');
+          call.emit('error', toStatus(err));
+        },
+      ).finally(() => {
+        this.longLived.delete(controller);
+        leave();
+      }),
+    );
   }
 
   /** A handler of any shape that answers UNIMPLEMENTED with `message`. */
@@ -212,7 +226,7 @@ export function turnTaker(every = 256): () => Promise<void> | undefined {
 }
 
 /** Writes `message`, waiting for 'drain' when the stream's buffer is full. */
-function send<Res>(call: ServerWritableStream<unknown, Res>, message: Res, signal: AbortSignal): Promise<void> {
+function send<Res>(call: ServerWritableStream<unknown, Res> | ServerDuplexStream<unknown, Res>, message: Res, signal: AbortSignal): Promise<void> {
   if (signal.aborted) return Promise.reject(signal.reason as Error);
   if (call.write(message)) return Promise.resolve();
   return new Promise((resolve, reject) => {

@@ -1,17 +1,44 @@
 /**
  * The client of a buildcache daemon: `connect(address)` gives the in-process cache's du and prune
- * (async iterable of UsageInfo; prune policies, onDeleted, dry run, signal) plus Hold, over the
+ * (async iterable of UsageInfo; prune policies, onDeleted, dry run, signal), the frontend's build
+ * (the context streamed from this process), the CLI's operations (`Operations`) and Hold, over the
  * daemon's socket. Every failure is an `@buildcache/errdefs` class, never a raw gRPC error.
  */
 import { Client as GrpcClient, credentials, Metadata, status as Status } from '@grpc/grpc-js';
-import type { ClientReadableStream } from '@grpc/grpc-js';
+import type { ClientDuplexStream, ClientReadableStream } from '@grpc/grpc-js';
 import type { DiskUsageOptions, PruneOptions, PrunePolicy, PruneResult, UsageInfo } from '@buildcache/cache';
-import { ErrClosed, ErrPermissionDenied, ErrUnavailable, type BuildcacheError } from '@buildcache/errdefs';
+import * as errdefs from '@buildcache/errdefs';
+import { ErrClosed, ErrPermissionDenied, ErrUnavailable, BuildcacheError } from '@buildcache/errdefs';
+import type { ExportFormat, ImageInfo } from '@buildcache/images';
 import { fromGrpc, MAX_MESSAGE_SIZE } from '@containerd/leases-ts';
 import { fromWireUsage, toWirePolicy, type WireUsage } from './convert.js';
 import { method } from './proto.js';
 import { addressOf, socketPath } from './socket.js';
-import type { OPERATIONS } from './cache-service.js';
+import { chunked } from './context-tar.js';
+import { remoteBuild, type RemoteBuildRequest, type RemoteBuildResult } from './build-client.js';
+import type { Operations, PullReport, PushReport } from './workspace.js';
+
+type ErrorClass = new (message: string, options?: ConstructorParameters<typeof BuildcacheError>[1]) => BuildcacheError;
+
+/** Every errdefs class by its code, to give back the class the daemon threw (its `buildcache-code` trailer). */
+const CLASSES = new Map<string, ErrorClass>(
+  (Object.values(errdefs) as unknown[])
+    .filter((c): c is ErrorClass => typeof c === 'function' && (c as { prototype: unknown }).prototype instanceof BuildcacheError)
+    .map((c) => [new c('').code, c] as const),
+);
+
+/** An image as the wire carries it. */
+interface WireImage {
+  id: string;
+  names: string[];
+  layers: string;
+  size: string;
+  created: string;
+}
+
+const fromWireImage = (w: WireImage): ImageInfo => ({
+  id: w.id, names: w.names, layers: Number(w.layers), size: Number(w.size), ...(w.created ? { created: w.created } : {}),
+});
 
 /** Records held through the daemon until `release()`. */
 export interface Hold {
@@ -28,11 +55,8 @@ export interface HoldOptions {
   readonly newMutable?: { readonly description?: string };
 }
 
-/** One of the operations reserved on the socket (answered with ErrNotImplemented: the CLI runs them in its own process). */
-export type Operation = (typeof OPERATIONS)[number];
-
 /** A connection to a daemon. */
-export class CacheClient {
+export class CacheClient implements Operations {
   private readonly grpc: GrpcClient;
   private closed = false;
 
@@ -48,6 +72,9 @@ export class CacheClient {
   /** Maps a call's failure to a typed error that names the daemon. */
   private error(err: unknown, rpc: string): BuildcacheError {
     const e = fromGrpc(err, { method: `Cache/${rpc}` });
+    const code = (err as { metadata?: Metadata }).metadata?.get('buildcache-code')[0];
+    const cls = typeof code === 'string' && code !== e.code ? CLASSES.get(code) : undefined;
+    if (cls) return new cls(e.message, { cause: e, details: e.details });
     if (e.details['grpcCode'] !== Status.UNAVAILABLE || !(e instanceof ErrUnavailable)) return e;
     if (/EACCES|EPERM/.test(e.message)) {
       return new ErrPermissionDenied(
@@ -64,6 +91,16 @@ export class CacheClient {
     return e;
   }
 
+  private duplex<Res>(rpc: string, signal?: AbortSignal): ClientDuplexStream<object, Res> {
+    if (this.closed) throw new ErrClosed(`the client of ${this.address} is closed`);
+    const m = method('cache', rpc);
+    const call = this.grpc.makeBidiStreamRequest<object, Res>(
+      m.path, m.requestSerialize, m.responseDeserialize as (b: Buffer) => Res, new Metadata({ waitForReady: false }),
+    );
+    signal?.addEventListener('abort', () => call.cancel(), { once: true });
+    return call;
+  }
+
   private stream<Res>(rpc: string, request: object, signal?: AbortSignal): ClientReadableStream<Res> {
     if (this.closed) throw new ErrClosed(`the client of ${this.address} is closed`);
     const m = method('cache', rpc);
@@ -74,10 +111,25 @@ export class CacheClient {
     return call;
   }
 
-  /** Reads a stream to its end, mapping its failure; yields each message. */
-  private async *read<Res>(rpc: string, request: object, signal?: AbortSignal): AsyncGenerator<Res> {
+  /**
+   * Reads a call's replies to their end, mapping its failure; yields each message. With `input`
+   * (a bidirectional call) its messages are written meanwhile, waiting while the daemon is not reading;
+   * a failure of `input` cancels the call and is thrown.
+   */
+  private async *read<Res>(rpc: string, request: object | AsyncIterable<object>, signal?: AbortSignal): AsyncGenerator<Res> {
     signal?.throwIfAborted();
-    const call = this.stream<Res>(rpc, request, signal);
+    let inputFailure: { err: unknown } | undefined;
+    let call: ClientReadableStream<Res> | ClientDuplexStream<object, Res>;
+    if (Symbol.asyncIterator in request) {
+      const duplex = this.duplex<Res>(rpc, signal);
+      call = duplex;
+      void write(duplex, request).catch((err: unknown) => {
+        inputFailure = { err };
+        duplex.cancel();
+      });
+    } else {
+      call = this.stream<Res>(rpc, request, signal);
+    }
     let done = false;
     try {
       for await (const m of call) yield m as Res;
@@ -85,6 +137,7 @@ export class CacheClient {
     } catch (err) {
       done = true;
       if (signal?.aborted) throw signal.reason;
+      if (inputFailure) throw inputFailure.err;
       throw this.error(err, rpc);
     } finally {
       if (!done) call.cancel();
@@ -118,10 +171,55 @@ export class CacheClient {
     return { ids: first.value.ids, release: async () => void (await it.return(undefined)) };
   }
 
-  /** Calls one of the reserved operations (build, pull, push, import, export, images): ErrNotImplemented. */
-  async operation(op: Operation, request: unknown): Promise<unknown[]> {
-    const out: unknown[] = [];
-    for await (const e of this.read<{ json: string }>(op, { json: JSON.stringify(request ?? null) })) out.push(JSON.parse(e.json));
+  /** Builds a Dockerfile on the daemon: the context (and Dockerfile) are read here and streamed to it. */
+  build(req: RemoteBuildRequest): Promise<RemoteBuildResult> {
+    return remoteBuild((input) => this.read('Build', input, req.signal), req);
+  }
+
+  async pull(ref: string, options: { readonly lazy?: boolean; readonly signal?: AbortSignal } = {}): Promise<PullReport> {
+    const layers: PullReport['layers'][number][] = [];
+    let top = '';
+    type Event = { layer?: { id: string; digest: string; format: 'estargz' | 'gzip'; fetched: string; size: string; extracted: boolean }; done?: string };
+    for await (const e of this.read<Event>('Pull', { ref, lazy: Boolean(options.lazy) }, options.signal)) {
+      if (e.layer) layers.push({ ...e.layer, fetched: Number(e.layer.fetched), size: Number(e.layer.size) });
+      if (e.done) top = e.done;
+    }
+    return { layers, top };
+  }
+
+  async push(name: string, ref: string, compression?: string): Promise<PushReport> {
+    const layers: PushReport['layers'][number][] = [];
+    let digest = '';
+    for await (const e of this.read<{ layer?: { digest: string; size: string }; done?: string }>('Push', { name, ref, compression: compression ?? '' })) {
+      if (e.layer) layers.push({ digest: e.layer.digest, size: Number(e.layer.size) });
+      if (e.done) digest = e.done;
+    }
+    return { layers, digest };
+  }
+
+  async *cat(ref: string, path: string): AsyncGenerator<Buffer> {
+    for await (const c of this.read<{ data: Buffer }>('Cat', { ref, path })) yield c.data;
+  }
+
+  /** Imports an archive read here and streamed to the daemon. */
+  async importArchive(source: AsyncIterable<Uint8Array>, what: string): Promise<ImageInfo[]> {
+    async function* input(): AsyncGenerator<object> {
+      yield { what };
+      for await (const data of chunked(source)) yield { data };
+    }
+    const out: ImageInfo[] = [];
+    for await (const r of this.read<{ images: WireImage[] }>('Import', input())) out.push(...r.images.map(fromWireImage));
+    return out;
+  }
+
+  /** Image `name` as an archive, streamed from the daemon. */
+  async *exportArchive(name: string, format: ExportFormat): AsyncGenerator<Buffer> {
+    for await (const c of this.read<{ data: Buffer }>('Export', { name, format })) yield c.data;
+  }
+
+  async images(): Promise<ImageInfo[]> {
+    const out: ImageInfo[] = [];
+    for await (const w of this.read<WireImage>('Images', {})) out.push(fromWireImage(w));
     return out;
   }
 
@@ -136,4 +234,23 @@ export class CacheClient {
 /** Connects to the daemon at `address` (`unix:///path.sock`); the connection opens on the first call. */
 export function connect(address: string): CacheClient {
   return new CacheClient(addressOf(socketPath(address)));
+}
+
+/** Writes `input` to a bidirectional call with back-pressure, then half-closes it. */
+async function write(call: ClientDuplexStream<object, unknown>, input: AsyncIterable<object>): Promise<void> {
+  for await (const m of input) {
+    if (call.destroyed || call.writableEnded) return;
+    if (!call.write(m)) {
+      await new Promise<void>((resolve) => {
+        const go = (): void => {
+          call.off('drain', go);
+          call.off('close', go);
+          resolve();
+        };
+        call.on('drain', go);
+        call.on('close', go);
+      });
+    }
+  }
+  if (!call.destroyed) call.end();
 }

@@ -1,6 +1,7 @@
 /** What the handlers of both services share: the cache, the call plumbing, limits and the worker's description. */
 import type { CacheManager, PrunePolicy } from '@buildcache/cache';
 import type { Calls, Gate } from './calls.js';
+import type { Workspace } from './workspace.js';
 
 /** The one worker the daemon reports (BuildKit's ListWorkers), and its version (Info). */
 export interface WorkerInfo {
@@ -23,4 +24,6 @@ export interface ServiceContext {
   /** Shared by every prune call (they run one at a time in the cache; this bounds the queue). */
   readonly pruneGate: Gate;
   readonly worker: WorkerInfo;
+  /** The operations' stores and scratch space. */
+  readonly workspace: Workspace;
 }

@@ -19,6 +19,7 @@ import { controlService } from './control-service.js';
 import { service } from './proto.js';
 import { addressOf, clearSocketPath, DEFAULT_ADDRESS, groupId, secureSocket, socketPath } from './socket.js';
 import type { ServiceContext, WorkerInfo } from './context.js';
+import { Workspace } from './workspace.js';
 
 /** Bounds on what clients may run at once. */
 export interface ServeLimits {
@@ -66,6 +67,7 @@ export class Daemon {
     private readonly server: Server,
     private readonly calls: Calls,
     private readonly opened: OpenCache,
+    private readonly workspace: Workspace,
     private readonly options: ServeOptions,
     /** The `/metrics` listener, when asked for. */
     readonly metrics: MetricsServer | undefined,
@@ -85,7 +87,9 @@ export class Daemon {
       await metrics?.close();
       throw err;
     });
+    const workspace = new Workspace(opened, root, logger);
     try {
+      await workspace.clearScratch();
       const limits = options.limits ?? {};
       const calls = new Calls(logger, new Gate(limits.maxCalls ?? 256, 'calls'));
       const backend = opened.backend;
@@ -108,6 +112,7 @@ export class Daemon {
         wholeReplyGate: new Gate(limits.maxWholeDiskUsage ?? 2, "BuildKit DiskUsage calls (each reply is one message built in memory)"),
         pruneGate: new Gate(limits.maxPrunes ?? 4, 'prune calls'),
         worker,
+        workspace,
       };
       const server = new Server({ 'grpc.max_receive_message_length': 4 << 20 });
       server.addService(service('control'), controlService(ctx));
@@ -122,9 +127,10 @@ export class Daemon {
       await secureSocket(path, gid);
       await writeDaemonMarker(root, address);
       logger.info({ address, root, backend: backend.kind, group: options.group, metrics: metrics?.address }, 'serving the cache');
-      return new Daemon(address, path, server, calls, opened, options, metrics);
+      return new Daemon(address, path, server, calls, opened, workspace, options, metrics);
     } catch (err) {
       await metrics?.close();
+      await workspace.close();
       await opened.close();
       await rm(path, { force: true });
       throw err;
@@ -158,6 +164,7 @@ export class Daemon {
       await rm(this.path, { force: true });
     } finally {
       await this.metrics?.close();
+      await this.workspace.close();
       await this.opened.close();
     }
     logger.info('cache closed; daemon stopped');

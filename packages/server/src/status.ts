@@ -20,6 +20,14 @@ const byCode: Readonly<Record<string, Status>> = {
   ERR_CLOSED: Status.UNAVAILABLE,
   ERR_STORE_LOCKED: Status.UNAVAILABLE,
   ERR_NOT_A_STORE: Status.FAILED_PRECONDITION,
+  // What a client sent: a build's Dockerfile or context, an imported archive.
+  ERR_CORRUPT_LAYER: Status.INVALID_ARGUMENT,
+  ERR_UNSAFE_ENTRY: Status.INVALID_ARGUMENT,
+  ERR_NOT_AN_IMAGE_ARCHIVE: Status.INVALID_ARGUMENT,
+  ERR_INVALID_IMAGE: Status.INVALID_ARGUMENT,
+  ERR_DOCKERFILE_PARSE: Status.INVALID_ARGUMENT,
+  ERR_COPY_SOURCE: Status.INVALID_ARGUMENT,
+  ERR_RUN_FAILED: Status.ABORTED,
 };
 
 /** A status error for `err`, carrying its message (and its errdefs code in the `buildcache-code` trailer). */

@@ -1,0 +1,151 @@
+/**
+ * The CLI's operations on buildcache's own service, over the daemon's Workspace: Build (the context
+ * streamed from the client into a private scratch directory, progress and the result streamed
+ * back), Pull, Push, Cat, Import (the archive streamed from the client), Export (the archive streamed
+ * back) and Images. Cancelling a call aborts its work and removes its scratch directory.
+ */
+import { createReadStream } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { UntypedServiceImplementation } from '@grpc/grpc-js';
+import { ErrCorruptLayer, ErrInvalidArgument } from '@buildcache/errdefs';
+import type { Progress } from '@buildcache/frontend';
+import type { ExportFormat, ImageInfo } from '@buildcache/images';
+import { applyLayer } from '@buildcache/snapshot';
+import type { StreamScope } from './calls.js';
+import { chunked } from './context-tar.js';
+import type { ServiceContext } from './context.js';
+import type { Workspace } from './workspace.js';
+
+/** BuildStart on the wire. */
+export interface WireBuildStart {
+  dockerfile?: Buffer;
+  tag?: string;
+  buildArgs?: Record<string, string>;
+  noCache?: boolean;
+  output?: boolean;
+}
+
+/** A message of a client stream: its one field named by the oneof `input`. */
+type Input<K extends string, V> = { input?: K } & { [P in K]?: V };
+
+/** An image on the wire. */
+export const toWireImage = (i: ImageInfo): object => ({ id: i.id, names: i.names, layers: String(i.layers), size: String(i.size), created: i.created ?? '' });
+
+/** Reads the first message of a client stream, which must carry `field`. */
+async function first<K extends string, V>(it: AsyncIterator<Input<string, unknown>>, field: K, rpc: string): Promise<V> {
+  const m = await it.next();
+  const v = m.done ? undefined : (m.value as Input<K, V>);
+  if (v?.input !== field || v[field] === undefined) throw new ErrInvalidArgument(`${rpc}: the first message must carry ${field}`);
+  return v[field] as V;
+}
+
+/** The rest of a client stream, each message carrying bytes in `field`. */
+async function* bytesOf(it: AsyncIterator<Input<string, unknown>>, field: string, rpc: string): AsyncGenerator<Buffer> {
+  for (;;) {
+    const m = await it.next();
+    if (m.done) return;
+    const v = m.value as Input<string, Buffer>;
+    if (v.input !== field) throw new ErrInvalidArgument(`${rpc}: after the first message only ${field} may follow`);
+    yield v[field]!;
+  }
+}
+
+/** A Progress whose steps go to the client as VertexEvents, in order; `flush` waits for what was sent. */
+function streamedProgress(scope: StreamScope): { progress: Progress; flush(): Promise<void> } {
+  let chain: Promise<void> = Promise.resolve();
+  let n = 0;
+  const emit = (id: number, kind: string, text = ''): void => {
+    chain = chain.then(() => scope.send({ vertex: { id, kind, text } })).catch(() => undefined);
+  };
+  return {
+    progress: {
+      vertex(name) {
+        const id = ++n;
+        emit(id, 'start', name);
+        return { log: (l) => emit(id, 'log', l), cached: () => emit(id, 'cached'), done: () => emit(id, 'done'), error: (m) => emit(id, 'error', m) };
+      },
+      close() {},
+    },
+    flush: () => chain,
+  };
+}
+
+/** Receives a build context tar into `dir`; a truncated or malformed stream is ErrInvalidArgument. */
+async function receiveContext(chunks: AsyncIterable<Buffer>, dir: string, signal: AbortSignal): Promise<void> {
+  await mkdir(dir, { mode: 0o700 });
+  try {
+    await applyLayer(chunks, dir, { compression: 'uncompressed', allowDevices: false, preserveOwners: false, signal });
+  } catch (err) {
+    if (!(err instanceof ErrCorruptLayer)) throw err;
+    throw new ErrInvalidArgument(`build context: ${err.message}; the client's context stream stopped mid-way or is not a tar. Nothing was built`, { cause: err });
+  }
+}
+
+async function build(ws: Workspace, input: AsyncIterable<Input<string, unknown>>, scope: StreamScope): Promise<void> {
+  const it = input[Symbol.asyncIterator]();
+  const start = await first<'start', WireBuildStart>(it, 'start', 'Build');
+  await ws.scratch(async (dir) => {
+    const context = join(dir, 'context');
+    await receiveContext(bytesOf(it, 'context', 'Build'), context, scope.signal);
+    // The tar's end-of-archive padding, up to the client's half-close.
+    for (let m = await it.next(); !m.done; m = await it.next());
+    let dockerfile: string | undefined;
+    if (start.dockerfile?.length) await writeFile((dockerfile = join(dir, 'Dockerfile')), start.dockerfile, { mode: 0o600 });
+    const output = start.output ? join(dir, 'image.tar') : undefined;
+    const { progress, flush } = streamedProgress(scope);
+    let result;
+    try {
+      result = await ws.build({
+        context, progress, signal: scope.signal, noCache: Boolean(start.noCache), buildArgs: start.buildArgs ?? {},
+        ...(dockerfile ? { dockerfile } : {}), ...(start.tag ? { tag: start.tag } : {}), ...(output ? { output } : {}),
+      });
+    } finally {
+      await flush();
+    }
+    if (output) for await (const c of chunked(createReadStream(output))) await scope.send({ output: c });
+    await scope.send({
+      result: { digest: result.digest, tag: start.tag ?? '', warnings: result.warnings, executed: result.executed, record: result.record ?? '' },
+    });
+  });
+}
+
+/** Sends each chunk of `source` as a Chunk message. */
+async function sendChunks(source: AsyncIterable<Uint8Array>, scope: StreamScope): Promise<void> {
+  for await (const c of chunked(source)) await scope.send({ data: c });
+}
+
+const FORMATS = new Set(['oci', 'docker']);
+
+/** The handlers of the operations. */
+export function operationService(ctx: ServiceContext): UntypedServiceImplementation {
+  const { calls, workspace: ws } = ctx;
+  return {
+    Build: calls.duplex<Input<string, unknown>, object>('Cache/Build', (input, scope) => build(ws, input, scope)),
+    Import: calls.duplex<Input<string, unknown>, object>('Cache/Import', async (input, scope) => {
+      const it = input[Symbol.asyncIterator]();
+      const what = await first<'what', string>(it, 'what', 'Import');
+      const loaded = await ws.importArchive(bytesOf(it, 'data', 'Import'), what);
+      await scope.send({ images: loaded.map(toWireImage) });
+    }),
+    Export: calls.stream<{ name: string; format: string }, object>('Cache/Export', async (req, scope) => {
+      const format = req.format || 'oci';
+      if (!FORMATS.has(format)) throw new ErrInvalidArgument(`--format: unknown archive format ${JSON.stringify(format)}; use oci or docker`);
+      await sendChunks(ws.exportArchive(req.name, format as ExportFormat), scope);
+    }),
+    Images: calls.stream<object, object>('Cache/Images', async (_req, scope) => {
+      for (const i of await ws.images()) await scope.send(toWireImage(i));
+    }),
+    Pull: calls.stream<{ ref: string; lazy: boolean }, object>('Cache/Pull', async (req, scope) => {
+      const report = await ws.pull(req.ref, { lazy: req.lazy, signal: scope.signal });
+      for (const l of report.layers) await scope.send({ layer: { ...l, fetched: String(l.fetched), size: String(l.size) } });
+      await scope.send({ done: report.top });
+    }),
+    Push: calls.stream<{ name: string; ref: string; compression: string }, object>('Cache/Push', async (req, scope) => {
+      const report = await ws.push(req.name, req.ref, req.compression || undefined);
+      for (const l of report.layers) await scope.send({ layer: { digest: l.digest, size: String(l.size) } });
+      await scope.send({ done: report.digest });
+    }),
+    Cat: calls.stream<{ ref: string; path: string }, object>('Cache/Cat', (req, scope) => sendChunks(ws.cat(req.ref, req.path), scope)),
+  };
+}
