@@ -19,7 +19,7 @@ import { controlService } from './control-service.js';
 import { service } from './proto.js';
 import { addressOf, clearSocketPath, DEFAULT_ADDRESS, groupId, secureSocket, socketPath } from './socket.js';
 import type { ServiceContext, WorkerInfo } from './context.js';
-import { Workspace } from './workspace.js';
+import type { Workspace } from './workspace.js';
 
 /** Bounds on what clients may run at once. */
 export interface ServeLimits {
@@ -87,6 +87,8 @@ export class Daemon {
       await metrics?.close();
       throw err;
     });
+    // Loaded here: a client (`connect`) needs none of the image store, frontend or registry modules.
+    const { Workspace } = await import('./workspace.js');
     const workspace = new Workspace(opened, root, logger);
     try {
       await workspace.clearScratch();
