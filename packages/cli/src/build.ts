@@ -5,14 +5,14 @@
  * digest on stdout.
  */
 import type { Logger } from 'pino';
-import { openCache, type OpenCacheOptions } from '@buildcache/cache';
+import type { OpenCacheOptions } from '@buildcache/cache';
 import { ErrInvalidArgument, ErrRunFailed } from '@buildcache/errdefs';
 import { RegistryClient } from '@buildcache/registry';
 import { parseCacheSpec, storeOf, type CacheSpec } from '@buildcache/remotecache';
 import { createProgress, type ProgressMode } from '@buildcache/frontend';
 import type { RemoteBuildRequest, RemoteBuildResult } from '@buildcache/server';
-import { Workspace } from '@buildcache/server/local';
 import { UsageError, type Flags } from './args.js';
+import { withDaemon, withWorkspace, type Target } from './targets.js';
 import { EXIT } from './usage.js';
 
 /** `--progress`: `auto` is tty when stderr (where progress goes) is a terminal, else plain. */
@@ -51,7 +51,7 @@ function specOf(value: string, direction: 'to' | 'from'): CacheSpec {
  * Runs `build` on the cache `target` names (opened here), or on the daemon at that address (the
  * context is read here and streamed to it); returns the exit code. The runtime is `$BUILDCACHE_RUNC` or `runc`.
  */
-export async function buildCommand(flags: Flags, context: string | undefined, target: OpenCacheOptions | string, logger: Logger): Promise<number> {
+export async function buildCommand(flags: Flags, context: string | undefined, target: Target, logger: Logger): Promise<number> {
   if (context === undefined) throw new UsageError('build: missing CONTEXT (the build context directory, e.g. buildcache build .)');
   const mode = progressMode(flags.strings.get('progress'));
   const cacheTo = (flags.lists.get('cache-to') ?? []).map((v) => specOf(v, 'to'));
@@ -75,7 +75,7 @@ export async function buildCommand(flags: Flags, context: string | undefined, ta
     ...(s.has('output') ? { output: s.get('output')! } : {}),
   };
   try {
-    const result = typeof target === 'string' ? await buildOnDaemon(target, req) : await buildHere(target, req, cacheFrom, cacheTo, logger);
+    const result = typeof target === 'string' ? await withDaemon(target, (client) => client.build(req)) : await buildHere(target, req, cacheFrom, cacheTo, logger);
     for (const w of result.warnings) process.stderr.write(`WARNING: ${w}\n`);
     process.stdout.write(`${result.digest}\n`);
     return EXIT.ok;
@@ -89,28 +89,16 @@ export async function buildCommand(flags: Flags, context: string | undefined, ta
   }
 }
 
-async function buildOnDaemon(address: string, req: RemoteBuildRequest): Promise<RemoteBuildResult> {
-  const client = (await import('@buildcache/server')).connect(address);
-  try {
-    return await client.build(req);
-  } finally {
-    client.close();
-  }
-}
-
+/** A build in this process, with the remote caches `--cache-from` / `--cache-to` name. */
 async function buildHere(options: OpenCacheOptions, req: RemoteBuildRequest, cacheFrom: CacheSpec[], cacheTo: CacheSpec[], logger: Logger): Promise<RemoteBuildResult> {
   const client = [...cacheTo, ...cacheFrom].some((c) => c.type === 'registry') ? new RegistryClient({ logger }) : undefined;
-  const opened = await openCache(options);
-  const ws = new Workspace(opened, options.root, logger);
   try {
-    return await ws.build({
+    return await withWorkspace(options, logger, (ws) => ws.build({
       ...req,
       ...(cacheFrom.length ? { cacheFrom: cacheFrom.map((c) => storeOf(c, client)) } : {}),
       ...(cacheTo.length ? { cacheTo: cacheTo.map((c) => ({ store: storeOf(c, client), mode: c.mode, ignoreError: c.ignoreError, ...(c.compression ? { compression: c.compression } : {}) })) } : {}),
-    });
+    }));
   } finally {
-    await ws.close();
-    await opened.close();
     await client?.close();
   }
 }

@@ -6,14 +6,15 @@ import { readFile } from 'node:fs/promises';
 import { constants, homedir } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
 import { pino, type Logger } from 'pino';
-import { openCache, type OpenCache, type OpenCacheOptions, type PrunePolicy } from '@buildcache/cache';
+import type { OpenCacheOptions, PrunePolicy } from '@buildcache/cache';
 import {
   BuildcacheError, ErrDeadlineExceeded, ErrInvalidArgument, ErrNotAStore, ErrPermissionDenied, ErrStoreLocked, ErrUnavailable,
 } from '@buildcache/errdefs';
 import { readArgs, UsageError, type Flags, type Name } from './args.js';
 import type { Operations } from '@buildcache/server/local';
-import { du, pruneCommand, type CacheAccess } from './commands.js';
+import { du, pruneCommand } from './commands.js';
 import { demo } from './demo.js';
+import { withCache, withOpenCache, withOperations, type Target } from './targets.js';
 import { canAsk, confirm, Output, Progress } from './terminal.js';
 import { parseDuration, parseSize } from './units.js';
 import { EXIT, USAGE } from './usage.js';
@@ -184,7 +185,7 @@ export async function main(argv: readonly string[]): Promise<number> {
  * address; returns the exit code. Each command's modules (frontend, registry, images) load only when
  * it runs: du and prune need none.
  */
-async function runCommand(command: string, args: readonly string[], flags: Flags, target: OpenCacheOptions | string, logger: Logger): Promise<number> {
+async function runCommand(command: string, args: readonly string[], flags: Flags, target: Target, logger: Logger): Promise<number> {
   const out = new Output();
   if (command === 'demo' && typeof target !== 'string') {
     await withOpenCache(target, async ({ cache }) => {
@@ -217,47 +218,7 @@ async function runCommand(command: string, args: readonly string[], flags: Flags
   return EXIT.ok;
 }
 
-/** Runs `fn` on the operations of the cache `target` names (opened here) or of the daemon at that address, closing them afterwards. */
-async function withOperations<T>(target: OpenCacheOptions | string, logger: Logger, fn: (ops: Operations) => Promise<T>): Promise<T> {
-  if (typeof target === 'string') return withDaemon(target, fn);
-  const { Workspace } = await import('@buildcache/server/local');
-  return withOpenCache(target, async (opened) => {
-    const ws = new Workspace(opened, target.root, logger);
-    try {
-      return await fn(ws);
-    } finally {
-      await ws.close();
-    }
-  });
-}
-
-/** Runs `fn` on the cache `options` names (or on the daemon at that address), closing it afterwards. */
-async function withCache<T>(options: OpenCacheOptions | string, fn: (cache: CacheAccess) => Promise<T>): Promise<T> {
-  if (typeof options !== 'string') return withOpenCache(options, (opened) => fn(opened.cache));
-  return withDaemon(options, fn);
-}
-
-/** Runs `fn` on the client of the daemon at `address`, closing it afterwards. */
-async function withDaemon<T>(options: string, fn: (client: CacheAccess & Operations) => Promise<T>): Promise<T> {
-  const client = (await import('@buildcache/server')).connect(options);
-  try {
-    return await fn(client);
-  } finally {
-    client.close();
-  }
-}
-
-/** Runs `fn` on the cache `options` names, opened in this process, closing it afterwards. */
-async function withOpenCache<T>(options: OpenCacheOptions, fn: (opened: OpenCache) => Promise<T>): Promise<T> {
-  const opened = await openCache(options);
-  try {
-    return await fn(opened);
-  } finally {
-    await opened.close();
-  }
-}
-
-async function prune(flags: Flags, options: OpenCacheOptions | string, fmt: 'table' | 'json', out: Output, progress: Progress): Promise<number> {
+async function prune(flags: Flags, options: Target, fmt: 'table' | 'json', out: Output, progress: Progress): Promise<number> {
   const policy = prunePolicy(flags);
   const dryRun = flags.booleans.has('dry-run');
   return withCache(options, async (cache) => {
