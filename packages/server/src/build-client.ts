@@ -18,7 +18,6 @@ export type RemoteBuildRequest = Omit<BuildRequest, 'cacheFrom' | 'cacheTo'>;
 export interface RemoteBuildResult {
   /** The image's manifest digest. */
   readonly digest: string;
-  readonly tag?: string;
   readonly warnings: readonly string[];
   /** Steps that ran. */
   readonly executed: number;
@@ -29,7 +28,7 @@ export interface RemoteBuildResult {
 type Event = {
   vertex?: { id: number; kind: string; text: string };
   output?: Buffer;
-  result?: { digest: string; tag: string; warnings: string[]; executed: number; record: string };
+  result?: { digest: string; warnings: string[]; executed: number; record: string };
 };
 
 /** Runs `req` through `call` (the Build call, given the client's messages); see the file's comment. */
@@ -66,7 +65,7 @@ export async function remoteBuild(call: (input: AsyncIterable<object>) => AsyncI
           await new Promise<void>((ok, fail) => out.end((err?: Error | null) => (err ? fail(err) : ok())));
           await rename(partial, req.output!);
         }
-        return { digest: r.digest, warnings: r.warnings, executed: r.executed, ...(r.tag ? { tag: r.tag } : {}), ...(r.record ? { record: r.record } : {}) };
+        return { digest: r.digest, warnings: r.warnings, executed: r.executed, ...(r.record ? { record: r.record } : {}) };
       }
     }
     throw new ErrUnavailable('Build: the daemon ended the call without a result');

@@ -104,9 +104,7 @@ async function build(ws: Workspace, input: AsyncIterable<Input<string, unknown>>
       await flush();
     }
     if (output) for await (const c of chunked(createReadStream(output))) await scope.send({ output: c });
-    await scope.send({
-      result: { digest: result.digest, tag: start.tag ?? '', warnings: result.warnings, executed: result.executed, record: result.record ?? '' },
-    });
+    await scope.send({ result: { digest: result.digest, warnings: result.warnings, executed: result.executed, record: result.record ?? '' } });
   });
 }
 
