@@ -8,6 +8,7 @@ import { readFile, rename, rm, stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { ErrInvalidArgument, ErrNotFound, ErrUnavailable } from '@buildcache/errdefs';
 import type { BuildRequest, Vertex } from '@buildcache/frontend';
+import { messages } from './chunks.js';
 import { contextTar } from './context-tar.js';
 import type { WireBuildStart } from './operation-service.js';
 
@@ -48,15 +49,11 @@ export async function remoteBuild(call: (input: AsyncIterable<object>) => AsyncI
   const start: WireBuildStart = {
     ...(dockerfile ? { dockerfile } : {}), ...(req.tag ? { tag: req.tag } : {}), buildArgs: { ...req.buildArgs }, noCache: Boolean(req.noCache), output: req.output !== undefined,
   };
-  async function* input(): AsyncGenerator<object> {
-    yield { start };
-    for await (const c of contextTar(context)) yield { context: c };
-  }
   const vertices = new Map<number, Vertex>();
   const partial = req.output !== undefined ? `${req.output}.partial-${process.pid}` : undefined;
   const out = partial ? createWriteStream(partial) : undefined;
   try {
-    for await (const e of call(input())) {
+    for await (const e of call(messages({ start }, 'context', contextTar(context)))) {
       if (e.vertex) replay(vertices, e.vertex, req);
       if (e.output && out && !out.write(e.output)) await new Promise<void>((r) => out.once('drain', () => r()));
       if (e.result) {

@@ -14,7 +14,7 @@ import { fromGrpc, MAX_MESSAGE_SIZE } from '@containerd/leases-ts';
 import { fromWireUsage, toWirePolicy, type WireUsage } from './convert.js';
 import { method } from './proto.js';
 import { addressOf, socketPath } from './socket.js';
-import { chunked } from './context-tar.js';
+import { messages } from './chunks.js';
 import { remoteBuild, type RemoteBuildRequest, type RemoteBuildResult } from './build-client.js';
 import type { Operations, PullReport, PushReport } from './workspace.js';
 
@@ -203,12 +203,8 @@ export class CacheClient implements Operations {
 
   /** Imports an archive read here and streamed to the daemon. */
   async importArchive(source: AsyncIterable<Uint8Array>, what: string): Promise<ImageInfo[]> {
-    async function* input(): AsyncGenerator<object> {
-      yield { what };
-      for await (const data of chunked(source)) yield { data };
-    }
     const out: ImageInfo[] = [];
-    for await (const r of this.read<{ images: WireImage[] }>('Import', input())) out.push(...r.images.map(fromWireImage));
+    for await (const r of this.read<{ images: WireImage[] }>('Import', messages({ what }, 'data', source))) out.push(...r.images.map(fromWireImage));
     return out;
   }
 

@@ -11,17 +11,6 @@ import { pipeline } from 'node:stream/promises';
 import { pack, type Pack } from 'tar-stream';
 import { PatternMatcher, readDockerignore } from '@buildcache/contenthash';
 
-/** The largest chunk sent in one message. */
-export const CHUNK = 1 << 20;
-
-/** Cuts `source` into chunks of at most CHUNK bytes. */
-export async function* chunked(source: AsyncIterable<Uint8Array>): AsyncGenerator<Buffer> {
-  for await (const c of source) {
-    const b = Buffer.from(c.buffer, c.byteOffset, c.byteLength);
-    for (let at = 0; at < b.length; at += CHUNK) yield b.subarray(at, at + CHUNK);
-  }
-}
-
 /** Always sent, even when `.dockerignore` names them. */
 const ALWAYS = new Set(['.dockerignore', 'Dockerfile']);
 
@@ -48,7 +37,7 @@ async function addTree(p: Pack, dir: string, rel: string, ignore: PatternMatcher
   }
 }
 
-/** The context directory `dir` as tar chunks (at most CHUNK bytes each). */
+/** The context directory `dir` as a tar stream. */
 export async function* contextTar(dir: string): AsyncGenerator<Buffer> {
   const ignore = new PatternMatcher(await readDockerignore(dir));
   const p = pack();
@@ -57,7 +46,7 @@ export async function* contextTar(dir: string): AsyncGenerator<Buffer> {
     (err: unknown) => p.destroy(err as Error),
   );
   try {
-    yield* chunked(p as AsyncIterable<Buffer>);
+    yield* p as AsyncIterable<Buffer>;
   } finally {
     p.destroy();
     await producing;

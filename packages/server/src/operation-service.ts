@@ -13,7 +13,7 @@ import type { Progress } from '@buildcache/frontend';
 import type { ExportFormat, ImageInfo } from '@buildcache/images';
 import { applyLayer } from '@buildcache/snapshot';
 import type { StreamScope } from './calls.js';
-import { chunked } from './context-tar.js';
+import { chunked } from './chunks.js';
 import type { ServiceContext } from './context.js';
 import type { Workspace } from './workspace.js';
 
@@ -82,6 +82,11 @@ async function receiveContext(chunks: AsyncIterable<Buffer>, dir: string, signal
   }
 }
 
+/** Sends each chunk of `source` as a message whose `field` holds it (a Chunk message by default). */
+async function sendChunks(source: AsyncIterable<Uint8Array>, scope: StreamScope, field = 'data'): Promise<void> {
+  for await (const c of chunked(source)) await scope.send({ [field]: c });
+}
+
 async function build(ws: Workspace, input: AsyncIterable<Input<string, unknown>>, scope: StreamScope): Promise<void> {
   const it = input[Symbol.asyncIterator]();
   const start = await first<'start', WireBuildStart>(it, 'start', 'Build');
@@ -103,14 +108,9 @@ async function build(ws: Workspace, input: AsyncIterable<Input<string, unknown>>
     } finally {
       await flush();
     }
-    if (output) for await (const c of chunked(createReadStream(output))) await scope.send({ output: c });
+    if (output) await sendChunks(createReadStream(output), scope, 'output');
     await scope.send({ result: { digest: result.digest, warnings: result.warnings, executed: result.executed, record: result.record ?? '' } });
   });
-}
-
-/** Sends each chunk of `source` as a Chunk message. */
-async function sendChunks(source: AsyncIterable<Uint8Array>, scope: StreamScope): Promise<void> {
-  for await (const c of chunked(source)) await scope.send({ data: c });
 }
 
 const FORMATS = new Set(['oci', 'docker']);
