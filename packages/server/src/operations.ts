@@ -49,9 +49,9 @@ export interface Remote {
 }
 
 /** Opens what pull, push and cat need to reach registries. */
-export function openRemote(root: string, logger: Logger, background = false): Remote {
+export function openRemote(root: string, logger: Logger): Remote {
   const client = new RegistryClient({ logger });
-  const manager = new LayerManager({ dir: join(root, 'lazy'), logger, background });
+  const manager = new LayerManager({ dir: join(root, 'lazy'), logger, background: false });
   return {
     client,
     manager,

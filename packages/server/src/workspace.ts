@@ -12,7 +12,7 @@ import { Frontend, type BuildRequest, type BuildResult } from '@buildcache/front
 import type { ExportFormat, ImageInfo } from '@buildcache/images';
 import { cat, compressionOf, openImages, openRemote, pull, push, type OpenImages, type PullReport, type PushReport, type Remote } from './operations.js';
 
-export { compressionOf, openImages, type OpenImages, type PullReport, type PushReport, type PulledLayer } from './operations.js';
+export { compressionOf, type PullReport, type PushReport, type PulledLayer } from './operations.js';
 
 /** What the CLI's image and registry commands need: a Workspace here, or a daemon's client. */
 export interface Operations {
@@ -47,7 +47,7 @@ export class Workspace implements Operations {
   }
 
   /** The image store (`<root>/layers/images`). */
-  imageStore(): Promise<OpenImages> {
+  private imageStore(): Promise<OpenImages> {
     this.#images ??= openImages(this.opened.cache, this.root, this.logger).catch((err: unknown) => {
       this.#images = undefined;
       throw err;
@@ -61,7 +61,7 @@ export class Workspace implements Operations {
   }
 
   /** The build frontend (`<root>/frontend`; runtime `$BUILDCACHE_RUNC` or runc), over the image store and the registries. */
-  frontend(): Promise<Frontend> {
+  private frontend(): Promise<Frontend> {
     this.#frontend ??= (async () => {
       const { images } = await this.imageStore();
       const runtime = process.env['BUILDCACHE_RUNC'] || undefined;
