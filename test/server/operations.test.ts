@@ -143,7 +143,7 @@ describe('buildcache serve: operations', () => {
     try {
       await assert.rejects(c.importArchive((async function* () {
         yield Buffer.from('this is not an image archive');
-      })(), 'junk.tar'), (e) => e instanceof ErrNotAnImageArchive || e instanceof ErrInvalidArgument);
+      })(), 'junk.tar'), ErrNotAnImageArchive, 'the daemon\'s error class comes back (its code trailer), not only its status');
       await assert.rejects(c.build({ context: join(tmp, 'missing') }), ErrInvalidArgument);
       // Still serving.
       const usage = [];
