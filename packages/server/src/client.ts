@@ -91,26 +91,6 @@ export class CacheClient implements Operations {
     return e;
   }
 
-  private duplex<Res>(rpc: string, signal?: AbortSignal): ClientDuplexStream<object, Res> {
-    if (this.closed) throw new ErrClosed(`the client of ${this.address} is closed`);
-    const m = method('cache', rpc);
-    const call = this.grpc.makeBidiStreamRequest<object, Res>(
-      m.path, m.requestSerialize, m.responseDeserialize as (b: Buffer) => Res, new Metadata({ waitForReady: false }),
-    );
-    signal?.addEventListener('abort', () => call.cancel(), { once: true });
-    return call;
-  }
-
-  private stream<Res>(rpc: string, request: object, signal?: AbortSignal): ClientReadableStream<Res> {
-    if (this.closed) throw new ErrClosed(`the client of ${this.address} is closed`);
-    const m = method('cache', rpc);
-    const call = this.grpc.makeServerStreamRequest<object, Res>(
-      m.path, m.requestSerialize, m.responseDeserialize as (b: Buffer) => Res, request, new Metadata({ waitForReady: false }),
-    );
-    signal?.addEventListener('abort', () => call.cancel(), { once: true });
-    return call;
-  }
-
   /**
    * Reads a call's replies to their end, mapping its failure; yields each message. With `input`
    * (a bidirectional call) its messages are written meanwhile, waiting while the daemon is not reading;
@@ -118,18 +98,23 @@ export class CacheClient implements Operations {
    */
   private async *read<Res>(rpc: string, request: object | AsyncIterable<object>, signal?: AbortSignal): AsyncGenerator<Res> {
     signal?.throwIfAborted();
+    if (this.closed) throw new ErrClosed(`the client of ${this.address} is closed`);
+    const def = method('cache', rpc);
+    const deserialize = def.responseDeserialize as (b: Buffer) => Res;
+    const metadata = new Metadata({ waitForReady: false });
     let inputFailure: { err: unknown } | undefined;
     let call: ClientReadableStream<Res> | ClientDuplexStream<object, Res>;
     if (Symbol.asyncIterator in request) {
-      const duplex = this.duplex<Res>(rpc, signal);
-      call = duplex;
+      const duplex = this.grpc.makeBidiStreamRequest<object, Res>(def.path, def.requestSerialize, deserialize, metadata);
       void write(duplex, request).catch((err: unknown) => {
         inputFailure = { err };
         duplex.cancel();
       });
+      call = duplex;
     } else {
-      call = this.stream<Res>(rpc, request, signal);
+      call = this.grpc.makeServerStreamRequest<object, Res>(def.path, def.requestSerialize, deserialize, request, metadata);
     }
+    signal?.addEventListener('abort', () => call.cancel(), { once: true });
     let done = false;
     try {
       for await (const m of call) yield m as Res;
