@@ -30,7 +30,7 @@ export interface WireBuildStart {
 type Input<K extends string, V> = { input?: K } & { [P in K]?: V };
 
 /** An image on the wire. */
-export const toWireImage = (i: ImageInfo): object => ({ id: i.id, names: i.names, layers: String(i.layers), size: String(i.size), created: i.created ?? '' });
+const toWireImage = (i: ImageInfo): object => ({ id: i.id, names: i.names, layers: String(i.layers), size: String(i.size), created: i.created ?? '' });
 
 /** Reads the first message of a client stream, which must carry `field`. */
 async function first<K extends string, V>(it: AsyncIterator<Input<string, unknown>>, field: K, rpc: string): Promise<V> {
