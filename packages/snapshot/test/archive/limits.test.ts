@@ -143,7 +143,7 @@ describe('filesystem failures are typed errors naming the entry', () => {
       await mkdir(target);
       await run('mount', ['-t', 'tmpfs', '-o', 'size=256k', 'tmpfs', target]);
       try {
-        // one file only: small files are written concurrently, so a second one could be the entry that meets the full disk
+        // one file only: the entry that meets the full disk is the one the error must name
         const layer = await buildTar([{ ...E, name: `big-${name}`, type: 'file', body: Buffer.alloc(size, 1) }]);
         await expectFailure(layer, target, ErrResourceExhausted, `big-${name}`, 'ENOSPC');
       } finally {
