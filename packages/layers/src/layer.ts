@@ -94,6 +94,6 @@ export async function* verified(src: AsyncIterable<Buffer>, meta: LayerMeta): As
   }
   const got = `sha256:${hash.digest('hex')}`;
   if (got !== meta.diffID) {
-    throw new ErrCorruptLayer(`layer ${meta.chainID}: its tree diffs to ${got}, not its diffID ${meta.diffID}; its files changed since registration`, { details: { id: meta.chainID, digest: got } });
+    throw new ErrCorruptLayer(`layer ${meta.chainID}: the tar rebuilt from its files hashes to ${got}, not its diffID ${meta.diffID}; its files changed since registration`, { details: { id: meta.chainID, digest: got } });
   }
 }

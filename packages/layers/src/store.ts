@@ -350,11 +350,10 @@ export class LayerStore implements LayerHost {
 
   /** @internal The original tar of a layer: from its tar-split metadata, or the differ without one. */
   async *tarStreamOf(meta: LayerMeta): AsyncGenerator<Buffer> {
-    if (!meta.tarSplit) {
-      yield* verified(this.diffOfRecords(meta.parent === undefined ? undefined : this.#layers.get(meta.parent)?.recordId, meta.recordId), meta);
-      return;
-    }
-    yield* this.withTree(meta.recordId, (root) => reassemble(join(layerDir(this.root, meta.chainID), 'tar-split.gz'), root!, meta.diffID, meta.chainID));
+    const tar = meta.tarSplit
+      ? this.withTree(meta.recordId, (root) => reassemble(join(layerDir(this.root, meta.chainID), 'tar-split.gz'), root!, meta.chainID))
+      : this.diffOfRecords(meta.parent === undefined ? undefined : this.#layers.get(meta.parent)?.recordId, meta.recordId);
+    yield* verified(tar, meta);
   }
 
   /** The differ's tar from the tree of record `lower` (none: empty) to that of record `upper`. */

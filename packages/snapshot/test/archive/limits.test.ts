@@ -34,10 +34,14 @@ interface WorkerResult {
   peakKiB: number;
 }
 
-/** Applies the layer file `blob` onto `target` in a child process (as `uid`, when given). */
-async function applyInChild(blob: string, target: string, compression: string, uid?: number): Promise<WorkerResult> {
+/**
+ * Applies the layer file `blob` onto `target` in a child process (as `uid`, when given; with its
+ * file-size limit RLIMIT_FSIZE at `fsize` bytes, when given).
+ */
+async function applyInChild(blob: string, target: string, compression: string, uid?: number, fsize?: number): Promise<WorkerResult> {
   const ids = uid === undefined ? {} : { uid, gid: uid };
-  const { stdout } = await execFileP(process.execPath, [worker, blob, target, compression], { ...ids, maxBuffer: 1 << 20 });
+  const [cmd, args] = fsize === undefined ? [process.execPath, []] : ['prlimit', [`--fsize=${fsize}`, '--', process.execPath]];
+  const { stdout } = await execFileP(cmd, [...args, worker, blob, target, compression], { ...ids, maxBuffer: 1 << 20 });
   return JSON.parse(stdout) as WorkerResult;
 }
 
@@ -139,12 +143,29 @@ describe('filesystem failures are typed errors naming the entry', () => {
       await mkdir(target);
       await run('mount', ['-t', 'tmpfs', '-o', 'size=256k', 'tmpfs', target]);
       try {
-        // one file only: small files are written concurrently, so a second one could be the entry that meets the full disk
+        // one file only: the entry that meets the full disk is the one the error must name
         const layer = await buildTar([{ ...E, name: `big-${name}`, type: 'file', body: Buffer.alloc(size, 1) }]);
         await expectFailure(layer, target, ErrResourceExhausted, `big-${name}`, 'ENOSPC');
       } finally {
         await run('umount', [target]);
       }
+    }
+  });
+
+  it('EFBIG: a file over the file-size limit, small (queued), large (streamed) and sparse, is ErrResourceExhausted', async () => {
+    const dir = await tempDir('bc-fail-');
+    await mkdir(join(dir, 'src'));
+    await run('truncate', ['-s', String(1 << 30), join(dir, 'src', 'sparse')]); // all hole: only the size is over the limit
+    for (const [name, size] of [['small', 900_000], ['large', 3 << 20]] as const) await writeFile(join(dir, 'src', name), Buffer.alloc(size, 1));
+    for (const name of ['small', 'large', 'sparse']) {
+      const blob = join(dir, `${name}.tar`);
+      await run('tar', ['-C', join(dir, 'src'), '--format=posix', '--sparse', '-cf', blob, name]);
+      const target = join(dir, `target-${name}`);
+      await mkdir(target);
+      const r = await applyInChild(blob, target, 'auto', undefined, 256 << 10);
+      assert.equal(r.code, 'ERR_RESOURCE_EXHAUSTED', `${name}: ${r.message}`);
+      assert.equal(r.details?.['entry'], name, r.message);
+      assert.equal(r.details?.['errno'], 'EFBIG', r.message);
     }
   });
 

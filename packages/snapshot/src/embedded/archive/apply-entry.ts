@@ -1,6 +1,6 @@
 /**
- * Filesystem writes of the layer entries that do not go through the write queue (large files,
- * devices, whiteouts, copy-ups, xattrs), each on a path whose parents `SafeTree` has checked: files
+ * Filesystem writes of the layer entries that do not go through the write queue (large and sparse
+ * files, devices, whiteouts, copy-ups, xattrs), each on a path whose parents `SafeTree` has checked: files
  * are created with O_EXCL|O_NOFOLLOW and their metadata set through the descriptor, links and
  * device nodes never follow a symlink.
  */
@@ -9,6 +9,7 @@ import type { Stats } from 'node:fs';
 import { chmod, copyFile, lchown, lutimes, open, readlink, symlink } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import type { Logger } from 'pino';
+import { corrupt } from './tar-format.js';
 import type { TarHeader } from './tar-format.js';
 import { lsetxattr, makedev, mknodat } from '@buildcache/sys';
 
@@ -34,7 +35,7 @@ export function modeBits(ctx: EntryContext, mode: number): number {
 }
 
 /** Restores owner, mode and mtime through an open descriptor. */
-export async function setMeta(ctx: EntryContext, fh: FileHandle, meta: EntryMeta): Promise<void> {
+async function setMeta(ctx: EntryContext, fh: FileHandle, meta: EntryMeta): Promise<void> {
   if (ctx.preserveOwners) await fh.chown(meta.uid, meta.gid);
   await fh.chmod(modeBits(ctx, meta.mode)); // after chown, which clears setuid/setgid
   await fh.utimes(meta.mtime, meta.mtime);
@@ -45,16 +46,34 @@ export function createExclusive(path: string): Promise<FileHandle> {
   return open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600);
 }
 
-/** Writes a regular file from a streamed body and restores its metadata and xattrs. */
+/** The "map" of a file that is not sparse: one segment from offset 0, as long as its body. */
+const WHOLE = [0, Number.POSITIVE_INFINITY] as const;
+
+/**
+ * Writes a regular file from a streamed body and restores its metadata and xattrs. A sparse entry's
+ * body is its stored data (`TarReader.sparseData()`): the file is sized first, then each stored
+ * segment written where its map places it, so the holes stay holes.
+ */
 export async function writeStreamedFile(ctx: EntryContext, path: string, body: AsyncIterable<Buffer>, h: TarHeader): Promise<void> {
+  const segments = h.sparse?.segments ?? WHOLE;
   const fh = await createExclusive(path);
   try {
-    let pos = 0;
+    if (h.sparse) await fh.truncate(h.sparse.realSize);
+    let seg = -2;
+    let pos = 0; // where the next byte goes
+    let left = 0; // bytes left in the current segment
     for await (const chunk of body) {
       for (let done = 0; done < chunk.length; ) {
-        const { bytesWritten } = await fh.write(chunk, done, chunk.length - done, pos);
+        while (left === 0) {
+          seg += 2;
+          if (seg >= segments.length) throw corrupt('more data than its sparse map places', h.name);
+          pos = segments[seg]!;
+          left = segments[seg + 1]!;
+        }
+        const { bytesWritten } = await fh.write(chunk, done, Math.min(left, chunk.length - done), pos);
         done += bytesWritten;
         pos += bytesWritten;
+        left -= bytesWritten;
       }
     }
     await setMeta(ctx, fh, h);

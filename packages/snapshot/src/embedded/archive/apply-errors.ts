@@ -21,6 +21,7 @@ type ErrorClass = new (message: string, options?: ErrorOptions) => BuildcacheErr
 const ERRNO: Readonly<Record<string, readonly [ErrorClass, string]>> = {
   ENOSPC: [ErrResourceExhausted, 'no space left on the snapshot filesystem'],
   EDQUOT: [ErrResourceExhausted, 'disk quota exceeded on the snapshot filesystem'],
+  EFBIG: [ErrResourceExhausted, 'the file is larger than the snapshot filesystem or the process file-size limit allows'],
   EMFILE: [ErrResourceExhausted, 'too many open files'],
   ENFILE: [ErrResourceExhausted, 'too many open files in the system'],
   ENOMEM: [ErrResourceExhausted, 'out of memory'],

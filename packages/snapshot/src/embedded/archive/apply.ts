@@ -28,7 +28,6 @@ import { classifyName, entryComponents, isUnder, relPath, unsafe } from './safe-
 import { SafeTree, isOverlayWhiteout } from './safe-tree.js';
 import type { ApplyMode } from './safe-tree.js';
 import { entryFailure } from './apply-errors.js';
-import { writeSparseFile } from './apply-sparse.js';
 import { corrupt } from './tar-format.js';
 import type { TarHeader } from './tar-format.js';
 import { TarReader } from './tar-reader.js';
@@ -193,8 +192,7 @@ export async function applyLayer(stream: ByteStream, target: string, options: Ap
           break;
         }
         await queue.drain();
-        if (h.sparse) await writeSparseFile(ctx, path, reader.sparseData(), h, h.sparse);
-        else await writeStreamedFile(ctx, path, reader.body(), h);
+        await writeStreamedFile(ctx, path, h.sparse ? reader.sparseData() : reader.body(), h);
         return;
       default:
         await queue.drain();

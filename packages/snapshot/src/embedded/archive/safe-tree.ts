@@ -154,10 +154,10 @@ export class SafeTree {
   /** Removes whatever is at `rel` (recursively for directories, never following symlinks). */
   async remove(rel: string, st?: Stats): Promise<void> {
     if (rel === '') throw corrupt('refusing to remove the layer root', rel);
-    await this.flush();
     const s = st ?? (await this.stat(rel));
     if (!s) return;
     if (s.isDirectory()) {
+      await this.flush(); // entries may still be queued under it
       await rm(this.abs(rel), { recursive: true, force: true });
       this.forget(rel);
     } else await unlink(this.abs(rel));

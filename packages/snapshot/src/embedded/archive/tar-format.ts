@@ -82,19 +82,23 @@ export function fieldString(block: Buffer, field: Field): string {
 /** Parses a numeric field: octal (space/NUL padded) or GNU base-256 (high bit of the first byte set). */
 export function parseNumeric(block: Buffer, field: Field, entry: string | undefined): number {
   const [off, len] = FIELDS[field];
-  const raw = block.subarray(off, off + len);
+  return parseNumber(block.subarray(off, off + len), field, entry);
+}
+
+/** Parses the bytes of a numeric tar field (a header's, or a sparse map's); errors name it as `the <field> field`. */
+export function parseNumber(raw: Buffer, field: string, entry: string | undefined): number {
   if (raw[0]! & 0x80) {
     if (raw[0] === 0xff) throw corrupt(`negative base-256 value in the ${field} field`, entry);
     let v = BigInt(raw[0]! & 0x7f);
     for (let i = 1; i < raw.length; i++) v = (v << 8n) | BigInt(raw[i]!);
-    if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw corrupt(`${field} field out of range`, entry);
+    if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw corrupt(`value out of range in the ${field} field`, entry);
     return Number(v);
   }
   const text = raw.toString('latin1').replace(/[\0 ]+$/, '').replace(/^[ ]+/, '');
   if (text === '') return 0;
   if (!/^[0-7]+$/.test(text)) throw corrupt(`invalid octal value ${JSON.stringify(text)} in the ${field} field`, entry);
   const v = parseInt(text, 8);
-  if (!Number.isSafeInteger(v)) throw corrupt(`${field} field out of range`, entry);
+  if (!Number.isSafeInteger(v)) throw corrupt(`value out of range in the ${field} field`, entry);
   return v;
 }
 

@@ -5,7 +5,7 @@
  * A map is a flat list of `offset, length` pairs: where each stored data segment goes in the file.
  * Shared by the tar reader (apply) and the layer store's tar-split recorder.
  */
-import { BLOCK, corrupt } from './tar-format.js';
+import { BLOCK, corrupt, parseNumber } from './tar-format.js';
 
 /** Where a sparse entry's stored data goes: flat `offset, length` pairs, and the file's real size. */
 export interface SparseMap {
@@ -15,23 +15,8 @@ export interface SparseMap {
   readonly realSize: number;
 }
 
-
-/** Parses a numeric field of an old-GNU sparse block (octal, or base-256). */
-function numberAt(block: Buffer, off: number, len: number, entry: string): number {
-  const raw = block.subarray(off, off + len);
-  let v: number;
-  if (raw[0]! & 0x80) {
-    if (raw[0] === 0xff) throw corrupt('negative number in a sparse map', entry);
-    v = raw[0]! & 0x7f;
-    for (let i = 1; i < len; i++) v = v * 256 + raw[i]!;
-  } else {
-    const text = raw.toString('latin1').replace(/[\0 ]+$/, '').replace(/^ +/, '');
-    if (!/^[0-7]*$/.test(text)) throw corrupt(`invalid number ${JSON.stringify(text)} in a sparse map`, entry);
-    v = text === '' ? 0 : parseInt(text, 8);
-  }
-  if (!Number.isSafeInteger(v)) throw corrupt('number out of range in a sparse map', entry);
-  return v;
-}
+/** A numeric field of an old-GNU sparse map (octal, or base-256). */
+const numberAt = (block: Buffer, off: number, len: number, entry: string): number => parseNumber(block.subarray(off, off + len), 'sparse map', entry);
 
 /** Appends the `count` entries (24 bytes each) at `off` of an old-GNU block to `out`; true when the block says more follow. */
 function gnuEntries(block: Buffer, off: number, count: number, extendedAt: number, out: number[], entry: string): boolean {

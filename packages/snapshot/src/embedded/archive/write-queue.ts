@@ -5,7 +5,7 @@
  * other filesystem access of the applier drains the queue first (`drain()`).
  */
 import { join } from 'node:path';
-import { writeEntries } from '@buildcache/sys';
+import { ENTRY, writeEntries } from '@buildcache/sys';
 import type { EntryWrite } from '@buildcache/sys';
 
 /** Items in one batch. */
@@ -35,7 +35,7 @@ export class WriteQueue {
     if (this.failure) throw this.failure;
     this.items.push(item);
     this.names.push(entry);
-    if (item.kind === 0) this.bytes += item.data.length;
+    if (item.kind === ENTRY.FILE) this.bytes += item.data.length;
     if (this.items.length >= BATCH_ITEMS || this.bytes >= BATCH_BYTES) await this.submit();
   }
 
