@@ -8,37 +8,10 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { pino } from 'pino';
-import { CacheManager, type Backend } from '@buildcache/cache';
+import { CacheManager } from '@buildcache/cache';
 import { BACKENDS } from '../support/backends.js';
+import { instrument } from '../support/kill-points.js';
 import { openSyntheticCache, openTestCache, readFileOf, writeFiles } from './helpers.js';
-
-/** `backend` with its lease listings counted (`lists`). */
-function countingLists(backend: Backend): Backend & { lists: number } {
-  const leases = backend.leases;
-  const counted = {
-    lists: 0,
-    kind: backend.kind,
-    snapshotter: backend.snapshotter,
-    content: backend.content,
-    applier: backend.applier,
-    differ: backend.differ,
-    mounter: backend.mounter,
-    leases: {
-      create: leases.create.bind(leases),
-      delete: leases.delete.bind(leases),
-      addResource: leases.addResource.bind(leases),
-      deleteResource: leases.deleteResource.bind(leases),
-      listResources: leases.listResources.bind(leases),
-      list: (filters?: readonly string[]) => {
-        counted.lists++;
-        return leases.list(filters);
-      },
-    },
-    garbageCollect: backend.garbageCollect.bind(backend),
-    close: backend.close.bind(backend),
-  };
-  return counted;
-}
 
 const RECORDS = 20_000;
 /** Records (and items) that may stay in memory once nothing needs them: the manager's sweep threshold. */
@@ -97,9 +70,10 @@ for (const kind of BACKENDS) {
         const leaseIds = async (): Promise<string[]> => (await t.tb.backend.leases.list()).map((l) => l.id);
         assert.ok((await leaseIds()).includes(`${id}-view`), 'the view lease exists while the record is held');
         await t.cache.close();
-        const counted = countingLists(t.tb.backend);
-        t.cache = await CacheManager.open({ root: join(t.tb.dir, 'cache'), backend: counted, logger: pino({ level: 'silent' }) });
-        assert.equal(counted.lists, 0, 'opening after a clean close listed leases');
+        let listed = false;
+        instrument(t.tb.backend.leases, () => void (listed = true), { names: ['list'] });
+        t.cache = await CacheManager.open({ root: join(t.tb.dir, 'cache'), backend: t.tb.backend, logger: pino({ level: 'silent' }) });
+        assert.equal(listed, false, 'opening after a clean close listed leases');
         assert.ok(!(await leaseIds()).includes(`${id}-view`), 'the view lease named at close was removed');
         assert.ok((await leaseIds()).includes(id), "the record's own lease stays");
         const again = await t.cache.get(id);
