@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { CacheManager, type CacheManagerOptions, type ImmutableRef, type MutableRef } from '@buildcache/cache';
 import type { BackendKind, TestBackend } from '../support/backends.js';
+import { writeSyntheticRecords } from '../support/synthetic.js';
 
 /**
  * A manager on a fresh backend; `reopen()` closes and opens both again on the same state, running
@@ -19,10 +20,20 @@ export interface TestCache {
 /** The op key the crash worker's `keys` workload records. */
 export const CRASH_KEY_OP = 'sha256:' + 'ab'.repeat(32);
 
-/** Opens a manager on a new backend of `kind`. */
-export async function openTestCache(kind: BackendKind, extra: Partial<CacheManagerOptions> = {}): Promise<TestCache> {
+/** Opens a manager on a new backend of `kind`; `prepare` runs on its root first (nothing open there yet). */
+export async function openTestCache(
+  kind: BackendKind,
+  extra: Partial<CacheManagerOptions> = {},
+  prepare?: (root: string) => Promise<void>,
+): Promise<TestCache> {
   const tb = await kind.open();
   const root = join(tb.dir, 'cache');
+  try {
+    await prepare?.(root);
+  } catch (err) {
+    await tb.close();
+    throw err;
+  }
   const open = (): Promise<CacheManager> =>
     CacheManager.open({ root, backend: tb.backend, logger: pino({ level: 'silent' }), ...extra });
   const t: TestCache = {
@@ -42,6 +53,11 @@ export async function openTestCache(kind: BackendKind, extra: Partial<CacheManag
     },
   };
   return t;
+}
+
+/** Opens a manager on a new backend of `kind` over `count` synthetic records (support/synthetic.ts) written before it opens. */
+export function openSyntheticCache(kind: BackendKind, count: number): Promise<TestCache> {
+  return openTestCache(kind, {}, (root) => writeSyntheticRecords(join(root, 'metadata'), count));
 }
 
 /** Writes files (path → content; null deletes) into a mutable ref through a real mount. */

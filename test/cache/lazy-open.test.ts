@@ -8,38 +8,10 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { pino } from 'pino';
-import { CacheManager, type Backend } from '@buildcache/cache';
+import { CacheManager } from '@buildcache/cache';
 import { BACKENDS } from '../support/backends.js';
-import { writeSyntheticRecords } from '../support/synthetic.js';
-import { openTestCache, readFileOf, writeFiles } from './helpers.js';
-
-/** `backend` with its lease listings counted (`lists`). */
-function countingLists(backend: Backend): Backend & { lists: number } {
-  const leases = backend.leases;
-  const counted = {
-    lists: 0,
-    kind: backend.kind,
-    snapshotter: backend.snapshotter,
-    content: backend.content,
-    applier: backend.applier,
-    differ: backend.differ,
-    mounter: backend.mounter,
-    leases: {
-      create: leases.create.bind(leases),
-      delete: leases.delete.bind(leases),
-      addResource: leases.addResource.bind(leases),
-      deleteResource: leases.deleteResource.bind(leases),
-      listResources: leases.listResources.bind(leases),
-      list: (filters?: readonly string[]) => {
-        counted.lists++;
-        return leases.list(filters);
-      },
-    },
-    garbageCollect: backend.garbageCollect.bind(backend),
-    close: backend.close.bind(backend),
-  };
-  return counted;
-}
+import { instrument } from '../support/kill-points.js';
+import { openSyntheticCache, openTestCache, readFileOf, writeFiles } from './helpers.js';
 
 const RECORDS = 20_000;
 /** Records (and items) that may stay in memory once nothing needs them: the manager's sweep threshold. */
@@ -55,40 +27,34 @@ function assertFewResident(cache: CacheManager, when: string): void {
 for (const kind of BACKENDS) {
   describe(`lazy loading on ${kind.name}`, () => {
     test(`opening ${RECORDS} records loads none of them; du streams them, loading each once; du and prune leave few in memory`, async () => {
-      const tb = await kind.open();
+      const t = await openSyntheticCache(kind, RECORDS);
       try {
-        const root = join(tb.dir, 'cache');
-        await writeSyntheticRecords(join(root, 'metadata'), RECORDS);
-        const cache = await CacheManager.open({ root, backend: tb.backend, logger: pino({ level: 'silent' }) });
-        try {
-          const loaded = (): number => cache.context.store.itemsLoaded;
-          const atOpen = loaded();
-          assert.ok(atOpen <= 1, `open loaded ${atOpen} items (only the manager's own state item may be read)`);
-          assert.equal(cache.context.records.size, 0, 'no record in memory after open');
-          let seen = 0;
-          let loadedAtFirstRow = -1;
-          for await (const _ of cache.diskUsage()) if (seen++ === 0) loadedAtFirstRow = loaded() - atOpen;
-          assert.equal(seen, RECORDS);
-          assert.ok(loadedAtFirstRow < RECORDS / 10, `du streams: ${loadedAtFirstRow} records loaded before its first row`);
-          assert.equal(loaded() - atOpen, RECORDS, 'du loaded every record exactly once');
-          assertFewResident(cache, 'after du');
-          seen = 0;
-          for await (const _ of cache.diskUsage()) seen++;
-          assert.equal(seen, RECORDS);
-          assert.equal(loaded() - atOpen, 2 * RECORDS, 'a second du read every record once more (they had left memory)');
-          assertFewResident(cache, 'after a second du');
-          // Prune streams every record too; the last thousand (whole chains) go.
-          const pruned = await cache.prune([{ all: true, filters: ['id~=^synthetic00019'] }]);
-          assert.equal(pruned.deleted, 1000);
-          assertFewResident(cache, 'after prune');
-          seen = 0;
-          for await (const _ of cache.diskUsage()) seen++;
-          assert.equal(seen, RECORDS - 1000);
-        } finally {
-          await cache.close();
-        }
+        const { cache } = t;
+        const loaded = (): number => cache.context.store.itemsLoaded;
+        const atOpen = loaded();
+        assert.ok(atOpen <= 1, `open loaded ${atOpen} items (only the manager's own state item may be read)`);
+        assert.equal(cache.context.records.size, 0, 'no record in memory after open');
+        let seen = 0;
+        let loadedAtFirstRow = -1;
+        for await (const _ of cache.diskUsage()) if (seen++ === 0) loadedAtFirstRow = loaded() - atOpen;
+        assert.equal(seen, RECORDS);
+        assert.ok(loadedAtFirstRow < RECORDS / 10, `du streams: ${loadedAtFirstRow} records loaded before its first row`);
+        assert.equal(loaded() - atOpen, RECORDS, 'du loaded every record exactly once');
+        assertFewResident(cache, 'after du');
+        seen = 0;
+        for await (const _ of cache.diskUsage()) seen++;
+        assert.equal(seen, RECORDS);
+        assert.equal(loaded() - atOpen, 2 * RECORDS, 'a second du read every record once more (they had left memory)');
+        assertFewResident(cache, 'after a second du');
+        // Prune streams every record too; the last thousand (whole chains) go.
+        const pruned = await cache.prune([{ all: true, filters: ['id~=^synthetic00019'] }]);
+        assert.equal(pruned.deleted, 1000);
+        assertFewResident(cache, 'after prune');
+        seen = 0;
+        for await (const _ of cache.diskUsage()) seen++;
+        assert.equal(seen, RECORDS - 1000);
       } finally {
-        await tb.close();
+        await t.close();
       }
     });
 
@@ -104,9 +70,10 @@ for (const kind of BACKENDS) {
         const leaseIds = async (): Promise<string[]> => (await t.tb.backend.leases.list()).map((l) => l.id);
         assert.ok((await leaseIds()).includes(`${id}-view`), 'the view lease exists while the record is held');
         await t.cache.close();
-        const counted = countingLists(t.tb.backend);
-        t.cache = await CacheManager.open({ root: join(t.tb.dir, 'cache'), backend: counted, logger: pino({ level: 'silent' }) });
-        assert.equal(counted.lists, 0, 'opening after a clean close listed leases');
+        let listed = false;
+        instrument(t.tb.backend.leases, () => void (listed = true), { names: ['list'] });
+        t.cache = await CacheManager.open({ root: join(t.tb.dir, 'cache'), backend: t.tb.backend, logger: pino({ level: 'silent' }) });
+        assert.equal(listed, false, 'opening after a clean close listed leases');
         assert.ok(!(await leaseIds()).includes(`${id}-view`), 'the view lease named at close was removed');
         assert.ok((await leaseIds()).includes(id), "the record's own lease stays");
         const again = await t.cache.get(id);

@@ -5,45 +5,36 @@
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { join } from 'node:path';
-import { pino } from 'pino';
-import { CacheManager } from '@buildcache/cache';
 import { BACKENDS } from '../support/backends.js';
-import { writeSyntheticRecords } from '../support/synthetic.js';
+import { openSyntheticCache } from './helpers.js';
 
 const RECORDS = 1280;
 
 for (const kind of BACKENDS) {
   describe(`prune batches on ${kind.name}`, () => {
     test(`prune --all of ${RECORDS} records writes their tombstones and clears in batches, and leaves nothing`, async () => {
-      const tb = await kind.open();
+      const t = await openSyntheticCache(kind, RECORDS);
       try {
-        const root = join(tb.dir, 'cache');
-        await writeSyntheticRecords(join(root, 'metadata'), RECORDS);
-        const cache = await CacheManager.open({ root, backend: tb.backend, logger: pino({ level: 'silent' }) });
-        try {
-          const store = cache.context.store;
-          const before = store.stats();
-          const deleted: string[] = [];
-          const r = await cache.prune([{ all: true }], { onDeleted: (info) => void deleted.push(info.id) });
-          const after = store.stats();
-          assert.equal(r.deleted, RECORDS);
-          assert.equal(new Set(deleted).size, RECORDS, 'each record reported once');
-          // Each record is written twice (tombstone, clear); one batch per record each would be 2 × RECORDS.
-          const batches = after.batches - before.batches;
-          assert.ok(batches <= RECORDS / 6, `${batches} LevelDB batches for ${RECORDS} records`);
-          let left = 0;
-          for await (const _ of cache.diskUsage()) left++;
-          assert.equal(left, 0, 'no record left');
-          assert.equal(cache.context.purging.size, 0, 'no deletion left queued');
-          const items: string[] = [];
-          for await (const id of store.ids()) items.push(id);
-          assert.deepEqual(items.filter((id) => id.startsWith('synthetic')), [], 'no metadata left');
-        } finally {
-          await cache.close();
-        }
+        const { cache } = t;
+        const store = cache.context.store;
+        const before = store.stats();
+        const deleted: string[] = [];
+        const r = await cache.prune([{ all: true }], { onDeleted: (info) => void deleted.push(info.id) });
+        const after = store.stats();
+        assert.equal(r.deleted, RECORDS);
+        assert.equal(new Set(deleted).size, RECORDS, 'each record reported once');
+        // Each record is written twice (tombstone, clear); one batch per record each would be 2 × RECORDS.
+        const batches = after.batches - before.batches;
+        assert.ok(batches <= RECORDS / 6, `${batches} LevelDB batches for ${RECORDS} records`);
+        let left = 0;
+        for await (const _ of cache.diskUsage()) left++;
+        assert.equal(left, 0, 'no record left');
+        assert.equal(cache.context.purging.size, 0, 'no deletion left queued');
+        const items: string[] = [];
+        for await (const id of store.ids()) items.push(id);
+        assert.deepEqual(items.filter((id) => id.startsWith('synthetic')), [], 'no metadata left');
       } finally {
-        await tb.close();
+        await t.close();
       }
     });
   });

@@ -73,30 +73,23 @@ class OwnedLeases implements LeaseManager {
  */
 export function ownedBackend(backend: Backend, owner: string): Backend {
   const leaseLabels = { [LABEL_OWNER]: owner, [LABEL_TEMPORARY]: new Date().toISOString() };
-  const leases = new OwnedLeases(backend.leases, owner);
-  const owned: Backend = {
+  return {
     kind: backend.kind,
     snapshotter: backend.snapshotter,
     content: backend.content,
-    leases,
+    leases: new OwnedLeases(backend.leases, owner),
     applier: backend.applier,
     differ: backend.differ,
     mounter: backend.mounter,
     garbageCollect: (): Promise<GCStats> => backend.garbageCollect({ leaseLabels }),
     close: () => backend.close(),
   };
-  temporaryOf.set(owned, leases.temporary);
-  return owned;
 }
-
-/** The temporary leases of each owned backend (see `OwnedLeases`). */
-const temporaryOf = new WeakMap<Backend, ReadonlySet<string>>();
 
 /**
  * The temporary leases created through `backend` (made by `ownedBackend`) that were not deleted
  * since; undefined for any other backend.
  */
 export function temporaryLeases(backend: Backend): string[] | undefined {
-  const set = temporaryOf.get(backend);
-  return set && [...set];
+  return backend.leases instanceof OwnedLeases ? [...backend.leases.temporary] : undefined;
 }

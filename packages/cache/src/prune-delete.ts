@@ -13,12 +13,13 @@ import type { Candidate, Census, Removed } from './prune-census.js';
 import { lockedThenSweep } from './residency.js';
 import { isRepresentative, usageOf, type UsageInfo } from './usage.js';
 
-/** How many batches may be purging while prune goes on (each keeps the backend and disk busy: few, so that other calls are not queued behind them). */
-const PURGES_IN_FLIGHT = 1;
-
 /** Deletes census candidates in batches; `drain()` waits for the purges still running. */
 export class PruneDeleter {
-  private readonly purges: Promise<void>[] = [];
+  /**
+   * The purge of the last batch, running while the next one is chosen: one at a time (a purge
+   * keeps the backend and disk busy, and other calls should not queue behind several).
+   */
+  private purging: Promise<void> | undefined;
 
   constructor(
     private readonly cm: ManagerContext,
@@ -82,18 +83,17 @@ export class PruneDeleter {
     return out;
   }
 
-  /** Starts purging `ids` in the background, once fewer than `PURGES_IN_FLIGHT` purges run. */
+  /** Starts purging `ids` in the background, once the purge before it has finished. */
   private async startPurge(ids: readonly string[]): Promise<void> {
-    while (this.purges.length >= PURGES_IN_FLIGHT) await this.purges.shift();
-    const p = purge(this.cm, ids);
-    p.catch(() => undefined); // Awaited by the next startPurge or by drain().
-    this.purges.push(p);
+    await this.drain();
+    this.purging = purge(this.cm, ids);
+    this.purging.catch(() => undefined); // Awaited by the next startPurge or by drain().
   }
 
-  /** Waits for every purge started; throws the first failure. */
+  /** Waits for the purge started last; throws its failure. */
   async drain(): Promise<void> {
-    const all = this.purges.splice(0);
-    const failed = (await Promise.allSettled(all)).find((r) => r.status === 'rejected');
-    if (failed) throw (failed as PromiseRejectedResult).reason;
+    const p = this.purging;
+    this.purging = undefined;
+    await p;
   }
 }
