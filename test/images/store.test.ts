@@ -173,6 +173,17 @@ for (const kind of BACKENDS) {
       assert.deepEqual(s.layers.list(), []);
       assert.equal(await s.records(), 0);
     });
+
+    test('add of an image without layers: recorded once, a second add only gives it its names, no journal left', async () => {
+      const config = { architecture: 'amd64', os: 'linux', config: { Env: ['EMPTY=1'] } };
+      const a = await s.images.add(undefined, config, ['empty:a']);
+      const b = await s.images.add(undefined, config, ['empty:b']);
+      assert.equal(b.id, a.id);
+      assert.deepEqual([...b.names].sort(), ['empty:a', 'empty:b']);
+      assert.deepEqual(await readdir(join(tb.dir, 'layers', 'images', 'pending')), [], 'no journal left');
+      await s.images.remove(a.id);
+      assert.deepEqual(s.images.list(), []);
+    });
   });
 }
 
