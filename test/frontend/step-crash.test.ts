@@ -38,14 +38,17 @@ after(async () => {
   await rm(tmp, { recursive: true, force: true });
 });
 
+/** A bound on one worker run (one small build), so a hung worker fails the test (SIGTERM, not a kill point) instead of outliving it. */
+const WORKER_TIMEOUT_MS = 120_000;
+
 /** Runs the worker on `root` (to its end, or killed at `killAt`); resolves with what it printed. */
 async function runWorker(root: string, killAt?: number): Promise<string> {
   const cfg = JSON.stringify({ root, context, ...(killAt !== undefined ? { killAt } : {}) });
-  return execFileP(process.execPath, [worker, cfg]).then(
+  return execFileP(process.execPath, [worker, cfg], { timeout: WORKER_TIMEOUT_MS }).then(
     (r) => r.stdout,
     (err: { signal?: string; stdout?: string; stderr?: string }) => {
       if (err.signal === 'SIGKILL') return err.stdout ?? '';
-      throw new Error(`worker failed: ${err.stderr}`);
+      throw new Error(`worker failed (${err.signal ?? 'exit'}): ${err.stderr}`);
     },
   );
 }

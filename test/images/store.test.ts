@@ -19,7 +19,7 @@ import { promisify } from 'node:util';
 import {
   ErrDiffIDMismatch, ErrLayerCycle, ErrMissingBlob, ErrNotAnImageArchive, ErrNotFound, type BuildcacheError,
 } from '@buildcache/errdefs';
-import { BACKENDS, type TestBackend } from '../support/backends.js';
+import { BACKENDS, type BackendKind, type TestBackend } from '../support/backends.js';
 import { notATar, threeLayers, writeArchive, type Breakage } from './fixtures.js';
 import { Stack } from './helpers.js';
 
@@ -173,6 +173,17 @@ for (const kind of BACKENDS) {
       assert.deepEqual(s.layers.list(), []);
       assert.equal(await s.records(), 0);
     });
+
+    test('add of an image without layers: recorded once, a second add only gives it its names, no journal left', async () => {
+      const config = { architecture: 'amd64', os: 'linux', config: { Env: ['EMPTY=1'] } };
+      const a = await s.images.add(undefined, config, ['empty:a']);
+      const b = await s.images.add(undefined, config, ['empty:b']);
+      assert.equal(b.id, a.id);
+      assert.deepEqual([...b.names].sort(), ['empty:a', 'empty:b']);
+      assert.deepEqual(await readdir(join(tb.dir, 'layers', 'images', 'pending')), [], 'no journal left');
+      await s.images.remove(a.id);
+      assert.deepEqual(s.images.list(), []);
+    });
   });
 }
 
@@ -188,75 +199,70 @@ function runWorker(cfg: object, script = worker): Promise<string | null> {
   });
 }
 
+/**
+ * Runs a worker (`run`, given its config) once to the end, expecting `events` progress events, then
+ * once killed at each event: after each kill, `check` looks at the reopened stack (`last`: killed
+ * at the last event), and no journal may be left.
+ */
+async function killedAtEachEvent(
+  kind: BackendKind, name: string, events: number, what: string,
+  run: (cfg: { spec: TestBackend['spec']; dir: string; killAt?: number }) => Promise<string | null>,
+  check: (s: Stack, k: number, last: boolean) => Promise<void>,
+): Promise<void> {
+  const tb = await kind.open();
+  await tb.backend.close();
+  try {
+    const dry = (await run({ spec: tb.spec, dir: join(tb.dir, `${name}-dry`) }))!;
+    assert.equal(Number(/^events (\d+)$/m.exec(dry)?.[1]), events, what);
+    for (let k = 0; k < events; k++) {
+      const dir = join(tb.dir, `${name}-kill-${k}`);
+      assert.equal(await run({ spec: tb.spec, dir, killAt: k }), null, `killed at ${k}`);
+      const backend = await tb.reopen();
+      const s = await Stack.open(backend, dir);
+      try {
+        await check(s, k, k === events - 1);
+        assert.deepEqual(await readdir(join(dir, 'layers', 'images', 'pending')), [], 'no journal left');
+      } finally {
+        await s.close();
+        await backend.close();
+      }
+    }
+    await tb.reopen();
+  } finally {
+    await tb.close();
+  }
+}
+
 for (const kind of BACKENDS.filter((k) => k.name.endsWith('overlayfs'))) {
   test(`add (a build's record chain as an image) killed at each step on ${kind.name}: no half-recorded image, no layer reference kept, the records stay the cache's`, async () => {
-    const tb = await kind.open();
-    await tb.backend.close();
-    try {
-      const dry = (await runWorker({ spec: tb.spec, dir: join(tb.dir, 'add-dry') }, addWorker))!;
-      const events = Number(/^events (\d+)$/m.exec(dry)?.[1]);
-      assert.equal(events, 3, 'two layers and the record');
-      for (let k = 0; k < events; k++) {
-        const dir = join(tb.dir, `add-kill-${k}`);
-        assert.equal(await runWorker({ spec: tb.spec, dir, killAt: k }, addWorker), null, `killed at ${k}`);
-        const backend = await tb.reopen();
-        const s = await Stack.open(backend, dir);
-        try {
-          if (k < events - 1) {
-            assert.deepEqual(s.images.list(), [], `killed at ${k}: no image`);
-            assert.deepEqual(s.layers.list(), [], `killed at ${k}: the layers it registered are given back`);
-          } else {
-            // as an import killed there: the image is recorded, its names were not given yet
-            const [img, ...more] = s.images.list();
-            assert.ok(img && more.length === 0 && img.layers === 2, 'killed after the record: the image is there');
-            assert.deepEqual(s.layers.list().map((l) => l.refs).sort(), [0, 1], 'one reference, on the top layer');
-            await s.images.remove(img.id);
-            assert.deepEqual(s.layers.list(), []);
-          }
-          assert.equal(await s.records(), 2, 'the build records stay the cache\'s');
-          assert.deepEqual(await readdir(join(dir, 'layers', 'images', 'pending')), [], 'no journal left');
-        } finally {
-          await s.close();
-          await backend.close();
-        }
+    await killedAtEachEvent(kind, 'add', 3, 'two layers and the record', (cfg) => runWorker(cfg, addWorker), async (s, k, last) => {
+      if (!last) {
+        assert.deepEqual(s.images.list(), [], `killed at ${k}: no image`);
+        assert.deepEqual(s.layers.list(), [], `killed at ${k}: the layers it registered are given back`);
+      } else {
+        // as an import killed there: the image is recorded, its names were not given yet
+        const [img, ...more] = s.images.list();
+        assert.ok(img && more.length === 0 && img.layers === 2, 'killed after the record: the image is there');
+        assert.deepEqual(s.layers.list().map((l) => l.refs).sort(), [0, 1], 'one reference, on the top layer');
+        await s.images.remove(img.id);
+        assert.deepEqual(s.layers.list(), []);
       }
-      await tb.reopen();
-    } finally {
-      await tb.close();
-    }
+      assert.equal(await s.records(), 2, 'the build records stay the cache\'s');
+    });
   });
 
   test(`an import killed at each step on ${kind.name}: no half-recorded image, its layers given back`, async () => {
-    const tb = await kind.open();
-    await tb.backend.close();
-    try {
-      const events = Number(/^events (\d+)$/m.exec((await runWorker({ spec: tb.spec, dir: join(tb.dir, 'dry'), archive: docker }))!)?.[1]);
-      assert.equal(events, 4, 'three layers and the record');
-      for (let k = 0; k < events; k++) {
-        const dir = join(tb.dir, `kill-${k}`);
-        assert.equal(await runWorker({ spec: tb.spec, dir, archive: docker, killAt: k }), null, `killed at ${k}`);
-        const backend = await tb.reopen();
-        const s = await Stack.open(backend, dir);
-        try {
-          if (k < events - 1) {
-            assert.deepEqual(s.images.list(), [], `killed at ${k}: no image`);
-            assert.deepEqual(s.layers.list(), [], `killed at ${k}: the layers it registered are released`);
-            assert.equal(await s.records(), 0, `killed at ${k}: no cache record left`);
-          } else {
-            assert.deepEqual(s.images.list().map((i) => i.id), [ids.id], 'killed after the record: the image is there');
-            assert.deepEqual(s.layers.list().map((l) => l.refs).sort(), [0, 0, 1], 'one reference, on the top layer');
-            await s.images.remove(ids.id);
-            assert.deepEqual(s.layers.list(), []);
-          }
-          assert.deepEqual(await readdir(join(dir, 'layers', 'images', 'pending')), [], 'no journal left');
-        } finally {
-          await s.close();
-          await backend.close();
-        }
+    await killedAtEachEvent(kind, 'import', 4, 'three layers and the record', (cfg) => runWorker({ ...cfg, archive: docker }), async (s, k, last) => {
+      if (!last) {
+        assert.deepEqual(s.images.list(), [], `killed at ${k}: no image`);
+        assert.deepEqual(s.layers.list(), [], `killed at ${k}: the layers it registered are released`);
+        assert.equal(await s.records(), 0, `killed at ${k}: no cache record left`);
+      } else {
+        assert.deepEqual(s.images.list().map((i) => i.id), [ids.id], 'killed after the record: the image is there');
+        assert.deepEqual(s.layers.list().map((l) => l.refs).sort(), [0, 0, 1], 'one reference, on the top layer');
+        await s.images.remove(ids.id);
+        assert.deepEqual(s.layers.list(), []);
       }
-      await tb.reopen();
-    } finally {
-      await tb.close();
-    }
+    });
   });
 }

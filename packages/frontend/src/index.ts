@@ -3,6 +3,4 @@ export { createProgress, type Progress, type ProgressMode, type Vertex } from '.
 export { exportOCIArchive, type BuiltImage } from './image.js';
 export { parseDockerfile, type Instruction } from './dockerfile/parse.js';
 export { CONTAINER_PREFIX } from './runc.js';
-/** `app` → `docker.io/library/app:latest` (the image store's full name). */
-export { fullName as normalizeName } from '@buildcache/images';
 export type { RegistryAccess } from './base.js';

@@ -8,11 +8,12 @@
  * token of a marker it finds. So the result and its key are one durable commit.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readdir, rm, writeFile, lstat } from 'node:fs/promises';
+import { mkdir, readdir, rm, writeFile, lstat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { CacheManager, ImmutableRef, MutableRef } from '@buildcache/cache';
 import type { PatternMatcher } from '@buildcache/contenthash';
 import { ErrRunFailed } from '@buildcache/errdefs';
+import { fsyncPath } from '@buildcache/sys';
 import type { CopySource } from './copy.js';
 import { copyInto } from './copy.js';
 import type { Step } from './dockerfile/plan.js';
@@ -37,15 +38,6 @@ const LAST_LINES = 10;
 /** The description a step's record has until its key is recorded: the step and its marker's token. */
 function pendingDescription(text: string, token: string): string {
   return `${text} [step ${token}]`;
-}
-
-async function fsync(path: string): Promise<void> {
-  const fh = await open(path, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
 }
 
 /**
@@ -85,8 +77,8 @@ export async function executeStep(
   const token = randomBytes(16).toString('hex');
   const marker = join(sc.markers, token);
   await writeFile(marker, '');
-  await fsync(marker);
-  await fsync(sc.markers);
+  await fsyncPath(marker);
+  await fsyncPath(sc.markers);
   let ref: MutableRef | undefined;
   let committed = false;
   try {

@@ -3,7 +3,8 @@
  * atomically), `pending/<nonce>.json` (a journal for each import or removal in progress, so that
  * `open` can undo or finish one a crash interrupted) and `tmp/` (archives being read).
  */
-import { open, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { fsyncPath } from '@buildcache/sys';
 import { join } from 'node:path';
 
 /** One layer of an image record. */
@@ -45,28 +46,19 @@ export interface Journal {
 
 export const hex = (digest: string): string => digest.slice(digest.indexOf(':') + 1);
 
-async function fsync(path: string): Promise<void> {
-  const fh = await open(path, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
-
 /** Writes `value` as JSON to `dir/name` atomically and durably. */
 export async function writeJSON(dir: string, name: string, value: unknown): Promise<void> {
   const file = join(dir, name);
   await writeFile(`${file}.tmp`, JSON.stringify(value));
-  await fsync(`${file}.tmp`);
+  await fsyncPath(`${file}.tmp`);
   await rename(`${file}.tmp`, file);
-  await fsync(dir);
+  await fsyncPath(dir);
 }
 
 /** Removes `dir/name` durably. */
 export async function removeFile(dir: string, name: string): Promise<void> {
   await rm(join(dir, name), { force: true });
-  await fsync(dir);
+  await fsyncPath(dir);
 }
 
 /** Every `*.json` in `dir`, parsed (leftover `.tmp` files are removed). */

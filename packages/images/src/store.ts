@@ -175,42 +175,27 @@ export class ImageStore {
     const nonce = randomUUID();
     const metas = new Map(this.layers.list().map((m) => [m.chainID, m]));
     const journal: Journal = { nonce, kind: 'import', id: p.id, refs: p.layers.map((l) => ({ chainID: l.chainID, refs: metas.get(l.chainID)?.refs ?? 0 })) };
-    await writeJSON(this.dir('pending'), `${nonce}.json`, journal);
-    let top: Layer | undefined;
-    try {
+    return this.journaled(journal, p.names, onProgress, async (held) => {
       let start = p.layers.length;
       while (start > 0 && !metas.has(p.layers[start - 1]!.chainID)) start--;
-      if (start > 0) top = await this.layers.get(p.layers[start - 1]!.chainID);
+      if (start > 0) held.top = await this.layers.get(p.layers[start - 1]!.chainID);
       for (const [i, l] of p.layers.entries()) {
         if (i >= start) {
-          const layer: Layer = await this.layers.register(createReadStream(l.file.path), top?.chainID, { descriptor: l.descriptor });
-          const below = top;
-          top = layer;
+          const layer: Layer = await this.layers.register(createReadStream(l.file.path), held.top?.chainID, { descriptor: l.descriptor });
+          const below = held.top;
+          held.top = layer;
           if (below) await this.layers.release(below);
           if (layer.chainID !== l.chainID) throw new ErrInvalidImage(`layer ${l.descriptor.digest} registered as ${layer.chainID}, the config says ${l.chainID}`);
         }
         onProgress?.({ stage: 'layer', image: p.id, chainID: l.chainID, index: i });
       }
       const sizes = new Map(this.layers.list().map((m) => [m.chainID, m.size]));
-      const rec: ImageRecord = {
+      return {
         id: p.id, names: [], nonce, seq: ++this.#seq, config: p.config.toString('base64'),
         layers: p.layers.map((l) => ({ chainID: l.chainID, diffID: l.diffID, size: sizes.get(l.chainID)! })),
         ...(p.manifest ? { manifest: p.manifest.toString('base64') } : {}),
       };
-      await writeJSON(this.dir('images'), `${hex(p.id)}.json`, rec);
-      this.#images.set(p.id, rec);
-      if (top) this.#held.set(p.id, top);
-      top = undefined;
-      onProgress?.({ stage: 'recorded', image: p.id });
-      await removeFile(this.dir('pending'), `${nonce}.json`);
-      await this.claim(rec, p.names);
-      return rec;
-    } finally {
-      if (top) {
-        await this.layers.release(top);
-        await removeFile(this.dir('pending'), `${nonce}.json`);
-      }
-    }
+    });
   }
 
   /**
@@ -229,49 +214,65 @@ export class ImageStore {
         const refsOf = (recordId: string): number => this.layers.list().find((m) => m.recordId === recordId)?.refs ?? 0;
         const entries: { chainID?: string; recordId: string; refs: number }[] = chain.map((r) => ({ recordId: r.id, refs: refsOf(r.id) }));
         const journal = (id: string): Journal => ({ nonce, kind: 'add', id, refs: entries });
-        await writeJSON(this.dir('pending'), `${nonce}.json`, journal(''));
-        let layer: Layer | undefined;
-        try {
+        return this.journaled(journal(''), full, options.onProgress, async (held) => {
           for (const [i, ref] of chain.entries()) {
             const known = this.layers.list().find((m) => m.recordId === ref.id);
-            const next: Layer = known ? await this.layers.get(known.chainID) : await this.layers.registerRecord(ref, layer?.chainID);
+            const next: Layer = known ? await this.layers.get(known.chainID) : await this.layers.registerRecord(ref, held.top?.chainID);
             options.onProgress?.({ stage: 'layer', image: top!.id, chainID: next.chainID, index: i });
             entries[i] = { chainID: next.chainID, recordId: ref.id, refs: this.layers.list().find((m) => m.chainID === next.chainID)!.refs - 1 };
             await writeJSON(this.dir('pending'), `${nonce}.json`, journal(''));
-            if (layer) await this.layers.release(layer);
-            layer = next;
+            if (held.top) await this.layers.release(held.top);
+            held.top = next;
           }
           const metas = new Map(this.layers.list().map((m) => [m.chainID, m]));
           const layers = entries.map((e) => metas.get(e.chainID!)!);
           const bytes = Buffer.from(JSON.stringify({ ...config, rootfs: { type: 'layers', diff_ids: layers.map((m) => m.diffID) } }));
           const id = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
           const existing = this.#images.get(id);
-          if (existing) {
-            await this.claim(existing, full);
-            return existing;
-          }
+          if (existing) return existing;
           await writeJSON(this.dir('pending'), `${nonce}.json`, journal(id));
-          const rec: ImageRecord = {
+          return {
             id, names: [], nonce, seq: ++this.#seq, config: bytes.toString('base64'),
             layers: layers.map((m) => ({ chainID: m.chainID, diffID: m.diffID, size: m.size })),
           };
-          await writeJSON(this.dir('images'), `${hex(id)}.json`, rec);
-          this.#images.set(id, rec);
-          if (layer) this.#held.set(id, layer);
-          layer = undefined;
-          options.onProgress?.({ stage: 'recorded', image: id });
-          await removeFile(this.dir('pending'), `${nonce}.json`);
-          await this.claim(rec, full);
-          return rec;
-        } finally {
-          if (layer) {
-            await this.layers.release(layer);
-            await removeFile(this.dir('pending'), `${nonce}.json`);
-          }
-        }
+        });
       }));
     } finally {
       for (const r of chain) await r.release();
+    }
+  }
+
+  /**
+   * One journaled registration (an import's or an add's): writes `journal`, lets `take` take the
+   * layers (the reference on the top one kept in `held.top`) and give the record to write — or an
+   * image already recorded, which only gets `names`. The new record gets the top layer's reference,
+   * then `names`. Failing before the record, the layers go back and the journal goes; killed, the
+   * journal lets `open` give them back.
+   */
+  private async journaled(
+    journal: Journal, names: readonly string[], onProgress: ((e: ImportEvent) => void) | undefined,
+    take: (held: { top?: Layer }) => Promise<ImageRecord>,
+  ): Promise<ImageRecord> {
+    const pending = `${journal.nonce}.json`;
+    await writeJSON(this.dir('pending'), pending, journal);
+    const held: { top?: Layer } = {};
+    let journaled = true;
+    try {
+      const rec = await take(held);
+      if (this.#images.get(rec.id) !== rec) {
+        await writeJSON(this.dir('images'), `${hex(rec.id)}.json`, rec);
+        this.#images.set(rec.id, rec);
+        if (held.top) this.#held.set(rec.id, held.top);
+        held.top = undefined;
+        onProgress?.({ stage: 'recorded', image: rec.id });
+        await removeFile(this.dir('pending'), pending);
+        journaled = false;
+      }
+      await this.claim(rec, names);
+      return rec;
+    } finally {
+      if (held.top) await this.layers.release(held.top);
+      if (journaled) await removeFile(this.dir('pending'), pending);
     }
   }
 

@@ -5,8 +5,9 @@
  * store creates has its token in its description, so that open can find and drop what an
  * interrupted registration, creation or deletion left.
  */
-import { mkdir, open, rename, writeFile } from 'node:fs/promises';
+import { mkdir, rename, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { fsyncPath } from '@buildcache/sys';
 
 /** What the store keeps about one layer. */
 export interface LayerMeta {
@@ -60,15 +61,6 @@ export const mountsDir = (root: string): string => join(root, 'mounts');
 export const mountDir = (root: string, name: string): string => join(mountsDir(root), name);
 /** The description of a record the store creates: what it is for, and the token that finds it again. */
 export const describe = (what: string, token: string): string => `${what} [layers:${token}]`;
-
-async function fsyncPath(path: string): Promise<void> {
-  const fh = await open(path, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
 
 /** Writes `layer.json` into `dir` atomically and durably. */
 export function writeMeta(dir: string, meta: LayerMeta): Promise<void> {

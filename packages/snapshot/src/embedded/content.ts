@@ -12,7 +12,8 @@ import type { EmbeddedContext } from './context.js';
 import { SYNC, applyLabelUpdate, checkName, cleanLabels, keys } from './db.js';
 import type { BatchOp } from './db.js';
 import { compileFilters, fieldsAdaptor } from './filters.js';
-import { fsyncDir, removeTree } from './fsutil.js';
+import { fsyncPath } from '@buildcache/sys';
+import { removeTree } from './fsutil.js';
 import { IngestWriter, ensureIngest, ingestDir, ingestNotFound, listIngests, readIngest } from './content-ingest.js';
 import type { CommitRequest } from './content-ingest.js';
 import { assertLease, delResource, putResource } from './leases.js';
@@ -251,7 +252,7 @@ export class EmbeddedContentStore implements ContentStore {
           if (isENOENT(err)) throw ingestNotFound(req.ref);
           throw err;
         }
-        await fsyncDir(this.blobRoot);
+        await fsyncPath(this.blobRoot);
         const now = this.ctx.clock();
         const rec: BlobRecord = { labels, created: now, updated: now };
         await this.ctx.db.batch([{ type: 'put', key: keys.blob(req.digest), value: rec }, ...leaseOps], SYNC);

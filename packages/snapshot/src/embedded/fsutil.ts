@@ -1,15 +1,5 @@
-/** Filesystem helpers of the embedded backend: directory fsync, tree removal. */
-import { open, rm } from 'node:fs/promises';
-
-/** fsyncs a directory so renames and creations inside it survive a crash. */
-export async function fsyncDir(dir: string): Promise<void> {
-  const fh = await open(dir, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
+/** Filesystem helpers of the embedded backend: tree removal. */
+import { rm } from 'node:fs/promises';
 
 /** Removes a tree; a missing path is fine. */
 export async function removeTree(path: string): Promise<void> {
