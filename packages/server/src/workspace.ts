@@ -8,7 +8,7 @@ import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { OpenCache } from '@buildcache/cache';
-import { Frontend, type BuildRequest, type BuildResult } from '@buildcache/frontend';
+import type { BuildRequest, BuildResult, Frontend } from '@buildcache/frontend';
 import type { ExportFormat, ImageInfo } from '@buildcache/images';
 import { cat, compressionOf, openImages, openRemote, pull, push, type OpenImages, type PullReport, type PushReport, type Remote } from './operations.js';
 
@@ -65,6 +65,8 @@ export class Workspace implements Operations {
     this.#frontend ??= (async () => {
       const { images } = await this.imageStore();
       const runtime = process.env['BUILDCACHE_RUNC'] || undefined;
+      // loaded here: images, pull, push and cat need none of the frontend
+      const { Frontend } = await import('@buildcache/frontend');
       return Frontend.open({
         cache: this.opened.cache, content: this.opened.backend.content, root: join(this.root, 'frontend'), logger: this.logger, images,
         // FROM an image the image store lacks pulls it from its registry, lazily
