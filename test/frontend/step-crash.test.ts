@@ -7,7 +7,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -96,4 +96,28 @@ test('kill -9 at the kill points of a step: no result or a complete one, and the
   }
   const tried = Math.ceil((events - (SEED % 2)) / 2);
   assert.ok(kept > 0 && kept < tried, `some kills kept the result (${kept} of ${tried}), earlier ones did not`);
+});
+
+test('an old-format marker (the ID of a killed step\'s mutable record, from before the tokens) drops that record and its committed twin at open', async () => {
+  const root = join(tmp, 'old-marker');
+  const silent = pino({ level: 'silent' });
+  const markers = join(root, 'frontend', 'steps');
+  // A build killed after committing its step, before keying it: the mutable record, its unkeyed twin, the marker naming the record.
+  const first = await openCache({ root, logger: silent });
+  const mutable = await first.cache.new(undefined, { description: 'COPY a.txt /a.txt' });
+  await mkdir(markers, { recursive: true });
+  await writeFile(join(markers, mutable.id), '');
+  await mutable.commit();
+  await first.close();
+  const { cache, backend, close } = await openCache({ root, logger: silent });
+  try {
+    await Frontend.open({ cache, content: backend.content, root: join(root, 'frontend'), logger: silent });
+    const left: string[] = [];
+    for await (const u of cache.diskUsage()) left.push(`${u.id} (${u.description}, mutable ${u.mutable})`);
+    assert.deepEqual(left, [], 'no record of the killed step is left');
+    assert.deepEqual(await backend.leases.list(), [], 'no lease of the killed step is left');
+    assert.deepEqual(await readdir(markers), [], 'the marker is gone');
+  } finally {
+    await close();
+  }
 });

@@ -40,18 +40,28 @@ function pendingDescription(text: string, token: string): string {
   return `${text} [step ${token}]`;
 }
 
+/** A marker's name: the token of a step's record. */
+const TOKEN = /^[0-9a-f]{32}$/;
+/** The name of a marker written before tokens: the ID of the step's mutable record (`newRecordId`). */
+const OLD_MARKER = /^[a-z2-7]{26}$/;
+
 /**
  * Drops the records a killed build left: those whose description still carries the token of a
- * marker (created, maybe committed or finalized, never keyed). Run before building, with the cache
- * open (its lock: no other build of this root is running). Returns how many records went.
+ * marker (created, maybe committed or finalized, never keyed), or that an old-format marker names.
+ * Run before building, with the cache open (its lock: no other build of this root is running).
+ * Returns how many records went.
  */
 export async function releaseLeftSteps(cache: CacheManager, markers: string): Promise<number> {
   await mkdir(markers, { recursive: true });
   let n = 0;
   for (const token of await readdir(markers)) {
     const ids: string[] = [];
-    if (/^[0-9a-f]{32}$/.test(token)) {
+    if (TOKEN.test(token)) {
       for await (const u of cache.diskUsage({ filters: [`description~=${token}`] })) ids.push(u.id);
+    } else if (OLD_MARKER.test(token)) {
+      // A build from before the tokens named its mutable record (never keyed while it exists: keying
+      // finalizes it away); pruning it takes its committed, unkeyed twin with it.
+      ids.push(token);
     }
     // one policy: its rounds delete a child, then the parent that frees
     if (ids.length) n += (await cache.prune([{ all: true, filters: [`id~=^(${ids.join('|')})$`] }])).deleted;
