@@ -6,7 +6,8 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { stat } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
 import { run, lines, syntheticRoot, tempDir } from './helpers.js';
 import { syntheticId } from '../support/synthetic.js';
 
@@ -155,6 +156,27 @@ describe('usage errors are one line', () => {
     assertUsage(await run(['--addr', addr, 'build', '--cache-from', `type=local,src=${join(dir, 'c')}`, dir]), inProcess, 'build --cache-from');
     assertUsage(await run(['build', '--cache-to', `type=local,dest=${join(dir, 'c')}`, dir], { env: { BUILDCACHE_HOST: addr } }), inProcess, 'BUILDCACHE_HOST');
     assertUsage(await run(['--addr', addr, 'demo']), /demo builds records in this process; drop --addr/, 'demo');
+  });
+
+  test('push --addr checks --compression and reaches the daemon without loading the image store, layer store, lazy layers, registry client or frontend', async () => {
+    const dir = await tempDir();
+    const addr = `unix://${join(dir, 'none.sock')}`;
+    const preload = fileURLToPath(new URL('../support/module-log.js', import.meta.url));
+    const heavy = /\/packages\/(images|layers|lazy|registry|frontend)\/|\/packages\/server\/dist\/src\/(workspace|operations)\.js$/;
+    const cases: [string[], number, RegExp][] = [
+      [['push', '--compression', 'bogus', 'app:1', 'localhost:5000/app:1'], 2, /--compression: unknown "bogus"; use one of gzip, zstd, uncompressed, estargz/],
+      // No daemon listens at addr: exit 3 shows the client got as far as connecting.
+      [['push', '--compression', 'zstd', 'app:1', 'localhost:5000/app:1'], 3, /no buildcache daemon answers at/],
+    ];
+    for (const [i, [args, code, stderr]] of cases.entries()) {
+      const log = join(dir, `modules-${i}`);
+      const r = await run(['--addr', addr, ...args], { nodeArgs: ['--import', preload], env: { BUILDCACHE_TEST_MODULE_LOG: log } });
+      assert.equal(r.code, code, `${args.join(' ')}: ${r.stderr}`);
+      assert.match(r.stderr, stderr);
+      const loaded = lines(await readFile(log, 'utf8'));
+      assert.ok(loaded.some((u) => u.endsWith('/packages/cli/dist/src/push.js')), 'the log records the modules the CLI loads');
+      assert.deepEqual([...new Set(loaded.filter((u) => heavy.test(u)))], [], args.join(' '));
+    }
   });
 
   test('buildcache with no arguments prints usage on stderr and exits 2', async () => {

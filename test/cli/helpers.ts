@@ -24,11 +24,13 @@ export interface RunOptions {
   readonly uid?: number;
   readonly gid?: number;
   readonly cwd?: string;
+  /** Options of node itself, before the entry point (e.g. `--import`). */
+  readonly nodeArgs?: readonly string[];
 }
 
 /** Starts the binary with piped stdio. */
 export function spawnCli(args: readonly string[], options: RunOptions = {}): ChildProcess {
-  return spawn(process.execPath, [bin, ...args], {
+  return spawn(process.execPath, [...(options.nodeArgs ?? []), bin, ...args], {
     env: { ...process.env, ...options.env },
     ...(options.uid !== undefined ? { uid: options.uid, gid: options.gid ?? options.uid } : {}),
     ...(options.cwd ? { cwd: options.cwd } : {}),

@@ -2,7 +2,7 @@ export { CacheManager, type CacheManagerOptions, type RefOptions } from './manag
 export { ImmutableRef, MutableRef, type MountOptions, type RefInfo } from './refs.js';
 export type { BlobProvider, DescHandler, DescHandlers } from './context.js';
 export type { RemoteOptions, RemotesOptions } from './blobs.js';
-export type { BlobFormat } from './variants.js';
+export { BLOB_FORMATS, parseBlobFormat, type BlobFormat } from './variants.js';
 export { RECORD_TYPES, type RecordType } from './record-metadata.js';
 export { chainID, chainIDs, blobChainID, newRecordId } from './ids.js';
 export { FlightGroup } from './flight.js';

@@ -7,7 +7,7 @@
 import { createHash } from 'node:crypto';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { ErrAlreadyExists, ErrNotFound } from '@buildcache/errdefs';
+import { ErrAlreadyExists, ErrInvalidArgument, ErrNotFound } from '@buildcache/errdefs';
 import { TOC_DIGEST_ANNOTATION, UNCOMPRESSED_SIZE_ANNOTATION, convertToEstargz } from '@buildcache/estargz';
 import {
   LABEL_GC_REF_CONTENT,
@@ -37,6 +37,18 @@ const LABEL_ESTARGZ_SIZE = 'buildcache.io/blob/estargz.uncompressed-size';
 
 /** A layer blob's format: its media type's compression, or `estargz` for a gzip blob with a TOC digest annotation. */
 export type BlobFormat = Compression | 'estargz';
+
+/** Every blob format, as users name them (`--compression`, `compression=`). */
+export const BLOB_FORMATS: readonly BlobFormat[] = ['gzip', 'zstd', 'uncompressed', 'estargz'];
+
+/** The blob format a user named `value` for `what` (e.g. `--compression`); undefined when unset or empty. Throws ErrInvalidArgument for an unknown name. */
+export function parseBlobFormat(value: string | undefined, what: string): BlobFormat | undefined {
+  if (value === undefined || value === '') return undefined;
+  if (!(BLOB_FORMATS as readonly string[]).includes(value)) {
+    throw new ErrInvalidArgument(`${what}: unknown ${JSON.stringify(value)}; use one of ${BLOB_FORMATS.join(', ')}`);
+  }
+  return value as BlobFormat;
+}
 
 /** The format of a layer descriptor. */
 export function formatOf(desc: Descriptor): BlobFormat | undefined {

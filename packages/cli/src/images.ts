@@ -60,9 +60,6 @@ export async function imagesCommand(ops: Operations, format: 'table' | 'json', o
   out.write(`${table(rows)}\n`);
 }
 
-/** The commands of this file. */
-export const IMAGE_COMMANDS: ReadonlySet<string> = new Set(['import', 'export', 'images']);
-
 /** The command `import FILE`, `export NAME -o FILE` or `images` with its flags checked (before anything is opened), to run on the image store. */
 export function imageCommand(command: string, arg: string, flags: Flags, out: Output): (ops: Operations) => Promise<void> {
   const format = flags.strings.get('format');

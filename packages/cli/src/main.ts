@@ -6,7 +6,7 @@ import { readFile } from 'node:fs/promises';
 import { constants, homedir } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
 import { pino, type Logger } from 'pino';
-import type { OpenCacheOptions, PrunePolicy } from '@buildcache/cache';
+import { parseBlobFormat, type OpenCacheOptions, type PrunePolicy } from '@buildcache/cache';
 import {
   BuildcacheError, ErrDeadlineExceeded, ErrInvalidArgument, ErrNotAStore, ErrPermissionDenied, ErrStoreLocked, ErrUnavailable,
 } from '@buildcache/errdefs';
@@ -195,24 +195,22 @@ async function runCommand(command: string, args: readonly string[], flags: Flags
     return EXIT.ok;
   }
   if (command === 'build') return await (await import('./build.js')).buildCommand(flags, args[0], target, logger);
-  const { imageCommand, IMAGE_COMMANDS } = await import('./images.js');
   let run: (ops: Operations) => Promise<void>;
-  if (IMAGE_COMMANDS.has(command)) {
-    run = imageCommand(command, args[0]!, flags, out);
-  } else if (command === 'cat') {
+  if (command === 'cat') {
     const { catCommand } = await import('./cat.js');
     const write = (chunk: Buffer): Promise<void> => new Promise((ok, fail) => process.stdout.write(chunk, (e) => (e ? fail(e) : ok())));
     run = (ops) => catCommand(ops, args[0]!, args[1]!, write);
   } else if (command === 'pull') {
     const { pullCommand } = await import('./pull.js');
     run = (ops) => pullCommand(ops, args[0]!, flags.booleans.has('lazy'), out);
-  } else {
-    // push: readArgs admits no other command.
+  } else if (command === 'push') {
     const { pushCommand } = await import('./push.js');
     const compression = flags.strings.get('compression');
-    const { compressionOf } = await import('@buildcache/server/local');
-    compressionOf(compression);
+    parseBlobFormat(compression, '--compression'); // checked here: a bad value opens no cache and reaches no daemon
     run = (ops) => pushCommand(ops, args[0]!, args[1]!, compression, out);
+  } else {
+    // import, export, images: readArgs admits no other command.
+    run = (await import('./images.js')).imageCommand(command, args[0]!, flags, out);
   }
   await withOperations(target, logger, run);
   return EXIT.ok;

@@ -3,7 +3,7 @@
  * `type=local,dest=DIR` (export) / `type=local,src=DIR` (import), with an optional `tag`.
  */
 import { ErrInvalidArgument } from '@buildcache/errdefs';
-import type { BlobFormat } from '@buildcache/cache';
+import { BLOB_FORMATS, type BlobFormat } from '@buildcache/cache';
 import type { RegistryClient } from '@buildcache/registry';
 import { LocalStore, RegistryStore, type CacheStore } from './stores.js';
 
@@ -18,8 +18,6 @@ export interface CacheSpec {
   /** `ignore-error=true`: an export failure is a warning, not a failed build. */
   readonly ignoreError: boolean;
 }
-
-const COMPRESSIONS: readonly BlobFormat[] = ['gzip', 'zstd', 'uncompressed', 'estargz'];
 
 /** Parses `value` for `--cache-to` (`to`, needs `dest`) or `--cache-from` (`from`, needs `src`). */
 export function parseCacheSpec(value: string, direction: 'to' | 'from'): CacheSpec {
@@ -43,7 +41,7 @@ export function parseCacheSpec(value: string, direction: 'to' | 'from'): CacheSp
   const mode = attrs.get('mode') ?? 'min';
   if (mode !== 'min' && mode !== 'max') bad(`mode must be min or max (got ${JSON.stringify(mode)})`);
   const compression = attrs.get('compression') as BlobFormat | undefined;
-  if (compression !== undefined && !COMPRESSIONS.includes(compression)) bad(`compression must be one of ${COMPRESSIONS.join(', ')}`);
+  if (compression !== undefined && !BLOB_FORMATS.includes(compression)) bad(`compression must be one of ${BLOB_FORMATS.join(', ')}`);
   const known = new Set(['type', 'ref', 'dest', 'src', 'tag', 'mode', 'compression', 'ignore-error', 'oci-mediatypes', 'image-manifest']);
   for (const k of attrs.keys()) if (!known.has(k)) bad(`unknown attribute ${k}`);
   return {

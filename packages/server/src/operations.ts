@@ -104,15 +104,6 @@ export interface PushReport {
   readonly digest: string;
 }
 
-const COMPRESSIONS: readonly string[] = ['gzip', 'zstd', 'uncompressed', 'estargz'];
-
-/** A `--compression` value, checked. */
-export function compressionOf(value: string | undefined): BlobFormat | undefined {
-  if (value === undefined || value === '') return undefined;
-  if (!COMPRESSIONS.includes(value)) throw new ErrInvalidArgument(`--compression: unknown ${JSON.stringify(value)}; use one of ${COMPRESSIONS.join(', ')}`);
-  return value as BlobFormat;
-}
-
 /** Pushes image `name` of `images` (its config kept), or record `name`'s chain (minimal config), to `ref`. */
 export async function push(
   cache: CacheManager, images: ImageStore, content: ContentStore, remote: Remote, name: string, ref: string, compression: BlobFormat | undefined,

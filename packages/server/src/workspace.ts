@@ -7,12 +7,12 @@
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import type { OpenCache } from '@buildcache/cache';
 import type { BuildRequest, BuildResult, Frontend } from '@buildcache/frontend';
 import type { ExportFormat, ImageInfo } from '@buildcache/images';
-import { cat, compressionOf, openImages, openRemote, pull, push, type OpenImages, type PullReport, type PushReport, type Remote } from './operations.js';
+import { parseBlobFormat, type OpenCache } from '@buildcache/cache';
+import { cat, openImages, openRemote, pull, push, type OpenImages, type PullReport, type PushReport, type Remote } from './operations.js';
 
-export { compressionOf, type PullReport, type PushReport, type PulledLayer } from './operations.js';
+export type { PullReport, PushReport, PulledLayer } from './operations.js';
 
 /** What the CLI's image and registry commands need: a Workspace here, or a daemon's client. */
 export interface Operations {
@@ -90,7 +90,7 @@ export class Workspace implements Operations {
   }
 
   async push(name: string, ref: string, compression?: string): Promise<PushReport> {
-    const format = compressionOf(compression);
+    const format = parseBlobFormat(compression, '--compression');
     const { images } = await this.imageStore();
     return push(this.opened.cache, images, this.opened.backend.content, this.remote(), name, ref, format);
   }
