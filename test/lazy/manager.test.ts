@@ -5,12 +5,14 @@
  */
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
 import { access, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { bufferRangeReader, TOC_DIGEST_ANNOTATION, type ConvertResult } from '@buildcache/estargz';
+import { pino } from 'pino';
 import { ErrDigestMismatch } from '@buildcache/errdefs';
 import { LayerManager, Priority, SparseBlob } from '@buildcache/lazy';
 import type { Descriptor } from '@buildcache/snapshot';
@@ -73,6 +75,29 @@ describe('layer manager', () => {
     await manager.use('test/img:v1', desc, open).then((l) => manager.release(l));
     assert.equal(opened, 2, 'resolved anew after being forgotten');
     await manager.close();
+  });
+
+  test('close waits for the deletion a grace timer started: the local copy is gone and nothing runs after close resolves', async () => {
+    const logged: string[] = [];
+    const logger = pino({ level: 'debug' }, { write: (line: string) => void logged.push((JSON.parse(line) as { msg: string }).msg) });
+    const manager = new LayerManager({ dir: join(dir, 'm-close'), graceMs: 0, background: false, logger });
+    const desc = descOf(plain.blob, plain.result);
+    const layer = await manager.use('r', desc, () => bufferRangeReader(plain.blob));
+    await layer.readFile('etc/hello.txt');
+    // The grace timer's forget aborts the layer's work, then starts deleting its copy in the same tick.
+    const forgetting = new Promise((res) => layer.stop.signal.addEventListener('abort', res, { once: true }));
+    manager.release(layer);
+    const alive = setInterval(() => undefined, 1000); // the grace timer is unref'd: keep the process up until it fires
+    await forgetting.finally(() => clearInterval(alive));
+    assert.ok(existsSync(layer.blob.path), 'the deletion is under way, not over');
+    await manager.close();
+    // checked synchronously: no I/O callback can have run since close resolved
+    assert.equal(existsSync(layer.blob.path), false, 'the local copy is gone when close resolves');
+    assert.equal(manager.has(desc.digest), false, 'the manager holds nothing');
+    const seen = logged.length;
+    assert.ok(logged.includes('layer forgotten'));
+    await sleep(50);
+    assert.equal(logged.length, seen, `nothing logged after close: ${logged.slice(seen).join(', ')}`);
   });
 
   test('a file read fetches only its chunk; stat and readdir fetch nothing', async () => {

@@ -6,6 +6,7 @@
  */
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import pLimit, { type LimitFunction } from 'p-limit';
 import { pino, type Logger } from 'pino';
 import { ErrNotEstargz } from '@buildcache/errdefs';
@@ -33,6 +34,9 @@ export interface LayerManagerOptions {
   readonly maxTocSize?: number;
   readonly logger?: Logger;
 }
+
+/** How long `close` waits for the deletion of local copies. */
+const CLOSE_WAIT_MS = 10_000;
 
 /** Resolves remote layers once and shares them among users. */
 export class LayerManager {
@@ -112,21 +116,25 @@ export class LayerManager {
     if (layer.uses <= 0) return;
     if (--layer.uses > 0) return;
     const grace = this.options.graceMs ?? 30_000;
-    layer.forgetTimer = setTimeout(() => void this.forget(layer), grace);
+    layer.forgetTimer = setTimeout(() => this.forget(layer), grace);
     layer.forgetTimer.unref();
   }
 
-  private async forget(layer: LazyLayer): Promise<void> {
+  /** Drops `layer` unless it was used again, and starts deleting its local copy (awaited by `close` and by a new resolve of the blob). */
+  private forget(layer: LazyLayer): void {
     layer.forgetTimer = undefined;
     if (layer.uses > 0 || this.layers.get(layer.digest) !== layer) return;
     this.layers.delete(layer.digest);
     layer.stop.abort();
-    const disposed: Promise<void> = layer.blob.dispose().finally(() => {
-      if (this.disposing.get(layer.digest) === disposed) this.disposing.delete(layer.digest);
-    });
+    const disposed: Promise<void> = layer.blob
+      .dispose()
+      .then(() => this.logger.debug({ digest: layer.digest }, 'layer forgotten'))
+      .finally(() => {
+        if (this.disposing.get(layer.digest) === disposed) this.disposing.delete(layer.digest);
+      });
     this.disposing.set(layer.digest, disposed);
-    await disposed;
-    this.logger.debug({ digest: layer.digest }, 'layer forgotten');
+    // whoever awaits it sees a failure; none goes unhandled when no one does
+    disposed.catch((err: unknown) => this.logger.warn({ err, digest: layer.digest }, 'could not delete the local copy of a forgotten layer'));
   }
 
   /** Whether the manager still holds the layer of `digest` (or is still deleting its local copy). */
@@ -139,12 +147,30 @@ export class LayerManager {
     return [...this.layers.values()].map((l) => l.state());
   }
 
-  /** Forgets every layer at once (stopping background work and deleting local copies). */
+  /**
+   * Forgets every layer at once (stopping background work and deleting local copies), and resolves
+   * once every deletion is over, also those grace timers started before, so none runs after it
+   * (the first failure is thrown). A deletion is local (close and remove one file); one still
+   * running after `CLOSE_WAIT_MS` (a stuck disk) is logged and no longer waited for.
+   */
   async close(): Promise<void> {
     for (const layer of [...this.layers.values()]) {
       if (layer.forgetTimer) clearTimeout(layer.forgetTimer);
       layer.uses = 0;
-      await this.forget(layer);
+      this.forget(layer);
     }
+    const deletions = [...this.disposing.entries()];
+    if (deletions.length === 0) return;
+    const bound = new AbortController();
+    const settled = await Promise.race([
+      Promise.allSettled(deletions.map(([, p]) => p)),
+      sleep(CLOSE_WAIT_MS, undefined, { signal: bound.signal, ref: false }).then(() => undefined, () => undefined),
+    ]).finally(() => bound.abort());
+    if (!settled) {
+      this.logger.warn({ digests: deletions.map(([d]) => d).filter((d) => this.disposing.has(d)) }, 'local copies of forgotten layers still being deleted at close');
+      return;
+    }
+    const failed = settled.find((r) => r.status === 'rejected');
+    if (failed) throw failed.reason;
   }
 }
