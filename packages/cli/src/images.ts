@@ -3,12 +3,12 @@
  * lives beside the cache (`<root>/layers`, its images in `<root>/layers/images`). Files are read and
  * written by this process, also when the daemon does the work.
  */
-import { createReadStream, createWriteStream } from 'node:fs';
-import { rename, rm } from 'node:fs/promises';
-import { Readable, type Writable } from 'node:stream';
+import { createReadStream } from 'node:fs';
+import { type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { splitName, type ExportFormat, type ImageInfo } from '@buildcache/images';
 import type { Operations } from '@buildcache/server/local';
+import { writeFileWhole } from '@buildcache/sys';
 import { UsageError, type Flags } from './args.js';
 import type { Output } from './terminal.js';
 import { formatSize, table } from './units.js';
@@ -25,18 +25,12 @@ export async function importCommand(ops: Operations, file: string, out: Output):
 
 /** Writes the image `name` as an archive to `file` (`-`: stdout); a file appears only once complete. */
 export async function exportCommand(ops: Operations, name: string, file: string, format: ExportFormat): Promise<void> {
-  const archive = Readable.from(ops.exportArchive(name, format));
+  const archive = ops.exportArchive(name, format);
   if (file === '-') {
     await pipeline(archive, process.stdout as Writable, { end: false });
     return;
   }
-  const partial = `${file}.partial-${process.pid}`;
-  try {
-    await pipeline(archive, createWriteStream(partial));
-    await rename(partial, file);
-  } finally {
-    await rm(partial, { force: true });
-  }
+  await writeFileWhole(file, archive);
 }
 
 /** An image as JSON. */

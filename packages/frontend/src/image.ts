@@ -5,13 +5,12 @@
  * `docker load` read.
  */
 import { createHash } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
-import { rename, rm } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
 import type { ImmutableRef } from '@buildcache/cache';
 import type { ContentStore, Descriptor } from '@buildcache/snapshot';
+import { writeFileWhole } from '@buildcache/sys';
 import { PLATFORM, type ImageConfig } from './dockerfile/plan.js';
 
 export const MEDIA_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
@@ -50,7 +49,7 @@ export async function imageOf(top: ImmutableRef | undefined, config: ImageConfig
 }
 
 /**
- * Writes `image` as an OCI image layout tar at `dest` (atomically: a temp file renamed), layer
+ * Writes `image` as an OCI image layout tar at `dest` (appearing only complete: `writeFileWhole`), layer
  * blobs streamed from `content`; `name` (e.g. `docker.io/library/app:latest`) is annotated on the
  * index so that `ctr images import` names the image.
  */
@@ -69,9 +68,8 @@ export async function exportOCIArchive(image: BuiltImage, content: ContentStore,
       ],
     }),
   );
-  const tmp = `${dest}.tmp-${process.pid}`;
   const pack = tar.pack();
-  const written = pipeline(pack, createWriteStream(tmp));
+  const written = writeFileWhole(dest, pack as AsyncIterable<Buffer>); // a tar-stream pack yields Buffers (typed unknown)
   written.catch(() => undefined); // awaited below; handled here so a write error meanwhile is not unhandled
   const header = { mode: 0o644, mtime: new Date(0), uid: 0, gid: 0 };
   try {
@@ -94,11 +92,9 @@ export async function exportOCIArchive(image: BuiltImage, content: ContentStore,
     await file('index.json', index.length, [index]);
     pack.finalize();
     await written;
-    await rename(tmp, dest);
   } catch (err) {
-    pack.destroy(err as Error);
+    pack.destroy(err as Error); // the partial file goes with it
     await written.catch(() => undefined);
-    await rm(tmp, { force: true });
     throw err;
   }
 }

@@ -3,11 +3,11 @@
  * rights and streams them, replays the daemon's progress on the caller's Progress, and writes the
  * `output` archive the daemon streams back (the file appears only once complete).
  */
-import { createWriteStream } from 'node:fs';
-import { readFile, rename, rm, stat } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { ErrInvalidArgument, ErrNotFound, ErrUnavailable } from '@buildcache/errdefs';
 import type { BuildRequest, Vertex } from '@buildcache/frontend';
+import { writeFileWhole } from '@buildcache/sys';
 import { messages } from './chunks.js';
 import { contextTar } from './context-tar.js';
 import type { WireBuildStart } from './operation-service.js';
@@ -50,27 +50,27 @@ export async function remoteBuild(call: (input: AsyncIterable<object>) => AsyncI
     ...(dockerfile ? { dockerfile } : {}), ...(req.tag ? { tag: req.tag } : {}), buildArgs: { ...req.buildArgs }, noCache: Boolean(req.noCache), output: req.output !== undefined,
   };
   const vertices = new Map<number, Vertex>();
-  const partial = req.output !== undefined ? `${req.output}.partial-${process.pid}` : undefined;
-  const out = partial ? createWriteStream(partial) : undefined;
-  try {
+  const got: { result?: NonNullable<Event['result']> } = {};
+  // The output archive's chunks, replaying progress on the way; ends at the result (no result: thrown, so no file appears).
+  async function* output(): AsyncGenerator<Buffer> {
     for await (const e of call(messages({ start }, 'context', contextTar(context)))) {
       if (e.vertex) replay(vertices, e.vertex, req);
-      if (e.output && out && !out.write(e.output)) await new Promise<void>((r) => out.once('drain', () => r()));
+      if (e.output) yield e.output;
       if (e.result) {
-        const r = e.result;
-        if (out && partial) {
-          await new Promise<void>((ok, fail) => out.end((err?: Error | null) => (err ? fail(err) : ok())));
-          await rename(partial, req.output!);
-        }
-        return { digest: r.digest, warnings: r.warnings, executed: r.executed, ...(r.record ? { record: r.record } : {}) };
+        got.result = e.result;
+        return;
       }
     }
     throw new ErrUnavailable('Build: the daemon ended the call without a result');
+  }
+  try {
+    if (req.output !== undefined) await writeFileWhole(req.output, output());
+    else for await (const chunk of output()) void chunk; // none: the daemon sends output only when asked
   } finally {
     req.progress?.close();
-    out?.destroy();
-    if (partial) await rm(partial, { force: true });
   }
+  const r = got.result!;
+  return { digest: r.digest, warnings: r.warnings, executed: r.executed, ...(r.record ? { record: r.record } : {}) };
 }
 
 /** Shows one of the daemon's progress events on the caller's Progress. */

@@ -10,7 +10,7 @@ import type { Bytes, EntryWrite } from './native.js';
 
 export type { Bytes, EntryWrite } from './native.js';
 export { BUILD_HINT } from './native.js';
-export { fsyncPath } from './durable.js';
+export { fsyncPath, writeFileWhole } from './durable.js';
 
 /** mount(2) flags. */
 export const MS = {

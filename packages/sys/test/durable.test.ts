@@ -1,0 +1,53 @@
+/**
+ * writeFileWhole: a file appears at its name only complete — on success it holds every chunk, on a
+ * failure (the source throws mid-way, or the file cannot be written) the name keeps what it held
+ * before and no partial file is left.
+ */
+import assert from 'node:assert/strict';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { writeFileWhole } from '../src/index.js';
+
+async function* chunks(parts: readonly string[], failAfter?: number): AsyncGenerator<Buffer> {
+  for (const [i, p] of parts.entries()) {
+    if (i === failAfter) throw new Error('source failed mid-way');
+    yield Buffer.from(p);
+  }
+}
+
+describe('writeFileWhole', () => {
+  let dir: string;
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'bc-sys-durable-'));
+  });
+  after(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('writes every chunk under the name and leaves nothing beside it', async () => {
+    const file = join(dir, 'out.tar');
+    await writeFileWhole(file, chunks(['a'.repeat(70_000), 'b', 'c'.repeat(3)]));
+    assert.equal(await readFile(file, 'utf8'), `${'a'.repeat(70_000)}bccc`);
+    await writeFileWhole(file, chunks(['replaced']));
+    assert.equal(await readFile(file, 'utf8'), 'replaced');
+    assert.deepEqual(await readdir(dir), ['out.tar']);
+  });
+
+  it('a source that fails mid-way leaves the name as it was and no partial file', async () => {
+    const sub = await mkdtemp(join(dir, 'fail-'));
+    const file = join(sub, 'kept.tar');
+    await writeFile(file, 'previous');
+    await assert.rejects(writeFileWhole(file, chunks(['x'.repeat(100_000), 'y'], 1)), /source failed mid-way/);
+    assert.equal(await readFile(file, 'utf8'), 'previous');
+    await assert.rejects(writeFileWhole(join(sub, 'new.tar'), chunks(['x', 'y'], 1)), /source failed mid-way/);
+    assert.deepEqual(await readdir(sub), ['kept.tar']);
+  });
+
+  it('a file that cannot be written is the fs error, and nothing appears', async () => {
+    const file = join(dir, 'missing-dir', 'out.tar');
+    await assert.rejects(writeFileWhole(file, chunks(['x'])), { code: 'ENOENT' });
+    await assert.rejects(readdir(join(dir, 'missing-dir')), { code: 'ENOENT' });
+  });
+});
