@@ -3,15 +3,15 @@
  * directory (`type=local,dest=DIR` / `src=DIR`). Both give the exporter and the importer the same
  * operations: is a blob there, put a blob, put and get the tagged manifest, read and stream blobs.
  */
-import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { mkdir, open, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { pipeline } from 'node:stream/promises';
 import { Readable } from 'node:stream';
 import { ErrDigestMismatch, ErrNotFound, ErrUnavailable } from '@buildcache/errdefs';
 import { formatReference, toReference, type RegistryClient } from '@buildcache/registry';
 import type { Descriptor } from '@buildcache/snapshot';
+import { writeFileWhole } from '@buildcache/sys';
 import { MAX_CONFIG_BYTES } from './config.js';
 
 /** A blob's bytes, as a fresh stream for each (re)try. */
@@ -90,29 +90,22 @@ export class LocalStore implements CacheStore {
   async putBlob(desc: Descriptor, bytes: BlobBytes): Promise<boolean> {
     if (await this.hasBlob(desc)) return false;
     await mkdir(join(this.dir, 'blobs', 'sha256'), { recursive: true });
-    const tmp = `${this.blobPath(desc.digest)}.${randomBytes(4).toString('hex')}.tmp`;
-    const h = createHash('sha256');
-    let size = 0;
-    try {
-      await pipeline(
-        bytes(),
-        async function* (source: AsyncIterable<Uint8Array>) {
-          for await (const chunk of source) {
-            h.update(chunk);
-            size += chunk.length;
-            yield chunk;
-          }
-        },
-        createWriteStream(tmp),
-      );
+    const name = this.name;
+    // checked after the last chunk: a mismatch throws before the blob takes its name
+    async function* verified(): AsyncGenerator<Uint8Array> {
+      const h = createHash('sha256');
+      let size = 0;
+      for await (const chunk of bytes()) {
+        h.update(chunk);
+        size += chunk.length;
+        yield chunk;
+      }
       const digest = `sha256:${h.digest('hex')}`;
       if (digest !== desc.digest || size !== desc.size) {
-        throw new ErrDigestMismatch(`${this.name}: blob ${desc.digest} (${desc.size} bytes) read as ${digest} (${size} bytes); nothing was stored`, { details: { digest: desc.digest } });
+        throw new ErrDigestMismatch(`${name}: blob ${desc.digest} (${desc.size} bytes) read as ${digest} (${size} bytes); nothing was stored`, { details: { digest: desc.digest } });
       }
-      await rename(tmp, this.blobPath(desc.digest));
-    } finally {
-      await rm(tmp, { force: true });
     }
+    await writeFileWhole(this.blobPath(desc.digest), verified());
     return true;
   }
   async putManifest(bytes: Buffer, mediaType: string): Promise<Descriptor> {
@@ -120,14 +113,12 @@ export class LocalStore implements CacheStore {
     await this.putBlob(desc, async function* () {
       yield bytes;
     });
-    await writeFile(join(this.dir, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
+    await writeFileWhole(join(this.dir, 'oci-layout'), [Buffer.from(JSON.stringify({ imageLayoutVersion: '1.0.0' }))]);
     await this.withIndexLock(async () => {
       const index = await this.readIndex();
       index.manifests = index.manifests.filter((m) => m.annotations?.[REF_NAME] !== this.tag);
       index.manifests.push({ ...desc, annotations: { [REF_NAME]: this.tag } });
-      const tmp = join(this.dir, `index.json.${randomBytes(4).toString('hex')}.tmp`);
-      await writeFile(tmp, JSON.stringify(index));
-      await rename(tmp, join(this.dir, 'index.json'));
+      await writeFileWhole(join(this.dir, 'index.json'), [Buffer.from(JSON.stringify(index))]);
     });
     return desc;
   }

@@ -45,6 +45,17 @@ describe('writeFileWhole', () => {
     assert.deepEqual(await readdir(sub), ['kept.tar']);
   });
 
+  it('concurrent writes of one path each land whole (the last to finish wins)', async () => {
+    const sub = await mkdtemp(join(dir, 'race-'));
+    const file = join(sub, 'blob');
+    const big = (c: string): string[] => Array.from({ length: 16 }, () => c.repeat(64 * 1024));
+    await Promise.all(['a', 'b', 'c'].map((c) => writeFileWhole(file, chunks(big(c)))));
+    const got = await readFile(file, 'utf8');
+    assert.equal(got.length, 16 * 64 * 1024);
+    assert.ok(['a', 'b', 'c'].some((c) => got === c.repeat(got.length)), 'one writer\'s bytes, not a mix');
+    assert.deepEqual(await readdir(sub), ['blob']);
+  });
+
   it('a file that cannot be written is the fs error, and nothing appears', async () => {
     const file = join(dir, 'missing-dir', 'out.tar');
     await assert.rejects(writeFileWhole(file, chunks(['x'])), { code: 'ENOENT' });
