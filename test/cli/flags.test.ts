@@ -146,17 +146,6 @@ describe('usage errors are one line', () => {
     assertUsage(await run(['--root', root, '--timeout', '5s', 'du']), /--timeout applies only with --containerd/, 'timeout');
   });
 
-  test('what runs only in this process refuses a daemon address before reaching it: build --cache-to/--cache-from, demo', async () => {
-    const dir = await tempDir();
-    // No daemon listens here: a command that tried to connect would exit 3, not 2.
-    const addr = `unix://${join(dir, 'none.sock')}`;
-    const inProcess = /build: --cache-to and --cache-from run in this process only; drop --addr/;
-    assertUsage(await run(['--addr', addr, 'build', '--cache-to', `type=local,dest=${join(dir, 'c')}`, dir]), inProcess, 'build --cache-to');
-    assertUsage(await run(['--addr', addr, 'build', '--cache-from', `type=local,src=${join(dir, 'c')}`, dir]), inProcess, 'build --cache-from');
-    assertUsage(await run(['build', '--cache-to', `type=local,dest=${join(dir, 'c')}`, dir], { env: { BUILDCACHE_HOST: addr } }), inProcess, 'BUILDCACHE_HOST');
-    assertUsage(await run(['--addr', addr, 'demo']), /demo builds records in this process; drop --addr/, 'demo');
-  });
-
   test('buildcache with no arguments prints usage on stderr and exits 2', async () => {
     const r = await run([]);
     assert.equal(r.code, 2);

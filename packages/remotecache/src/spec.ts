@@ -19,7 +19,8 @@ export interface CacheSpec {
   readonly ignoreError: boolean;
 }
 
-const COMPRESSIONS: readonly BlobFormat[] = ['gzip', 'zstd', 'uncompressed', 'estargz'];
+/** The blob formats a cache export may use (`compression=`). */
+export const CACHE_COMPRESSIONS: readonly BlobFormat[] = ['gzip', 'zstd', 'uncompressed', 'estargz'];
 
 /** Parses `value` for `--cache-to` (`to`, needs `dest`) or `--cache-from` (`from`, needs `src`). */
 export function parseCacheSpec(value: string, direction: 'to' | 'from'): CacheSpec {
@@ -43,7 +44,7 @@ export function parseCacheSpec(value: string, direction: 'to' | 'from'): CacheSp
   const mode = attrs.get('mode') ?? 'min';
   if (mode !== 'min' && mode !== 'max') bad(`mode must be min or max (got ${JSON.stringify(mode)})`);
   const compression = attrs.get('compression') as BlobFormat | undefined;
-  if (compression !== undefined && !COMPRESSIONS.includes(compression)) bad(`compression must be one of ${COMPRESSIONS.join(', ')}`);
+  if (compression !== undefined && !CACHE_COMPRESSIONS.includes(compression)) bad(`compression must be one of ${CACHE_COMPRESSIONS.join(', ')}`);
   const known = new Set(['type', 'ref', 'dest', 'src', 'tag', 'mode', 'compression', 'ignore-error', 'oci-mediatypes', 'image-manifest']);
   for (const k of attrs.keys()) if (!known.has(k)) bad(`unknown attribute ${k}`);
   return {

@@ -16,7 +16,7 @@ import { method } from './proto.js';
 import { addressOf, socketPath } from './socket.js';
 import { messages } from './chunks.js';
 import { remoteBuild, type RemoteBuildRequest, type RemoteBuildResult } from './build-client.js';
-import type { Operations, PullReport, PushReport } from './workspace.js';
+import type { DemoReport, Operations, PullReport, PushReport } from './workspace.js';
 
 type ErrorClass = new (message: string, options?: ConstructorParameters<typeof BuildcacheError>[1]) => BuildcacheError;
 
@@ -73,8 +73,11 @@ export class CacheClient implements Operations {
   private error(err: unknown, rpc: string): BuildcacheError {
     const e = fromGrpc(err, { method: `Cache/${rpc}` });
     const code = (err as { metadata?: Metadata }).metadata?.get('buildcache-code')[0];
-    const cls = typeof code === 'string' && code !== e.code ? CLASSES.get(code) : undefined;
-    if (cls) return new cls(e.message, { cause: e, details: e.details });
+    // The daemon answered with a typed error (its code trailer): the error is its, not the connection's.
+    if (typeof code === 'string') {
+      const cls = code !== e.code ? CLASSES.get(code) : undefined;
+      return cls ? new cls(e.message, { cause: e, details: e.details }) : e;
+    }
     if (e.details['grpcCode'] !== Status.UNAVAILABLE || !(e instanceof ErrUnavailable)) return e;
     if (/EACCES|EPERM/.test(e.message)) {
       return new ErrPermissionDenied(
@@ -202,6 +205,13 @@ export class CacheClient implements Operations {
     const out: ImageInfo[] = [];
     for await (const w of this.read<WireImage>('Images', {})) out.push(fromWireImage(w));
     return out;
+  }
+
+  /** Runs the demo on the daemon's cache. */
+  async demo(): Promise<DemoReport> {
+    type Wire = { base: string; app: string; layers: { digest: string; size: string; diffID: string; chainID: string }[] };
+    for await (const r of this.read<Wire>('Demo', {})) return { base: r.base, app: r.app, layers: r.layers.map((l) => ({ ...l, size: Number(l.size) })) };
+    throw new ErrUnavailable(`Demo: the daemon at ${this.address} ended the call without a result`);
   }
 
   /** Closes the connection. */
