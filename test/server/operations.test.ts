@@ -249,9 +249,9 @@ describe('buildcache serve: operations', () => {
       build.child.kill('SIGINT');
       assert.notEqual(await build.exited, 0);
       assert.ok(!RELEASED.test(build.stderr()));
-      // The daemon notices the cancelled call and unwinds (bounded wait, no timing asserted).
+      // The daemon notices the cancelled call and unwinds: records released, then its scratch directory removed (bounded wait, no timing asserted).
       let now = await held();
-      for (let i = 0; i < 300 && now.length > before.length; i++) {
+      for (let i = 0; i < 300 && (now.length > before.length || (await scratch()).length > 0); i++) {
         await new Promise((r) => setTimeout(r, 100));
         now = await held();
       }

@@ -17,6 +17,8 @@ import type { BlobFormat } from '@buildcache/cache';
 import type { Descriptor } from '@buildcache/snapshot';
 import { chunked } from './chunks.js';
 
+const DIGEST = /^sha256:[0-9a-f]{64}$/;
+
 /** CacheTarget on the wire (int64s as proto-loader gives them). */
 export interface WireCacheTarget {
   type: string;
@@ -65,8 +67,6 @@ export function fromWireTarget(t: WireCacheTarget, direction: 'from' | 'to'): { 
     have,
   };
 }
-
-const DIGEST = /^sha256:[0-9a-f]{64}$/;
 
 const isDescriptor = (d: unknown): d is Descriptor =>
   typeof d === 'object' && d !== null && typeof (d as Descriptor).digest === 'string' && DIGEST.test((d as Descriptor).digest) && Number.isSafeInteger((d as Descriptor).size);
