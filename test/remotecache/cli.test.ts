@@ -136,6 +136,25 @@ describe('through daemons (--addr): the local layout and the registry stay where
     assert.equal(rc.stdout, ra.stdout, 'same image digest');
   });
 
+  test('a --cache-to DIR the client cannot write: ignore-error=true warns and succeeds, without it the build fails, both as in this process', async () => {
+    const file = join(tmp, 'not-a-dir');
+    await writeFile(file, '');
+    const dest = join(file, 'layout');
+    for (const [extra, code] of [[',ignore-error=true', 0], ['', 1]] as const) {
+      const spec = `type=local,dest=${dest}${extra}`;
+      const here = await cli(['--root', join(tmp, 'a'), 'build', '--progress', 'plain', '--cache-to', spec, ctx]);
+      const there = await cli(['--addr', a.address, 'build', '--progress', 'plain', '--cache-to', spec, ctx]);
+      assert.equal(here.code, code, here.stderr);
+      assert.equal(there.code, code, there.stderr);
+      assert.match(lastLine(there.stderr), /ENOTDIR/);
+      if (code === 0) {
+        assert.match(there.stderr, new RegExp(`WARNING: cache export to local ${dest} \\(tag latest\\) failed: ENOTDIR`));
+        assert.match(here.stderr, new RegExp(`WARNING: cache export to local ${dest} \\(tag latest\\) failed: ENOTDIR`));
+      }
+    }
+    assert.deepEqual(await leftovers(), []);
+  });
+
   test('a registry that does not answer: the same typed error and exit code through the daemon as in this process', async () => {
     const dead = `127.0.0.1:${await freePort()}/cache/app:dead`;
     const spec = `type=registry,ref=${dead}`;
