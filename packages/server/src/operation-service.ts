@@ -1,8 +1,9 @@
 /**
  * The CLI's operations on buildcache's own service, over the daemon's Workspace: Build (the context
- * streamed from the client into a private scratch directory, progress and the result streamed
- * back), Pull, Push, Cat, Import (the archive streamed from the client), Export (the archive streamed
- * back) and Images. Cancelling a call aborts its work and removes its scratch directory.
+ * and local cache layouts streamed from the client into a private scratch directory, progress, local
+ * cache exports and the result streamed back), Pull, Push, Cat, Import (the archive streamed from the
+ * client), Export (the archive streamed back), Images and Demo. Cancelling a call aborts its work and
+ * removes its scratch directory.
  */
 import { createReadStream } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
