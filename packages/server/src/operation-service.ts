@@ -102,7 +102,8 @@ async function build(ws: Workspace, input: AsyncIterable<Input<string, unknown>>
   const start = await first<'start', WireBuildStart>(it, 'start', 'Build');
   const cacheFrom = (start.cacheFrom ?? []).map((t) => fromWireTarget(t, 'from').spec);
   const cacheTo = (start.cacheTo ?? []).map((t) => fromWireTarget(t, 'to'));
-  await ws.scratch(async (dir) => {
+  // The result goes once the scratch directory is gone: a client that has it finds nothing left.
+  const result = await ws.scratch(async (dir) => {
     const copiesFrom = cacheFrom.map((c, i) => (c.type === 'local' ? new LocalStore(join(dir, `cache-from-${i}`), c.tag, c.location) : undefined));
     const copiesTo = cacheTo.map(({ spec, have }, i) => (spec.type === 'local' ? new ExportCopy(join(dir, `cache-to-${i}`), spec, have) : undefined));
     await receiveBlobs(it, (m) => (m.input === 'cache' ? (m as Input<'cache', WireCacheBlob>).cache : undefined), async (blob) => {
@@ -120,9 +121,9 @@ async function build(ws: Workspace, input: AsyncIterable<Input<string, unknown>>
     if (start.dockerfile?.length) await writeFile((dockerfile = join(dir, 'Dockerfile')), start.dockerfile, { mode: 0o600 });
     const output = start.output ? join(dir, 'image.tar') : undefined;
     const { progress, flush } = streamedProgress(scope);
-    let result;
+    let built;
     try {
-      result = await ws.build(
+      built = await ws.build(
         {
           context, progress, signal: scope.signal, noCache: Boolean(start.noCache), buildArgs: start.buildArgs ?? {},
           ...(dockerfile ? { dockerfile } : {}), ...(start.tag ? { tag: start.tag } : {}), ...(output ? { output } : {}),
@@ -135,8 +136,9 @@ async function build(ws: Workspace, input: AsyncIterable<Input<string, unknown>>
     }
     if (output) await sendChunks(createReadStream(output), scope, 'output');
     for (const [i, copy] of copiesTo.entries()) if (copy) for await (const m of copy.messages(i)) await scope.send({ cache: m });
-    await scope.send({ result: { digest: result.digest, warnings: result.warnings, executed: result.executed, record: result.record ?? '' } });
+    return built;
   });
+  await scope.send({ result: { digest: result.digest, warnings: result.warnings, executed: result.executed, record: result.record ?? '' } });
 }
 
 const FORMATS = new Set(['oci', 'docker']);
