@@ -147,17 +147,6 @@ describe('usage errors are one line', () => {
     assertUsage(await run(['--root', root, '--timeout', '5s', 'du']), /--timeout applies only with --containerd/, 'timeout');
   });
 
-  test('what runs only in this process refuses a daemon address before reaching it: build --cache-to/--cache-from, demo', async () => {
-    const dir = await tempDir();
-    // No daemon listens here: a command that tried to connect would exit 3, not 2.
-    const addr = `unix://${join(dir, 'none.sock')}`;
-    const inProcess = /build: --cache-to and --cache-from run in this process only; drop --addr/;
-    assertUsage(await run(['--addr', addr, 'build', '--cache-to', `type=local,dest=${join(dir, 'c')}`, dir]), inProcess, 'build --cache-to');
-    assertUsage(await run(['--addr', addr, 'build', '--cache-from', `type=local,src=${join(dir, 'c')}`, dir]), inProcess, 'build --cache-from');
-    assertUsage(await run(['build', '--cache-to', `type=local,dest=${join(dir, 'c')}`, dir], { env: { BUILDCACHE_HOST: addr } }), inProcess, 'BUILDCACHE_HOST');
-    assertUsage(await run(['--addr', addr, 'demo']), /demo builds records in this process; drop --addr/, 'demo');
-  });
-
   test('push --addr checks --compression and reaches the daemon without loading the image store, layer store, lazy layers, registry client or frontend', async () => {
     const dir = await tempDir();
     const addr = `unix://${join(dir, 'none.sock')}`;

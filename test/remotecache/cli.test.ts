@@ -1,14 +1,21 @@
 /**
  * `buildcache build --cache-to/--cache-from` as a user runs it: machine B (its own --root) rebuilds
  * machine A's project from A's exported OCI layout with every step CACHED and the same digest; a
- * malformed spec is a usage error (exit 2) before anything is built.
+ * malformed spec is a usage error (exit 2) before anything is built. The same through daemons
+ * (`--addr`): the client's layout directory streamed to and from them, a registry (Debian's
+ * docker-registry on loopback) reached by them, and a registry error typed as in this process.
  */
-import { test, before, after } from 'node:test';
+import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { cp, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { ErrUnavailable } from '@buildcache/errdefs';
+import { parseCacheSpec } from '@buildcache/remotecache';
+import { connect } from '@buildcache/server';
 import { cli, hostRootfs } from '../frontend/fixtures.js';
+import { startDaemon, type TestDaemon } from '../server/helpers.js';
+import { freePort, startRegistry, type TestRegistry } from '../support/registry.js';
 
 let tmp: string;
 let ctx: string;
@@ -52,4 +59,119 @@ test('a malformed --cache-to or --cache-from is a usage error, exit 2, naming th
     assert.match(r.stderr, why);
     assert.match(r.stderr, new RegExp(flag));
   }
+});
+
+/** The lines that say a step came from the cache. */
+const cachedSteps = (stderr: string): number => (stderr.match(/CACHED/g) ?? []).length;
+
+/** The last line of the CLI's stderr (its error line), digests masked (blobs are pushed concurrently: which fails first varies). */
+const lastLine = (text: string): string => (text.trimEnd().split('\n').at(-1) ?? '').replace(/sha256:[0-9a-f]{64}/g, 'sha256:…');
+
+describe('through daemons (--addr): the local layout and the registry stay where the user has them', () => {
+  let a: TestDaemon;
+  let registry: TestRegistry;
+  const daemons: TestDaemon[] = [];
+  const daemon = async (name: string): Promise<TestDaemon> => {
+    const d = await startDaemon(join(tmp, name));
+    daemons.push(d);
+    return d;
+  };
+  /** The daemons' scratch directories still there (a call's copies of layouts and contexts). */
+  const leftovers = async (): Promise<string[]> => (await Promise.all(daemons.map((d) => readdir(join(d.root, 'server', 'tmp')).catch(() => [])))).flat();
+
+  before(async () => {
+    a = await daemon('daemon-a');
+    registry = await startRegistry();
+  });
+  after(async () => {
+    for (const d of daemons) {
+      d.child.kill('SIGTERM');
+      await d.exited;
+    }
+    await registry?.stop();
+  });
+
+  test('type=local: A exports through its daemon into the client\'s DIR, B imports it through its own: every step CACHED, same digest', async () => {
+    const layout = join(tmp, 'layout-daemon');
+    const ra = await cli(['--addr', a.address, 'build', '--progress', 'plain', '--cache-to', `type=local,dest=${layout},mode=max`, ctx]);
+    assert.equal(ra.code, 0, ra.stderr);
+    assert.match(ra.stderr, new RegExp(`exporting cache to local ${layout} \\(tag latest\\)`));
+    assert.doesNotMatch(ra.stderr, /\(0 uploaded\)/);
+    // Merged as an in-process export does: one manifest tagged latest, its blobs there, no lock left.
+    const index = JSON.parse(await readFile(join(layout, 'index.json'), 'utf8')) as { manifests: { digest: string; annotations?: Record<string, string> }[] };
+    const tagged = index.manifests.filter((m) => m.annotations?.['org.opencontainers.image.ref.name'] === 'latest');
+    assert.equal(tagged.length, 1);
+    const manifest = JSON.parse(await readFile(join(layout, 'blobs/sha256', tagged[0]!.digest.slice(7)), 'utf8')) as { config: { digest: string }; layers: { digest: string }[] };
+    for (const d of [manifest.config, ...manifest.layers]) await stat(join(layout, 'blobs/sha256', d.digest.slice(7)));
+    assert.ok(!(await readdir(layout)).includes('index.json.lock'));
+
+    // Again into the same DIR: the client said which blobs it holds, so none is sent back.
+    const again = await cli(['--addr', a.address, 'build', '--progress', 'plain', '--cache-to', `type=local,dest=${layout},mode=max`, ctx]);
+    assert.equal(again.code, 0, again.stderr);
+    assert.match(again.stderr, /layers \(0 uploaded\)/);
+
+    const b = await daemon('daemon-b');
+    const ctxB = join(tmp, 'ctx-daemon-b');
+    await cp(ctx, ctxB, { recursive: true });
+    const rb = await cli(['--addr', b.address, 'build', '--progress', 'plain', '--cache-from', `type=local,src=${layout}`, ctxB]);
+    assert.equal(rb.code, 0, rb.stderr);
+    assert.match(rb.stderr, new RegExp(`importing cache manifest from local ${layout} \\(tag latest\\)`));
+    assert.equal(cachedSteps(rb.stderr), 3, rb.stderr);
+    assert.equal(rb.stdout, ra.stdout, 'same image digest');
+    assert.deepEqual(await leftovers(), []);
+  });
+
+  test('type=registry: the daemons push and pull the cache: every step CACHED on the second, same digest', async () => {
+    const ref = `${registry.host}/cache/app:daemon`;
+    const ra = await cli(['--addr', a.address, 'build', '--progress', 'plain', '--cache-to', `type=registry,ref=${ref},mode=max`, ctx]);
+    assert.equal(ra.code, 0, ra.stderr);
+    assert.match(ra.stderr, /exporting cache to registry /);
+    const c = await daemon('daemon-c');
+    const ctxC = join(tmp, 'ctx-daemon-c');
+    await cp(ctx, ctxC, { recursive: true });
+    const rc = await cli(['--addr', c.address, 'build', '--progress', 'plain', '--cache-from', `type=registry,ref=${ref}`, ctxC]);
+    assert.equal(rc.code, 0, rc.stderr);
+    assert.match(rc.stderr, /importing cache manifest from registry /);
+    assert.equal(cachedSteps(rc.stderr), 3, rc.stderr);
+    assert.equal(rc.stdout, ra.stdout, 'same image digest');
+  });
+
+  test('a --cache-to DIR the client cannot write: ignore-error=true warns and succeeds, without it the build fails, both as in this process', async () => {
+    const file = join(tmp, 'not-a-dir');
+    await writeFile(file, '');
+    const dest = join(file, 'layout');
+    for (const [extra, code] of [[',ignore-error=true', 0], ['', 1]] as const) {
+      const spec = `type=local,dest=${dest}${extra}`;
+      const here = await cli(['--root', join(tmp, 'a'), 'build', '--progress', 'plain', '--cache-to', spec, ctx]);
+      const there = await cli(['--addr', a.address, 'build', '--progress', 'plain', '--cache-to', spec, ctx]);
+      assert.equal(here.code, code, here.stderr);
+      assert.equal(there.code, code, there.stderr);
+      assert.match(lastLine(there.stderr), /ENOTDIR/);
+      if (code === 0) {
+        assert.match(there.stderr, new RegExp(`WARNING: cache export to local ${dest} \\(tag latest\\) failed: ENOTDIR`));
+        assert.match(here.stderr, new RegExp(`WARNING: cache export to local ${dest} \\(tag latest\\) failed: ENOTDIR`));
+      }
+    }
+    assert.deepEqual(await leftovers(), []);
+  });
+
+  test('a registry that does not answer: the same typed error and exit code through the daemon as in this process', async () => {
+    const dead = `127.0.0.1:${await freePort()}/cache/app:dead`;
+    const spec = `type=registry,ref=${dead}`;
+    const here = await cli(['--root', join(tmp, 'a'), 'build', '--progress', 'plain', '--cache-to', spec, ctx]);
+    const there = await cli(['--addr', a.address, 'build', '--progress', 'plain', '--cache-to', spec, ctx]);
+    assert.notEqual(here.code, 0, here.stderr);
+    assert.equal(there.code, here.code, there.stderr);
+    assert.equal(lastLine(there.stderr), lastLine(here.stderr));
+    const client = connect(a.address);
+    try {
+      await assert.rejects(client.build({ context: ctx, cacheTo: [parseCacheSpec(spec, 'to')] }), (err: Error) => {
+        assert.ok(err instanceof ErrUnavailable, `${err.name}: ${err.message}`);
+        return true;
+      });
+    } finally {
+      client.close();
+    }
+    assert.deepEqual(await leftovers(), []);
+  });
 });

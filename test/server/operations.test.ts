@@ -155,6 +155,47 @@ describe('buildcache serve: operations', () => {
     assert.deepEqual(await scratch(), []);
   });
 
+  test('cache blobs a client may not send: a digest that is no sha256 (a path), one for a cache target that is not a local layout, a bad cache target: INVALID_ARGUMENT, nothing written, still serving', async () => {
+    const local = { type: 'local', location: '/client/dir', tag: '', mode: '', compression: '', ignoreError: false, have: {} };
+    const cases: [object, object[], RegExp][] = [
+      [{ cacheFrom: [local] }, [{ cache: 0, digest: 'sha256:../../../../escaped', size: 3, mediaType: '', manifest: false, data: Buffer.from('bad') }], /cache blob "sha256:\.\.\/.*not a sha256 digest/],
+      [{ cacheFrom: [{ ...local, type: 'registry', location: '127.0.0.1:1/x' }] }, [{ cache: 0, digest: `sha256:${'0'.repeat(64)}`, size: 0, mediaType: '', manifest: false, data: Buffer.alloc(0) }], /cacheFrom\[0\], which is not a local layout/],
+      [{ cacheTo: [{ ...local, mode: 'maximal' }] }, [], /mode must be min or max/],
+    ];
+    for (const [targets, blobs, why] of cases) {
+      const { call, done, client } = rawBuild();
+      call.write({ start: { buildArgs: {}, ...targets } });
+      for (const b of blobs) call.write({ cache: b });
+      call.end();
+      const err = await done;
+      client.close();
+      assert.equal(err?.code, Status.INVALID_ARGUMENT, String(err));
+      assert.match(err.details, why);
+    }
+    const { stdout } = await exec('find', [daemon.root, '-name', 'escaped*']);
+    assert.equal(stdout, '');
+    assert.deepEqual(await scratch(), []);
+    assert.equal((await run(['--addr', daemon.address, 'du'])).code, 0);
+  });
+
+  test('demo through the daemon: built and exported in the daemon\'s cache, the same output as in this process', async () => {
+    const there = await run(['--addr', daemon.address, 'demo']);
+    assert.equal(there.code, 0, there.stderr);
+    const here = await run(['--root', join(tmp, 'demo-here'), 'demo']);
+    assert.equal(here.code, 0, here.stderr);
+    // The same lines once record IDs, digests, sizes and times are masked (the daemon's du also lists its other records).
+    const mask = (text: string): string[] => text.split('\n')
+      .filter((l) => !/^[a-z0-9]{26}\*?\s/.test(l) && !/^(Total|Reclaimable|Shared|\d+ records?)/.test(l))
+      .map((l) => l.replace(/sha256:[0-9a-f]{64}/g, 'D').replace(/\b[a-z0-9]{26}\b/g, 'ID').replace(/\d+(\.\d+)?[kMG]?B\b/g, 'S'));
+    assert.deepEqual(mask(there.stdout), mask(here.stdout));
+    assert.match(there.stdout, /^building a two-layer chain:\n {2}base {2}(\S+)\n {2}app {3}(\S+)\nexporting \(getRemote, gzip\):\n {2}layer 0: sha256:/);
+    const app = /^ {2}app {3}(\S+)$/m.exec(there.stdout)![1]!;
+    const du = await run(['--addr', daemon.address, 'du', '--format', 'json']);
+    const records = JSON.parse(du.stdout) as { id: string; description: string }[];
+    assert.ok(records.some((r) => r.id === app && r.description === 'demo: app layer'), du.stdout);
+    assert.deepEqual(await scratch(), []);
+  });
+
   test('a build blocked in a runc RUN: du from another client shows its records in use, prune removes only the rest, neither waits', async () => {
     await hostRootfs(join(tmp, 'rootfs'));
     const other = join(tmp, 'other');
@@ -208,9 +249,9 @@ describe('buildcache serve: operations', () => {
       build.child.kill('SIGINT');
       assert.notEqual(await build.exited, 0);
       assert.ok(!RELEASED.test(build.stderr()));
-      // The daemon notices the cancelled call and unwinds (bounded wait, no timing asserted).
+      // The daemon notices the cancelled call and unwinds: records released, then its scratch directory removed (bounded wait, no timing asserted).
       let now = await held();
-      for (let i = 0; i < 300 && now.length > before.length; i++) {
+      for (let i = 0; i < 300 && (now.length > before.length || (await scratch()).length > 0); i++) {
         await new Promise((r) => setTimeout(r, 100));
         now = await held();
       }

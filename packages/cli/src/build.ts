@@ -5,12 +5,10 @@
  * digest on stdout.
  */
 import type { Logger } from 'pino';
-import type { OpenCacheOptions } from '@buildcache/cache';
 import { ErrInvalidArgument, ErrRunFailed } from '@buildcache/errdefs';
-import { RegistryClient } from '@buildcache/registry';
-import { parseCacheSpec, storeOf, type CacheSpec } from '@buildcache/remotecache';
+import { parseCacheSpec, type CacheSpec } from '@buildcache/remotecache';
 import { createProgress, type ProgressMode } from '@buildcache/frontend';
-import type { RemoteBuildRequest, RemoteBuildResult } from '@buildcache/server';
+import type { RemoteBuildRequest } from '@buildcache/server';
 import { UsageError, type Flags } from './args.js';
 import { withDaemon, withWorkspace, type Target } from './targets.js';
 import { EXIT } from './usage.js';
@@ -49,16 +47,14 @@ function specOf(value: string, direction: 'to' | 'from'): CacheSpec {
 
 /**
  * Runs `build` on the cache `target` names (opened here), or on the daemon at that address (the
- * context is read here and streamed to it); returns the exit code. The runtime is `$BUILDCACHE_RUNC` or `runc`.
+ * context and local `--cache-from` layouts are read here and streamed to it, local `--cache-to`
+ * layouts streamed back and written here); returns the exit code. The runtime is `$BUILDCACHE_RUNC` or `runc`.
  */
 export async function buildCommand(flags: Flags, context: string | undefined, target: Target, logger: Logger): Promise<number> {
   if (context === undefined) throw new UsageError('build: missing CONTEXT (the build context directory, e.g. buildcache build .)');
   const mode = progressMode(flags.strings.get('progress'));
   const cacheTo = (flags.lists.get('cache-to') ?? []).map((v) => specOf(v, 'to'));
   const cacheFrom = (flags.lists.get('cache-from') ?? []).map((v) => specOf(v, 'from'));
-  if (typeof target === 'string' && cacheTo.length + cacheFrom.length > 0) {
-    throw new UsageError('build: --cache-to and --cache-from run in this process only; drop --addr (and BUILDCACHE_HOST) to use them');
-  }
   const s = flags.strings;
   const controller = new AbortController();
   const onSignal = (): void => controller.abort();
@@ -70,12 +66,14 @@ export async function buildCommand(flags: Flags, context: string | undefined, ta
     progress: createProgress(mode, process.stderr),
     signal: controller.signal,
     noCache: flags.booleans.has('no-cache'),
+    ...(cacheFrom.length ? { cacheFrom } : {}),
+    ...(cacheTo.length ? { cacheTo } : {}),
     ...(s.has('file') ? { dockerfile: s.get('file')! } : {}),
     ...(s.has('tag') ? { tag: s.get('tag')! } : {}),
     ...(s.has('output') ? { output: s.get('output')! } : {}),
   };
   try {
-    const result = typeof target === 'string' ? await withDaemon(target, (client) => client.build(req)) : await buildHere(target, req, cacheFrom, cacheTo, logger);
+    const result = typeof target === 'string' ? await withDaemon(target, (client) => client.build(req)) : await withWorkspace(target, logger, (ws) => ws.build(req));
     for (const w of result.warnings) process.stderr.write(`WARNING: ${w}\n`);
     process.stdout.write(`${result.digest}\n`);
     return EXIT.ok;
@@ -86,19 +84,5 @@ export async function buildCommand(flags: Flags, context: string | undefined, ta
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
-  }
-}
-
-/** A build in this process, with the remote caches `--cache-from` / `--cache-to` name. */
-async function buildHere(options: OpenCacheOptions, req: RemoteBuildRequest, cacheFrom: CacheSpec[], cacheTo: CacheSpec[], logger: Logger): Promise<RemoteBuildResult> {
-  const client = [...cacheTo, ...cacheFrom].some((c) => c.type === 'registry') ? new RegistryClient({ logger }) : undefined;
-  try {
-    return await withWorkspace(options, logger, (ws) => ws.build({
-      ...req,
-      ...(cacheFrom.length ? { cacheFrom: cacheFrom.map((c) => storeOf(c, client)) } : {}),
-      ...(cacheTo.length ? { cacheTo: cacheTo.map((c) => ({ store: storeOf(c, client), mode: c.mode, ignoreError: c.ignoreError, ...(c.compression ? { compression: c.compression } : {}) })) } : {}),
-    }));
-  } finally {
-    await client?.close();
   }
 }

@@ -12,9 +12,9 @@ import {
 } from '@buildcache/errdefs';
 import { readArgs, UsageError, type Flags, type Name } from './args.js';
 import type { Operations } from '@buildcache/server/local';
-import { du, pruneCommand } from './commands.js';
-import { demo } from './demo.js';
-import { withCache, withOpenCache, withOperations, type Target } from './targets.js';
+import { du, pruneCommand, type CacheAccess } from './commands.js';
+import { printDemo } from './demo.js';
+import { withCache, withDaemon, withOperations, withWorkspace, type Target } from './targets.js';
 import { canAsk, confirm, Output, Progress } from './terminal.js';
 import { parseDuration, parseSize } from './units.js';
 import { EXIT, USAGE } from './usage.js';
@@ -170,7 +170,6 @@ export async function main(argv: readonly string[]): Promise<number> {
       await withCache(cache, (c) => du(c, { filters, verbose: flags.booleans.has('verbose'), format: fmt }, out, progress));
       return EXIT.ok;
     }
-    if (addr !== undefined && command === 'demo') throw new UsageError('demo builds records in this process; drop --addr (and BUILDCACHE_HOST)');
     return await runCommand(command, args, flags, addr ?? cacheOptions(flags, logger), logger);
   } catch (err) {
     const message = err instanceof BuildcacheError || err instanceof UsageError ? err.message : String(err);
@@ -187,11 +186,12 @@ export async function main(argv: readonly string[]): Promise<number> {
  */
 async function runCommand(command: string, args: readonly string[], flags: Flags, target: Target, logger: Logger): Promise<number> {
   const out = new Output();
-  if (command === 'demo' && typeof target !== 'string') {
-    await withOpenCache(target, async ({ cache }) => {
-      await demo(cache, out);
+  if (command === 'demo') {
+    const run = async (ops: Operations, cache: CacheAccess): Promise<void> => {
+      printDemo(await ops.demo(), out);
       await du(cache, { filters: [], verbose: false, format: 'table' }, out, new Progress());
-    });
+    };
+    await (typeof target === 'string' ? withDaemon(target, (client) => run(client, client)) : withWorkspace(target, logger, (ws, opened) => run(ws, opened.cache)));
     return EXIT.ok;
   }
   if (command === 'build') return await (await import('./build.js')).buildCommand(flags, args[0], target, logger);

@@ -32,13 +32,13 @@ export async function withDaemon<T>(address: string, fn: (client: CacheClient) =
   }
 }
 
-/** Runs `fn` on a Workspace over the cache `options` names, opened in this process, closing both afterwards. */
-export async function withWorkspace<T>(options: OpenCacheOptions, logger: Logger, fn: (ws: Workspace) => Promise<T>): Promise<T> {
+/** Runs `fn` on a Workspace over the cache `options` names (and on that cache), opened in this process, closing both afterwards. */
+export async function withWorkspace<T>(options: OpenCacheOptions, logger: Logger, fn: (ws: Workspace, opened: OpenCache) => Promise<T>): Promise<T> {
   const { Workspace } = await import('@buildcache/server/local');
   return withOpenCache(options, async (opened) => {
     const ws = new Workspace(opened, options.root, logger);
     try {
-      return await fn(ws);
+      return await fn(ws, opened);
     } finally {
       await ws.close();
     }

@@ -74,11 +74,14 @@ interface LayoutIndex {
 
 const hex = (digest: string): string => digest.slice('sha256:'.length);
 
-/** A cache kept in an OCI image layout directory, under a tag (default `latest`). */
+/**
+ * A cache kept in an OCI image layout directory, under a tag (default `latest`). `shownDir` names
+ * the directory in messages when it stands in for another (a daemon's copy of a client's layout).
+ */
 export class LocalStore implements CacheStore {
   readonly name: string;
-  constructor(private readonly dir: string, private readonly tag = 'latest') {
-    this.name = `local ${dir} (tag ${tag})`;
+  constructor(private readonly dir: string, private readonly tag = 'latest', shownDir = dir) {
+    this.name = `local ${shownDir} (tag ${tag})`;
   }
   private blobPath(digest: string): string {
     return join(this.dir, 'blobs', 'sha256', hex(digest));

@@ -7,13 +7,21 @@ import { readFile, stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { ErrInvalidArgument, ErrNotFound, ErrUnavailable } from '@buildcache/errdefs';
 import type { BuildRequest, Vertex } from '@buildcache/frontend';
+import { LocalStore, type CacheSpec } from '@buildcache/remotecache';
 import { writeFileWhole } from '@buildcache/sys';
-import { messages } from './chunks.js';
+import { layoutBlobs, layoutMessages, Lookahead, receiveBlobs, storeBlob, toWireTarget, type ArrivingBlob, type WireCacheBlob } from './cache-layouts.js';
+import { chunked } from './chunks.js';
 import { contextTar } from './context-tar.js';
 import type { WireBuildStart } from './operation-service.js';
 
-/** A build over the daemon: the frontend's request, paths on the client's side (remote caches are not sent). */
-export type RemoteBuildRequest = Omit<BuildRequest, 'cacheFrom' | 'cacheTo'>;
+/**
+ * A build as the CLI asks for it, here or over the daemon: the frontend's request with paths on the
+ * caller's side and the remote caches named by specs (`--cache-from`, `--cache-to`).
+ */
+export type RemoteBuildRequest = Omit<BuildRequest, 'cacheFrom' | 'cacheTo'> & {
+  readonly cacheFrom?: readonly CacheSpec[];
+  readonly cacheTo?: readonly CacheSpec[];
+};
 
 /** What a build over the daemon made. */
 export interface RemoteBuildResult {
@@ -30,9 +38,14 @@ type Event = {
   vertex?: { id: number; kind: string; text: string };
   output?: Buffer;
   result?: { digest: string; warnings: string[]; executed: number; record: string };
+  cache?: WireCacheBlob;
 };
 
-/** Runs `req` through `call` (the Build call, given the client's messages); see the file's comment. */
+/**
+ * Runs `req` through `call` (the Build call, given the client's messages); see the file's comment. A
+ * local `--cache-from` layout is streamed before the context; a local `--cache-to` layout comes back
+ * before the result and is stored into its directory here.
+ */
 export async function remoteBuild(call: (input: AsyncIterable<object>) => AsyncIterable<Event>, req: RemoteBuildRequest): Promise<RemoteBuildResult> {
   const context = resolve(req.context);
   if (!(await stat(context).then((s) => s.isDirectory(), () => false))) {
@@ -46,14 +59,25 @@ export async function remoteBuild(call: (input: AsyncIterable<object>) => AsyncI
       throw new ErrNotFound(`failed to read dockerfile: open ${path}: no such file or directory`, { details: { path } });
     });
   }
+  const cacheFrom = req.cacheFrom ?? [];
+  const cacheTo = req.cacheTo ?? [];
   const start: WireBuildStart = {
     ...(dockerfile ? { dockerfile } : {}), ...(req.tag ? { tag: req.tag } : {}), buildArgs: { ...req.buildArgs }, noCache: Boolean(req.noCache), output: req.output !== undefined,
+    cacheFrom: cacheFrom.map((c) => toWireTarget(c)),
+    cacheTo: await Promise.all(cacheTo.map(async (c) => toWireTarget(c, c.type === 'local' ? await layoutBlobs(c.location) : {}))),
   };
+  const merge = new LayoutMerge(cacheTo);
   const vertices = new Map<number, Vertex>();
+  const events = new Lookahead(call(input(start, cacheFrom, context))[Symbol.asyncIterator]());
   const got: { result?: NonNullable<Event['result']> } = {};
-  // The output archive's chunks, replaying progress on the way; ends at the result (no result: thrown, so no file appears).
+  // The output archive's chunks, storing cache blobs and replaying progress on the way; ends at the result (no result: thrown, so no file appears).
   async function* output(): AsyncGenerator<Buffer> {
-    for await (const e of call(messages({ start }, 'context', contextTar(context)))) {
+    for (let e = await events.peek(); e !== undefined; e = await events.peek()) {
+      if (e.cache) {
+        await receiveBlobs(events, (m) => m.cache || undefined, (blob) => merge.take(blob));
+        continue;
+      }
+      await events.next();
       if (e.vertex) replay(vertices, e.vertex, req);
       if (e.output) yield e.output;
       if (e.result) {
@@ -67,10 +91,44 @@ export async function remoteBuild(call: (input: AsyncIterable<object>) => AsyncI
     if (req.output !== undefined) await writeFileWhole(req.output, output());
     else for await (const chunk of output()) void chunk; // none: the daemon sends output only when asked
   } finally {
+    await events.return();
     req.progress?.close();
   }
   const r = got.result!;
-  return { digest: r.digest, warnings: r.warnings, executed: r.executed, ...(r.record ? { record: r.record } : {}) };
+  return { digest: r.digest, warnings: [...r.warnings, ...merge.warnings], executed: r.executed, ...(r.record ? { record: r.record } : {}) };
+}
+
+/** The client's messages of a build: start, each local `--cache-from` layout, then the context's tar. */
+async function* input(start: WireBuildStart, cacheFrom: readonly CacheSpec[], context: string): AsyncGenerator<object> {
+  yield { start };
+  for (const [i, c] of cacheFrom.entries()) {
+    if (c.type === 'local') for await (const m of layoutMessages(i, new LocalStore(c.location, c.tag))) yield { cache: m };
+  }
+  for await (const c of chunked(contextTar(context))) yield { context: c };
+}
+
+/** Stores what the daemon exported for each local `--cache-to` into its directory; an `ignore-error` target's failure becomes a warning. */
+class LayoutMerge {
+  readonly warnings: string[] = [];
+  private readonly stores: (LocalStore | undefined)[];
+  private readonly failed = new Set<number>();
+
+  constructor(private readonly targets: readonly CacheSpec[]) {
+    this.stores = targets.map((c) => (c.type === 'local' ? new LocalStore(c.location, c.tag) : undefined));
+  }
+
+  async take(blob: ArrivingBlob): Promise<void> {
+    const store = this.stores[blob.cache];
+    if (!store) throw new ErrUnavailable(`Build: the daemon sent a blob for cache target ${blob.cache}, which is not a local layout`);
+    if (this.failed.has(blob.cache)) return;
+    try {
+      await storeBlob(store, blob);
+    } catch (err) {
+      if (!this.targets[blob.cache]!.ignoreError) throw err;
+      this.failed.add(blob.cache);
+      this.warnings.push(`cache export to ${store.name} failed: ${(err as Error).message}`);
+    }
+  }
 }
 
 /** Shows one of the daemon's progress events on the caller's Progress. */

@@ -3,7 +3,7 @@
 const CHUNK = 1 << 20;
 
 /** Cuts `source` into chunks of at most CHUNK bytes. */
-export async function* chunked(source: AsyncIterable<Uint8Array>): AsyncGenerator<Buffer> {
+export async function* chunked(source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>): AsyncGenerator<Buffer> {
   for await (const c of source) {
     const b = Buffer.from(c.buffer, c.byteOffset, c.byteLength);
     for (let at = 0; at < b.length; at += CHUNK) yield b.subarray(at, at + CHUNK);

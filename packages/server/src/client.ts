@@ -15,8 +15,8 @@ import { fromWireUsage, toWirePolicy, type WireUsage } from './convert.js';
 import { method } from './proto.js';
 import { addressOf, socketPath } from './socket.js';
 import { messages } from './chunks.js';
-import { remoteBuild, type RemoteBuildRequest, type RemoteBuildResult } from './build-client.js';
-import type { Operations, PullReport, PushReport } from './workspace.js';
+import type { RemoteBuildRequest, RemoteBuildResult } from './build-client.js';
+import type { DemoReport, Operations, PullReport, PushReport } from './workspace.js';
 
 type ErrorClass = new (message: string, options?: ConstructorParameters<typeof BuildcacheError>[1]) => BuildcacheError;
 
@@ -73,8 +73,11 @@ export class CacheClient implements Operations {
   private error(err: unknown, rpc: string): BuildcacheError {
     const e = fromGrpc(err, { method: `Cache/${rpc}` });
     const code = (err as { metadata?: Metadata }).metadata?.get('buildcache-code')[0];
-    const cls = typeof code === 'string' && code !== e.code ? CLASSES.get(code) : undefined;
-    if (cls) return new cls(e.message, { cause: e, details: e.details });
+    // The daemon answered with a typed error (its code trailer): the error is its, not the connection's.
+    if (typeof code === 'string') {
+      const cls = code !== e.code ? CLASSES.get(code) : undefined;
+      return cls ? new cls(e.message, { cause: e, details: e.details }) : e;
+    }
     if (e.details['grpcCode'] !== Status.UNAVAILABLE || !(e instanceof ErrUnavailable)) return e;
     if (/EACCES|EPERM/.test(e.message)) {
       return new ErrPermissionDenied(
@@ -157,7 +160,8 @@ export class CacheClient implements Operations {
   }
 
   /** Builds a Dockerfile on the daemon: the context (and Dockerfile) are read here and streamed to it. */
-  build(req: RemoteBuildRequest): Promise<RemoteBuildResult> {
+  async build(req: RemoteBuildRequest): Promise<RemoteBuildResult> {
+    const { remoteBuild } = await import('./build-client.js'); // the remote cache's layouts load only for a build
     return remoteBuild((input) => this.read('Build', input, req.signal), req);
   }
 
@@ -202,6 +206,13 @@ export class CacheClient implements Operations {
     const out: ImageInfo[] = [];
     for await (const w of this.read<WireImage>('Images', {})) out.push(fromWireImage(w));
     return out;
+  }
+
+  /** Runs the demo on the daemon's cache. */
+  async demo(): Promise<DemoReport> {
+    type Wire = { base: string; app: string; layers: { digest: string; size: string; diffID: string; chainID: string }[] };
+    for await (const r of this.read<Wire>('Demo', {})) return { base: r.base, app: r.app, layers: r.layers.map((l) => ({ ...l, size: Number(l.size) })) };
+    throw new ErrUnavailable(`Demo: the daemon at ${this.address} ended the call without a result`);
   }
 
   /** Closes the connection. */

@@ -6,6 +6,6 @@
 export { Daemon, type ServeOptions, type ServeLimits } from './server.js';
 export { connect, CacheClient, type Hold, type HoldOptions } from './client.js';
 export type { RemoteBuildRequest, RemoteBuildResult } from './build-client.js';
-export type { Operations, PullReport, PushReport, PulledLayer } from './workspace.js';
+export type { Operations, PullReport, PushReport, PulledLayer, DemoReport, DemoLayer } from './workspace.js';
 export { DEFAULT_ADDRESS, socketPath } from './socket.js';
 export { PROTO_ROOT } from './proto.js';

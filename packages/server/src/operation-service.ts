@@ -1,17 +1,20 @@
 /**
  * The CLI's operations on buildcache's own service, over the daemon's Workspace: Build (the context
- * streamed from the client into a private scratch directory, progress and the result streamed
- * back), Pull, Push, Cat, Import (the archive streamed from the client), Export (the archive streamed
- * back) and Images. Cancelling a call aborts its work and removes its scratch directory.
+ * and local cache layouts streamed from the client into a private scratch directory, progress, local
+ * cache exports and the result streamed back), Pull, Push, Cat, Import (the archive streamed from the
+ * client), Export (the archive streamed back), Images and Demo. Cancelling a call aborts its work and
+ * removes its scratch directory.
  */
 import { createReadStream } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { UntypedServiceImplementation } from '@grpc/grpc-js';
-import { ErrCorruptLayer, ErrInvalidArgument } from '@buildcache/errdefs';
+import { ErrCorruptLayer, ErrDigestMismatch, ErrInvalidArgument } from '@buildcache/errdefs';
 import type { Progress } from '@buildcache/frontend';
 import type { ExportFormat, ImageInfo } from '@buildcache/images';
 import { applyLayer } from '@buildcache/snapshot';
+import { LocalStore } from '@buildcache/remotecache';
+import { ExportCopy, fromWireTarget, Lookahead, receiveBlobs, storeBlob, type WireCacheBlob, type WireCacheTarget } from './cache-layouts.js';
 import type { StreamScope } from './calls.js';
 import { chunked } from './chunks.js';
 import type { ServiceContext } from './context.js';
@@ -24,6 +27,8 @@ export interface WireBuildStart {
   buildArgs?: Record<string, string>;
   noCache?: boolean;
   output?: boolean;
+  cacheFrom?: WireCacheTarget[];
+  cacheTo?: WireCacheTarget[];
 }
 
 /** A message of a client stream: its one field named by the oneof `input`. */
@@ -87,10 +92,27 @@ async function sendChunks(source: AsyncIterable<Uint8Array>, scope: StreamScope,
   for await (const c of chunked(source)) await scope.send({ [field]: c });
 }
 
+/**
+ * A build: start; the client's local `--cache-from` layouts, copied into the scratch directory (a
+ * blob that does not match its digest is left out: the import then says the layer is missing); the
+ * context; then the build, whose local `--cache-to` exports go to copies streamed back before the result.
+ */
 async function build(ws: Workspace, input: AsyncIterable<Input<string, unknown>>, scope: StreamScope): Promise<void> {
-  const it = input[Symbol.asyncIterator]();
+  const it = new Lookahead(input[Symbol.asyncIterator]());
   const start = await first<'start', WireBuildStart>(it, 'start', 'Build');
-  await ws.scratch(async (dir) => {
+  const cacheFrom = (start.cacheFrom ?? []).map((t) => fromWireTarget(t, 'from').spec);
+  const cacheTo = (start.cacheTo ?? []).map((t) => fromWireTarget(t, 'to'));
+  // The result goes once the scratch directory is gone: a client that has it finds nothing left.
+  const result = await ws.scratch(async (dir) => {
+    const copiesFrom = cacheFrom.map((c, i) => (c.type === 'local' ? new LocalStore(join(dir, `cache-from-${i}`), c.tag, c.location) : undefined));
+    const copiesTo = cacheTo.map(({ spec, have }, i) => (spec.type === 'local' ? new ExportCopy(join(dir, `cache-to-${i}`), spec, have) : undefined));
+    await receiveBlobs(it, (m) => (m.input === 'cache' ? (m as Input<'cache', WireCacheBlob>).cache : undefined), async (blob) => {
+      const copy = copiesFrom[blob.cache];
+      if (!copy) throw new ErrInvalidArgument(`Build: a cache blob for cacheFrom[${blob.cache}], which is not a local layout`);
+      await storeBlob(copy, blob).catch((err: unknown) => {
+        if (!(err instanceof ErrDigestMismatch)) throw err;
+      });
+    });
     const context = join(dir, 'context');
     await receiveContext(bytesOf(it, 'context', 'Build'), context, scope.signal);
     // The tar's end-of-archive padding, up to the client's half-close.
@@ -99,18 +121,24 @@ async function build(ws: Workspace, input: AsyncIterable<Input<string, unknown>>
     if (start.dockerfile?.length) await writeFile((dockerfile = join(dir, 'Dockerfile')), start.dockerfile, { mode: 0o600 });
     const output = start.output ? join(dir, 'image.tar') : undefined;
     const { progress, flush } = streamedProgress(scope);
-    let result;
+    let built;
     try {
-      result = await ws.build({
-        context, progress, signal: scope.signal, noCache: Boolean(start.noCache), buildArgs: start.buildArgs ?? {},
-        ...(dockerfile ? { dockerfile } : {}), ...(start.tag ? { tag: start.tag } : {}), ...(output ? { output } : {}),
-      });
+      built = await ws.build(
+        {
+          context, progress, signal: scope.signal, noCache: Boolean(start.noCache), buildArgs: start.buildArgs ?? {},
+          ...(dockerfile ? { dockerfile } : {}), ...(start.tag ? { tag: start.tag } : {}), ...(output ? { output } : {}),
+          cacheFrom, cacheTo: cacheTo.map((t) => t.spec),
+        },
+        (_spec, i, direction) => (direction === 'from' ? copiesFrom : copiesTo)[i]!,
+      );
     } finally {
       await flush();
     }
     if (output) await sendChunks(createReadStream(output), scope, 'output');
-    await scope.send({ result: { digest: result.digest, warnings: result.warnings, executed: result.executed, record: result.record ?? '' } });
+    for (const [i, copy] of copiesTo.entries()) if (copy) for await (const m of copy.messages(i)) await scope.send({ cache: m });
+    return built;
   });
+  await scope.send({ result: { digest: result.digest, warnings: result.warnings, executed: result.executed, record: result.record ?? '' } });
 }
 
 const FORMATS = new Set(['oci', 'docker']);
@@ -145,5 +173,9 @@ export function operationService(ctx: ServiceContext): UntypedServiceImplementat
       await scope.send({ done: report.digest });
     }),
     Cat: calls.stream<{ ref: string; path: string }, object>('Cache/Cat', (req, scope) => sendChunks(ws.cat(req.ref, req.path), scope)),
+    Demo: calls.stream<object, object>('Cache/Demo', async (_req, scope) => {
+      const r = await ws.demo();
+      await scope.send({ base: r.base, app: r.app, layers: r.layers.map((l) => ({ ...l, size: String(l.size) })) });
+    }),
   };
 }

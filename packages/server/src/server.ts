@@ -14,7 +14,6 @@ import {
 } from '@buildcache/cache';
 import { serveMetrics, type MetricsServer } from '@buildcache/metrics';
 import { Calls, Gate } from './calls.js';
-import { cacheService } from './cache-service.js';
 import { controlService } from './control-service.js';
 import { service } from './proto.js';
 import { addressOf, clearSocketPath, DEFAULT_ADDRESS, groupId, secureSocket, socketPath } from './socket.js';
@@ -87,8 +86,8 @@ export class Daemon {
       await metrics?.close();
       throw err;
     });
-    // Loaded here: a client (`connect`) needs none of the image store, frontend or registry modules.
-    const { Workspace } = await import('./workspace.js');
+    // Loaded here: a client (`connect`) needs none of the image store, frontend, remote cache or registry modules.
+    const [{ Workspace }, { cacheService }] = await Promise.all([import('./workspace.js'), import('./cache-service.js')]);
     const workspace = new Workspace(opened, root, logger);
     try {
       await workspace.clearScratch();

@@ -7,11 +7,15 @@
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import type { BuildRequest, BuildResult, Frontend } from '@buildcache/frontend';
+import type { BuildResult, Frontend } from '@buildcache/frontend';
+import { storeOf, type CacheSpec, type CacheStore } from '@buildcache/remotecache';
+import type { RemoteBuildRequest } from './build-client.js';
+import { demo, type DemoReport } from './demo.js';
 import type { ExportFormat, ImageInfo } from '@buildcache/images';
 import { parseBlobFormat, type OpenCache } from '@buildcache/cache';
 import { cat, openImages, openRemote, pull, push, type OpenImages, type PullReport, type PushReport, type Remote } from './operations.js';
 
+export type { DemoReport, DemoLayer } from './demo.js';
 export type { PullReport, PushReport, PulledLayer } from './operations.js';
 
 /** What the CLI's image and registry commands need: a Workspace here, or a daemon's client. */
@@ -28,6 +32,8 @@ export interface Operations {
   exportArchive(name: string, format: ExportFormat): AsyncIterable<Buffer>;
   /** The images of the image store. */
   images(): Promise<ImageInfo[]>;
+  /** `buildcache demo`: builds a two-layer chain of records and exports it. */
+  demo(): Promise<DemoReport>;
 }
 
 /** The operations on an opened cache, and the daemon's private scratch space. */
@@ -80,9 +86,21 @@ export class Workspace implements Operations {
     return this.#frontend;
   }
 
-  /** Builds a Dockerfile over the cache. */
-  async build(req: BuildRequest): Promise<BuildResult> {
-    return (await this.frontend()).build(req);
+  /**
+   * Builds a Dockerfile over the cache, with the remote caches its specs name: a registry through this
+   * workspace's registry client, a local layout at `local(spec, index, direction)` (default: the directory itself).
+   */
+  async build(req: RemoteBuildRequest, local?: (spec: CacheSpec, index: number, direction: 'from' | 'to') => CacheStore): Promise<BuildResult> {
+    const { cacheFrom = [], cacheTo = [], ...rest } = req;
+    const store = (direction: 'from' | 'to') => (spec: CacheSpec, i: number): CacheStore =>
+      spec.type === 'local' && local ? local(spec, i, direction) : storeOf(spec, spec.type === 'registry' ? this.remote().client : undefined);
+    return (await this.frontend()).build({
+      ...rest,
+      ...(cacheFrom.length ? { cacheFrom: cacheFrom.map(store('from')) } : {}),
+      ...(cacheTo.length
+        ? { cacheTo: cacheTo.map((c, i) => ({ store: store('to')(c, i), mode: c.mode, ignoreError: c.ignoreError, ...(c.compression ? { compression: c.compression } : {}) })) }
+        : {}),
+    });
   }
 
   pull(ref: string, options: { readonly lazy?: boolean; readonly signal?: AbortSignal } = {}): Promise<PullReport> {
@@ -109,6 +127,10 @@ export class Workspace implements Operations {
 
   async images(): Promise<ImageInfo[]> {
     return (await this.imageStore()).images.list();
+  }
+
+  demo(): Promise<DemoReport> {
+    return demo(this.opened.cache);
   }
 
   /** Empties the scratch space (what a killed daemon left). */

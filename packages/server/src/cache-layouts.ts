@@ -1,0 +1,247 @@
+/**
+ * Remote caches of a build over the daemon. A registry (`type=registry`) is reached by the daemon; a
+ * local layout directory (`type=local,src=DIR` / `dest=DIR`) stays the client's: the client streams
+ * the tagged manifest and the blobs it names into the daemon's private copy, and the daemon streams
+ * back what an export wrote to its copy, which the client stores into DIR through the same
+ * LocalStore an in-process export uses (blobs verified, the manifest last, index.json tagged under
+ * index.json.lock). Both directions are CacheBlob messages: consecutive chunks of one blob carry its
+ * descriptor.
+ */
+import { createHash } from 'node:crypto';
+import { mkdir, readdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import pLimit from 'p-limit';
+import { ErrInvalidArgument } from '@buildcache/errdefs';
+import { LocalStore, MAX_CONFIG_BYTES, MEDIA_OCI_MANIFEST, type BlobBytes, type CacheSpec } from '@buildcache/remotecache';
+import { BLOB_FORMATS, type BlobFormat } from '@buildcache/cache';
+import type { Descriptor } from '@buildcache/snapshot';
+import { chunked } from './chunks.js';
+
+const DIGEST = /^sha256:[0-9a-f]{64}$/;
+
+/** CacheTarget on the wire (int64s as proto-loader gives them). */
+export interface WireCacheTarget {
+  type: string;
+  location: string;
+  tag: string;
+  mode: string;
+  compression: string;
+  ignoreError: boolean;
+  have: Record<string, string | number>;
+}
+
+/** CacheBlob on the wire. */
+export interface WireCacheBlob {
+  cache: number;
+  digest: string;
+  size: string | number;
+  mediaType: string;
+  manifest: boolean;
+  data: Buffer;
+}
+
+/** A cache spec on the wire; `have`: the blobs a local `--cache-to` directory already holds. */
+export function toWireTarget(spec: CacheSpec, have: Record<string, string> = {}): WireCacheTarget {
+  return {
+    type: spec.type, location: spec.location, tag: spec.tag ?? '', mode: spec.mode, compression: spec.compression ?? '', ignoreError: spec.ignoreError, have,
+  };
+}
+
+/** A cache spec from the wire, checked as `parseCacheSpec` checks a flag's; ErrInvalidArgument names what is wrong. */
+export function fromWireTarget(t: WireCacheTarget, direction: 'from' | 'to'): { spec: CacheSpec; have: Map<string, number> } {
+  const bad = (why: string): never => {
+    throw new ErrInvalidArgument(`Build: cache${direction === 'to' ? 'To' : 'From'} ${JSON.stringify(t.location)}: ${why}`);
+  };
+  if (t.type !== 'registry' && t.type !== 'local') bad(`type must be registry or local (got ${JSON.stringify(t.type)})`);
+  if (!t.location) bad('the location is empty');
+  const mode = t.mode || 'min';
+  if (mode !== 'min' && mode !== 'max') bad(`mode must be min or max (got ${JSON.stringify(t.mode)})`);
+  if (t.compression && !BLOB_FORMATS.includes(t.compression as BlobFormat)) bad(`compression must be one of ${BLOB_FORMATS.join(', ')}`);
+  const have = new Map<string, number>();
+  for (const [digest, size] of Object.entries(t.have ?? {})) if (DIGEST.test(digest)) have.set(digest, Number(size));
+  return {
+    spec: {
+      type: t.type as CacheSpec['type'], location: t.location, mode: mode as CacheSpec['mode'], ignoreError: t.ignoreError,
+      ...(t.tag ? { tag: t.tag } : {}), ...(t.compression ? { compression: t.compression as BlobFormat } : {}),
+    },
+    have,
+  };
+}
+
+const isDescriptor = (d: unknown): d is Descriptor =>
+  typeof d === 'object' && d !== null && typeof (d as Descriptor).digest === 'string' && DIGEST.test((d as Descriptor).digest) && Number.isSafeInteger((d as Descriptor).size);
+
+/** The messages of one blob: its bytes in chunks, each carrying the descriptor (an empty blob is one message). */
+async function* blobMessages(cache: number, desc: Descriptor, bytes: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, manifest = false): AsyncGenerator<WireCacheBlob> {
+  const head = { cache, digest: desc.digest, size: String(desc.size), mediaType: desc.mediaType, manifest };
+  let sent = false;
+  for await (const data of chunked(bytes)) {
+    sent = true;
+    yield { ...head, data };
+  }
+  if (!sent) yield { ...head, data: Buffer.alloc(0) };
+}
+
+/**
+ * The client's local `--cache-from` layout as messages: the blobs its tagged manifest names that the
+ * directory holds, then the manifest. Nothing when there is no readable tagged manifest: the daemon's
+ * import then finds none and warns, as an in-process import does.
+ */
+export async function* layoutMessages(cache: number, store: LocalStore): AsyncGenerator<WireCacheBlob> {
+  let manifest: Buffer;
+  try {
+    manifest = await store.getManifest();
+  } catch {
+    return;
+  }
+  let top: Record<string, unknown> = {};
+  try {
+    const parsed: unknown = JSON.parse(manifest.toString('utf8'));
+    if (typeof parsed === 'object' && parsed !== null) top = parsed as Record<string, unknown>;
+  } catch {
+    // sent as it is: the daemon's import says what is wrong with it
+  }
+  const list = (v: unknown): unknown[] => (Array.isArray(v) ? v : []);
+  const seen = new Set<string>();
+  for (const d of [top.config, ...list(top.layers), ...list(top.manifests)]) {
+    if (!isDescriptor(d) || seen.has(d.digest) || !(await store.hasBlob(d))) continue;
+    seen.add(d.digest);
+    yield* blobMessages(cache, d, store.fetch(d));
+  }
+  const desc = {
+    mediaType: typeof top.mediaType === 'string' ? top.mediaType : MEDIA_OCI_MANIFEST,
+    digest: `sha256:${createHash('sha256').update(manifest).digest('hex')}`,
+    size: manifest.length,
+  };
+  yield* blobMessages(cache, desc, [manifest], true);
+}
+
+/** The blobs a layout directory holds (digest → size); none when it does not exist yet. */
+export async function layoutBlobs(dir: string): Promise<Record<string, string>> {
+  const blobs = join(dir, 'blobs', 'sha256');
+  const names = await readdir(blobs).catch(() => [] as string[]);
+  const out: Record<string, string> = {};
+  const limit = pLimit(16);
+  await Promise.all(
+    names
+      .filter((n) => /^[0-9a-f]{64}$/.test(n))
+      .map((n) =>
+        limit(async () => {
+          const s = await stat(join(blobs, n)).catch(() => undefined);
+          if (s?.isFile()) out[`sha256:${n}`] = String(s.size);
+        }),
+      ),
+  );
+  return out;
+}
+
+/**
+ * The daemon's copy of a client's local `--cache-to` directory: an export writes to it as to the
+ * directory (a blob the client holds counts as stored, so it is neither written nor sent back), and it
+ * keeps what was written, in order, to stream back.
+ */
+export class ExportCopy extends LocalStore {
+  /** The blobs written, in the order written (the manifest not among them). */
+  private written: Descriptor[] = [];
+  private tagged: { desc: Descriptor; bytes: Buffer } | undefined;
+
+  constructor(private readonly copyDir: string, spec: CacheSpec, private readonly have: ReadonlyMap<string, number>) {
+    super(copyDir, spec.tag, spec.location);
+  }
+
+  override async hasBlob(desc: Descriptor): Promise<boolean> {
+    return this.have.get(desc.digest) === desc.size || super.hasBlob(desc);
+  }
+
+  override async putBlob(desc: Descriptor, bytes: BlobBytes): Promise<boolean> {
+    const put = await super.putBlob(desc, bytes);
+    if (put) this.written.push(desc);
+    return put;
+  }
+
+  override async putManifest(bytes: Buffer, mediaType: string): Promise<Descriptor> {
+    // Every blob may be the client's: then nothing made the directory yet.
+    await mkdir(this.copyDir, { recursive: true });
+    const desc = await super.putManifest(bytes, mediaType);
+    this.written = this.written.filter((d) => d.digest !== desc.digest);
+    this.tagged = { desc, bytes };
+    return desc;
+  }
+
+  /** What the export wrote, as messages for target `cache`: the blobs, then the manifest (nothing if no manifest was stored). */
+  async *messages(cache: number): AsyncGenerator<WireCacheBlob> {
+    if (!this.tagged) return;
+    for (const d of this.written) yield* blobMessages(cache, d, this.fetch(d));
+    yield* blobMessages(cache, this.tagged.desc, [this.tagged.bytes], true);
+  }
+}
+
+/** One blob as it arrives: which target it belongs to, its descriptor, whether it is the manifest, its bytes (read once). */
+export interface ArrivingBlob {
+  readonly cache: number;
+  readonly desc: Descriptor;
+  readonly manifest: boolean;
+  readonly bytes: AsyncIterable<Buffer>;
+}
+
+/** An async iterator that can look one message ahead. */
+export class Lookahead<T> implements AsyncIterator<T> {
+  private ahead: IteratorResult<T> | undefined;
+  constructor(private readonly it: AsyncIterator<T>) {}
+
+  /** The next message without taking it (undefined at the end). */
+  async peek(): Promise<T | undefined> {
+    this.ahead ??= await this.it.next();
+    return this.ahead.done ? undefined : this.ahead.value;
+  }
+
+  async next(): Promise<IteratorResult<T>> {
+    const n = this.ahead ?? (await this.it.next());
+    this.ahead = undefined;
+    return n;
+  }
+
+  async return(): Promise<IteratorResult<T>> {
+    return (await this.it.return?.()) ?? { done: true, value: undefined };
+  }
+}
+
+/**
+ * Hands each blob of the CacheBlob messages at the head of `messages` (`pick` finds one in a message)
+ * to `take`, in order; what `take` leaves unread is skipped. A malformed descriptor is ErrInvalidArgument.
+ */
+export async function receiveBlobs<M>(messages: Lookahead<M>, pick: (m: M) => WireCacheBlob | undefined, take: (blob: ArrivingBlob) => Promise<void>): Promise<void> {
+  for (let head = await messages.peek(); head !== undefined; head = await messages.peek()) {
+    const first = pick(head);
+    if (!first) return;
+    const size = Number(first.size);
+    if (!DIGEST.test(first.digest) || !Number.isSafeInteger(size) || size < 0) {
+      throw new ErrInvalidArgument(`cache blob ${JSON.stringify(first.digest)} (${String(first.size)} bytes): not a sha256 digest and size`);
+    }
+    const same = (m: M | undefined): boolean => {
+      const b = m === undefined ? undefined : pick(m);
+      return b !== undefined && b.cache === first.cache && b.digest === first.digest && b.manifest === first.manifest;
+    };
+    const bytes = async function* (): AsyncGenerator<Buffer> {
+      while (same(await messages.peek())) yield pick((await messages.next()).value as M)!.data;
+    };
+    await take({ cache: first.cache, desc: { mediaType: first.mediaType, digest: first.digest, size }, manifest: first.manifest, bytes: bytes() });
+    while (same(await messages.peek())) await messages.next();
+  }
+}
+
+/** Stores an arriving blob as an export does: a blob verified against its digest, the manifest (at most MAX_CONFIG_BYTES) stored and tagged. */
+export async function storeBlob(store: LocalStore, blob: ArrivingBlob): Promise<void> {
+  if (!blob.manifest) {
+    await store.putBlob(blob.desc, () => blob.bytes);
+    return;
+  }
+  const parts: Buffer[] = [];
+  let size = 0;
+  for await (const b of blob.bytes) {
+    size += b.length;
+    if (size > MAX_CONFIG_BYTES) throw new ErrInvalidArgument(`cache manifest ${blob.desc.digest}: more than ${MAX_CONFIG_BYTES} bytes`);
+    parts.push(b);
+  }
+  await store.putManifest(Buffer.concat(parts), blob.desc.mediaType || MEDIA_OCI_MANIFEST);
+}
