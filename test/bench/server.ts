@@ -2,7 +2,8 @@
  * The daemon (issue 17), JSON lines: du of N synthetic records (default 100,000) through the daemon
  * — buildcache's streamed API and BuildKit's one-message DiskUsage — against in-process du (time to
  * first record, total, peak RSS of both ends, each end a fresh process); and the latency of du
- * (time to first record, longest gap between records) while a prune of 10,000 records runs.
+ * (time to first record, longest gap between records) while a prune of 10,000 records runs, with
+ * the event-loop delay of both ends meanwhile (the daemon's from its `/metrics`).
  * Usage: node test/dist/bench/server.js [N]
  */
 import { spawn, execFile } from 'node:child_process';
@@ -11,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { pino } from 'pino';
 import { Client, credentials, Metadata } from '@grpc/grpc-js';
 import { loadSync, type MethodDefinition } from '@grpc/proto-loader';
@@ -79,27 +81,45 @@ async function inChild(mode: string, target: string): Promise<Record<string, unk
   return JSON.parse(stdout) as Record<string, unknown>;
 }
 
-/** Starts `buildcache serve` on `root`; returns its address, pid and stop. */
-async function serve(root: string, dir: string): Promise<{ address: string; pid: number; stop(): Promise<void> }> {
+/** Starts `buildcache serve` on `root` (with `/metrics` on a free loopback port); returns its address, pid, metrics address and stop. */
+async function serve(root: string, dir: string): Promise<{ address: string; pid: number; metrics: string; stop(): Promise<void> }> {
   const address = `unix://${join(dir, 'bc.sock')}`;
-  const child = spawn(process.execPath, [cli, '--root', root, 'serve', '--addr', address], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(process.execPath, [cli, '--root', root, 'serve', '--addr', address, '--metrics', '127.0.0.1:0'], { stdio: ['ignore', 'ignore', 'pipe'] });
   const exited = new Promise((res) => child.on('exit', res));
-  await new Promise<void>((res, rej) => {
+  const metrics = await new Promise<string>((res, rej) => {
     let log = '';
     child.stderr.setEncoding('utf8').on('data', (d: string) => {
       log += d;
-      if (log.includes('"serving the cache"')) res();
+      const ready = log.split('\n').find((l) => l.includes('"serving the cache"'));
+      if (ready) res((JSON.parse(ready) as { metrics: string }).metrics);
     });
     void exited.then(() => rej(new Error(`daemon exited: ${log}`)));
   });
   return {
     address,
     pid: child.pid!,
+    metrics,
     async stop() {
       child.kill('SIGTERM');
       await exited;
     },
   };
+}
+
+/** The event-loop samplers' interval (prom-client's in the daemon, this process's own), in ms. */
+const LOOP_RESOLUTION_MS = 10;
+
+/** How late a timer sample of `ms` (which includes the sampling interval) ran: time the loop was held. */
+const lateMs = (ms: number): number => +Math.max(0, ms - LOOP_RESOLUTION_MS).toFixed(2);
+
+/**
+ * How long the daemon's event loop was held since the previous scrape (prom-client resets its
+ * sampler on each), in ms: one scrape before a phase and one after it give the phase's figures.
+ */
+async function daemonLoopDelay(metrics: string): Promise<{ p50: number; p99: number; max: number }> {
+  const text = await (await fetch(`http://${metrics}/metrics`)).text();
+  const get = (name: string): number => lateMs(Number(new RegExp(`^nodejs_eventloop_lag_${name}_seconds (\\S+)$`, 'm').exec(text)![1]) * 1000);
+  return { p50: get('p50'), p99: get('p99'), max: get('max') };
 }
 
 const daemonPeak = async (pid: number): Promise<number> => {
@@ -152,10 +172,16 @@ async function duDuringPrune(pruned: number): Promise<void> {
       for (let i = 0; i < 3; i++) baseline.push(await timed(reader.diskUsage()));
       const during: Awaited<ReturnType<typeof timed>>[] = [];
       let running = true;
+      await daemonLoopDelay(daemon.metrics);
+      const ownLoop = monitorEventLoopDelay({ resolution: LOOP_RESOLUTION_MS });
+      ownLoop.enable();
       const t0 = performance.now();
       const prune = pruner.prune([{ keepDurationMs: 2 * DAY }]).finally(() => (running = false));
       while (running) during.push(await timed(reader.diskUsage()));
       const result = await prune;
+      ownLoop.disable();
+      const daemonLoop = await daemonLoopDelay(daemon.metrics);
+      const loopMs = (q: number): number => lateMs(ownLoop.percentile(q) / 1e6);
       const first = during.map((d) => d.firstMs);
       const gaps = during.map((d) => d.maxGapMs);
       process.stdout.write(
@@ -166,6 +192,8 @@ async function duDuringPrune(pruned: number): Promise<void> {
           maxGapBetweenRecordsMs: { p50: pct(gaps, 0.5), p99: pct(gaps, 0.99), max: Math.max(...gaps) },
           duTotalMs: { p50: pct(during.map((d) => d.totalMs), 0.5), max: Math.max(...during.map((d) => d.totalMs)) },
           withoutPrune: { firstRecordMs: Math.max(...baseline.map((b) => b.firstMs)), maxGapMs: Math.max(...baseline.map((b) => b.maxGapMs)) },
+          // How long each process's event loop was held during the prune (timer lateness, sampled every 10 ms).
+          eventLoopDelayMs: { daemon: daemonLoop, client: { p50: loopMs(50), p99: loopMs(99), max: lateMs(ownLoop.max / 1e6) } },
           goal: 'no wait > 50 ms',
         }) + '\n',
       );

@@ -79,13 +79,16 @@ describe('registry metrics', () => {
     assert.throws(() => gauge({ name: 'buildcache_test_prune_deletions_total', help: 'x' }), ErrInvalidArgument);
   });
 
-  test('serveMetrics: GET /metrics on loopback, 404 elsewhere, non-loopback refused', async () => {
+  test('serveMetrics: GET /metrics on loopback (with the process metrics), 404 elsewhere, non-loopback refused', async () => {
     const server = await serveMetrics('127.0.0.1:0');
     try {
       assert.match(server.address, /^127\.0\.0\.1:\d+$/);
       const res = await httpGet(`http://${server.address}/metrics`);
       assert.equal(res.status, 200);
       assert.match(res.body, /# TYPE buildcache_registry_fetched_bytes_total counter/);
+      // The serving process's own metrics, among them its event-loop delay.
+      assert.match(res.body, /^nodejs_eventloop_lag_max_seconds \d/m);
+      assert.match(res.body, /^process_cpu_seconds_total \d/m);
       assert.equal((await httpGet(`http://${server.address}/other`)).status, 404);
     } finally {
       await server.close();

@@ -1,6 +1,7 @@
 /**
  * Disk usage of the cache, streamed from the metadata store in record ID order, 512 records at a
- * time (memory stays bounded): one entry per record, sizes computed with bounded concurrency.
+ * time, the next batch prepared while one streams (memory stays bounded): one entry per record,
+ * sizes computed with bounded concurrency.
  */
 import pLimit from 'p-limit';
 import { ErrInvalidArgument } from '@buildcache/errdefs';
@@ -59,7 +60,18 @@ async function rowsOf(cm: ManagerContext, items: readonly StorageItem[], inUse: 
   return rows;
 }
 
-/** Streams usage entries, in record ID order; unknown sizes are computed (and stored) on the way. */
+/** A batch ready to stream: its entries, and the records pinned until they are sent. */
+interface Ready {
+  readonly infos: readonly UsageInfo[];
+  readonly pinned: readonly CacheRecord[];
+}
+
+/**
+ * Streams usage entries, in record ID order; unknown sizes are computed (and stored) on the way.
+ * The next batch is read, visited and sized while the one before streams out, so a reader does not
+ * wait at each batch boundary for the store, the manager lock (e.g. behind a prune's deletion step)
+ * or sizes.
+ */
 export async function* diskUsage(cm: ManagerContext, options: DiskUsageOptions = {}): AsyncGenerator<UsageInfo> {
   const filter = compileFilters(options.filters);
   const now = cm.now();
@@ -70,8 +82,11 @@ export async function* diskUsage(cm: ManagerContext, options: DiskUsageOptions =
   const keep = (info: UsageInfo): boolean =>
     !(options.ageLimitMs !== undefined && info.lastUsedAt && info.lastUsedAt.getTime() > now - options.ageLimitMs) &&
     !(filter && !filter.match(filterAdaptor(info)));
-  for await (const items of storedBatches(cm)) {
-    const rows = await rowsOf(cm, items, inUse);
+  const batches = storedBatches(cm);
+  const prepareNext = async (): Promise<Ready | undefined> => {
+    const next = await batches.next();
+    if (next.done) return undefined;
+    const rows = await rowsOf(cm, next.value, inUse);
     const pinned = rows.flatMap((r) => (r.rec ? [r.rec] : []));
     try {
       const kept = rows.filter((r) => keep(r.info)).map(({ rec, info }) => ({ rec, info }));
@@ -82,9 +97,27 @@ export async function* diskUsage(cm: ManagerContext, options: DiskUsageOptions =
           return [limit(async () => (row.info = { ...row.info, size: await recordSize(rec).catch(() => 0) }))];
         }),
       );
-      yield* kept.map((row) => row.info);
-    } finally {
+      return { infos: kept.map((row) => row.info), pinned };
+    } catch (err) {
       await unpin(cm, pinned);
+      throw err;
     }
+  };
+  let ahead = prepareNext();
+  try {
+    for (let batch = await ahead; batch; batch = await ahead) {
+      ahead = prepareNext();
+      ahead.catch(() => undefined); // Awaited by the loop, or below when the reader stops early.
+      try {
+        yield* batch.infos;
+      } finally {
+        await unpin(cm, batch.pinned);
+      }
+    }
+  } finally {
+    // A reader that stopped early leaves a batch read ahead: let go of it and of the scan.
+    const unsent = await ahead.catch(() => undefined);
+    if (unsent) await unpin(cm, unsent.pinned);
+    await batches.return(undefined);
   }
 }

@@ -158,21 +158,27 @@ export function dropPrefetched(cm: ManagerContext, ids: readonly string[]): void
 }
 
 /**
+ * Whether a scanned item has been emptied since the scan read it: its record was deleted to the
+ * end (the metadata clear is the deletion's last step), so nothing is left to report or delete.
+ */
+const cleared = (item: StorageItem): boolean => item.keys().length === 0;
+
+/**
  * Visits one batch of stored items (du, prune) under the manager lock: a record in memory as it
  * is, a settled record from its metadata alone (`rec` undefined; its item leaves memory again
- * after the visit), any other loaded first (read ahead outside the lock). Items being purged, or
- * cleared on loading, are skipped.
+ * after the visit), any other loaded first (read ahead outside the lock). Items being purged or
+ * cleared meanwhile (a concurrent prune's), or cleared on loading, are skipped.
  */
 export async function visitStored(
   cm: ManagerContext,
   items: readonly StorageItem[],
   visit: (md: RecordMetadata, rec: CacheRecord | undefined) => void,
 ): Promise<void> {
-  const toLoad = items.filter((item) => !cm.records.has(item.id) && !isSettled(new RecordMetadata(item)));
+  const toLoad = items.filter((item) => !cm.records.has(item.id) && !cleared(item) && !isSettled(new RecordMetadata(item)));
   const read = await prefetch(cm, toLoad.map((item) => item.id));
   await cm.mu(async () => {
     for (const item of items) {
-      if (cm.purging.has(item.id)) continue;
+      if (cm.purging.has(item.id) || cleared(item)) continue;
       let rec = cm.records.get(item.id);
       if (!rec) {
         const md = new RecordMetadata(item);

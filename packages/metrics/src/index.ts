@@ -5,7 +5,7 @@
  * them with `metricsText()` or `serveMetrics('127.0.0.1:PORT')`.
  */
 import { createServer, type Server } from 'node:http';
-import { Counter, Gauge, Histogram, Registry, type Metric } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry, type Metric } from 'prom-client';
 import { ErrInvalidArgument } from '@buildcache/errdefs';
 
 /** The shared registry; pass it as `registers: [metricsRegistry]` when building a metric by hand. */
@@ -67,9 +67,22 @@ export interface MetricsServer {
 
 const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
 
+let processMetrics = false;
+
+/**
+ * Adds prom-client's process metrics (CPU, memory, handles, GC, and the event-loop delay:
+ * `nodejs_eventloop_lag_{max,p99,…}_seconds` since the previous scrape) to the shared registry, once.
+ */
+export function collectProcessMetrics(): void {
+  if (processMetrics) return;
+  processMetrics = true;
+  collectDefaultMetrics({ register: metricsRegistry, eventLoopMonitoringPrecision: 10 });
+}
+
 /**
  * Serves `GET /metrics` on a loopback address (`127.0.0.1:PORT`, `[::1]:PORT`, `localhost:PORT`;
- * port 0 picks a free one). Anything else answers 404. Non-loopback hosts are refused.
+ * port 0 picks a free one). Anything else answers 404. Non-loopback hosts are refused. The
+ * process's own metrics (`collectProcessMetrics`) are served too.
  */
 export async function serveMetrics(address: string): Promise<MetricsServer> {
   const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d+)$/.exec(address);
@@ -77,6 +90,7 @@ export async function serveMetrics(address: string): Promise<MetricsServer> {
   if (!m || host === undefined || !LOOPBACK.has(host)) {
     throw new ErrInvalidArgument(`metrics address ${JSON.stringify(address)} must be a loopback HOST:PORT (e.g. 127.0.0.1:9464)`, { details: { id: address } });
   }
+  collectProcessMetrics();
   const server: Server = createServer((req, res) => {
     if (req.method !== 'GET' || (req.url ?? '').split('?')[0] !== '/metrics') {
       res.writeHead(404).end();
