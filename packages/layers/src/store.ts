@@ -10,6 +10,7 @@ import { pino, type Logger } from 'pino';
 import { chainID as chainOf, type CacheManager, type ImmutableRef, type MutableRef } from '@buildcache/cache';
 import { ErrDigestMismatch, ErrInvalidArgument, ErrMaxDepthExceeded, ErrNotFound } from '@buildcache/errdefs';
 import { applyLayer, decompress } from '@buildcache/snapshot';
+import { PoolSha256 } from '@buildcache/sys';
 import { diffTar } from './diff-stream.js';
 import { describe, durableMkdir, durableRename, layerDir, layersDir, mountDir, mountsDir, tmpDir, writeMeta, type LayerMeta, type MountMeta, type RemovedLayer } from './meta.js';
 import { MountedLayer, type CreateRWLayerOptions, type RWLayer } from './rw-layer.js';
@@ -150,12 +151,13 @@ export class LayerStore implements LayerHost {
       mref = await this.cache.new(parentRef, { description: describe(`layer ${name}`, token) });
       created.push(mref.id);
       const rec = new TarSplitRecorder(join(work, 'tar-split.gz'));
-      const blobHash = createHash('sha256');
+      // the blob's digest is needed only to check it against a descriptor
+      const blobHash = new PoolSha256();
       const blob = { n: 0 };
       const mount = await mref.mount();
       let applied;
       try {
-        const tar = recording(decompress(hashing(stream, blobHash, blob), 'auto'), rec);
+        const tar = recording(decompress(desc ? hashing(stream, blobHash, blob) : stream, 'auto'), rec);
         applied = await applyLayer(tar, mount.target, { compression: 'uncompressed', logger: this.#log });
         await rec.finish();
       } catch (err) {
@@ -165,7 +167,7 @@ export class LayerStore implements LayerHost {
         await mount.unmount();
       }
       if (desc) {
-        const got = `sha256:${blobHash.digest('hex')}`;
+        const got = `sha256:${await blobHash.digest()}`;
         if (got !== desc.digest || blob.n !== desc.size) {
           throw new ErrDigestMismatch(`blob is ${got} (${blob.n} bytes), its descriptor says ${desc.digest} (${desc.size} bytes)`, { details: { digest: desc.digest } });
         }
