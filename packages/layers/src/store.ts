@@ -3,7 +3,7 @@
  * tar stream (applied by the safe applier while its diffID and tar-split metadata are computed in
  * the same pass), found by chain ID, reference counted, and exported again byte for byte.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
@@ -223,13 +223,11 @@ export class LayerStore implements LayerHost {
       throw new ErrInvalidArgument(`record ${ref.id} is not on ${parent === undefined ? 'no parent' : `layer ${parent}'s record ${parentMeta!.recordId}`} (its parent record is ${cacheParent?.id ?? 'none'}); register it over the layer of its parent record`, { details: { id: ref.id } });
     }
     await ref.finalize();
-    const hash = createHash('sha256');
-    let size = 0;
-    for await (const c of this.diffOfRecords(parentMeta?.recordId, ref.id)) {
-      hash.update(c);
-      size += c.length;
-    }
-    const diffID = `sha256:${hash.digest('hex')}`;
+    const hash = new PoolSha256();
+    const counted = { n: 0 };
+    for await (const c of hashing(this.diffOfRecords(parentMeta?.recordId, ref.id), hash, counted)) void c;
+    const size = counted.n;
+    const diffID = `sha256:${await hash.digest()}`;
     const token = newToken();
     const work = join(tmpDir(this.root), `${token}.reg`);
     return this.serial(async () => {
