@@ -77,7 +77,7 @@ export class TarSplitRecorder {
   #frameBytes = 0;
 
   constructor(file: string) {
-    this.#out = createGzip({ level: 6 });
+    this.#out = createGzip({ level: 1 });
     const ws = createWriteStream(file, { flags: 'wx' });
     this.#out.pipe(ws);
     this.#done = once(ws, 'close');
