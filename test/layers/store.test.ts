@@ -146,6 +146,31 @@ for (const kind of BACKENDS) {
       assert.equal(await records(), 0, 'released layers leave no record');
     });
 
+    test('any chunking re-exports byte for byte: header blocks split across chunks, a 300 KB PAX record and 600 KB after the end-of-archive', async () => {
+      const out = join(fixtures, 'odd.tar');
+      const py = [
+        'import io, sys, tarfile',
+        'with tarfile.open(sys.argv[1], "w", format=tarfile.PAX_FORMAT) as t:',
+        '    for i, n in enumerate([0, 1, 511, 512, 513, 70000]):',
+        '        info = tarfile.TarInfo(f"d/f{i}")',
+        '        info.size = n',
+        '        if i == 2: info.pax_headers = {"comment": "c" * 300000}',
+        '        t.addfile(info, io.BytesIO(bytes([i + 65]) * n))',
+      ].join('\n');
+      await run('python3', ['-c', py, out]);
+      const raw = Buffer.concat([await readFile(out), Buffer.alloc(600_000, 7)]);
+      const pieces: Buffer[] = [];
+      for (let off = 0, k = 0; off < raw.length; k++) {
+        const n = Math.min(raw.length - off, [1, 7, 511, 513, 100_003][k % 5]!);
+        pieces.push(raw.subarray(off, off + n));
+        off += n;
+      }
+      const layer = await store.register(pieces);
+      assert.equal(layer.diffID, sha(raw));
+      assert.ok((await collect(layer.tarStream())).equals(raw), 're-export equals the original, trailing bytes included');
+      await store.release(layer);
+    });
+
     test('same chain ID twice: one layer, two references; the last release removes it', async () => {
       const tar = await oneFileTar(tb.dir, 'twice', 'x');
       const a = await store.register([tar]);

@@ -18,6 +18,9 @@ import { familiarName, fullName } from './names.js';
 import { planImport, verifyDiffIDs, type ImagePlan } from './plan.js';
 import { hex, readAll, removeFile, writeJSON, type ImageRecord, type Journal } from './records.js';
 
+/** Layer files are read in chunks this large: each read is one thread-pool job, and so is each gzip input. */
+const READ_CHUNK = 1 << 20;
+
 /** Options of `ImageStore.open`. */
 export interface ImageStoreOptions {
   /** The layer store the images' layers live in (its references are the store's to take and give back). */
@@ -181,7 +184,7 @@ export class ImageStore {
       if (start > 0) held.top = await this.layers.get(p.layers[start - 1]!.chainID);
       for (const [i, l] of p.layers.entries()) {
         if (i >= start) {
-          const layer: Layer = await this.layers.register(createReadStream(l.file.path), held.top?.chainID, { descriptor: l.descriptor });
+          const layer: Layer = await this.layers.register(createReadStream(l.file.path, { highWaterMark: READ_CHUNK }), held.top?.chainID, { descriptor: l.descriptor });
           const below = held.top;
           held.top = layer;
           if (below) await this.layers.release(below);

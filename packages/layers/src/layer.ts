@@ -2,7 +2,7 @@
  * A registered layer's handle, and the helpers of registration and export: the passes that hash
  * and record a stream, a read-only mount around a generator, a digest check at the end of an export, error naming.
  */
-import { createHash } from 'node:crypto';
+import { PoolSha256 } from '@buildcache/sys';
 import { BuildcacheError, ErrCorruptLayer, ErrReleased } from '@buildcache/errdefs';
 import type { LayerMeta } from './meta.js';
 import type { TarSplitRecorder } from './tar-split.js';
@@ -62,9 +62,9 @@ export async function* overReadOnly<T>(take: () => Promise<Mountable>, fn: (root
 }
 
 /** Passes a stream through, hashing and counting it. */
-export async function* hashing(src: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, hash: ReturnType<typeof createHash>, count: { n: number }): AsyncGenerator<Uint8Array> {
+export async function* hashing(src: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, hash: PoolSha256, count: { n: number }): AsyncGenerator<Uint8Array> {
   for await (const c of src) {
-    hash.update(c);
+    await hash.update(c);
     count.n += c.length;
     yield c;
   }
@@ -87,12 +87,12 @@ export function naming(err: unknown, layer: string): unknown {
 
 /** Passes `src` through, failing at the end when it does not hash to the layer's diffID. */
 export async function* verified(src: AsyncIterable<Buffer>, meta: LayerMeta): AsyncGenerator<Buffer> {
-  const hash = createHash('sha256');
+  const hash = new PoolSha256();
   for await (const c of src) {
-    hash.update(c);
+    await hash.update(c);
     yield c;
   }
-  const got = `sha256:${hash.digest('hex')}`;
+  const got = `sha256:${await hash.digest()}`;
   if (got !== meta.diffID) {
     throw new ErrCorruptLayer(`layer ${meta.chainID}: the tar rebuilt from its files hashes to ${got}, not its diffID ${meta.diffID}; its files changed since registration`, { details: { id: meta.chainID, digest: got } });
   }

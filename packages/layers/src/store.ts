@@ -3,13 +3,14 @@
  * tar stream (applied by the safe applier while its diffID and tar-split metadata are computed in
  * the same pass), found by chain ID, reference counted, and exported again byte for byte.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
 import { chainID as chainOf, type CacheManager, type ImmutableRef, type MutableRef } from '@buildcache/cache';
 import { ErrDigestMismatch, ErrInvalidArgument, ErrMaxDepthExceeded, ErrNotFound } from '@buildcache/errdefs';
 import { applyLayer, decompress } from '@buildcache/snapshot';
+import { PoolSha256 } from '@buildcache/sys';
 import { diffTar } from './diff-stream.js';
 import { describe, durableMkdir, durableRename, layerDir, layersDir, mountDir, mountsDir, tmpDir, writeMeta, type LayerMeta, type MountMeta, type RemovedLayer } from './meta.js';
 import { MountedLayer, type CreateRWLayerOptions, type RWLayer } from './rw-layer.js';
@@ -150,12 +151,13 @@ export class LayerStore implements LayerHost {
       mref = await this.cache.new(parentRef, { description: describe(`layer ${name}`, token) });
       created.push(mref.id);
       const rec = new TarSplitRecorder(join(work, 'tar-split.gz'));
-      const blobHash = createHash('sha256');
+      // the blob's digest is needed only to check it against a descriptor
+      const blobHash = new PoolSha256();
       const blob = { n: 0 };
       const mount = await mref.mount();
       let applied;
       try {
-        const tar = recording(decompress(hashing(stream, blobHash, blob), 'auto'), rec);
+        const tar = recording(decompress(desc ? hashing(stream, blobHash, blob) : stream, 'auto'), rec);
         applied = await applyLayer(tar, mount.target, { compression: 'uncompressed', logger: this.#log });
         await rec.finish();
       } catch (err) {
@@ -165,7 +167,7 @@ export class LayerStore implements LayerHost {
         await mount.unmount();
       }
       if (desc) {
-        const got = `sha256:${blobHash.digest('hex')}`;
+        const got = `sha256:${await blobHash.digest()}`;
         if (got !== desc.digest || blob.n !== desc.size) {
           throw new ErrDigestMismatch(`blob is ${got} (${blob.n} bytes), its descriptor says ${desc.digest} (${desc.size} bytes)`, { details: { digest: desc.digest } });
         }
@@ -221,13 +223,11 @@ export class LayerStore implements LayerHost {
       throw new ErrInvalidArgument(`record ${ref.id} is not on ${parent === undefined ? 'no parent' : `layer ${parent}'s record ${parentMeta!.recordId}`} (its parent record is ${cacheParent?.id ?? 'none'}); register it over the layer of its parent record`, { details: { id: ref.id } });
     }
     await ref.finalize();
-    const hash = createHash('sha256');
-    let size = 0;
-    for await (const c of this.diffOfRecords(parentMeta?.recordId, ref.id)) {
-      hash.update(c);
-      size += c.length;
-    }
-    const diffID = `sha256:${hash.digest('hex')}`;
+    const hash = new PoolSha256();
+    const counted = { n: 0 };
+    for await (const c of hashing(this.diffOfRecords(parentMeta?.recordId, ref.id), hash, counted)) void c;
+    const size = counted.n;
+    const diffID = `sha256:${await hash.digest()}`;
     const token = newToken();
     const work = join(tmpDir(this.root), `${token}.reg`);
     return this.serial(async () => {

@@ -17,6 +17,10 @@ const BLOCK = 512;
 const padOf = (n: number): number => (BLOCK - (n % BLOCK)) % BLOCK;
 /** Extended headers and sparse maps larger than this are kept raw but not parsed (the applier refuses them anyway). */
 const MAX_META = 1 << 20;
+/** Frames are built in buffers of this size... */
+const OUT_CHUNK = 256 << 10;
+/** ...and handed to gzip once this many bytes are ready (each gzip write is a thread-pool job). */
+const FLUSH_AT = 64 << 10;
 
 function parseNumber(b: Buffer): number {
   if (b[0]! & 0x80) {
@@ -68,16 +72,19 @@ export class TarSplitRecorder {
   readonly #out: Gzip;
   readonly #done: Promise<unknown>;
   #state: State = { kind: 'header' };
-  #hdr: Buffer = Buffer.alloc(0);
+  /** A header block that arrived in pieces, and how much of it is here. */
+  readonly #hdr = Buffer.alloc(BLOCK);
+  #hdrLen = 0;
   #pax = new Map<string, Buffer>();
   #longName: string | undefined;
-  #raw: Buffer[] = [];
-  #rawBytes = 0;
-  #frames: Buffer[] = [];
-  #frameBytes = 0;
+  /** Frames being built (the bytes up to #len), handed to gzip together. */
+  #buf = Buffer.allocUnsafe(OUT_CHUNK);
+  #len = 0;
+  /** Offset in #buf of the open raw frame's head (its bytes follow it, up to #len); -1 when none is open. */
+  #rawAt = -1;
 
   constructor(file: string) {
-    this.#out = createGzip({ level: 6 });
+    this.#out = createGzip({ level: 1 });
     const ws = createWriteStream(file, { flags: 'wx' });
     this.#out.pipe(ws);
     this.#done = once(ws, 'close');
@@ -88,15 +95,13 @@ export class TarSplitRecorder {
   async write(chunk: Buffer): Promise<void> {
     let off = 0;
     while (off < chunk.length) off += this.#step(chunk, off);
-    this.#flushRaw(64 << 10);
-    this.#flushFrames(64 << 10);
+    if (this.#len >= FLUSH_AT) this.#handOver();
     if (this.#out.writableNeedDrain) await once(this.#out, 'drain');
   }
 
   /** Flushes and closes the metadata file. */
   async finish(): Promise<void> {
-    this.#flushRaw(0);
-    this.#flushFrames(0);
+    this.#handOver();
     this.#out.end();
     await this.#done;
   }
@@ -107,33 +112,62 @@ export class TarSplitRecorder {
     await this.#done.catch(() => undefined);
   }
 
+  /** Appends raw bytes (to the open raw frame, or a new one). */
   #segment(b: Buffer): void {
-    this.#raw.push(Buffer.from(b));
-    this.#rawBytes += b.length;
+    for (let off = 0; off < b.length; ) {
+      if (this.#rawAt < 0) {
+        this.#room(6);
+        this.#rawAt = this.#len;
+        this.#len += 5;
+      }
+      const n = Math.min(b.length - off, this.#buf.length - this.#len);
+      if (n === 0) {
+        this.#handOver();
+        continue;
+      }
+      b.copy(this.#buf, this.#len, off, off + n);
+      this.#len += n;
+      off += n;
+    }
   }
 
-  #flushRaw(atLeast: number): void {
-    if (this.#rawBytes === 0 || this.#rawBytes < atLeast) return;
-    const data = Buffer.concat(this.#raw);
-    this.#raw = [];
-    this.#rawBytes = 0;
-    this.#frame('S', data);
+  /** Writes the open raw frame's head (an empty one is dropped). */
+  #closeRaw(): void {
+    if (this.#rawAt < 0) return;
+    const n = this.#len - this.#rawAt - 5;
+    if (n === 0) this.#len = this.#rawAt;
+    else {
+      this.#buf[this.#rawAt] = 0x53; // 'S'
+      this.#buf.writeUInt32BE(n, this.#rawAt + 1);
+    }
+    this.#rawAt = -1;
   }
 
-  #frame(kind: 'S' | 'F', data: Buffer): void {
-    const head = Buffer.alloc(5);
-    head.write(kind, 0, 'latin1');
-    head.writeUInt32BE(data.length, 1);
-    this.#frames.push(head, data);
-    this.#frameBytes += head.length + data.length;
+  /** A file frame: its JSON after the frames so far. */
+  #fileFrame(frame: FileFrame): void {
+    this.#closeRaw();
+    const json = JSON.stringify(frame);
+    const n = Buffer.byteLength(json);
+    this.#room(5 + n);
+    this.#buf[this.#len] = 0x46; // 'F'
+    this.#buf.writeUInt32BE(n, this.#len + 1);
+    this.#buf.write(json, this.#len + 5, 'utf8');
+    this.#len += 5 + n;
   }
 
-  /** Hands the frames gathered so far to gzip in one write (each gzip write is a thread-pool job). */
-  #flushFrames(atLeast: number): void {
-    if (this.#frameBytes === 0 || this.#frameBytes < atLeast) return;
-    this.#out.write(Buffer.concat(this.#frames, this.#frameBytes));
-    this.#frames = [];
-    this.#frameBytes = 0;
+  /** Makes room for `n` more bytes after the frames so far. */
+  #room(n: number): void {
+    if (this.#len + n <= this.#buf.length) return;
+    this.#handOver();
+    if (n > this.#buf.length) this.#buf = Buffer.allocUnsafe(Math.max(OUT_CHUNK, n));
+  }
+
+  /** Hands the frames built so far to gzip in one write (each gzip write is a thread-pool job); the rest of the buffer is used for the next ones. */
+  #handOver(): void {
+    this.#closeRaw();
+    if (this.#len > 0) this.#out.write(this.#buf.subarray(0, this.#len));
+    this.#buf = this.#buf.length - this.#len >= FLUSH_AT ? this.#buf.subarray(this.#len) : Buffer.allocUnsafe(OUT_CHUNK);
+    this.#len = 0;
   }
 
   /** Consumes bytes of `chunk` from `off`; returns how many. */
@@ -168,19 +202,27 @@ export class TarSplitRecorder {
       }
       case 'header':
       case 'sparse': {
-        const n = Math.min(avail, BLOCK - this.#hdr.length);
-        this.#hdr = Buffer.concat([this.#hdr, chunk.subarray(off, off + n)]);
-        if (this.#hdr.length === BLOCK) {
-          const block = this.#hdr;
-          this.#hdr = Buffer.alloc(0);
-          this.#segment(block);
-          // a map the applier would refuse: the rest of the stream is kept raw (the apply fails anyway)
-          try {
-            if (st.kind === 'header') this.#header(block);
-            else this.#sparseBlock(st.sparse, block);
-          } catch {
-            this.#state = { kind: 'trailer' };
-          }
+        // a whole block in the chunk is used where it is; one in pieces is put together in #hdr
+        let block: Buffer;
+        let n: number;
+        if (this.#hdrLen === 0 && avail >= BLOCK) {
+          n = BLOCK;
+          block = chunk.subarray(off, off + BLOCK);
+        } else {
+          n = Math.min(avail, BLOCK - this.#hdrLen);
+          chunk.copy(this.#hdr, this.#hdrLen, off, off + n);
+          this.#hdrLen += n;
+          if (this.#hdrLen < BLOCK) return n;
+          this.#hdrLen = 0;
+          block = this.#hdr;
+        }
+        this.#segment(block);
+        // a map the applier would refuse: the rest of the stream is kept raw (the apply fails anyway)
+        try {
+          if (st.kind === 'header') this.#header(block);
+          else this.#sparseBlock(st.sparse, block);
+        } catch {
+          this.#state = { kind: 'trailer' };
         }
         return n;
       }
@@ -250,9 +292,7 @@ export class TarSplitRecorder {
       this.#state = padOf(f.size) > 0 ? { kind: 'raw', left: padOf(f.size) } : { kind: 'header' };
       return;
     }
-    this.#flushRaw(0);
-    const frame: FileFrame = { p: entryPath(f.name), n, ...(f.segments ? { s: f.segments } : {}) };
-    this.#frame('F', Buffer.from(JSON.stringify(frame)));
+    this.#fileFrame({ p: entryPath(f.name), n, ...(f.segments ? { s: f.segments } : {}) });
     this.#state = { kind: 'file', left: n, pad: padOf(f.size) };
   }
 

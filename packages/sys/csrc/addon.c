@@ -160,6 +160,7 @@ static napi_value init(napi_env env, napi_value exports) {
   sys_register_calls(env, exports);
   sys_register_tree(env, exports);
   sys_register_entries(env, exports);
+  sys_register_hash(env, exports);
   return exports;
 }
 

@@ -29,7 +29,13 @@ export interface Native {
   copyTree(src: Bytes, dst: Bytes, threads?: number, cancelled?: boolean): [Promise<void>, () => void];
   usage(path: Bytes): Promise<{ size: number; inodes: number }>;
   writeEntries(root: Bytes, entries: readonly EntryWrite[], walk?: boolean): Promise<void>;
+  sha256New(): Sha256State;
+  sha256Update(state: Sha256State, chunks: readonly Uint8Array[]): Promise<void>;
+  sha256Digest(state: Sha256State): string;
 }
+
+/** The addon's sha256 state (an opaque external). */
+export type Sha256State = { readonly __sha256: unique symbol };
 
 /** One item of `writeEntries` (see index.ts). */
 export type EntryWrite =

@@ -15,10 +15,9 @@
  * the snapshot layer above it removes the active snapshot when apply fails.
  */
 import type { ByteStream } from './tar-reader.js';
-import { createHash } from 'node:crypto';
 import { link, readdir } from 'node:fs/promises';
 import { ErrCanceled, ErrCorruptLayer } from '@buildcache/errdefs';
-import { ENTRY, lsetxattr } from '@buildcache/sys';
+import { ENTRY, PoolSha256, lsetxattr } from '@buildcache/sys';
 import type { Logger } from 'pino';
 import type { Compression } from '../../labels.js';
 import { decompress } from './compression.js';
@@ -68,9 +67,10 @@ export interface ApplyResult {
 /** Files up to this size are read into memory and written through the write queue. */
 const SMALL_FILE = 1 << 20;
 
-async function* hashed(source: AsyncIterable<Buffer>, hash: ReturnType<typeof createHash>, count: { n: number }): AsyncGenerator<Buffer> {
+/** Passes `source` through, hashing it on the thread pool and counting its bytes. */
+async function* hashed(source: AsyncIterable<Buffer>, hash: PoolSha256, count: { n: number }): AsyncGenerator<Buffer> {
   for await (const c of source) {
-    hash.update(c);
+    await hash.update(c);
     count.n += c.length;
     yield c;
   }
@@ -78,7 +78,7 @@ async function* hashed(source: AsyncIterable<Buffer>, hash: ReturnType<typeof cr
 
 /** Applies one layer stream onto `target` (an existing directory). */
 export async function applyLayer(stream: ByteStream, target: string, options: ApplyOptions = {}): Promise<ApplyResult> {
-  const hash = createHash('sha256');
+  const hash = new PoolSha256();
   const count = { n: 0 };
   const reader = new TarReader(hashed(decompress(stream, options.compression ?? 'auto'), hash, count));
   const mode = options.mode ?? 'plain';
@@ -259,5 +259,5 @@ export async function applyLayer(stream: ByteStream, target: string, options: Ap
     }
     throw entryFailure(err, current, roots, logger);
   }
-  return { diffID: `sha256:${hash.digest('hex')}`, size: count.n, entries };
+  return { diffID: `sha256:${await hash.digest()}`, size: count.n, entries };
 }

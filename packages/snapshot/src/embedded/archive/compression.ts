@@ -17,6 +17,8 @@ const ZSTD_MAGIC = Buffer.from([0x28, 0xb5, 0x2f, 0xfd]);
 /** Last three bytes of a zstd skippable frame's magic (little-endian 0x184D2A5?); the first is 0x5?. */
 const ZSTD_SKIPPABLE_TAIL = Buffer.from([0x2a, 0x4d, 0x18]);
 const CHUNK = 256 * 1024;
+/** Output chunk of decompression: each is one thread-pool job, and fewer small files span two. */
+const DECOMPRESSED_CHUNK = 1 << 20;
 
 /**
  * The compression the first bytes of a stream show (`uncompressed` when no magic matches). A zstd
@@ -73,9 +75,9 @@ function zstdProcess(args: string[], failure: (stderr: string) => Error): Duplex
 
 /** A decompressing transform for `compression`. */
 function decompressor(compression: Exclude<Compression, 'uncompressed'>): Duplex {
-  if (compression === 'gzip') return zlib.createGunzip({ chunkSize: CHUNK });
+  if (compression === 'gzip') return zlib.createGunzip({ chunkSize: DECOMPRESSED_CHUNK });
   const z = zlib as ZlibWithZstd;
-  if (typeof z.createZstdDecompress === 'function') return z.createZstdDecompress({ chunkSize: CHUNK });
+  if (typeof z.createZstdDecompress === 'function') return z.createZstdDecompress({ chunkSize: DECOMPRESSED_CHUNK });
   return zstdProcess(['-d', '-c', '-q'], (msg) => new ErrCorruptLayer(`zstd decompression failed: ${msg}`));
 }
 
