@@ -142,7 +142,7 @@ async function storedView(cm: ManagerContext, md: RecordMetadata, read: string[]
 }
 
 /** How many records du and prune read per step. */
-const BATCH = 512;
+const BATCH = 128;
 
 /** How many metadata or snapshot reads du and prune have in flight while looking at a batch. */
 const READ_AHEAD = 8;
