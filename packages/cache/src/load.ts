@@ -119,22 +119,25 @@ const SETTLED: StoredView = { mutable: false, representative: true };
 const SETTLED_MUTABLE: StoredView = { mutable: true, representative: true };
 const TWIN: StoredView = { mutable: false, representative: false };
 
+/** A finalized immutable record of known size: loading it would find nothing to repair or compute. */
+function isSettled(md: RecordMetadata): boolean {
+  return md.exists && !md.deleted && md.committed && md.equalMutable === undefined && md.size !== SIZE_UNKNOWN;
+}
+
 /**
- * How a stored record not in memory can be reported (by du, prune) without loading it, or undefined
- * when it must be loaded (to compute its size, or to repair it): a finalized immutable record of known
- * size; a mutable record of known size whose snapshot exists; the committed twin of such a mutable
- * record (BuildKit reports only the mutable one) unless something outside the cache holds it. Loading
- * would find these as they are, with nothing to repair.
+ * How a stored record not in memory, and not settled, can still be reported (by du, prune) without
+ * loading it, or undefined when it must be loaded (to compute its size, or to repair it): a mutable
+ * record of known size whose snapshot exists, or the committed twin of such a mutable record
+ * (BuildKit reports only the mutable one) unless something outside the cache holds the twin.
  */
-async function storedView(cm: ManagerContext, md: RecordMetadata, read: string[]): Promise<StoredView | undefined> {
+async function unsettledView(cm: ManagerContext, md: RecordMetadata, read: string[]): Promise<StoredView | undefined> {
   if (!md.exists || md.deleted) return undefined;
   if (!md.committed) {
     return md.size !== SIZE_UNKNOWN && (await snapshotExists(cm, md.snapshotID)) ? SETTLED_MUTABLE : undefined;
   }
   const twin = md.equalMutable;
-  if (twin === undefined) return md.size !== SIZE_UNKNOWN ? SETTLED : undefined;
   // A held twin makes its mutable record in use once loaded: leave that to loading.
-  if (md.holders.length > 0) return undefined;
+  if (twin === undefined || md.holders.length > 0) return undefined;
   read.push(twin);
   const mutable = new RecordMetadata(await cm.store.get(twin));
   const loadable = mutable.exists && !mutable.deleted && !mutable.committed;
@@ -187,7 +190,7 @@ export function dropPrefetched(cm: ManagerContext, ids: readonly string[]): void
 
 /**
  * Visits one batch of stored items (du, prune) under the manager lock: a record in memory as it
- * is, one that `storedView` can tell from its metadata alone with that view (`rec` undefined; its
+ * is, one that is settled or that `unsettledView` can tell from its metadata alone with that view (`rec` undefined; its
  * item leaves memory again after the visit), any other loaded first (read ahead outside the lock).
  * Items being purged, or cleared on loading, are skipped.
  */
@@ -199,16 +202,21 @@ export async function visitStored(
   const views = new Map<string, StoredView>();
   const twinsRead: string[] = [];
   const limit = pLimit(READ_AHEAD);
-  await Promise.all(
-    items.map((item) =>
-      cm.records.has(item.id)
-        ? undefined
-        : limit(async () => {
-            const view = await storedView(cm, new RecordMetadata(item), twinsRead);
-            if (view) views.set(item.id, view);
-          }),
-    ),
-  );
+  const checks: Promise<void>[] = [];
+  for (const item of items) {
+    if (cm.records.has(item.id)) continue;
+    const md = new RecordMetadata(item);
+    if (isSettled(md)) views.set(item.id, SETTLED);
+    else {
+      checks.push(
+        limit(async () => {
+          const view = await unsettledView(cm, md, twinsRead);
+          if (view) views.set(item.id, view);
+        }),
+      );
+    }
+  }
+  await Promise.all(checks);
   const toLoad = items.filter((item) => !cm.records.has(item.id) && !views.has(item.id));
   const read = await prefetch(cm, toLoad.map((item) => item.id));
   await cm.mu(async () => {
