@@ -8,8 +8,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { pino } from 'pino';
-import { CacheManager, type ImmutableRef } from '@buildcache/cache';
-import { ErrNotFound } from '@buildcache/errdefs';
+import { CacheManager } from '@buildcache/cache';
 import { BACKENDS } from '../support/backends.js';
 import { instrument } from '../support/kill-points.js';
 import { openSyntheticCache, openTestCache, readFileOf, writeFiles } from './helpers.js';
@@ -54,56 +53,6 @@ for (const kind of BACKENDS) {
         seen = 0;
         for await (const _ of cache.diskUsage()) seen++;
         assert.equal(seen, RECORDS - 1000);
-      } finally {
-        await t.close();
-      }
-    });
-
-    test('du tells committed records that keep their mutable twin from metadata: same rows, nothing loaded; a twin whose snapshot vanished is still cleared', async () => {
-      const t = await openTestCache(kind);
-      try {
-        // Chains as the benchmark makes them: each record is finalized by its child's new(), the last keeps its mutable twin.
-        const twins: { mutable: string; committed: string }[] = [];
-        for (let c = 0; c < 3; c++) {
-          let parent: ImmutableRef | undefined;
-          for (let d = 0; d < 3; d++) {
-            const m = await t.cache.new(parent, { retain: true });
-            await parent?.release();
-            await writeFiles(m, { [`f-${c}-${d}`]: 'x'.repeat(100 + d) });
-            const mutable = m.id;
-            parent = await m.commit();
-            if (d === 2) twins.push({ mutable, committed: parent.id });
-          }
-          await parent!.release();
-        }
-        const rowOf = (...fields: unknown[]): string => JSON.stringify(fields).slice(0, -1); // the start of a row's text
-        const rows = async (): Promise<{ rows: string[]; resident: number }> => {
-          const out: string[] = [];
-          let resident = 0;
-          for await (const u of t.cache.diskUsage()) {
-            resident = Math.max(resident, t.cache.context.records.size);
-            out.push(JSON.stringify([u.id, u.mutable, u.inUse, u.size, u.parents, u.usageCount]));
-          }
-          return { rows: out.sort(), resident };
-        };
-        const first = await rows(); // computes the unknown sizes
-        assert.equal(first.rows.length, 9);
-        for (const { mutable, committed } of twins) {
-          assert.ok(first.rows.some((r) => r.startsWith(rowOf(mutable, true))), 'the mutable twin stands for the pair');
-          assert.ok(!first.rows.some((r) => r.startsWith(rowOf(committed))), 'the committed twin is not reported');
-        }
-        await t.reopen();
-        const again = await rows();
-        assert.deepEqual(again.rows, first.rows);
-        assert.equal(again.resident, 0, 'du loaded records it could tell from their metadata');
-
-        // The mutable snapshot of a pair vanishes (as if a finalize was cut short): loading repairs, so du loads and clears both.
-        const [gone] = twins;
-        await t.tb.backend.snapshotter.remove(gone!.mutable);
-        const after = await rows();
-        assert.equal(after.rows.length, 8);
-        assert.ok(!after.rows.some((r) => r.startsWith(rowOf(gone!.mutable))));
-        await assert.rejects(t.cache.get(gone!.committed), ErrNotFound);
       } finally {
         await t.close();
       }

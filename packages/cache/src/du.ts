@@ -47,9 +47,9 @@ interface Row {
  */
 async function rowsOf(cm: ManagerContext, items: readonly StorageItem[], inUse: ReadonlySet<CacheRecord>): Promise<Row[]> {
   const rows: Row[] = [];
-  await visitStored(cm, items, (md, rec, view) => {
+  await visitStored(cm, items, (md, rec) => {
     if (!rec) {
-      if (view?.representative) rows.push({ info: usageOfMetadata(md, view.mutable, isHeldMetadata(md)) });
+      rows.push({ info: usageOfMetadata(md, false, isHeldMetadata(md)) });
       return;
     }
     if (!isRepresentative(rec)) return;

@@ -3,7 +3,6 @@
  * tombstoned record is finished off; a record whose equal mutable vanished after its snapshot was
  * committed is repaired; a mutable record whose snapshot is gone is dropped.
  */
-import pLimit from 'p-limit';
 import { ErrNotFound } from '@buildcache/errdefs';
 import { NO_HANDLERS, type ManagerContext } from './context.js';
 import { CacheRecord } from './records.js';
@@ -108,47 +107,17 @@ export async function loadOrClearLocked(cm: ManagerContext, id: string): Promise
   }
 }
 
-/** How du and prune see a stored record that is not in memory (so has no handle), from its metadata alone. */
-export interface StoredView {
-  readonly mutable: boolean;
-  /** False for the committed twin of a mutable record: the mutable one stands for their data. */
-  readonly representative: boolean;
-}
-
-const SETTLED: StoredView = { mutable: false, representative: true };
-const SETTLED_MUTABLE: StoredView = { mutable: true, representative: true };
-const TWIN: StoredView = { mutable: false, representative: false };
-
-/** A finalized immutable record of known size: loading it would find nothing to repair or compute. */
-function isSettled(md: RecordMetadata): boolean {
-  return md.exists && !md.deleted && md.committed && md.equalMutable === undefined && md.size !== SIZE_UNKNOWN;
-}
-
 /**
- * How a stored record not in memory, and not settled, can still be reported (by du, prune) without
- * loading it, or undefined when it must be loaded (to compute its size, or to repair it): a mutable
- * record of known size whose snapshot exists, or the committed twin of such a mutable record
- * (BuildKit reports only the mutable one) unless something outside the cache holds the twin.
+ * Whether a stored record not in memory can be reported (by du, prune) from its metadata alone:
+ * a finalized immutable record of known size, with nothing to repair and no twin. Not being in
+ * memory, it has no handle.
  */
-async function unsettledView(cm: ManagerContext, md: RecordMetadata, read: string[]): Promise<StoredView | undefined> {
-  if (!md.exists || md.deleted) return undefined;
-  if (!md.committed) {
-    return md.size !== SIZE_UNKNOWN && (await snapshotExists(cm, md.snapshotID)) ? SETTLED_MUTABLE : undefined;
-  }
-  const twin = md.equalMutable;
-  // A held twin makes its mutable record in use once loaded: leave that to loading.
-  if (twin === undefined || md.holders.length > 0) return undefined;
-  read.push(twin);
-  const mutable = new RecordMetadata(await cm.store.get(twin));
-  const loadable = mutable.exists && !mutable.deleted && !mutable.committed;
-  return loadable && (await snapshotExists(cm, mutable.snapshotID)) ? TWIN : undefined;
+export function isSettled(md: RecordMetadata): boolean {
+  return md.exists && !md.deleted && md.committed && md.equalMutable === undefined && md.size !== SIZE_UNKNOWN;
 }
 
 /** How many records du and prune read per step. */
 const BATCH = 128;
-
-/** How many metadata or snapshot reads du and prune have in flight while looking at a batch. */
-const READ_AHEAD = 8;
 
 /** The stored records' metadata items in record ID order, `BATCH` at a time (the manager's own state left out). */
 export async function* storedBatches(cm: ManagerContext): AsyncGenerator<StorageItem[]> {
@@ -190,50 +159,32 @@ export function dropPrefetched(cm: ManagerContext, ids: readonly string[]): void
 
 /**
  * Visits one batch of stored items (du, prune) under the manager lock: a record in memory as it
- * is, one that is settled or that `unsettledView` can tell from its metadata alone with that view (`rec` undefined; its
- * item leaves memory again after the visit), any other loaded first (read ahead outside the lock).
- * Items being purged, or cleared on loading, are skipped.
+ * is, a settled record from its metadata alone (`rec` undefined; its item leaves memory again
+ * after the visit), any other loaded first (read ahead outside the lock). Items being purged, or
+ * cleared on loading, are skipped.
  */
 export async function visitStored(
   cm: ManagerContext,
   items: readonly StorageItem[],
-  visit: (md: RecordMetadata, rec: CacheRecord | undefined, view: StoredView | undefined) => void,
+  visit: (md: RecordMetadata, rec: CacheRecord | undefined) => void,
 ): Promise<void> {
-  const views = new Map<string, StoredView>();
-  const twinsRead: string[] = [];
-  const limit = pLimit(READ_AHEAD);
-  const checks: Promise<void>[] = [];
-  for (const item of items) {
-    if (cm.records.has(item.id)) continue;
-    const md = new RecordMetadata(item);
-    if (isSettled(md)) views.set(item.id, SETTLED);
-    else {
-      checks.push(
-        limit(async () => {
-          const view = await unsettledView(cm, md, twinsRead);
-          if (view) views.set(item.id, view);
-        }),
-      );
-    }
-  }
-  await Promise.all(checks);
-  const toLoad = items.filter((item) => !cm.records.has(item.id) && !views.has(item.id));
+  const toLoad = items.filter((item) => !cm.records.has(item.id) && !isSettled(new RecordMetadata(item)));
   const read = await prefetch(cm, toLoad.map((item) => item.id));
   await cm.mu(async () => {
     for (const item of items) {
       if (cm.purging.has(item.id)) continue;
       let rec = cm.records.get(item.id);
       if (!rec) {
-        const view = views.get(item.id);
-        if (view) {
-          visit(new RecordMetadata(item), undefined, view);
+        const md = new RecordMetadata(item);
+        if (isSettled(md)) {
+          visit(md, undefined);
           cm.store.evict(item.id);
           continue;
         }
         rec = await loadOrClearLocked(cm, item.id);
       }
-      if (rec) visit(rec.md, rec, undefined);
+      if (rec) visit(rec.md, rec);
     }
-    dropPrefetched(cm, [...read, ...twinsRead]);
+    dropPrefetched(cm, read);
   });
 }

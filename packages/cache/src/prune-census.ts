@@ -77,14 +77,14 @@ export async function takeCensus(cm: ManagerContext, policy: PrunePolicy, gone: 
   const inUse = await cm.mu(() => inUseSet(cm.records.values()));
   for await (const items of storedBatches(cm)) {
     const unsized: [Candidate | undefined, CacheRecord, boolean][] = [];
-    await visitStored(cm, items.filter((item) => !gone.has(item.id)), (md, rec, view) => {
+    await visitStored(cm, items.filter((item) => !gone.has(item.id)), (md, rec) => {
       if (rec?.isDead()) return;
       const parent = md.parent;
       if (parent) children.set(parent, (children.get(parent) ?? 0) + 1);
       const twin = md.equalMutable;
       if (twin) twins.set(twin, md.id);
-      if (rec ? !isRepresentative(rec) : !view?.representative) return;
-      const mutable = rec?.mutable ?? view?.mutable ?? false;
+      if (rec && !isRepresentative(rec)) return;
+      const mutable = rec?.mutable ?? false;
       const counted = spaceMode && !(rec && mutable && inUse.has(rec));
       const cand = matches(md, mutable) ? { id: md.id, parent, lastUsedNs: md.lastUsedNs, usageCount: md.usageCount, size: md.size } : undefined;
       if (cand) candidates.set(cand.id, cand);
