@@ -39,9 +39,20 @@ async function countDu(cache: CacheManager): Promise<number> {
 
 async function workload(setup: Setup, n: number, dir: string): Promise<Record<string, unknown>> {
   const root = join(dir, 'cache');
-  await resetPeakRss();
-  let backend = await setup.open();
-  let cache = await CacheManager.open({ root, backend, logger });
+  // The kernel's high-water mark, reset before each phase and read after it: the peak is the highest.
+  const peaks: Record<string, number> = {};
+  const phase = async <T>(name: string, fn: () => Promise<T>): Promise<[T, number]> => {
+    await resetPeakRss();
+    const out = await timed(fn);
+    peaks[name] = Math.max(peaks[name] ?? 0, await peakRssMiB());
+    return out;
+  };
+  let backend!: Backend;
+  let cache!: CacheManager;
+  await phase('open', async () => {
+    backend = await setup.open();
+    cache = await CacheManager.open({ root, backend, logger });
+  });
   const reopen = async (): Promise<void> => {
     await cache.close();
     await backend.close();
@@ -49,7 +60,7 @@ async function workload(setup: Setup, n: number, dir: string): Promise<Record<st
     cache = await CacheManager.open({ root, backend, logger });
   };
 
-  const [, create] = await timed(async () => {
+  const [, create] = await phase('create', async () => {
     let parent: ImmutableRef | undefined;
     for (let i = 0; i < n; i++) {
       if (i % DEPTH === 0) parent = undefined;
@@ -65,23 +76,28 @@ async function workload(setup: Setup, n: number, dir: string): Promise<Record<st
       } else parent = imm;
     }
   });
-  const [, reopenAfterCreate] = await timed(reopen);
-  const [firstCount, firstDu] = await timed(() => countDu(cache));
-  const [, warmDu1] = await timed(() => countDu(cache));
-  const [, reopenS] = await timed(reopen);
+  const [, reopenAfterCreate] = await phase('reopen', reopen);
+  const [firstCount, firstDu] = await phase('firstDu', () => countDu(cache));
+  const [, warmDu1] = await phase('du', () => countDu(cache));
+  const [, reopenS] = await phase('reopen', reopen);
   const rssAfterReopen = await rssMiB();
-  const [, coldDu] = await timed(() => countDu(cache));
-  const [, warmDu] = await timed(() => countDu(cache));
+  const [, coldDu] = await phase('du', () => countDu(cache));
+  const [, warmDu] = await phase('du', () => countDu(cache));
 
   // Prune everything while another caller keeps using the cache: the longest it waited.
-  const { result: pruned, seconds: prune, maxWaitMs } = await whileProbing(
-    () => cache.prune([{ all: true }]),
-    () => cache.search('chainid:', { prefix: true }),
+  const [{ result: pruned, seconds: prune, maxWaitMs }] = await phase('prune', () =>
+    whileProbing(
+      () => cache.prune([{ all: true }]),
+      () => cache.search('chainid:', { prefix: true }),
+    ),
   );
-  const after = await countDu(cache);
-  const leftovers = await setup.leftovers();
-  await cache.close();
-  await backend.close();
+  const [after] = await phase('du', () => countDu(cache));
+  const [leftovers] = await phase('close', async () => {
+    const left = await setup.leftovers();
+    await cache.close();
+    await backend.close();
+    return left;
+  });
   if (firstCount !== n || pruned.deleted !== n || after !== 0 || (leftovers ?? 0) !== 0) {
     throw new Error(`${setup.name} N=${n}: du ${firstCount}, pruned ${pruned.deleted}, left ${after} records, ${leftovers} dirs`);
   }
@@ -98,7 +114,8 @@ async function workload(setup: Setup, n: number, dir: string): Promise<Record<st
     duWarmS: +warmDu.toFixed(4),
     pruneS: +prune.toFixed(3),
     maxWaitDuringPruneMs: maxWaitMs,
-    peakRssMiB: await peakRssMiB(),
+    peakRssMiB: Math.max(...Object.values(peaks)),
+    peakRssByPhaseMiB: peaks,
     rssAfterReopenMiB: rssAfterReopen,
   };
 }

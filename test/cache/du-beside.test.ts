@@ -13,7 +13,7 @@ import { openSyntheticCache } from './helpers.js';
 import { syntheticId } from '../support/synthetic.js';
 
 /** How many records du reads per batch (cache/src/load.ts). */
-const BATCH = 512;
+const BATCH = 128;
 
 /** Waits (bounded) until `done()` holds; returns whether it did. */
 async function eventually(done: () => boolean): Promise<boolean> {

@@ -1,5 +1,5 @@
 /**
- * Disk usage of the cache, streamed from the metadata store in record ID order, 512 records at a
+ * Disk usage of the cache, streamed from the metadata store in record ID order, 128 records at a
  * time, the next batch prepared while one streams (memory stays bounded): one entry per record,
  * sizes computed with bounded concurrency.
  */

@@ -31,25 +31,26 @@ interface Flight<T> {
  *   starts a fresh execution instead of joining the doomed one.
  */
 export class FlightGroup<T> {
-  readonly #flights = new Map<string, Flight<T>>();
+  /** Made on first use: every record has several groups, and most never run anything. */
+  #flights: Map<string, Flight<T>> | undefined;
 
   /** Runs `fn` for `key`, or joins the execution already running for it. */
   do(key: string, fn: (signal: AbortSignal) => Promise<T>, options: FlightOptions = {}): Promise<T> {
     const { signal } = options;
     if (signal?.aborted) return Promise.reject(canceled(key, signal.reason));
-    let flight = this.#flights.get(key);
+    let flight = this.#flights?.get(key);
     if (!flight || flight.controller.signal.aborted) flight = this.#start(key, fn);
     return this.#wait(key, flight, signal);
   }
 
   /** How many keys have an execution in progress. */
   get size(): number {
-    return this.#flights.size;
+    return this.#flights?.size ?? 0;
   }
 
   /** True while an execution for `key` is in progress (even one whose callers all gave up). */
   has(key: string): boolean {
-    return this.#flights.has(key);
+    return this.#flights?.has(key) ?? false;
   }
 
   #start(key: string, fn: (signal: AbortSignal) => Promise<T>): Flight<T> {
@@ -61,11 +62,11 @@ export class FlightGroup<T> {
     // Attached first, so that the key is free before any waiter hears the outcome; it also keeps a
     // rejection that nobody waits for any more from being reported as unhandled.
     const release = (): void => {
-      if (this.#flights.get(key) === flight) this.#flights.delete(key);
+      if (this.#flights?.get(key) === flight) this.#flights.delete(key);
     };
     void run.then(release, release);
     // Registered before fn runs: a call from inside fn for the same key joins (and so waits on) itself.
-    this.#flights.set(key, flight);
+    (this.#flights ??= new Map()).set(key, flight);
     try {
       settleRun(fn(flight.controller.signal));
     } catch (err) {

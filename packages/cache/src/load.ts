@@ -117,7 +117,7 @@ export function isSettled(md: RecordMetadata): boolean {
 }
 
 /** How many records du and prune read per step. */
-const BATCH = 512;
+const BATCH = 128;
 
 /** The stored records' metadata items in record ID order, `BATCH` at a time (the manager's own state left out). */
 export async function* storedBatches(cm: ManagerContext): AsyncGenerator<StorageItem[]> {

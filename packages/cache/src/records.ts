@@ -41,13 +41,23 @@ export class CacheRecord {
   /** How many du or prune passes look at this record outside the manager lock (it stays in memory meanwhile). */
   pins = 0;
 
+  /** Made on first use (most loaded records are never locked). */
+  #lock: LimitFunction | undefined;
+
   constructor(
     readonly cm: ManagerContext,
     readonly md: RecordMetadata,
     public mutable: boolean,
-    /** Shared by records that share data (a mutable and its equal immutable). */
-    readonly lock: LimitFunction = pLimit(1),
-  ) {}
+    /** The lock of the record this one shares data with (an equal immutable takes its mutable's). */
+    sharedLock?: LimitFunction,
+  ) {
+    this.#lock = sharedLock;
+  }
+
+  /** Serialises changes of the record's state; shared by records that share data (a mutable and its equal immutable). */
+  get lock(): LimitFunction {
+    return (this.#lock ??= pLimit(1));
+  }
 
   get id(): string {
     return this.md.id;

@@ -99,6 +99,18 @@ export function prefixIndexStart(prefix: string): string {
   return INDEX + prefix;
 }
 
+/**
+ * A range that holds every index entry whose index string starts with `prefix` (and maybe a few
+ * more, which callers skip), so that a search reads no key past them.
+ */
+export function prefixIndexRange(prefix: string): KeyRange {
+  const start = prefixIndexStart(prefix);
+  const last = start.charCodeAt(start.length - 1);
+  // Bumping a last character below the surrogates bounds exactly the keys that start with the prefix (in UTF-8 order too).
+  const lt = last < 0xd7ff ? start.slice(0, -1) + String.fromCharCode(last + 1) : `i${SEP_NEXT}`;
+  return { gte: start, lt };
+}
+
 /** Splits an index key into index string and item ID; undefined when malformed. */
 export function parseIndexKey(dbKey: string): { index: string; id: string } | undefined {
   const pair = splitPair(dbKey, INDEX);

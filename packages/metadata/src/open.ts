@@ -23,6 +23,13 @@ interface Marker {
  */
 const WRITE_BUFFER_BYTES = 512 * 1024;
 
+/**
+ * LevelDB's block cache: records are read once per load and then kept in memory by the store and the
+ * manager, so a large cache (LevelDB's default, 8 MiB) only adds resident memory; the OS page cache
+ * still holds the table files.
+ */
+const BLOCK_CACHE_BYTES = 1024 * 1024;
+
 /** Opens (creating if missing or empty) the store database at absolute path `path`. */
 export async function openDatabase(path: string, logger: Logger): Promise<Db> {
   const fresh = await checkPath(path);
@@ -31,6 +38,7 @@ export async function openDatabase(path: string, logger: Logger): Promise<Db> {
     keyEncoding: 'utf8',
     valueEncoding: 'utf8',
     writeBufferSize: WRITE_BUFFER_BYTES,
+    cacheSize: BLOCK_CACHE_BYTES,
   });
   try {
     await db.open({ createIfMissing: fresh, errorIfExists: false });

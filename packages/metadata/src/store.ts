@@ -11,6 +11,7 @@ import {
   exactIndexRange,
   parseIndexKey,
   parseValueKey,
+  prefixIndexRange,
   prefixIndexStart,
   validateName,
   valueKey,
@@ -213,7 +214,7 @@ export class MetadataStore {
     validateName('index', index);
     const prefix = options.prefix === true;
     const start = prefixIndexStart(index);
-    const it = this.#db.keys(prefix ? { gte: start } : exactIndexRange(index));
+    const it = this.#db.keys(prefix ? prefixIndexRange(index) : exactIndexRange(index));
     const found: { id: string; index: string }[] = [];
     const seen = new Set<string>();
     try {

@@ -136,3 +136,33 @@ test('clear removes values, index keys and externals at once; the item object st
     await cleanup();
   }
 });
+
+test('a prefix search finds exactly the index strings that start with it, whatever characters follow or end the prefix', async () => {
+  const { dir, cleanup } = await tempDir();
+  const store = await MetadataStore.open(dir);
+  try {
+    const indexes: Record<string, string> = {
+      a: 'p:x', // plain
+      b: 'p:\u{1F600}', // a character outside the BMP after the prefix
+      c: 'p:\uffff', // the last BMP character after the prefix
+      d: 'p;', // the next string after the prefix's last character: not under 'p:'
+      e: 'q\ud7ff', // a prefix ending just below the surrogates
+      f: 'q\ud7ffz',
+      g: 'q\ue000', // a prefix ending above them
+      h: 'q\ue000\u{10348}',
+      i: 'q\ue001',
+    };
+    for (const [id, index] of Object.entries(indexes)) {
+      const item = await store.get(id);
+      item.set('k', index, { index });
+      await item.commit();
+    }
+    assert.deepEqual(ids(await store.search('p:', { prefix: true })).sort(), ['a', 'b', 'c']);
+    assert.deepEqual(ids(await store.search('p', { prefix: true })).sort(), ['a', 'b', 'c', 'd']);
+    assert.deepEqual(ids(await store.search('q\ud7ff', { prefix: true })).sort(), ['e', 'f']);
+    assert.deepEqual(ids(await store.search('q\ue000', { prefix: true })).sort(), ['g', 'h']);
+  } finally {
+    await store.close();
+    await cleanup();
+  }
+});

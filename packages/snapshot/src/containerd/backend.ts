@@ -4,8 +4,7 @@ import { pino, type Logger } from 'pino';
 import { cleanupTempMounts } from '../mount-cleanup.js';
 import { ErrDeadlineExceeded, ErrInvalidArgument, ErrNotImplemented, ErrPermissionDenied, ErrUnavailable } from '@buildcache/errdefs';
 import { assertSysLoaded } from '@buildcache/sys';
-import { Client, grpcCodeOf } from '@containerd/leases-ts';
-import type { ClientOptions } from '@containerd/leases-ts';
+import type { Client, ClientOptions } from '@containerd/leases-ts';
 import { LocalMounter } from '../mount.js';
 import type { Backend, GarbageCollectOptions, GCStats, LeaseManager, Mounter } from '../types.js';
 import { LABEL_GC_EXPIRE } from '../labels.js';
@@ -15,7 +14,7 @@ import { ContainerdApplier, ContainerdContentStore, ContainerdDiffer, Containerd
 export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
 
 /** The first call's failure, said in terms of the socket: missing, forbidden, silent, or not containerd. */
-function connectError(err: unknown, address: string, timeoutMs: number): unknown {
+function connectError(err: unknown, address: string, timeoutMs: number, grpcCodeOf: (err: unknown) => unknown): unknown {
   if (!(err instanceof Error)) return err;
   const options = { cause: err, details: { path: address } };
   // grpc-js says "No connection established. Last error: <cause> (<time>). Resolution note: …".
@@ -123,6 +122,8 @@ export class ContainerdBackend implements Backend {
  */
 export async function openContainerdBackend(options: ContainerdBackendOptions): Promise<ContainerdBackend> {
   assertSysLoaded();
+  // Loaded here, not at import: the gRPC client and its protos cost ~15 MiB that users of the embedded backend never need.
+  const { Client, grpcCodeOf } = await import('@containerd/leases-ts');
   const snapshotter = options.snapshotter ?? 'overlayfs';
   let client = options.client;
   const owns = !client;
@@ -146,7 +147,7 @@ export async function openContainerdBackend(options: ContainerdBackendOptions): 
     if (options.mountRoot) await cleanupTempMounts(options.mountRoot, options.logger ?? pino({ level: 'silent' }));
   } catch (err) {
     if (owns) await client.close();
-    throw options.address ? connectError(err, options.address, options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS) : err;
+    throw options.address ? connectError(err, options.address, options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS, grpcCodeOf) : err;
   }
   return new ContainerdBackend(client, snapshotter, options.mountRoot, owns);
 }
