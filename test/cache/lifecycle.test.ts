@@ -183,5 +183,30 @@ for (const kind of BACKENDS) {
       await cache.prune([{ all: true }]);
       assert.deepEqual(await usageCounts(cache), { inUse: 0, unused: 0 });
     });
+
+    test('after a reopen, the mutable record of a committed pair finds its twin: get returns it, getMutable drops it', async () => {
+      const m = await t.cache.new(undefined, { retain: true });
+      await writeFiles(m, { 'a.txt': 'one' });
+      const snap = await m.commit();
+      const twin = snap.id;
+      await snap.release();
+
+      let cache = await t.reopen(); // nothing loaded: get(m) must not commit m a second time
+      const got = await cache.get(m.id);
+      assert.equal(got.id, twin, 'get of the mutable record returns its committed twin');
+      await got.release();
+      assert.deepEqual(await usageCounts(cache), { inUse: 0, unused: 1 }, 'still one pair, no second commit');
+
+      cache = await t.reopen();
+      const again = await cache.getMutable(m.id);
+      await assert.rejects(cache.get(twin), ErrNotFound, 'reopening the mutable record drops its committed twin');
+      await writeFiles(again, { 'a.txt': 'two' });
+      const snap2 = await again.commit();
+      assert.notEqual(snap2.id, twin);
+      assert.equal(await readFileOf(snap2, 'a.txt'), 'two');
+      await snap2.release();
+      await cache.prune([{ all: true }]);
+      assert.deepEqual(await usageCounts(cache), { inUse: 0, unused: 0 });
+    });
   });
 }

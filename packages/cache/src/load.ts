@@ -7,7 +7,7 @@ import { ErrNotFound } from '@buildcache/errdefs';
 import { NO_HANDLERS, type ManagerContext } from './context.js';
 import { CacheRecord } from './records.js';
 import type { StorageItem } from '@buildcache/metadata';
-import { RecordMetadata, SIZE_UNKNOWN } from './record-metadata.js';
+import { INDEX_EQUAL_MUTABLE, RecordMetadata, SIZE_UNKNOWN } from './record-metadata.js';
 import { STATE_ITEM } from './gc-debt.js';
 import { deleteRecordsLocked, purge, tombstone } from './deletion.js';
 import { ImmutableRef } from './refs.js';
@@ -38,10 +38,11 @@ export async function clearRecord(cm: ManagerContext, id: string): Promise<void>
 }
 
 /**
- * The record `id`, from memory or loaded from the store (with its parents). Throws ErrNotFound for
+ * The record `id`, from memory or loaded from the store (with its parents, and a mutable record with
+ * the committed record that shares its data, unless `withTwin` is false). Throws ErrNotFound for
  * a record that does not exist, is dead, or was tombstoned. The caller holds the manager lock.
  */
-export async function loadRecordLocked(cm: ManagerContext, id: string): Promise<CacheRecord> {
+export async function loadRecordLocked(cm: ManagerContext, id: string, withTwin = true): Promise<CacheRecord> {
   const known = cm.records.get(id);
   if (known) {
     if (known.isDead()) throw new ErrNotFound(`record ${id} is being deleted`, { details: { id } });
@@ -64,7 +65,7 @@ export async function loadRecordLocked(cm: ManagerContext, id: string): Promise<
   if (equalMutableId) {
     let mutable: CacheRecord | undefined;
     try {
-      mutable = await loadRecordLocked(cm, equalMutableId);
+      mutable = await loadRecordLocked(cm, equalMutableId, false); // this record is its twin
     } catch (err) {
       if (!(err instanceof ErrNotFound)) throw err;
     }
@@ -91,7 +92,20 @@ export async function loadRecordLocked(cm: ManagerContext, id: string): Promise<
   }
   if (parent) rec.parent = new ImmutableRef(parent, false, NO_HANDLERS);
   cm.records.set(id, rec);
+  if (rec.mutable && withTwin) await loadTwinLocked(cm, rec);
   return rec;
+}
+
+/** Loads the committed record that shares mutable `m`'s data (which links the two), if there is one. */
+async function loadTwinLocked(cm: ManagerContext, m: CacheRecord): Promise<void> {
+  for (const item of await cm.store.search(INDEX_EQUAL_MUTABLE + m.id)) {
+    if (m.equalImmutable) return;
+    try {
+      await loadRecordLocked(cm, item.id);
+    } catch (err) {
+      if (!(err instanceof ErrNotFound)) throw err;
+    }
+  }
 }
 
 /** The record `id` (loaded if need be), or undefined after deleting it when it cannot be loaded. */

@@ -47,6 +47,8 @@ const K = {
 /** Index prefixes under which records are found by content. */
 export const INDEX_CHAIN_ID = 'chainid:';
 export const INDEX_BLOB_CHAIN_ID = 'blobchainid:';
+/** Index of committed records by the mutable record they still share data with, so loading either finds the other. */
+export const INDEX_EQUAL_MUTABLE = 'equalmutable:';
 /** Index of tombstoned records, so that open finishes their deletion without loading every record. */
 export const INDEX_TOMBSTONE = 'tombstone';
 
@@ -95,7 +97,7 @@ export class RecordMetadata {
     return this.str(K.equalMutable);
   }
   set equalMutable(v: string | undefined) {
-    this.put(K.equalMutable, v);
+    this.put(K.equalMutable, v, v === undefined ? undefined : INDEX_EQUAL_MUTABLE + v);
   }
   get retain(): boolean {
     return this.bool(K.retain);
