@@ -91,9 +91,12 @@ export interface PtyRun {
   readonly exit: Promise<number | null>;
 }
 
-/** Starts the binary on a real pty through util-linux `script`. */
+/**
+ * Starts the binary on a real pty through util-linux `script`. The pty has `noflsh`: otherwise a
+ * typed Ctrl-C makes the tty driver discard output the binary wrote but `script` had not read yet.
+ */
 export function runInPty(args: readonly string[]): PtyRun {
-  const command = [process.execPath, bin, ...args].map(quote).join(' ');
+  const command = `stty noflsh; exec ${[process.execPath, bin, ...args].map(quote).join(' ')}`;
   const child = spawn('script', ['-qefc', command, '/dev/null'], { env: { ...process.env, TERM: 'xterm' } });
   let output = '';
   const waiters: { re: RegExp; res: () => void }[] = [];
