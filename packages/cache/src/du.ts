@@ -8,9 +8,9 @@ import { ErrInvalidArgument } from '@buildcache/errdefs';
 import { parseFilters, fieldsOf, type Filter } from '@buildcache/filters';
 import type { ManagerContext } from './context.js';
 import { recordSize } from './size.js';
-import { FILTER_FIELDS, filterAdaptor, inUseSet, isHeld, isHeldMetadata, isRepresentative, usageOf, usageOfMetadata, type UsageInfo } from './usage.js';
+import { FILTER_FIELDS, filterAdaptor, inUseSet, isHeld, isRepresentative, usageOf, usageOfMetadata, type UsageInfo } from './usage.js';
 import type { CacheRecord } from './records.js';
-import { storedBatches, visitStored } from './load.js';
+import { StoredScan } from './stored.js';
 import { unpin } from './residency.js';
 import type { StorageItem } from '@buildcache/metadata';
 
@@ -43,14 +43,14 @@ interface Row {
 }
 
 /**
- * The rows of one batch of stored items: records in memory as they are, settled records from their
- * metadata, others loaded (see `visitStored`).
+ * The rows of one batch of stored items: records in memory as they are, others from their metadata
+ * where it tells them, the rest loaded (see `StoredScan`).
  */
-async function rowsOf(cm: ManagerContext, items: readonly StorageItem[], inUse: ReadonlySet<CacheRecord>): Promise<Row[]> {
+async function rowsOf(scan: StoredScan, items: readonly StorageItem[], inUse: ReadonlySet<CacheRecord>): Promise<Row[]> {
   const rows: Row[] = [];
-  await visitStored(cm, items, (md, rec) => {
+  await scan.visit(items, (md, rec, view) => {
     if (!rec) {
-      rows.push({ info: usageOfMetadata(md, false, isHeldMetadata(md)) });
+      if (view?.representative) rows.push({ info: usageOfMetadata(md, view.mutable, view.held) });
       return;
     }
     if (!isRepresentative(rec)) return;
@@ -82,11 +82,12 @@ export async function* diskUsage(cm: ManagerContext, options: DiskUsageOptions =
   const keep = (info: UsageInfo): boolean =>
     !(options.ageLimitMs !== undefined && info.lastUsedAt && info.lastUsedAt.getTime() > now - options.ageLimitMs) &&
     !(filter && !filter.match(filterAdaptor(info)));
-  const batches = storedBatches(cm);
+  const scan = new StoredScan(cm);
+  const batches = scan[Symbol.asyncIterator]();
   const prepareNext = async (): Promise<Ready | undefined> => {
     const next = await batches.next();
     if (next.done) return undefined;
-    const rows = await rowsOf(cm, next.value, inUse);
+    const rows = await rowsOf(scan, next.value, inUse);
     const pinned = rows.flatMap((r) => (r.rec ? [r.rec] : []));
     try {
       const kept = rows.filter((r) => keep(r.info)).map(({ rec, info }) => ({ rec, info }));

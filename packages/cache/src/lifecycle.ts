@@ -14,8 +14,14 @@ import { deleteRecordsLocked } from './deletion.js';
  */
 export async function commitMutableLocked(m: CacheRecord, handle: Handle | undefined): Promise<CacheRecord> {
   const cm = m.cm;
-  const id = newRecordId();
-  const md = new RecordMetadata(await cm.store.get(id));
+  const reserved = m.md.equalImmutable;
+  let md = reserved === undefined || cm.purging.has(reserved) ? undefined : new RecordMetadata(await cm.store.get(reserved));
+  if (!md || md.exists) {
+    // Made before IDs were reserved (or the reserved one is taken): reserve one now, before the record exists.
+    if (md && !cm.records.has(md.id)) cm.store.evict(md.id);
+    md = new RecordMetadata(await cm.store.get(await reserveTwinId(m)));
+  }
+  const id = md.id;
   md.createdAt = cm.now();
   md.committed = true;
   md.size = SIZE_UNKNOWN;
@@ -36,6 +42,17 @@ export async function commitMutableLocked(m: CacheRecord, handle: Handle | undef
   m.linkHandle = link;
   cm.records.set(id, imm);
   return imm;
+}
+
+/**
+ * Reserves (durably) a new ID for the committed record mutable `m` will share its data with, once
+ * its last one is gone; returns it.
+ */
+export async function reserveTwinId(m: CacheRecord): Promise<string> {
+  const id = newRecordId();
+  m.md.equalImmutable = id;
+  await m.md.commit();
+  return id;
 }
 
 /**

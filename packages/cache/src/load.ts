@@ -6,13 +6,12 @@
 import { ErrNotFound } from '@buildcache/errdefs';
 import { NO_HANDLERS, type ManagerContext } from './context.js';
 import { CacheRecord } from './records.js';
-import type { StorageItem } from '@buildcache/metadata';
-import { INDEX_EQUAL_MUTABLE, RecordMetadata, SIZE_UNKNOWN } from './record-metadata.js';
-import { STATE_ITEM } from './gc-debt.js';
+import { INDEX_EQUAL_MUTABLE, RecordMetadata } from './record-metadata.js';
 import { deleteRecordsLocked, purge, tombstone } from './deletion.js';
 import { ImmutableRef } from './refs.js';
 
-async function snapshotExists(cm: ManagerContext, key: string): Promise<boolean> {
+/** Whether snapshot `key` exists on the backend. */
+export async function snapshotExists(cm: ManagerContext, key: string): Promise<boolean> {
   try {
     await cm.backend.snapshotter.stat(key);
     return true;
@@ -73,6 +72,11 @@ export async function loadRecordLocked(cm: ManagerContext, id: string, withTwin 
       rec = new CacheRecord(cm, md, false, mutable.lock);
       rec.equalMutable = mutable;
       mutable.equalImmutable = rec;
+      if (mutable.md.equalImmutable !== id) {
+        // Made before the mutable record named its twin: it does from now on.
+        mutable.md.equalImmutable = id;
+        cm.deferCommit(mutable.md);
+      }
     } else if (await snapshotExists(cm, md.snapshotID)) {
       // Crashed after committing the snapshot, before recording it: the commit stands.
       md.equalMutable = undefined;
@@ -96,10 +100,20 @@ export async function loadRecordLocked(cm: ManagerContext, id: string, withTwin 
   return rec;
 }
 
-/** Loads the committed record that shares mutable `m`'s data (which links the two), if there is one. */
+/**
+ * Loads the committed record that shares mutable `m`'s data (which links the two), if there is
+ * one: the one its metadata names, with one point read; a record made before it named one (see
+ * `equalImmutable`) is looked up in the index of committed records by mutable record.
+ */
 async function loadTwinLocked(cm: ManagerContext, m: CacheRecord): Promise<void> {
-  for (const item of await cm.store.search(INDEX_EQUAL_MUTABLE + m.id)) {
+  const named = m.md.equalImmutable;
+  const candidates = named !== undefined ? [await cm.store.get(named)] : await cm.store.search(INDEX_EQUAL_MUTABLE + m.id);
+  for (const item of candidates) {
     if (m.equalImmutable) return;
+    if (new RecordMetadata(item).equalMutable !== m.id) {
+      if (!cm.records.has(item.id)) cm.store.evict(item.id); // not made yet, or gone
+      continue;
+    }
     try {
       await loadRecordLocked(cm, item.id);
     } catch (err) {
@@ -119,31 +133,6 @@ export async function loadOrClearLocked(cm: ManagerContext, id: string): Promise
     await clearRecord(cm, id);
     return undefined;
   }
-}
-
-/**
- * Whether a stored record not in memory can be reported (by du, prune) from its metadata alone:
- * a finalized immutable record of known size, with nothing to repair and no twin. Not being in
- * memory, it has no handle.
- */
-export function isSettled(md: RecordMetadata): boolean {
-  return md.exists && !md.deleted && md.committed && md.equalMutable === undefined && md.size !== SIZE_UNKNOWN;
-}
-
-/** How many records du and prune read per step. */
-const BATCH = 128;
-
-/** The stored records' metadata items in record ID order, `BATCH` at a time (the manager's own state left out). */
-export async function* storedBatches(cm: ManagerContext): AsyncGenerator<StorageItem[]> {
-  let items: StorageItem[] = [];
-  for await (const item of cm.store.all()) {
-    if (item.id === STATE_ITEM) continue;
-    items.push(item);
-    if (items.length < BATCH) continue;
-    yield items;
-    items = [];
-  }
-  if (items.length > 0) yield items;
 }
 
 /**
@@ -169,42 +158,4 @@ export async function prefetch(cm: ManagerContext, ids: readonly string[]): Prom
 /** Evicts the prefetched items that did not become records (the caller holds the manager lock). */
 export function dropPrefetched(cm: ManagerContext, ids: readonly string[]): void {
   for (const id of ids) if (!cm.records.has(id)) cm.store.evict(id);
-}
-
-/**
- * Whether a scanned item has been emptied since the scan read it: its record was deleted to the
- * end (the metadata clear is the deletion's last step), so nothing is left to report or delete.
- */
-const cleared = (item: StorageItem): boolean => item.keys().length === 0;
-
-/**
- * Visits one batch of stored items (du, prune) under the manager lock: a record in memory as it
- * is, a settled record from its metadata alone (`rec` undefined; its item leaves memory again
- * after the visit), any other loaded first (read ahead outside the lock). Items being purged or
- * cleared meanwhile (a concurrent prune's), or cleared on loading, are skipped.
- */
-export async function visitStored(
-  cm: ManagerContext,
-  items: readonly StorageItem[],
-  visit: (md: RecordMetadata, rec: CacheRecord | undefined) => void,
-): Promise<void> {
-  const toLoad = items.filter((item) => !cm.records.has(item.id) && !cleared(item) && !isSettled(new RecordMetadata(item)));
-  const read = await prefetch(cm, toLoad.map((item) => item.id));
-  await cm.mu(async () => {
-    for (const item of items) {
-      if (cm.purging.has(item.id) || cleared(item)) continue;
-      let rec = cm.records.get(item.id);
-      if (!rec) {
-        const md = new RecordMetadata(item);
-        if (isSettled(md)) {
-          visit(md, undefined);
-          cm.store.evict(item.id);
-          continue;
-        }
-        rec = await loadOrClearLocked(cm, item.id);
-      }
-      if (rec) visit(rec.md, rec);
-    }
-    dropPrefetched(cm, read);
-  });
 }

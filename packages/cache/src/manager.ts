@@ -16,7 +16,7 @@ import { GCDebt } from './gc-debt.js';
 import { CacheRecord } from './records.js';
 import { RECORD_TYPES, RecordMetadata, INDEX_BLOB_CHAIN_ID, INDEX_CHAIN_ID, type RecordType } from './record-metadata.js';
 import { ImmutableRef, MutableRef } from './refs.js';
-import { commitMutableLocked } from './lifecycle.js';
+import { commitMutableLocked, reserveTwinId } from './lifecycle.js';
 import { loadRecordLocked } from './load.js';
 import { markClosed, repairOnOpen } from './repair.js';
 import { deleteRecordsLocked } from './deletion.js';
@@ -228,6 +228,7 @@ export class CacheManager {
         md.committed = false;
         md.snapshotID = id;
         md.parent = parentRef?.id;
+        md.equalImmutable = newRecordId();
         await md.commit();
       } catch (err) {
         await cm.gcDebt.owe().then(() => deleteLease(leases, id)).catch(() => undefined);
@@ -265,6 +266,7 @@ export class CacheManager {
           rec.equalImmutable = undefined;
           imm.equalMutable = undefined;
           await deleteRecordsLocked(cm, [imm]);
+          await reserveTwinId(rec);
         }
         return new MutableRef(rec, !opts.noUpdateLastUsed, opts.descHandlers ?? NO_HANDLERS);
       });

@@ -10,7 +10,7 @@ import type { CacheRecord, Handle } from './records.js';
 import type { RecordMetadata } from './record-metadata.js';
 import { recordSize } from './size.js';
 import { compileFilters } from './du.js';
-import { storedBatches, visitStored } from './load.js';
+import { StoredScan } from './stored.js';
 import { unpin } from './residency.js';
 import { filterAdaptor, inUseSet, isHeld, isHeldMetadata, isRepresentative, usageOfMetadata } from './usage.js';
 import type { PrunePolicy } from './prune.js';
@@ -75,17 +75,18 @@ export async function takeCensus(cm: ManagerContext, policy: PrunePolicy, gone: 
   const matches = matcher(cm, policy);
   let total = 0;
   const inUse = await cm.mu(() => inUseSet(cm.records.values()));
-  for await (const items of storedBatches(cm)) {
+  const scan = new StoredScan(cm);
+  for await (const items of scan) {
     const unsized: [Candidate | undefined, CacheRecord, boolean][] = [];
-    await visitStored(cm, items.filter((item) => !gone.has(item.id)), (md, rec) => {
+    await scan.visit(items.filter((item) => !gone.has(item.id)), (md, rec, view) => {
       if (rec?.isDead()) return;
       const parent = md.parent;
       if (parent) children.set(parent, (children.get(parent) ?? 0) + 1);
       const twin = md.equalMutable;
       if (twin) twins.set(twin, md.id);
-      if (rec && !isRepresentative(rec)) return;
-      const mutable = rec?.mutable ?? false;
-      const counted = spaceMode && !(rec && mutable && inUse.has(rec));
+      if (rec ? !isRepresentative(rec) : !view?.representative) return;
+      const mutable = rec?.mutable ?? view?.mutable ?? false;
+      const counted = spaceMode && !(mutable && (rec ? inUse.has(rec) : view?.held));
       const cand = matches(md, mutable) ? { id: md.id, parent, lastUsedNs: md.lastUsedNs, usageCount: md.usageCount, size: md.size } : undefined;
       if (cand) candidates.set(cand.id, cand);
       if (rec && md.size < 0 && (cand || counted)) {

@@ -20,6 +20,7 @@ const K = {
   size: 'snapshot.size',
   committed: 'snapshot.committed',
   equalMutable: 'cache.equalMutable',
+  equalImmutable: 'cache.equalImmutable',
   retain: 'cache.retain',
   description: 'cache.description',
   createdAt: 'cache.createdAt',
@@ -98,6 +99,17 @@ export class RecordMetadata {
   }
   set equalMutable(v: string | undefined) {
     this.put(K.equalMutable, v, v === undefined ? undefined : INDEX_EQUAL_MUTABLE + v);
+  }
+  /**
+   * Mutable side: the ID the committed record that shares this record's data has, or will have once
+   * committed (reserved when the record is made, so that a commit writes nothing to the mutable
+   * record, and loading it finds its twin with one point read). Absent on records made before.
+   */
+  get equalImmutable(): string | undefined {
+    return this.str(K.equalImmutable);
+  }
+  set equalImmutable(v: string | undefined) {
+    this.put(K.equalImmutable, v);
   }
   get retain(): boolean {
     return this.bool(K.retain);

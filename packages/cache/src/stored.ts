@@ -1,0 +1,177 @@
+/**
+ * One pass of du or prune over the stored records, in record ID order, a batch at a time. A record
+ * in memory is seen as it is; one that is not (so has no handle) is told from its metadata when
+ * loading it would find nothing to compute or repair — a finalized record of known size, a mutable
+ * record of known size whose snapshot exists, and the committed twin of such a mutable record
+ * (not representative: as in BuildKit, the mutable one stands for their data) — and loaded
+ * otherwise. A pair is judged once, at whichever of the two comes first; the other's item is kept
+ * until the scan reaches it, so each item is read once per pass.
+ */
+import pLimit from 'p-limit';
+import type { StorageItem } from '@buildcache/metadata';
+import type { ManagerContext } from './context.js';
+import type { CacheRecord } from './records.js';
+import { RecordMetadata, SIZE_UNKNOWN } from './record-metadata.js';
+import { STATE_ITEM } from './gc-debt.js';
+import { dropPrefetched, loadOrClearLocked, prefetch, snapshotExists } from './load.js';
+import { isHeldMetadata } from './usage.js';
+
+/** How a stored record that is not in memory is seen, from its metadata alone. */
+export interface StoredView {
+  readonly mutable: boolean;
+  /** False for the committed twin of a mutable record: the mutable one stands for their data. */
+  readonly representative: boolean;
+  /** Whether something outside the cache holds it or its twin (`setHeld`): in use. */
+  readonly held: boolean;
+}
+
+/** What the first of a pair decided for the second, with the item it read for that. */
+interface Ahead {
+  readonly item: StorageItem;
+  readonly view: StoredView | undefined;
+}
+
+/** How many records du and prune read per step. */
+const BATCH = 128;
+
+/** How many metadata or snapshot reads a pass has in flight while judging a batch. */
+const READ_AHEAD = 8;
+
+/**
+ * Whether a scanned item has been emptied since the scan read it: its record was deleted to the
+ * end (the metadata clear is the deletion's last step), so nothing is left to report or delete.
+ */
+const cleared = (item: StorageItem): boolean => item.keys().length === 0;
+
+/** A finalized immutable record of known size: nothing to compute or repair. */
+function settledView(md: RecordMetadata): StoredView | undefined {
+  const settled = md.exists && !md.deleted && md.committed && md.equalMutable === undefined && md.size !== SIZE_UNKNOWN;
+  return settled ? { mutable: false, representative: true, held: isHeldMetadata(md) } : undefined;
+}
+
+/** One du or prune pass over the stored records: iterate it for batches, `visit` each. */
+export class StoredScan implements AsyncIterable<StorageItem[]> {
+  /** Views decided for records ahead in the scan by their twin, by ID. */
+  readonly #ahead = new Map<string, Promise<Ahead>>();
+  /** Twin items read again (their own visit was earlier), evicted after the batch. */
+  #reread: string[] = [];
+
+  constructor(private readonly cm: ManagerContext) {}
+
+  /** The stored records' items in record ID order, `BATCH` at a time (the manager's own state left out). */
+  async *[Symbol.asyncIterator](): AsyncGenerator<StorageItem[]> {
+    try {
+      let items: StorageItem[] = [];
+      for await (const item of this.cm.store.all()) {
+        if (item.id === STATE_ITEM) continue;
+        items.push(item);
+        if (items.length < BATCH) continue;
+        yield items;
+        items = [];
+      }
+      if (items.length > 0) yield items;
+    } finally {
+      // A pass that stopped early lets go of the twins it read ahead.
+      const left = await Promise.all([...this.#ahead.values()].map((a) => a.catch(() => undefined)));
+      this.#ahead.clear();
+      await this.cm.mu(() => dropPrefetched(this.cm, left.flatMap((a) => (a ? [a.item.id] : []))));
+    }
+  }
+
+  /**
+   * Visits one batch under the manager lock: a record in memory as it is (`view` undefined), one
+   * that can be told from its metadata with that view (`rec` undefined; its item leaves memory
+   * after the visit), any other loaded first (read ahead outside the lock). Items being purged or
+   * cleared meanwhile (a concurrent prune's), or cleared on loading, are skipped.
+   */
+  async visit(
+    items: readonly StorageItem[],
+    visit: (md: RecordMetadata, rec: CacheRecord | undefined, view: StoredView | undefined) => void,
+  ): Promise<void> {
+    const { cm } = this;
+    const views = new Map<string, StoredView>();
+    const limit = pLimit(READ_AHEAD);
+    const judged: Promise<void>[] = [];
+    for (const item of items) {
+      if (cm.records.has(item.id) || cleared(item)) continue;
+      const md = new RecordMetadata(item);
+      const settled = settledView(md);
+      if (settled) views.set(item.id, settled);
+      else if (md.exists && !md.deleted && (md.equalMutable !== undefined || !md.committed)) {
+        // Started in ID order: the first of a pair in this batch notes its decision before the second starts.
+        judged.push(limit(async () => {
+          const view = await this.#pairView(item, md);
+          if (view) views.set(item.id, view);
+        }));
+      }
+    }
+    await Promise.all(judged);
+    const toLoad = items.filter((item) => !cm.records.has(item.id) && !cleared(item) && !views.has(item.id));
+    const read = await prefetch(cm, toLoad.map((item) => item.id));
+    const reread = this.#reread;
+    this.#reread = [];
+    await cm.mu(async () => {
+      for (const item of items) {
+        if (cm.purging.has(item.id) || cleared(item)) continue;
+        let rec = cm.records.get(item.id);
+        if (!rec) {
+          const view = views.get(item.id);
+          if (view) {
+            visit(new RecordMetadata(item), undefined, view);
+            cm.store.evict(item.id);
+            continue;
+          }
+          rec = await loadOrClearLocked(cm, item.id);
+        }
+        if (rec) visit(rec.md, rec, undefined);
+      }
+      dropPrefetched(cm, [...read, ...reread]);
+    });
+  }
+
+  /**
+   * The view of a mutable record or of a committed record that shares a mutable one's data, or
+   * undefined when it must be loaded: its size is unknown, the pair does not match (a crash left
+   * it half made or half deleted: loading repairs), or the mutable snapshot is gone (a finalize cut
+   * short: loading repairs). A mutable record made before it named its twin is loaded too.
+   */
+  async #pairView(item: StorageItem, md: RecordMetadata): Promise<StoredView | undefined> {
+    const decided = this.#ahead.get(item.id);
+    if (decided) {
+      this.#ahead.delete(item.id);
+      const ahead = await decided;
+      if (ahead.item === item) return ahead.view;
+    }
+    const twinId = md.committed ? md.equalMutable : md.equalImmutable;
+    if (twinId === undefined || this.cm.records.has(twinId)) return undefined;
+    const pair = this.#judgePair(md, twinId);
+    const ahead = twinId > item.id;
+    if (ahead) this.#ahead.set(twinId, pair.then(({ twin, theirs }) => ({ item: twin.item, view: theirs })));
+    const { twin, mine } = await pair;
+    if (!ahead || !twin.exists) {
+      // Read again (its own visit was earlier), or a reserved ID no record has: not kept.
+      if (ahead) this.#ahead.delete(twinId);
+      this.#reread.push(twinId);
+    }
+    return mine;
+  }
+
+  /** Reads `md`'s twin and judges the pair: the views of `md` and of its twin (undefined: load). */
+  async #judgePair(md: RecordMetadata, twinId: string): Promise<{ twin: RecordMetadata; mine?: StoredView; theirs?: StoredView }> {
+    const twin = new RecordMetadata(await this.cm.store.get(twinId));
+    const [m, c] = md.committed ? [twin, md] : [md, twin];
+    const alone = !md.committed && !c.exists; // never committed: its reserved twin ID is unused
+    const held = isHeldMetadata(m) || (!alone && isHeldMetadata(c));
+    // A mutable record in use reports no size (it may be changing).
+    const mutableOk = m.exists && !m.deleted && !m.committed && (held || m.size !== SIZE_UNKNOWN);
+    if (alone) {
+      const ok = mutableOk && (await snapshotExists(this.cm, m.snapshotID));
+      return ok ? { twin, mine: { mutable: true, representative: true, held } } : { twin };
+    }
+    const paired = mutableOk && c.exists && !c.deleted && c.committed && c.equalMutable === m.id && m.equalImmutable === c.id;
+    if (!paired || !(await snapshotExists(this.cm, m.snapshotID))) return { twin };
+    const mView: StoredView = { mutable: true, representative: true, held };
+    const cView: StoredView = { mutable: false, representative: false, held };
+    return md.committed ? { twin, mine: cView, theirs: mView } : { twin, mine: mView, theirs: cView };
+  }
+}
