@@ -70,22 +70,31 @@ for (const kind of BACKENDS) {
       const t = await openTestCache(kind);
       try {
         const { pairs, lone } = await buildChains(t, 3, 3);
-        const first = await duRows(t.cache); // computes the unknown sizes
+        const stored = 2 * 3 + 2 * pairs.length + 1; // finalized records, pairs (two records each), the lone one
+        let cache = await t.reopen();
+        // Sizes are unknown (finalize resets them): the first du computes them from the snapshots, loading no record either.
+        let before = cache.context.store.itemsLoaded;
+        const first = await duRows(cache);
+        assert.equal(first.resident, 0, 'the first du loaded a record');
+        // Each stored item once, and for the lone mutable record the ID reserved for its twin (no such item).
+        assert.equal(cache.context.store.itemsLoaded - before, stored + 1, 'items read by the first du');
         assert.equal(first.rows.length, 3 * 3 + 1, 'one row per pair, per finalized record and for the lone mutable record');
+        for (const row of first.rows) {
+          const [id, , , size] = JSON.parse(row) as [string, boolean, boolean, number];
+          assert.equal(size, (await t.tb.backend.snapshotter.usage(id)).size, `size of ${id}`);
+        }
         for (const { mutable, committed } of pairs) {
           assert.ok(first.rows.some((r) => r.startsWith(rowOf(mutable, true))), 'the mutable twin stands for the pair');
           assert.ok(!first.rows.some((r) => r.startsWith(JSON.stringify([committed]).slice(0, -1))), 'the committed twin is not reported');
         }
         assert.ok(first.rows.some((r) => r.startsWith(rowOf(lone, true))));
 
-        const cache = await t.reopen();
+        cache = await t.reopen();
         const searches = countSearches(cache);
-        const stored = 2 * 3 + 2 * pairs.length + 1; // finalized records, pairs (two records each), the lone one
-        const before = cache.context.store.itemsLoaded;
+        before = cache.context.store.itemsLoaded;
         const again = await duRows(cache);
-        assert.deepEqual(again.rows, first.rows);
+        assert.deepEqual(again.rows, first.rows, 'the sizes were stored');
         assert.equal(again.resident, 0, 'du loaded a record it could tell from its metadata');
-        // Each stored item once, and for the lone mutable record the ID reserved for its twin (no such item).
         assert.equal(cache.context.store.itemsLoaded - before, stored + 1, 'items read by du');
         assert.equal(searches(), 0, 'du searched the index');
 

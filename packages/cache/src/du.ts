@@ -13,6 +13,7 @@ import type { CacheRecord } from './records.js';
 import { StoredScan } from './stored.js';
 import { unpin } from './residency.js';
 import type { StorageItem } from '@buildcache/metadata';
+import type { RecordMetadata } from './record-metadata.js';
 
 /** Options of `diskUsage()`. */
 export interface DiskUsageOptions {
@@ -38,8 +39,10 @@ export function compileFilters(filters: readonly string[] | undefined): Filter |
 
 /** One record's entry, with the record when it is in memory (pinned until the batch is done). */
 interface Row {
-  readonly info: UsageInfo;
+  info: UsageInfo;
   readonly rec?: CacheRecord;
+  /** The metadata of a record told from it (not in memory). */
+  readonly md?: RecordMetadata;
 }
 
 /**
@@ -50,7 +53,7 @@ async function rowsOf(scan: StoredScan, items: readonly StorageItem[], inUse: Re
   const rows: Row[] = [];
   await scan.visit(items, (md, rec, view) => {
     if (!rec) {
-      if (view?.representative) rows.push({ info: usageOfMetadata(md, view.mutable, view.held) });
+      if (view?.representative) rows.push({ info: usageOfMetadata(md, view.mutable, view.held), md });
       return;
     }
     if (!isRepresentative(rec)) return;
@@ -90,18 +93,24 @@ export async function* diskUsage(cm: ManagerContext, options: DiskUsageOptions =
     const rows = await rowsOf(scan, next.value, inUse);
     const pinned = rows.flatMap((r) => (r.rec ? [r.rec] : []));
     try {
-      const kept = rows.filter((r) => keep(r.info)).map(({ rec, info }) => ({ rec, info }));
-      await Promise.all(
-        kept.flatMap((row) => {
+      const kept = rows.filter((r) => keep(r.info));
+      const unsized = kept.filter((row) => row.info.size < 0);
+      const stored = unsized.filter((row) => !row.rec);
+      await Promise.all([
+        ...unsized.flatMap((row) => {
           const rec = row.rec;
-          if (row.info.size >= 0 || !rec) return [];
-          return [limit(async () => (row.info = { ...row.info, size: await recordSize(rec).catch(() => 0) }))];
+          return rec ? [limit(async () => (row.info = { ...row.info, size: await recordSize(rec).catch(() => 0) }))] : [];
         }),
-      );
+        scan.sizeStored(stored.map((row) => row.md!), limit).then((sizes) => {
+          for (const [i, row] of stored.entries()) row.info = { ...row.info, size: sizes[i]! };
+        }),
+      ]);
       return { infos: kept.map((row) => row.info), pinned };
     } catch (err) {
       await unpin(cm, pinned);
       throw err;
+    } finally {
+      await scan.dropUnsized();
     }
   };
   let ahead = prepareNext();

@@ -78,6 +78,7 @@ export async function takeCensus(cm: ManagerContext, policy: PrunePolicy, gone: 
   const scan = new StoredScan(cm);
   for await (const items of scan) {
     const unsized: [Candidate | undefined, CacheRecord, boolean][] = [];
+    const unsizedStored: [Candidate | undefined, RecordMetadata, boolean][] = [];
     await scan.visit(items.filter((item) => !gone.has(item.id)), (md, rec, view) => {
       if (rec?.isDead()) return;
       const parent = md.parent;
@@ -89,23 +90,34 @@ export async function takeCensus(cm: ManagerContext, policy: PrunePolicy, gone: 
       const counted = spaceMode && !(mutable && (rec ? inUse.has(rec) : view?.held));
       const cand = matches(md, mutable) ? { id: md.id, parent, lastUsedNs: md.lastUsedNs, usageCount: md.usageCount, size: md.size } : undefined;
       if (cand) candidates.set(cand.id, cand);
-      if (rec && md.size < 0 && (cand || counted)) {
-        rec.pins++;
-        unsized.push([cand, rec, counted]);
+      if (md.size < 0 && (cand || counted)) {
+        if (!rec) unsizedStored.push([cand, md, counted]);
+        else {
+          rec.pins++;
+          unsized.push([cand, rec, counted]);
+        }
       } else if (counted) total += md.size;
     });
     try {
-      await Promise.all(
-        unsized.map(([cand, rec, counted]) =>
+      const stored = scan.sizeStored(unsizedStored.map(([, md]) => md), limit).then((sizes) => {
+        for (const [i, [cand, , counted]] of unsizedStored.entries()) {
+          if (cand) cand.size = sizes[i]!;
+          if (counted) total += sizes[i]!;
+        }
+      });
+      await Promise.all([
+        stored,
+        ...unsized.map(([cand, rec, counted]) =>
           limit(async () => {
             const size = await recordSize(rec).catch(() => 0);
             if (cand) cand.size = size;
             if (counted) total += size;
           }),
         ),
-      );
+      ]);
     } finally {
       await unpin(cm, unsized.map(([, rec]) => rec));
+      await scan.dropUnsized();
     }
   }
   return { candidates, children, twins, total };

@@ -1,13 +1,14 @@
 /**
  * One pass of du or prune over the stored records, in record ID order, a batch at a time. A record
  * in memory is seen as it is; one that is not (so has no handle) is told from its metadata when
- * loading it would find nothing to compute or repair — a finalized record of known size, a mutable
- * record of known size whose snapshot exists, and the committed twin of such a mutable record
- * (not representative: as in BuildKit, the mutable one stands for their data) — and loaded
- * otherwise. A pair is judged once, at whichever of the two comes first; the other's item is kept
- * until the scan reaches it, so each item is read once per pass.
+ * loading it would find nothing to repair — a finalized record, a mutable record whose snapshot
+ * exists, and the committed twin of such a mutable record (not representative: as in BuildKit, the
+ * mutable one stands for their data) — and loaded otherwise (a record with a blob whose size is
+ * unknown is loaded to be sized). A pair is judged once, at whichever of the two comes first; the
+ * other's item is kept until the scan reaches it, so each item is read once per pass.
  */
-import pLimit from 'p-limit';
+import pLimit, { type LimitFunction } from 'p-limit';
+import { ErrNotFound } from '@buildcache/errdefs';
 import type { StorageItem } from '@buildcache/metadata';
 import type { ManagerContext } from './context.js';
 import type { CacheRecord } from './records.js';
@@ -43,9 +44,13 @@ const READ_AHEAD = 8;
  */
 const cleared = (item: StorageItem): boolean => item.keys().length === 0;
 
-/** A finalized immutable record of known size: nothing to compute or repair. */
+/**
+ * A finalized immutable record of known size, or whose size is its snapshot's usage alone (no blob;
+ * see `sizeStored`): nothing to repair.
+ */
 function settledView(md: RecordMetadata): StoredView | undefined {
-  const settled = md.exists && !md.deleted && md.committed && md.equalMutable === undefined && md.size !== SIZE_UNKNOWN;
+  const finalized = md.exists && !md.deleted && md.committed && md.equalMutable === undefined;
+  const settled = finalized && (md.size !== SIZE_UNKNOWN || (!md.blobOnly && md.blob === undefined));
   return settled ? { mutable: false, representative: true, held: isHeldMetadata(md) } : undefined;
 }
 
@@ -55,6 +60,8 @@ export class StoredScan implements AsyncIterable<StorageItem[]> {
   readonly #ahead = new Map<string, Promise<Ahead>>();
   /** Twin items read again (their own visit was earlier), evicted after the batch. */
   #reread: string[] = [];
+  /** Items visited from metadata with their size unknown: kept in memory until `sizeStored` or `dropUnsized`. */
+  readonly #unsized = new Set<StorageItem>();
 
   constructor(private readonly cm: ManagerContext) {}
 
@@ -75,6 +82,7 @@ export class StoredScan implements AsyncIterable<StorageItem[]> {
       const left = await Promise.all([...this.#ahead.values()].map((a) => a.catch(() => undefined)));
       this.#ahead.clear();
       await this.cm.mu(() => dropPrefetched(this.cm, left.flatMap((a) => (a ? [a.item.id] : []))));
+      await this.dropUnsized();
     }
   }
 
@@ -117,8 +125,10 @@ export class StoredScan implements AsyncIterable<StorageItem[]> {
         if (!rec) {
           const view = views.get(item.id);
           if (view) {
-            visit(new RecordMetadata(item), undefined, view);
-            cm.store.evict(item.id);
+            const md = new RecordMetadata(item);
+            visit(md, undefined, view);
+            if (md.size === SIZE_UNKNOWN) this.#unsized.add(item);
+            else cm.store.evict(item.id);
             continue;
           }
           rec = await loadOrClearLocked(cm, item.id);
@@ -127,6 +137,50 @@ export class StoredScan implements AsyncIterable<StorageItem[]> {
       }
       dropPrefetched(cm, [...read, ...reread]);
     });
+  }
+
+  /**
+   * Sizes of records visited from metadata with their size unknown (mutable records, finalized
+   * records without a blob): their snapshots' usage, computed outside the manager lock and stored unless the record was loaded
+   * meanwhile (its item is then the record's, which sizes itself). Their items leave memory after.
+   */
+  async sizeStored(mds: readonly RecordMetadata[], limit: LimitFunction): Promise<number[]> {
+    const { cm } = this;
+    const sizes = await Promise.all(mds.map((md) => limit(async () => {
+      try {
+        return (await cm.backend.snapshotter.usage(md.snapshotID)).size;
+      } catch (err) {
+        if (err instanceof ErrNotFound) return 0;
+        cm.logger.debug({ id: md.id, err }, 'could not size a stored record');
+        return undefined; // reported as 0, not stored
+      }
+    })));
+    const commits = await cm.mu(async () => {
+      const out: Promise<void>[] = [];
+      for (const [i, md] of mds.entries()) {
+        this.#unsized.delete(md.item);
+        const stillOurs = !cm.records.has(md.id) && (await cm.store.get(md.id)) === md.item;
+        const size = sizes[i];
+        if (size === undefined || !stillOurs || md.size !== SIZE_UNKNOWN || md.deleted) continue;
+        md.size = size;
+        out.push(md.commit());
+      }
+      return out;
+    });
+    try {
+      await Promise.all(commits);
+    } finally {
+      await cm.mu(() => dropPrefetched(cm, mds.map((md) => md.id)));
+    }
+    return sizes.map((size) => size ?? 0);
+  }
+
+  /** Lets go of the items of records visited with their size unknown that were not sized (filtered out). */
+  async dropUnsized(): Promise<void> {
+    if (this.#unsized.size === 0) return;
+    const ids = [...this.#unsized].map((item) => item.id);
+    this.#unsized.clear();
+    await this.cm.mu(() => dropPrefetched(this.cm, ids));
   }
 
   /**
@@ -162,8 +216,7 @@ export class StoredScan implements AsyncIterable<StorageItem[]> {
     const [m, c] = md.committed ? [twin, md] : [md, twin];
     const alone = !md.committed && !c.exists; // never committed: its reserved twin ID is unused
     const held = isHeldMetadata(m) || (!alone && isHeldMetadata(c));
-    // A mutable record in use reports no size (it may be changing).
-    const mutableOk = m.exists && !m.deleted && !m.committed && (held || m.size !== SIZE_UNKNOWN);
+    const mutableOk = m.exists && !m.deleted && !m.committed;
     if (alone) {
       const ok = mutableOk && (await snapshotExists(this.cm, m.snapshotID));
       return ok ? { twin, mine: { mutable: true, representative: true, held } } : { twin };
