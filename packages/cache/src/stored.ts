@@ -100,8 +100,8 @@ export class StoredScan implements AsyncIterable<StorageItem[]> {
     const views = new Map<string, StoredView>();
     const limit = pLimit(READ_AHEAD);
     const judged: Promise<void>[] = [];
-    for (const item of items) {
-      if (cm.records.has(item.id) || cleared(item)) continue;
+    const fresh = items.filter((item) => !cm.records.has(item.id) && !cleared(item));
+    for (const item of fresh) {
       const md = new RecordMetadata(item);
       const settled = settledView(md);
       if (settled) views.set(item.id, settled);
@@ -114,7 +114,7 @@ export class StoredScan implements AsyncIterable<StorageItem[]> {
       }
     }
     await Promise.all(judged);
-    const toLoad = items.filter((item) => !cm.records.has(item.id) && !cleared(item) && !views.has(item.id));
+    const toLoad = fresh.filter((item) => !cm.records.has(item.id) && !views.has(item.id));
     const read = await prefetch(cm, toLoad.map((item) => item.id));
     const reread = this.#reread;
     this.#reread = [];
