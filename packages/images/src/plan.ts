@@ -5,13 +5,13 @@
  * from `index.json`; a `docker save` archive from `manifest.json` (preferred when both are present, as
  * `docker load` does).
  */
-import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { open, readFile } from 'node:fs/promises';
 import pLimit from 'p-limit';
 import { chainIDs } from '@buildcache/cache';
 import { BuildcacheError, ErrCorruptLayer, ErrDiffIDMismatch, ErrDigestMismatch, ErrInvalidImage, ErrLayerCycle, ErrMissingBlob, ErrNotAnImageArchive } from '@buildcache/errdefs';
 import { decompress, detectCompression } from '@buildcache/snapshot';
+import { PoolSha256 } from '@buildcache/sys';
 import { normalize, type Spool, type SpooledFile } from './archive.js';
 import { MEDIA_TYPE_DOCKER_LAYER, MEDIA_TYPE_OCI_INDEX, NAME_ANNOTATION, REF_ANNOTATION } from './media.js';
 
@@ -187,17 +187,23 @@ async function headOf(path: string): Promise<Buffer> {
   }
 }
 
-/** A layer file's diff ID: its own digest (hashed by the spool) when it is not compressed, else the sha256 of its decompressed bytes. */
+/** Compressed layer files are read in chunks this large (each one thread-pool job of the decompressor). */
+const READ_CHUNK = 1 << 20;
+
+/**
+ * A layer file's diff ID: its own digest (hashed by the spool) when it is not compressed, else the
+ * sha256 of its decompressed bytes, hashed on the thread pool (the main thread only passes chunks).
+ */
 async function diffIDOf(file: SpooledFile): Promise<string> {
   if (detectCompression(await headOf(file.path)) === 'uncompressed') return file.digest;
-  const hash = createHash('sha256');
+  const hash = new PoolSha256();
   try {
-    for await (const c of decompress(createReadStream(file.path), 'auto')) hash.update(c);
+    for await (const c of decompress(createReadStream(file.path, { highWaterMark: READ_CHUNK }), 'auto')) await hash.update(c);
   } catch (err) {
     if (err instanceof BuildcacheError) throw err;
     throw new ErrCorruptLayer(`layer ${file.digest} cannot be decompressed (${(err as Error).message})`, { cause: err, details: { digest: file.digest } });
   }
-  return `sha256:${hash.digest('hex')}`;
+  return `sha256:${await hash.digest()}`;
 }
 
 /** Checks that each layer not in `known` (chain IDs) uncompresses to its config's diff ID. */

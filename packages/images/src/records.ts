@@ -3,8 +3,8 @@
  * atomically), `pending/<nonce>.json` (a journal for each import or removal in progress, so that
  * `open` can undo or finish one a crash interrupted) and `tmp/` (archives being read).
  */
-import { readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { fsyncPath } from '@buildcache/sys';
+import { readdir, readFile, rm } from 'node:fs/promises';
+import { fsyncPath, removeStalePartials, writeFileWhole } from '@buildcache/sys';
 import { join } from 'node:path';
 
 /** One layer of an image record. */
@@ -46,13 +46,9 @@ export interface Journal {
 
 export const hex = (digest: string): string => digest.slice(digest.indexOf(':') + 1);
 
-/** Writes `value` as JSON to `dir/name` atomically and durably. */
-export async function writeJSON(dir: string, name: string, value: unknown): Promise<void> {
-  const file = join(dir, name);
-  await writeFile(`${file}.tmp`, JSON.stringify(value));
-  await fsyncPath(`${file}.tmp`);
-  await rename(`${file}.tmp`, file);
-  await fsyncPath(dir);
+/** Writes `value` as JSON to `dir/name` atomically and durably (concurrent writers each land whole). */
+export function writeJSON(dir: string, name: string, value: unknown): Promise<void> {
+  return writeFileWhole(join(dir, name), [Buffer.from(JSON.stringify(value))]);
 }
 
 /** Removes `dir/name` durably. */
@@ -61,11 +57,12 @@ export async function removeFile(dir: string, name: string): Promise<void> {
   await fsyncPath(dir);
 }
 
-/** Every `*.json` in `dir`, parsed (leftover `.tmp` files are removed). */
+/** Every `*.json` in `dir`, parsed (what a killed writer left is removed). */
 export async function readAll<T>(dir: string): Promise<T[]> {
+  await removeStalePartials(dir);
   const out: T[] = [];
   for (const name of (await readdir(dir)).sort()) {
-    if (name.endsWith('.tmp')) await rm(join(dir, name), { force: true });
+    if (name.endsWith('.json.tmp')) await rm(join(dir, name), { force: true }); // left by a version before writeFileWhole
     else if (name.endsWith('.json')) out.push(JSON.parse(await readFile(join(dir, name), 'utf8')) as T);
   }
   return out;

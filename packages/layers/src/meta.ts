@@ -5,9 +5,9 @@
  * store creates has its token in its description, so that open can find and drop what an
  * interrupted registration, creation or deletion left.
  */
-import { mkdir, rename, writeFile } from 'node:fs/promises';
+import { mkdir, rename } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { fsyncPath } from '@buildcache/sys';
+import { fsyncPath, writeFileWhole } from '@buildcache/sys';
 
 /** What the store keeps about one layer. */
 export interface LayerMeta {
@@ -72,13 +72,9 @@ export function writeMountMeta(dir: string, meta: MountMeta): Promise<void> {
   return writeJson(join(dir, 'mount.json'), meta);
 }
 
-async function writeJson(file: string, value: object): Promise<void> {
-  const dir = dirname(file);
-  const tmp = `${file}.tmp`;
-  await writeFile(tmp, JSON.stringify(value));
-  await fsyncPath(tmp);
-  await rename(tmp, file);
-  await fsyncPath(dir);
+/** Concurrent writers of one file each land whole (the last wins); a killed one leaves a partial file beside it, removed with its directory. */
+function writeJson(file: string, value: object): Promise<void> {
+  return writeFileWhole(file, [Buffer.from(JSON.stringify(value))]);
 }
 
 /** Renames `from` to `to` durably (both parent directories synced). */

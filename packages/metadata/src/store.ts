@@ -69,6 +69,7 @@ export class MetadataStore {
   readonly #tracked = new Set<Promise<unknown>>();
   #state: 'open' | 'closing' | 'closed' = 'open';
   #itemsLoaded = 0;
+  #indexKeysRead = 0;
   #closing: Promise<void> | undefined;
 
   private constructor(path: string, db: Db, logger: Logger, sync: boolean) {
@@ -221,6 +222,7 @@ export class MetadataStore {
       scan: for (;;) {
         const keys = await this.#scan(() => it.nextv(SCAN_BATCH));
         if (keys.length === 0) break;
+        this.#indexKeysRead += keys.length;
         for (const dbKey of keys) {
           if (!dbKey.startsWith(start)) break scan;
           const parsed = parseIndexKey(dbKey);
@@ -264,6 +266,11 @@ export class MetadataStore {
   /** How many items were read into memory since open (by get, all or search); an item read again after eviction counts again. */
   get itemsLoaded(): number {
     return this.#itemsLoaded;
+  }
+
+  /** How many LevelDB keys searches read since open (those past a search's range count too). */
+  get indexKeysRead(): number {
+    return this.#indexKeysRead;
   }
 
   /** Waits for operations in flight, then closes the database. Later calls throw ErrClosed. */

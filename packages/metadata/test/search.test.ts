@@ -137,7 +137,7 @@ test('clear removes values, index keys and externals at once; the item object st
   }
 });
 
-test('a prefix search finds exactly the index strings that start with it, whatever characters follow or end the prefix', async () => {
+test('a prefix search finds exactly the index strings that start with it, whatever characters follow or end the prefix, reading no key past them', async () => {
   const { dir, cleanup } = await tempDir();
   const store = await MetadataStore.open(dir);
   try {
@@ -157,8 +157,14 @@ test('a prefix search finds exactly the index strings that start with it, whatev
       item.set('k', index, { index });
       await item.commit();
     }
-    assert.deepEqual(ids(await store.search('p:', { prefix: true })).sort(), ['a', 'b', 'c']);
-    assert.deepEqual(ids(await store.search('p', { prefix: true })).sort(), ['a', 'b', 'c', 'd']);
+    // Each search reads only the index keys under its prefix: none past them (further index keys, values).
+    const read = async (prefix: string): Promise<[string[], number]> => {
+      const before = store.indexKeysRead;
+      const found = ids(await store.search(prefix, { prefix: true })).sort();
+      return [found, store.indexKeysRead - before];
+    };
+    assert.deepEqual(await read('p:'), [['a', 'b', 'c'], 3]);
+    assert.deepEqual(await read('p'), [['a', 'b', 'c', 'd'], 4]);
     assert.deepEqual(ids(await store.search('q\ud7ff', { prefix: true })).sort(), ['e', 'f']);
     assert.deepEqual(ids(await store.search('q\ue000', { prefix: true })).sort(), ['g', 'h']);
   } finally {

@@ -1,14 +1,18 @@
 /**
  * writeFileWhole: a file appears at its name only complete — on success it holds every chunk, on a
  * failure (the source throws mid-way, or the file cannot be written) the name keeps what it held
- * before and no partial file is left.
+ * before and no partial file is left; a killed writer leaves the name as it was and a partial file
+ * that removeStalePartials drops (and only that one: a live writer's partial stays).
+ * (That the fsyncs make it survive a power loss cannot be observed without one.)
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
-import { writeFileWhole } from '../src/index.js';
+import { removeStalePartials, writeFileWhole } from '../src/index.js';
 
 async function* chunks(parts: readonly string[], failAfter?: number): AsyncGenerator<Buffer> {
   for (const [i, p] of parts.entries()) {
@@ -60,5 +64,34 @@ describe('writeFileWhole', () => {
     const file = join(dir, 'missing-dir', 'out.tar');
     await assert.rejects(writeFileWhole(file, chunks(['x'])), { code: 'ENOENT' });
     await assert.rejects(readdir(join(dir, 'missing-dir')), { code: 'ENOENT' });
+  });
+
+  it('a writer killed mid-way leaves the old content; removeStalePartials drops its partial file, not a live one', async () => {
+    const sub = await mkdtemp(join(dir, 'kill-'));
+    const file = join(sub, 'index.json');
+    await writeFile(file, 'previous');
+    const sys = fileURLToPath(new URL('../src/index.js', import.meta.url));
+    // The child writes one 64 KiB chunk, then its source never ends: it is killed mid-write.
+    const script = `import { writeFileWhole } from ${JSON.stringify(sys)};
+      async function* src() { yield Buffer.alloc(65536, 120); await new Promise(() => setInterval(() => {}, 1000)); }
+      await writeFileWhole(${JSON.stringify(file)}, src());`;
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: 'ignore' });
+    const exited = new Promise((res) => child.on('exit', res));
+    try {
+      const partial = `${file}.partial-${child.pid}-1`;
+      for (;;) {
+        assert.equal(child.exitCode, null, 'the writer runs until killed');
+        if ((await stat(partial).catch(() => undefined))?.size === 65536) break;
+        await new Promise((res) => setTimeout(res, 20));
+      }
+    } finally {
+      child.kill('SIGKILL');
+      await exited;
+    }
+    assert.equal(await readFile(file, 'utf8'), 'previous');
+    const live = `index.json.partial-${process.pid}-999999`;
+    await writeFile(join(sub, live), 'a live writer');
+    assert.deepEqual(await removeStalePartials(sub), [`index.json.partial-${child.pid}-1`]);
+    assert.deepEqual((await readdir(sub)).sort(), ['index.json', live]);
   });
 });

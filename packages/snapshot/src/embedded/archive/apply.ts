@@ -199,10 +199,8 @@ export async function applyLayer(stream: ByteStream, target: string, options: Ap
         await writeSpecial(ctx, path, h);
         return;
     }
-    if (h.xattrs.size) {
-      await queue.drain();
-      await setXattrs(ctx, path, h.xattrs, h.name);
-    }
+    // set once the entry is written (and owned: a chown would clear security.capability), without waiting for it
+    if (h.xattrs.size) queue.after(() => setXattrs(ctx, path, h.xattrs, h.name), h.name);
   };
 
   const applyHardLink = async (h: TarHeader, rel: string, parents: string[]): Promise<void> => {

@@ -1,8 +1,9 @@
 /**
  * The applier's ordered write queue: small files, new directories, symlinks and directory metadata
  * are gathered into batches that `writeEntries` (@buildcache/sys) applies in one job each, one
- * batch after the other, so the filesystem sees them in layer order while the reader goes on. Every
- * other filesystem access of the applier drains the queue first (`drain()`).
+ * batch after the other, so the filesystem sees them in layer order while the reader goes on. Work
+ * that must follow an entry's creation (its xattrs) rides with the batch (`after()`). Every other
+ * filesystem access of the applier drains the queue first (`drain()`).
  */
 import { join } from 'node:path';
 import { ENTRY, writeEntries } from '@buildcache/sys';
@@ -19,6 +20,7 @@ const IN_FLIGHT = 3;
 export class WriteQueue {
   private items: EntryWrite[] = [];
   private names: string[] = [];
+  private afters: { readonly fn: () => Promise<void>; readonly entry: string }[] = [];
   private bytes = 0;
   private readonly inFlight: Promise<void>[] = [];
   private tail: Promise<void> = Promise.resolve();
@@ -39,6 +41,14 @@ export class WriteQueue {
     if (this.items.length >= BATCH_ITEMS || this.bytes >= BATCH_BYTES) await this.submit();
   }
 
+  /**
+   * Runs `fn` (for layer entry `entry`) once every item queued so far is written, before any item
+   * queued later; its failure is the queue's, as a batch's.
+   */
+  after(fn: () => Promise<void>, entry: string): void {
+    this.afters.push({ fn, entry });
+  }
+
   /** Writes everything queued; throws the first failure. */
   async drain(): Promise<void> {
     await this.submit();
@@ -50,24 +60,36 @@ export class WriteQueue {
   async settle(): Promise<void> {
     this.items = [];
     this.names = [];
+    this.afters = [];
     await this.tail;
   }
 
   private async submit(): Promise<void> {
-    if (this.items.length > 0) {
+    if (this.items.length > 0 || this.afters.length > 0) {
       const items = this.items;
       const names = this.names;
+      const afters = this.afters;
       this.items = [];
       this.names = [];
+      this.afters = [];
       this.bytes = 0;
       const run = async (): Promise<void> => {
         if (this.failure) return;
         try {
-          await writeEntries(this.root, items);
+          if (items.length > 0) await writeEntries(this.root, items);
         } catch (err) {
           const e = err as NodeJS.ErrnoException & { index?: number };
           if (typeof e.path === 'string') e.path = join(this.root, e.path); // the host path, for the debug log
           this.failure ??= this.fail(err, names[e.index ?? -1] ?? names[0]!);
+          return;
+        }
+        for (const { fn, entry } of afters) {
+          try {
+            await fn();
+          } catch (err) {
+            this.failure ??= this.fail(err, entry);
+            return;
+          }
         }
       };
       const p = this.tail.then(run);
