@@ -1,7 +1,7 @@
 /**
  * Prune's deletions, a batch of records at a time, by the one deletion protocol (deletion.ts) in
  * short slices of the manager lock, so that other calls interleave: the records are chosen and
- * marked dead under the lock, tombstoned together outside it (one durable group commit), taken out
+ * marked dead under the lock (a few at a time), tombstoned together outside it (one durable group commit), taken out
  * of memory with their parents' handles under it again, and purged (leases, then metadata) in the
  * background while the next batch is chosen — one purge at a time.
  */
@@ -12,6 +12,9 @@ import { dropPrefetched, loadOrClearLocked, prefetch } from './load.js';
 import type { Candidate, Census, Removed } from './prune-census.js';
 import { lockedThenSweep } from './residency.js';
 import { isRepresentative, usageOf, type UsageInfo } from './usage.js';
+
+/** How many candidates one hold of the manager lock loads and marks. */
+const LOAD_SLICE = 16;
 
 /** Deletes census candidates in batches; `drain()` waits for the purges still running. */
 export class PruneDeleter {
@@ -38,31 +41,37 @@ export class PruneDeleter {
     const read = await prefetch(cm, [...ids, ...ids.flatMap((id) => census.twins.get(id) ?? [])]);
     const out: [Candidate, UsageInfo][] = [];
     const doomed: CacheRecord[] = [];
-    await cm.mu(async () => {
-      try {
-        for (const cand of cands) {
-          census.candidates.delete(cand.id);
-          if (this.gone.has(cand.id) || census.children.get(cand.id)) continue;
-          const rec = await loadOrClearLocked(cm, cand.id);
-          // Loading the committed twin links it to the mutable record: they go together.
-          const twin = census.twins.get(cand.id);
-          if (rec && twin && !rec.equalImmutable) await loadOrClearLocked(cm, twin);
-          if (!rec || !isRepresentative(rec) || !this.gone.isFree(rec)) continue;
-          out.push([cand, { ...usageOf(rec, false), size: cand.size }]);
-          const twins = rec.equalImmutable ? [rec, rec.equalImmutable] : [rec];
-          for (const r of twins) {
-            const parent = r.md.parent;
-            if (parent) census.children.set(parent, (census.children.get(parent) ?? 1) - 1);
-            if (this.dryRun) this.gone.add(r);
-            // Dead: callers are told it is being deleted, and nothing takes a handle on it.
-            else r.dead = true;
+    // In slices of the lock, so that a call waiting for it waits for a few loads, not the batch's.
+    for (let i = 0; i < cands.length; i += LOAD_SLICE) {
+      const last = i + LOAD_SLICE >= cands.length;
+      await cm.mu(async () => {
+        let ok = false;
+        try {
+          for (const cand of cands.slice(i, i + LOAD_SLICE)) {
+            census.candidates.delete(cand.id);
+            if (this.gone.has(cand.id) || census.children.get(cand.id)) continue;
+            const rec = await loadOrClearLocked(cm, cand.id);
+            // Loading the committed twin links it to the mutable record: they go together.
+            const twin = census.twins.get(cand.id);
+            if (rec && twin && !rec.equalImmutable) await loadOrClearLocked(cm, twin);
+            if (!rec || !isRepresentative(rec) || !this.gone.isFree(rec)) continue;
+            out.push([cand, { ...usageOf(rec, false), size: cand.size }]);
+            const twins = rec.equalImmutable ? [rec, rec.equalImmutable] : [rec];
+            for (const r of twins) {
+              const parent = r.md.parent;
+              if (parent) census.children.set(parent, (census.children.get(parent) ?? 1) - 1);
+              if (this.dryRun) this.gone.add(r);
+              // Dead: callers are told it is being deleted, and nothing takes a handle on it.
+              else r.dead = true;
+            }
+            if (!this.dryRun) doomed.push(...twins);
           }
-          if (!this.dryRun) doomed.push(...twins);
+          ok = true;
+        } finally {
+          if (last || !ok) dropPrefetched(cm, read);
         }
-      } finally {
-        dropPrefetched(cm, read);
-      }
-    });
+      });
+    }
     if (doomed.length === 0) return out;
     try {
       await tombstone(doomed.map((r) => r.md));
