@@ -1,7 +1,7 @@
 /**
  * Leases and garbage collection (containerd-api.md §3–§4) on every backend: leased objects survive
  * `garbageCollect()`, unleased ones go; flat vs normal leases and label references; parent chains;
- * expiry; gc.root; delete with sync; GC removes exactly the unreferenced objects (also on disk).
+ * expiry; gc.root; delete with sync; GC removes exactly the unreferenced objects (also on disk), however many.
  */
 import assert from 'node:assert/strict';
 import { access } from 'node:fs/promises';
@@ -239,6 +239,29 @@ for (const kind of backendKinds()) {
       assert.equal(await exists(u2dir), false, 'collected active snapshot dir removed');
       assert.equal(await exists(s1dir), true);
       assert.equal(await exists(s2dir), true);
+    });
+
+    it('a collection of more snapshots than one write batch holds removes them all and keeps the leased one', async () => {
+      const b = f.backend;
+      const tmp = await scratch();
+      const kept = f.name('kept');
+      await committed(b, kept, undefined, f.leased);
+      // 700 snapshots in chains of ten: three deletions each, more than the embedded GC writes at once.
+      const dirs: string[] = [];
+      for (let chain = 0; chain < 70; chain++) {
+        let parent: string | undefined;
+        for (let i = 0; i < 10; i++) {
+          const name = f.name(`c${chain}-${i}`);
+          const mounts = await committed(b, name, parent, { lease: tmp });
+          if (i === 9) dirs.push(ownDir(mounts));
+          parent = name;
+        }
+      }
+      await b.leases.delete(tmp);
+      const stats = await b.garbageCollect();
+      assert.deepEqual((await collect(b.snapshotter.walk())).map((i) => i.name), [kept]);
+      if (stats.snapshotsRemoved !== undefined) assert.ok(stats.snapshotsRemoved >= 700, `stats ${JSON.stringify(stats)}`);
+      for (const dir of dirs) assert.equal(await exists(dir), false, `${dir} removed`);
     });
   });
 }
