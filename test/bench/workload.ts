@@ -5,6 +5,7 @@
  * (default: 1000 10000, every backend; e.g. `10000 embedded-native`).
  */
 import { mkdtemp, rm, readdir, writeFile } from 'node:fs/promises';
+import { PerformanceObserver } from 'node:perf_hooks';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -40,11 +41,25 @@ async function countDu(cache: CacheManager): Promise<number> {
 async function workload(setup: Setup, n: number, dir: string): Promise<Record<string, unknown>> {
   const root = join(dir, 'cache');
   // The kernel's high-water mark, reset before each phase and read after it: the peak is the highest.
+  // CPU seconds and garbage-collection pauses per phase change less with the machine's load than time.
   const peaks: Record<string, number> = {};
+  const cpu: Record<string, number> = {};
+  const gcMs: Record<string, number> = {};
+  let gcTotal = 0;
+  const gcObserver = new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) gcTotal += e.duration;
+  });
+  gcObserver.observe({ entryTypes: ['gc'] });
   const phase = async <T>(name: string, fn: () => Promise<T>): Promise<[T, number]> => {
     await resetPeakRss();
+    const cpu0 = process.cpuUsage();
+    const gc0 = gcTotal;
     const out = await timed(fn);
+    await new Promise((r) => setImmediate(r)); // Lets the GC entries of the phase arrive.
+    const used = process.cpuUsage(cpu0);
     peaks[name] = Math.max(peaks[name] ?? 0, await peakRssMiB());
+    cpu[name] = +((cpu[name] ?? 0) + (used.user + used.system) / 1e6).toFixed(2);
+    gcMs[name] = Math.round((gcMs[name] ?? 0) + gcTotal - gc0);
     return out;
   };
   let backend!: Backend;
@@ -98,6 +113,7 @@ async function workload(setup: Setup, n: number, dir: string): Promise<Record<st
     await backend.close();
     return left;
   });
+  gcObserver.disconnect();
   if (firstCount !== n || pruned.deleted !== n || after !== 0 || (leftovers ?? 0) !== 0) {
     throw new Error(`${setup.name} N=${n}: du ${firstCount}, pruned ${pruned.deleted}, left ${after} records, ${leftovers} dirs`);
   }
@@ -117,6 +133,9 @@ async function workload(setup: Setup, n: number, dir: string): Promise<Record<st
     peakRssMiB: Math.max(...Object.values(peaks)),
     peakRssByPhaseMiB: peaks,
     rssAfterReopenMiB: rssAfterReopen,
+    cpuByPhaseS: cpu,
+    gcPauseByPhaseMs: gcMs,
+    nodeFlags: process.execArgv,
   };
 }
 
