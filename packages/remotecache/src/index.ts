@@ -10,5 +10,5 @@ export { importCache, mergeImports } from './import.js';
 export type { ImportedCache, ImportOptions } from './import.js';
 export { LocalStore, RegistryStore } from './stores.js';
 export type { CacheStore, BlobBytes } from './stores.js';
-export { parseCacheSpec, storeOf } from './spec.js';
-export type { CacheSpec } from './spec.js';
+export { checkCacheSpec, parseCacheSpec, storeOf } from './spec.js';
+export type { CacheSpec, CacheSpecFields } from './spec.js';

@@ -12,8 +12,7 @@ import { mkdir, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import pLimit from 'p-limit';
 import { ErrInvalidArgument } from '@buildcache/errdefs';
-import { LocalStore, MAX_CONFIG_BYTES, MEDIA_OCI_MANIFEST, type BlobBytes, type CacheSpec } from '@buildcache/remotecache';
-import { BLOB_FORMATS, type BlobFormat } from '@buildcache/cache';
+import { checkCacheSpec, LocalStore, MAX_CONFIG_BYTES, MEDIA_OCI_MANIFEST, type BlobBytes, type CacheSpec } from '@buildcache/remotecache';
 import type { Descriptor } from '@buildcache/snapshot';
 import { chunked } from './chunks.js';
 
@@ -47,25 +46,12 @@ export function toWireTarget(spec: CacheSpec, have: Record<string, string> = {})
   };
 }
 
-/** A cache spec from the wire, checked as `parseCacheSpec` checks a flag's; ErrInvalidArgument names what is wrong. */
+/** A cache spec from the wire, checked as a flag's is (`checkCacheSpec`); ErrInvalidArgument names what is wrong. */
 export function fromWireTarget(t: WireCacheTarget, direction: 'from' | 'to'): { spec: CacheSpec; have: Map<string, number> } {
-  const bad = (why: string): never => {
-    throw new ErrInvalidArgument(`Build: cache${direction === 'to' ? 'To' : 'From'} ${JSON.stringify(t.location)}: ${why}`);
-  };
-  if (t.type !== 'registry' && t.type !== 'local') bad(`type must be registry or local (got ${JSON.stringify(t.type)})`);
-  if (!t.location) bad('the location is empty');
-  const mode = t.mode || 'min';
-  if (mode !== 'min' && mode !== 'max') bad(`mode must be min or max (got ${JSON.stringify(t.mode)})`);
-  if (t.compression && !BLOB_FORMATS.includes(t.compression as BlobFormat)) bad(`compression must be one of ${BLOB_FORMATS.join(', ')}`);
+  const spec = checkCacheSpec(t, direction, `Build: cache${direction === 'to' ? 'To' : 'From'} ${JSON.stringify(t.location)}`);
   const have = new Map<string, number>();
   for (const [digest, size] of Object.entries(t.have ?? {})) if (DIGEST.test(digest)) have.set(digest, Number(size));
-  return {
-    spec: {
-      type: t.type as CacheSpec['type'], location: t.location, mode: mode as CacheSpec['mode'], ignoreError: t.ignoreError,
-      ...(t.tag ? { tag: t.tag } : {}), ...(t.compression ? { compression: t.compression as BlobFormat } : {}),
-    },
-    have,
-  };
+  return { spec, have };
 }
 
 const isDescriptor = (d: unknown): d is Descriptor =>
