@@ -5,9 +5,10 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, open, readFile, rm, stat } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
+import pLimit from 'p-limit';
 import { ErrDigestMismatch, ErrNotFound, ErrUnavailable } from '@buildcache/errdefs';
 import { formatReference, toReference, type RegistryClient } from '@buildcache/registry';
 import type { Descriptor } from '@buildcache/snapshot';
@@ -85,6 +86,18 @@ export class LocalStore implements CacheStore {
   }
   private blobPath(digest: string): string {
     return join(this.dir, 'blobs', 'sha256', hex(digest));
+  }
+  /** The blobs the directory holds (digest → size); none when it does not exist yet. */
+  async blobs(): Promise<Map<string, number>> {
+    const dir = join(this.dir, 'blobs', 'sha256');
+    const names = (await readdir(dir).catch(() => [] as string[])).filter((n) => /^[0-9a-f]{64}$/.test(n));
+    const out = new Map<string, number>();
+    const limit = pLimit(16);
+    await Promise.all(names.map((n) => limit(async () => {
+      const s = await stat(join(dir, n)).catch(() => undefined);
+      if (s?.isFile()) out.set(`sha256:${n}`, s.size);
+    })));
+    return out;
   }
   async hasBlob(desc: Descriptor): Promise<boolean> {
     const s = await stat(this.blobPath(desc.digest)).catch(() => undefined);

@@ -9,7 +9,7 @@ import { ErrInvalidArgument, ErrNotFound, ErrUnavailable } from '@buildcache/err
 import type { BuildRequest, Vertex } from '@buildcache/frontend';
 import { LocalStore, type CacheSpec } from '@buildcache/remotecache';
 import { writeFileWhole } from '@buildcache/sys';
-import { layoutBlobs, layoutMessages, Lookahead, receiveBlobs, storeBlob, toWireTarget, type ArrivingBlob, type WireCacheBlob } from './cache-layouts.js';
+import { layoutMessages, Lookahead, receiveBlobs, storeBlob, toWireTarget, type ArrivingBlob, type WireCacheBlob } from './cache-layouts.js';
 import { chunked } from './chunks.js';
 import { contextTar } from './context-tar.js';
 import type { WireBuildStart } from './operation-service.js';
@@ -64,7 +64,7 @@ export async function remoteBuild(call: (input: AsyncIterable<object>) => AsyncI
   const start: WireBuildStart = {
     ...(dockerfile ? { dockerfile } : {}), ...(req.tag ? { tag: req.tag } : {}), buildArgs: { ...req.buildArgs }, noCache: Boolean(req.noCache), output: req.output !== undefined,
     cacheFrom: cacheFrom.map((c) => toWireTarget(c)),
-    cacheTo: await Promise.all(cacheTo.map(async (c) => toWireTarget(c, c.type === 'local' ? await layoutBlobs(c.location) : {}))),
+    cacheTo: await Promise.all(cacheTo.map(async (c) => toWireTarget(c, c.type === 'local' ? await new LocalStore(c.location, c.tag).blobs() : undefined))),
   };
   const merge = new LayoutMerge(cacheTo);
   const vertices = new Map<number, Vertex>();

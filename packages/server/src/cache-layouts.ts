@@ -8,9 +8,7 @@
  * descriptor.
  */
 import { createHash } from 'node:crypto';
-import { mkdir, readdir, stat } from 'node:fs/promises';
-import { join } from 'node:path';
-import pLimit from 'p-limit';
+import { mkdir } from 'node:fs/promises';
 import { ErrInvalidArgument } from '@buildcache/errdefs';
 import { checkCacheSpec, LocalStore, MAX_CONFIG_BYTES, MEDIA_OCI_MANIFEST, type BlobBytes, type CacheSpec } from '@buildcache/remotecache';
 import type { Descriptor } from '@buildcache/snapshot';
@@ -40,9 +38,10 @@ export interface WireCacheBlob {
 }
 
 /** A cache spec on the wire; `have`: the blobs a local `--cache-to` directory already holds. */
-export function toWireTarget(spec: CacheSpec, have: Record<string, string> = {}): WireCacheTarget {
+export function toWireTarget(spec: CacheSpec, have: ReadonlyMap<string, number> = new Map()): WireCacheTarget {
   return {
-    type: spec.type, location: spec.location, tag: spec.tag ?? '', mode: spec.mode, compression: spec.compression ?? '', ignoreError: spec.ignoreError, have,
+    type: spec.type, location: spec.location, tag: spec.tag ?? '', mode: spec.mode, compression: spec.compression ?? '', ignoreError: spec.ignoreError,
+    have: Object.fromEntries([...have].map(([d, size]) => [d, String(size)])),
   };
 }
 
@@ -100,25 +99,6 @@ export async function* layoutMessages(cache: number, store: LocalStore): AsyncGe
     size: manifest.length,
   };
   yield* blobMessages(cache, desc, [manifest], true);
-}
-
-/** The blobs a layout directory holds (digest → size); none when it does not exist yet. */
-export async function layoutBlobs(dir: string): Promise<Record<string, string>> {
-  const blobs = join(dir, 'blobs', 'sha256');
-  const names = await readdir(blobs).catch(() => [] as string[]);
-  const out: Record<string, string> = {};
-  const limit = pLimit(16);
-  await Promise.all(
-    names
-      .filter((n) => /^[0-9a-f]{64}$/.test(n))
-      .map((n) =>
-        limit(async () => {
-          const s = await stat(join(blobs, n)).catch(() => undefined);
-          if (s?.isFile()) out[`sha256:${n}`] = String(s.size);
-        }),
-      ),
-  );
-  return out;
 }
 
 /**
