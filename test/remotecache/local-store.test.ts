@@ -38,6 +38,7 @@ test('local store: a wrong blob is refused and leaves nothing; concurrent puts o
 
     const manifest = await store.putManifest(Buffer.from('{"schemaVersion":2}'), 'application/vnd.oci.image.manifest.v1+json');
     assert.ok((await store.getManifest()).equals(Buffer.from('{"schemaVersion":2}')));
+    assert.deepEqual(await store.getTagged(), { desc: manifest, bytes: Buffer.from('{"schemaVersion":2}') }, 'the descriptor putManifest gave');
     assert.deepEqual(JSON.parse(await readFile(join(dir, 'oci-layout'), 'utf8')), { imageLayoutVersion: '1.0.0' });
     assert.deepEqual((await readdir(dir)).sort(), ['blobs', 'index.json', 'oci-layout']);
     assert.deepEqual((await readdir(join(dir, 'blobs', 'sha256'))).sort(), [desc.digest.slice(7), manifest.digest.slice(7)].sort());

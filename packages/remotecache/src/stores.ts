@@ -139,9 +139,14 @@ export class LocalStore implements CacheStore {
     return desc;
   }
   async getManifest(): Promise<Buffer> {
+    return (await this.getTagged()).bytes;
+  }
+  /** The tagged manifest's descriptor (as index.json has it, its size the bytes read) and bytes, verified. ErrNotFound when there is none. */
+  async getTagged(): Promise<{ desc: Descriptor; bytes: Buffer }> {
     const entry = (await this.readIndex()).manifests.find((m) => m.annotations?.[REF_NAME] === this.tag);
     if (!entry) throw new ErrNotFound(`${this.name}: no manifest is tagged ${this.tag} in index.json`, { details: { path: this.dir } });
-    return this.readBlob(entry);
+    const bytes = await this.readBlob(entry);
+    return { desc: { mediaType: entry.mediaType, digest: entry.digest, size: bytes.length }, bytes };
   }
   async readBlob(desc: Descriptor): Promise<Buffer> {
     if (desc.size > MAX_CONFIG_BYTES) throw new ErrUnavailable(`${this.name}: blob ${desc.digest} is ${desc.size} bytes, more than the ${MAX_CONFIG_BYTES} read`);

@@ -7,7 +7,6 @@
  * index.json.lock). Both directions are CacheBlob messages: consecutive chunks of one blob carry its
  * descriptor.
  */
-import { createHash } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import { ErrInvalidArgument } from '@buildcache/errdefs';
 import { checkCacheSpec, LocalStore, MAX_CONFIG_BYTES, MEDIA_OCI_MANIFEST, type BlobBytes, type CacheSpec } from '@buildcache/remotecache';
@@ -73,12 +72,13 @@ async function* blobMessages(cache: number, desc: Descriptor, bytes: AsyncIterab
  * import then finds none and warns, as an in-process import does.
  */
 export async function* layoutMessages(cache: number, store: LocalStore): AsyncGenerator<WireCacheBlob> {
-  let manifest: Buffer;
+  let tagged: { desc: Descriptor; bytes: Buffer };
   try {
-    manifest = await store.getManifest();
+    tagged = await store.getTagged();
   } catch {
     return;
   }
+  const manifest = tagged.bytes;
   let top: Record<string, unknown> = {};
   try {
     const parsed: unknown = JSON.parse(manifest.toString('utf8'));
@@ -93,12 +93,8 @@ export async function* layoutMessages(cache: number, store: LocalStore): AsyncGe
     seen.add(d.digest);
     yield* blobMessages(cache, d, store.fetch(d));
   }
-  const desc = {
-    mediaType: typeof top.mediaType === 'string' ? top.mediaType : MEDIA_OCI_MANIFEST,
-    digest: `sha256:${createHash('sha256').update(manifest).digest('hex')}`,
-    size: manifest.length,
-  };
-  yield* blobMessages(cache, desc, [manifest], true);
+  const mediaType = tagged.desc.mediaType || (typeof top.mediaType === 'string' ? top.mediaType : MEDIA_OCI_MANIFEST);
+  yield* blobMessages(cache, { ...tagged.desc, mediaType }, [manifest], true);
 }
 
 /**
