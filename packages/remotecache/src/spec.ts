@@ -4,8 +4,6 @@
  */
 import { ErrInvalidArgument } from '@buildcache/errdefs';
 import { BLOB_FORMATS, type BlobFormat } from '@buildcache/cache';
-import type { RegistryClient } from '@buildcache/registry';
-import { LocalStore, RegistryStore, type CacheStore } from './stores.js';
 
 /** A parsed `--cache-to` / `--cache-from` value. */
 export interface CacheSpec {
@@ -77,11 +75,4 @@ export function parseCacheSpec(value: string, direction: 'to' | 'from'): CacheSp
     direction,
     what,
   );
-}
-
-/** The store a spec names (a registry spec needs `client`). */
-export function storeOf(spec: CacheSpec, client: RegistryClient | undefined): CacheStore {
-  if (spec.type === 'local') return new LocalStore(spec.location, spec.tag);
-  if (!client) throw new ErrInvalidArgument(`cache ${spec.location}: a registry client is needed for type=registry`);
-  return new RegistryStore(client, spec.location);
 }
