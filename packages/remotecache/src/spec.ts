@@ -65,14 +65,15 @@ export function parseCacheSpec(value: string, direction: 'to' | 'from'): CacheSp
     const key = part.slice(0, eq).trim();
     const v = part.slice(eq + 1).trim();
     if (v === '') bad(`${key} has an empty value`);
-    if (!ATTRIBUTES.has(key)) bad(`unknown attribute ${key}`);
     attrs.set(key, v);
   }
   const type = attrs.get('type') ?? (attrs.has('ref') ? 'registry' : undefined);
   const location = attrs.get(type === 'registry' ? 'ref' : direction === 'to' ? 'dest' : 'src');
-  return checkCacheSpec(
+  const spec = checkCacheSpec(
     { type, location, tag: attrs.get('tag'), mode: attrs.get('mode'), compression: attrs.get('compression'), ignoreError: attrs.get('ignore-error') === 'true' },
     direction,
     what,
   );
+  for (const key of attrs.keys()) if (!ATTRIBUTES.has(key)) bad(`unknown attribute ${key}`);
+  return spec;
 }
