@@ -15,7 +15,7 @@ import { chunked } from './chunks.js';
 
 const DIGEST = /^sha256:[0-9a-f]{64}$/;
 
-/** CacheTarget on the wire (int64s as proto-loader gives them). */
+/** CacheTarget on the wire. */
 export interface WireCacheTarget {
   type: string;
   location: string;
@@ -23,10 +23,9 @@ export interface WireCacheTarget {
   mode: string;
   compression: string;
   ignoreError: boolean;
-  have: Record<string, string | number>;
 }
 
-/** CacheBlob on the wire. */
+/** CacheBlob on the wire (int64s as proto-loader gives them). */
 export interface WireCacheBlob {
   cache: number;
   digest: string;
@@ -36,20 +35,45 @@ export interface WireCacheBlob {
   data: Buffer;
 }
 
-/** A cache spec on the wire; `have`: the blobs a local `--cache-to` directory already holds. */
-export function toWireTarget(spec: CacheSpec, have: ReadonlyMap<string, number> = new Map()): WireCacheTarget {
-  return {
-    type: spec.type, location: spec.location, tag: spec.tag ?? '', mode: spec.mode, compression: spec.compression ?? '', ignoreError: spec.ignoreError,
-    have: Object.fromEntries([...have].map(([d, size]) => [d, String(size)])),
-  };
+/** CacheHave on the wire: part of what a local `--cache-to` directory holds (digest → size). */
+export interface WireCacheHave {
+  cache: number;
+  blobs: Record<string, string | number>;
+}
+
+/** A cache spec on the wire. */
+export function toWireTarget(spec: CacheSpec): WireCacheTarget {
+  return { type: spec.type, location: spec.location, tag: spec.tag ?? '', mode: spec.mode, compression: spec.compression ?? '', ignoreError: spec.ignoreError };
 }
 
 /** A cache spec from the wire, checked as a flag's is (`checkCacheSpec`); ErrInvalidArgument names what is wrong. */
-export function fromWireTarget(t: WireCacheTarget, direction: 'from' | 'to'): { spec: CacheSpec; have: Map<string, number> } {
-  const spec = checkCacheSpec(t, direction, `Build: cache${direction === 'to' ? 'To' : 'From'} ${JSON.stringify(t.location)}`);
-  const have = new Map<string, number>();
-  for (const [digest, size] of Object.entries(t.have ?? {})) if (DIGEST.test(digest)) have.set(digest, Number(size));
-  return { spec, have };
+export function fromWireTarget(t: WireCacheTarget, direction: 'from' | 'to'): CacheSpec {
+  return checkCacheSpec(t, direction, `Build: cache${direction === 'to' ? 'To' : 'From'} ${JSON.stringify(t.location)}`);
+}
+
+/** Blobs per CacheHave message: about 80 bytes each, so a message stays near 1.3 MiB, under the daemon's 4 MiB. */
+const HAVE_PER_MESSAGE = 16_384;
+
+/** What a local `--cache-to` directory holds (`blobs`), as CacheHave messages for target `cache` (none when it holds nothing). */
+export function* haveMessages(cache: number, blobs: ReadonlyMap<string, number>): Generator<WireCacheHave> {
+  let part: Record<string, string> = {};
+  let n = 0;
+  for (const [digest, size] of blobs) {
+    part[digest] = String(size);
+    if (++n < HAVE_PER_MESSAGE) continue;
+    yield { cache, blobs: part };
+    part = {};
+    n = 0;
+  }
+  if (n > 0) yield { cache, blobs: part };
+}
+
+/** Adds the blobs a CacheHave message lists to `have`; an entry that is no sha256 digest and size is ignored. */
+export function addHave(have: Map<string, number>, message: WireCacheHave): void {
+  for (const [digest, size] of Object.entries(message.blobs ?? {})) {
+    const n = Number(size);
+    if (DIGEST.test(digest) && Number.isSafeInteger(n) && n >= 0) have.set(digest, n);
+  }
 }
 
 const isDescriptor = (d: unknown): d is Descriptor =>
