@@ -10,7 +10,7 @@ export interface CacheSpec {
   readonly type: 'registry' | 'local';
   /** Registry reference (registry) or layout directory (local). */
   readonly location: string;
-  readonly tag?: string | undefined;
+  readonly tag?: string;
   readonly mode: 'min' | 'max';
   readonly compression?: BlobFormat;
   /** `ignore-error=true`: an export failure is a warning, not a failed build. */

@@ -96,9 +96,9 @@ async function sendChunks(source: AsyncIterable<Uint8Array>, scope: StreamScope,
 
 /**
  * A build: start; what the client's local `--cache-to` directories hold; its local `--cache-from`
- * layouts, copied into the scratch directory (a
- * blob that does not match its digest is left out: the import then says the layer is missing); the
- * context; then the build, whose local `--cache-to` exports go to copies streamed back before the result.
+ * layouts, copied into the scratch directory (a blob that does not match its digest is left out: the
+ * import then says the layer is missing); the context; then the build, whose local `--cache-to`
+ * exports go to copies streamed back before the result.
  */
 async function build(ws: Workspace, input: AsyncIterable<Input<string, unknown>>, scope: StreamScope): Promise<void> {
   const it = new Lookahead(input[Symbol.asyncIterator]());
