@@ -12,7 +12,8 @@ import { pino } from 'pino';
 import { openCache } from '@buildcache/cache';
 import { Frontend } from '@buildcache/frontend';
 import { RegistryClient } from '@buildcache/registry';
-import { importCache, RegistryStore } from '@buildcache/remotecache';
+import { importCache } from '@buildcache/remotecache';
+import { RegistryStore } from '@buildcache/remotecache/registry';
 import { startFaultProxy, startRegistry } from '../support/registry.js';
 import { hostRootfs } from '../frontend/fixtures.js';
 

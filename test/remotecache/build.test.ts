@@ -16,7 +16,8 @@ import { openCache, type OpenCache } from '@buildcache/cache';
 import { BuildcacheError, ErrNotFound } from '@buildcache/errdefs';
 import { Frontend, type BuildRequest, type BuildResult } from '@buildcache/frontend';
 import { RegistryClient } from '@buildcache/registry';
-import { importCache, LocalStore, RegistryStore, type CacheStore } from '@buildcache/remotecache';
+import { importCache, LocalStore, type CacheStore } from '@buildcache/remotecache';
+import { RegistryStore } from '@buildcache/remotecache/registry';
 import { startFaultProxy, startRegistry, type FaultProxy, type TestRegistry } from '../support/registry.js';
 import { countingRuntime, hostRootfs, readRecordFile } from '../frontend/fixtures.js';
 

@@ -7,6 +7,7 @@
  */
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { cp, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -118,6 +119,23 @@ describe('through daemons (--addr): the local layout and the registry stay where
     assert.match(rb.stderr, new RegExp(`importing cache manifest from local ${layout} \\(tag latest\\)`));
     assert.equal(cachedSteps(rb.stderr), 3, rb.stderr);
     assert.equal(rb.stdout, ra.stdout, 'same image digest');
+    assert.deepEqual(await leftovers(), []);
+  });
+
+  test('type=local: a --cache-to DIR holding more blobs than one message can list (60,000 files named like blobs beside the real ones): the list goes in several messages, the build succeeds, nothing DIR holds is sent back', async () => {
+    const layout = join(tmp, 'layout-many');
+    const first = await cli(['--addr', a.address, 'build', '--progress', 'plain', '--cache-to', `type=local,dest=${layout},mode=max`, ctx]);
+    assert.equal(first.code, 0, first.stderr);
+    // 60,000 digests and sizes take about 4.6 MB listed in one message, over the daemon's 4 MiB.
+    const blobs = join(layout, 'blobs', 'sha256');
+    const names = Array.from({ length: 60_000 }, (_, i) => createHash('sha256').update(`not a cache blob ${i}`).digest('hex'));
+    for (let at = 0; at < names.length; at += 1000) await Promise.all(names.slice(at, at + 1000).map((n) => writeFile(join(blobs, n), '')));
+    const held = (await readdir(blobs)).length;
+    const again = await cli(['--addr', a.address, 'build', '--progress', 'plain', '--cache-to', `type=local,dest=${layout},mode=max`, ctx]);
+    assert.equal(again.code, 0, again.stderr);
+    assert.match(again.stderr, /layers \(0 uploaded\)/, 'the real blobs, wherever they fell in the list, counted as held');
+    assert.equal(again.stdout, first.stdout);
+    assert.equal((await readdir(blobs)).length, held, 'nothing written to DIR');
     assert.deepEqual(await leftovers(), []);
   });
 

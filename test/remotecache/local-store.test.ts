@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ErrDigestMismatch } from '@buildcache/errdefs';
@@ -38,9 +38,32 @@ test('local store: a wrong blob is refused and leaves nothing; concurrent puts o
 
     const manifest = await store.putManifest(Buffer.from('{"schemaVersion":2}'), 'application/vnd.oci.image.manifest.v1+json');
     assert.ok((await store.getManifest()).equals(Buffer.from('{"schemaVersion":2}')));
+    assert.deepEqual(await store.getTagged(), { desc: manifest, bytes: Buffer.from('{"schemaVersion":2}') }, 'the descriptor putManifest gave');
     assert.deepEqual(JSON.parse(await readFile(join(dir, 'oci-layout'), 'utf8')), { imageLayoutVersion: '1.0.0' });
     assert.deepEqual((await readdir(dir)).sort(), ['blobs', 'index.json', 'oci-layout']);
     assert.deepEqual((await readdir(join(dir, 'blobs', 'sha256'))).sort(), [desc.digest.slice(7), manifest.digest.slice(7)].sort());
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('local store: blobs() lists the digests and sizes under blobs/sha256, skipping what is no blob; none for a directory not made yet', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'bc-local-store-'));
+  try {
+    assert.deepEqual(await new LocalStore(join(dir, 'missing')).blobs(), new Map());
+    const store = new LocalStore(dir);
+    const a = Buffer.from('a blob');
+    const b = Buffer.alloc(70_000, 1);
+    for (const blob of [a, b]) await store.putBlob(descOf(blob), () => pieces(blob));
+    const manifest = await store.putManifest(Buffer.from('{"schemaVersion":2}'), 'application/vnd.oci.image.manifest.v1+json');
+    // Not blobs: a temporary name, a file whose name is no digest, a directory named like one.
+    await writeFile(join(dir, 'blobs', 'sha256', `${descOf(a).digest.slice(7)}.tmp`), 'partial');
+    await writeFile(join(dir, 'blobs', 'sha256', 'README'), 'x');
+    await mkdir(join(dir, 'blobs', 'sha256', 'f'.repeat(64)));
+    assert.deepEqual(
+      await store.blobs(),
+      new Map([[descOf(a).digest, a.length], [descOf(b).digest, b.length], [manifest.digest, manifest.size]]),
+    );
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

@@ -155,17 +155,19 @@ describe('buildcache serve: operations', () => {
     assert.deepEqual(await scratch(), []);
   });
 
-  test('cache blobs a client may not send: a digest that is no sha256 (a path), one for a cache target that is not a local layout, a bad cache target: INVALID_ARGUMENT, nothing written, still serving', async () => {
-    const local = { type: 'local', location: '/client/dir', tag: '', mode: '', compression: '', ignoreError: false, have: {} };
+  test('cache blobs a client may not send: a digest that is no sha256 (a path), one for a cache target that is not a local layout, a have list for one, a bad cache target: INVALID_ARGUMENT, nothing written, still serving', async () => {
+    const local = { type: 'local', location: '/client/dir', tag: '', mode: '', compression: '', ignoreError: false };
+    const registry = { ...local, type: 'registry', location: '127.0.0.1:1/x' };
     const cases: [object, object[], RegExp][] = [
-      [{ cacheFrom: [local] }, [{ cache: 0, digest: 'sha256:../../../../escaped', size: 3, mediaType: '', manifest: false, data: Buffer.from('bad') }], /cache blob "sha256:\.\.\/.*not a sha256 digest/],
-      [{ cacheFrom: [{ ...local, type: 'registry', location: '127.0.0.1:1/x' }] }, [{ cache: 0, digest: `sha256:${'0'.repeat(64)}`, size: 0, mediaType: '', manifest: false, data: Buffer.alloc(0) }], /cacheFrom\[0\], which is not a local layout/],
+      [{ cacheFrom: [local] }, [{ cache: { cache: 0, digest: 'sha256:../../../../escaped', size: 3, mediaType: '', manifest: false, data: Buffer.from('bad') } }], /cache blob "sha256:\.\.\/.*not a sha256 digest/],
+      [{ cacheFrom: [registry] }, [{ cache: { cache: 0, digest: `sha256:${'0'.repeat(64)}`, size: 0, mediaType: '', manifest: false, data: Buffer.alloc(0) } }], /cacheFrom\[0\], which is not a local layout/],
+      [{ cacheTo: [registry] }, [{ have: { cache: 0, blobs: { [`sha256:${'0'.repeat(64)}`]: 0 } } }], /have list for cacheTo\[0\], which is not a local layout/],
       [{ cacheTo: [{ ...local, mode: 'maximal' }] }, [], /mode must be min or max/],
     ];
-    for (const [targets, blobs, why] of cases) {
+    for (const [targets, messages, why] of cases) {
       const { call, done, client } = rawBuild();
       call.write({ start: { buildArgs: {}, ...targets } });
-      for (const b of blobs) call.write({ cache: b });
+      for (const m of messages) call.write(m);
       call.end();
       const err = await done;
       client.close();

@@ -4,8 +4,6 @@
  */
 import { ErrInvalidArgument } from '@buildcache/errdefs';
 import { BLOB_FORMATS, type BlobFormat } from '@buildcache/cache';
-import type { RegistryClient } from '@buildcache/registry';
-import { LocalStore, RegistryStore, type CacheStore } from './stores.js';
 
 /** A parsed `--cache-to` / `--cache-from` value. */
 export interface CacheSpec {
@@ -19,11 +17,46 @@ export interface CacheSpec {
   readonly ignoreError: boolean;
 }
 
+/**
+ * A cache spec's fields as given, before they are checked: a flag's attributes, or a CacheTarget
+ * from the daemon's wire ('' and absent are the same: unset).
+ */
+export interface CacheSpecFields {
+  readonly type?: string | undefined;
+  readonly location?: string | undefined;
+  readonly tag?: string | undefined;
+  readonly mode?: string | undefined;
+  readonly compression?: string | undefined;
+  readonly ignoreError?: boolean;
+}
+
+/**
+ * Checks `fields` of a `--cache-to` (`to`) or `--cache-from` (`from`) spec and gives the spec; a bad
+ * field is ErrInvalidArgument whose message starts with `what` (the flag and its value, the call and target).
+ */
+export function checkCacheSpec(fields: CacheSpecFields, direction: 'to' | 'from', what: string): CacheSpec {
+  const bad = (why: string): never => {
+    throw new ErrInvalidArgument(`${what}: ${why}`);
+  };
+  const { type, location, tag, compression } = fields;
+  if (type !== 'registry' && type !== 'local') return bad(`type must be registry or local (got ${JSON.stringify(type ?? '')})`);
+  if (!location) return bad(`type=${type} needs ${type === 'registry' ? 'ref' : direction === 'to' ? 'dest' : 'src'}=…`);
+  const mode = fields.mode || 'min';
+  if (mode !== 'min' && mode !== 'max') return bad(`mode must be min or max (got ${JSON.stringify(mode)})`);
+  if (compression && !BLOB_FORMATS.includes(compression as BlobFormat)) return bad(`compression must be one of ${BLOB_FORMATS.join(', ')}`);
+  return {
+    type, location, mode, ignoreError: Boolean(fields.ignoreError),
+    ...(tag ? { tag } : {}), ...(compression ? { compression: compression as BlobFormat } : {}),
+  };
+}
+
+const ATTRIBUTES = new Set(['type', 'ref', 'dest', 'src', 'tag', 'mode', 'compression', 'ignore-error', 'oci-mediatypes', 'image-manifest']);
+
 /** Parses `value` for `--cache-to` (`to`, needs `dest`) or `--cache-from` (`from`, needs `src`). */
 export function parseCacheSpec(value: string, direction: 'to' | 'from'): CacheSpec {
-  const flag = direction === 'to' ? '--cache-to' : '--cache-from';
+  const what = `${direction === 'to' ? '--cache-to' : '--cache-from'} ${JSON.stringify(value)}`;
   const bad = (why: string): never => {
-    throw new ErrInvalidArgument(`${flag} ${JSON.stringify(value)}: ${why}`);
+    throw new ErrInvalidArgument(`${what}: ${why}`);
   };
   const attrs = new Map<string, string>();
   for (const part of value.split(',')) {
@@ -35,28 +68,12 @@ export function parseCacheSpec(value: string, direction: 'to' | 'from'): CacheSp
     attrs.set(key, v);
   }
   const type = attrs.get('type') ?? (attrs.has('ref') ? 'registry' : undefined);
-  if (type !== 'registry' && type !== 'local') bad(`type must be registry or local (got ${JSON.stringify(type ?? '')})`);
-  const locKey = type === 'registry' ? 'ref' : direction === 'to' ? 'dest' : 'src';
-  const location = attrs.get(locKey) ?? bad(`type=${type} needs ${locKey}=…`);
-  const mode = attrs.get('mode') ?? 'min';
-  if (mode !== 'min' && mode !== 'max') bad(`mode must be min or max (got ${JSON.stringify(mode)})`);
-  const compression = attrs.get('compression') as BlobFormat | undefined;
-  if (compression !== undefined && !BLOB_FORMATS.includes(compression)) bad(`compression must be one of ${BLOB_FORMATS.join(', ')}`);
-  const known = new Set(['type', 'ref', 'dest', 'src', 'tag', 'mode', 'compression', 'ignore-error', 'oci-mediatypes', 'image-manifest']);
-  for (const k of attrs.keys()) if (!known.has(k)) bad(`unknown attribute ${k}`);
-  return {
-    type: type as 'registry' | 'local',
-    location,
-    mode: mode as 'min' | 'max',
-    ignoreError: attrs.get('ignore-error') === 'true',
-    ...(attrs.has('tag') ? { tag: attrs.get('tag')! } : {}),
-    ...(compression ? { compression } : {}),
-  };
-}
-
-/** The store a spec names (a registry spec needs `client`). */
-export function storeOf(spec: CacheSpec, client: RegistryClient | undefined): CacheStore {
-  if (spec.type === 'local') return new LocalStore(spec.location, spec.tag);
-  if (!client) throw new ErrInvalidArgument(`cache ${spec.location}: a registry client is needed for type=registry`);
-  return new RegistryStore(client, spec.location);
+  const location = attrs.get(type === 'registry' ? 'ref' : direction === 'to' ? 'dest' : 'src');
+  const spec = checkCacheSpec(
+    { type, location, tag: attrs.get('tag'), mode: attrs.get('mode'), compression: attrs.get('compression'), ignoreError: attrs.get('ignore-error') === 'true' },
+    direction,
+    what,
+  );
+  for (const key of attrs.keys()) if (!ATTRIBUTES.has(key)) bad(`unknown attribute ${key}`);
+  return spec;
 }

@@ -1,15 +1,15 @@
 /**
- * Where a remote cache lives: a registry reference (`type=registry,ref=R`) or an OCI image layout
- * directory (`type=local,dest=DIR` / `src=DIR`). Both give the exporter and the importer the same
- * operations: is a blob there, put a blob, put and get the tagged manifest, read and stream blobs.
+ * Where a remote cache lives: the operations the exporter and the importer need of it (is a blob
+ * there, put a blob, put and get the tagged manifest, read and stream blobs), and the OCI image
+ * layout directory that gives them (`type=local,dest=DIR` / `src=DIR`). The registry's store is in
+ * registry-store.ts, its own entry point (`@buildcache/remotecache/registry`).
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, open, readFile, rm, stat } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
+import pLimit from 'p-limit';
 import { ErrDigestMismatch, ErrNotFound, ErrUnavailable } from '@buildcache/errdefs';
-import { formatReference, toReference, type RegistryClient } from '@buildcache/registry';
 import type { Descriptor } from '@buildcache/snapshot';
 import { writeFileWhole } from '@buildcache/sys';
 import { MAX_CONFIG_BYTES } from './config.js';
@@ -34,35 +34,6 @@ export interface CacheStore {
   fetch(desc: Descriptor): AsyncIterable<Uint8Array>;
 }
 
-/** A cache kept under a registry reference. */
-export class RegistryStore implements CacheStore {
-  readonly name: string;
-  constructor(private readonly client: RegistryClient, private readonly ref: string) {
-    this.name = `registry ${formatReference(toReference(ref))}`;
-  }
-  hasBlob(desc: Descriptor): Promise<boolean> {
-    return this.client.blobExists(this.ref, desc.digest);
-  }
-  async putBlob(desc: Descriptor, bytes: BlobBytes): Promise<boolean> {
-    const pushed = await this.client.pushBlob(this.ref, desc, () => Readable.from(bytes()));
-    return pushed.status === 'uploaded';
-  }
-  putManifest(bytes: Buffer, mediaType: string): Promise<Descriptor> {
-    return this.client.pushManifest(this.ref, bytes, mediaType);
-  }
-  async getManifest(): Promise<Buffer> {
-    const m = await this.client.getManifest(this.ref);
-    return m.bytes;
-  }
-  readBlob(desc: Descriptor): Promise<Buffer> {
-    if (desc.size > MAX_CONFIG_BYTES) throw new ErrUnavailable(`${this.name}: blob ${desc.digest} is ${desc.size} bytes, more than the ${MAX_CONFIG_BYTES} read`);
-    return this.client.readBlob(this.ref, desc);
-  }
-  fetch(desc: Descriptor): AsyncIterable<Uint8Array> {
-    return this.client.fetchBlob(this.ref, desc);
-  }
-}
-
 const REF_NAME = 'org.opencontainers.image.ref.name';
 const INDEX_MEDIA = 'application/vnd.oci.image.index.v1+json';
 
@@ -85,6 +56,18 @@ export class LocalStore implements CacheStore {
   }
   private blobPath(digest: string): string {
     return join(this.dir, 'blobs', 'sha256', hex(digest));
+  }
+  /** The blobs the directory holds (digest → size); none when it does not exist yet. */
+  async blobs(): Promise<Map<string, number>> {
+    const dir = join(this.dir, 'blobs', 'sha256');
+    const names = (await readdir(dir).catch(() => [] as string[])).filter((n) => /^[0-9a-f]{64}$/.test(n));
+    const out = new Map<string, number>();
+    const limit = pLimit(16);
+    await Promise.all(names.map((n) => limit(async () => {
+      const s = await stat(join(dir, n)).catch(() => undefined);
+      if (s?.isFile()) out.set(`sha256:${n}`, s.size);
+    })));
+    return out;
   }
   async hasBlob(desc: Descriptor): Promise<boolean> {
     const s = await stat(this.blobPath(desc.digest)).catch(() => undefined);
@@ -126,9 +109,14 @@ export class LocalStore implements CacheStore {
     return desc;
   }
   async getManifest(): Promise<Buffer> {
+    return (await this.getTagged()).bytes;
+  }
+  /** The tagged manifest's descriptor (as index.json has it, its size the bytes read) and bytes, verified. ErrNotFound when there is none. */
+  async getTagged(): Promise<{ desc: Descriptor; bytes: Buffer }> {
     const entry = (await this.readIndex()).manifests.find((m) => m.annotations?.[REF_NAME] === this.tag);
     if (!entry) throw new ErrNotFound(`${this.name}: no manifest is tagged ${this.tag} in index.json`, { details: { path: this.dir } });
-    return this.readBlob(entry);
+    const bytes = await this.readBlob(entry);
+    return { desc: { mediaType: entry.mediaType, digest: entry.digest, size: bytes.length }, bytes };
   }
   async readBlob(desc: Descriptor): Promise<Buffer> {
     if (desc.size > MAX_CONFIG_BYTES) throw new ErrUnavailable(`${this.name}: blob ${desc.digest} is ${desc.size} bytes, more than the ${MAX_CONFIG_BYTES} read`);

@@ -9,7 +9,7 @@ import { ErrInvalidArgument, ErrNotFound, ErrUnavailable } from '@buildcache/err
 import type { BuildRequest, Vertex } from '@buildcache/frontend';
 import { LocalStore, type CacheSpec } from '@buildcache/remotecache';
 import { writeFileWhole } from '@buildcache/sys';
-import { layoutBlobs, layoutMessages, Lookahead, receiveBlobs, storeBlob, toWireTarget, type ArrivingBlob, type WireCacheBlob } from './cache-layouts.js';
+import { haveMessages, layoutMessages, Lookahead, receiveBlobs, storeBlob, toWireTarget, type ArrivingBlob, type WireCacheBlob } from './cache-layouts.js';
 import { chunked } from './chunks.js';
 import { contextTar } from './context-tar.js';
 import type { WireBuildStart } from './operation-service.js';
@@ -63,12 +63,11 @@ export async function remoteBuild(call: (input: AsyncIterable<object>) => AsyncI
   const cacheTo = req.cacheTo ?? [];
   const start: WireBuildStart = {
     ...(dockerfile ? { dockerfile } : {}), ...(req.tag ? { tag: req.tag } : {}), buildArgs: { ...req.buildArgs }, noCache: Boolean(req.noCache), output: req.output !== undefined,
-    cacheFrom: cacheFrom.map((c) => toWireTarget(c)),
-    cacheTo: await Promise.all(cacheTo.map(async (c) => toWireTarget(c, c.type === 'local' ? await layoutBlobs(c.location) : {}))),
+    cacheFrom: cacheFrom.map(toWireTarget), cacheTo: cacheTo.map(toWireTarget),
   };
   const merge = new LayoutMerge(cacheTo);
   const vertices = new Map<number, Vertex>();
-  const events = new Lookahead(call(input(start, cacheFrom, context))[Symbol.asyncIterator]());
+  const events = new Lookahead(call(input(start, cacheFrom, cacheTo, context))[Symbol.asyncIterator]());
   const got: { result?: NonNullable<Event['result']> } = {};
   // The output archive's chunks, storing cache blobs and replaying progress on the way; ends at the result (no result: thrown, so no file appears).
   async function* output(): AsyncGenerator<Buffer> {
@@ -98,9 +97,12 @@ export async function remoteBuild(call: (input: AsyncIterable<object>) => AsyncI
   return { digest: r.digest, warnings: [...r.warnings, ...merge.warnings], executed: r.executed, ...(r.record ? { record: r.record } : {}) };
 }
 
-/** The client's messages of a build: start, each local `--cache-from` layout, then the context's tar. */
-async function* input(start: WireBuildStart, cacheFrom: readonly CacheSpec[], context: string): AsyncGenerator<object> {
+/** The client's messages of a build: start, what each local `--cache-to` directory holds, each local `--cache-from` layout, then the context's tar. */
+async function* input(start: WireBuildStart, cacheFrom: readonly CacheSpec[], cacheTo: readonly CacheSpec[], context: string): AsyncGenerator<object> {
   yield { start };
+  for (const [i, c] of cacheTo.entries()) {
+    if (c.type === 'local') for (const have of haveMessages(i, await new LocalStore(c.location, c.tag).blobs())) yield { have };
+  }
   for (const [i, c] of cacheFrom.entries()) {
     if (c.type === 'local') for await (const m of layoutMessages(i, new LocalStore(c.location, c.tag))) yield { cache: m };
   }

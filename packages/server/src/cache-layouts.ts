@@ -7,19 +7,15 @@
  * index.json.lock). Both directions are CacheBlob messages: consecutive chunks of one blob carry its
  * descriptor.
  */
-import { createHash } from 'node:crypto';
-import { mkdir, readdir, stat } from 'node:fs/promises';
-import { join } from 'node:path';
-import pLimit from 'p-limit';
+import { mkdir } from 'node:fs/promises';
 import { ErrInvalidArgument } from '@buildcache/errdefs';
-import { LocalStore, MAX_CONFIG_BYTES, MEDIA_OCI_MANIFEST, type BlobBytes, type CacheSpec } from '@buildcache/remotecache';
-import { BLOB_FORMATS, type BlobFormat } from '@buildcache/cache';
+import { checkCacheSpec, LocalStore, MAX_CONFIG_BYTES, MEDIA_OCI_MANIFEST, type BlobBytes, type CacheSpec } from '@buildcache/remotecache';
 import type { Descriptor } from '@buildcache/snapshot';
 import { chunked } from './chunks.js';
 
 const DIGEST = /^sha256:[0-9a-f]{64}$/;
 
-/** CacheTarget on the wire (int64s as proto-loader gives them). */
+/** CacheTarget on the wire. */
 export interface WireCacheTarget {
   type: string;
   location: string;
@@ -27,10 +23,9 @@ export interface WireCacheTarget {
   mode: string;
   compression: string;
   ignoreError: boolean;
-  have: Record<string, string | number>;
 }
 
-/** CacheBlob on the wire. */
+/** CacheBlob on the wire (int64s as proto-loader gives them). */
 export interface WireCacheBlob {
   cache: number;
   digest: string;
@@ -40,32 +35,45 @@ export interface WireCacheBlob {
   data: Buffer;
 }
 
-/** A cache spec on the wire; `have`: the blobs a local `--cache-to` directory already holds. */
-export function toWireTarget(spec: CacheSpec, have: Record<string, string> = {}): WireCacheTarget {
-  return {
-    type: spec.type, location: spec.location, tag: spec.tag ?? '', mode: spec.mode, compression: spec.compression ?? '', ignoreError: spec.ignoreError, have,
-  };
+/** CacheHave on the wire: part of what a local `--cache-to` directory holds (digest → size). */
+export interface WireCacheHave {
+  cache: number;
+  blobs: Record<string, string | number>;
 }
 
-/** A cache spec from the wire, checked as `parseCacheSpec` checks a flag's; ErrInvalidArgument names what is wrong. */
-export function fromWireTarget(t: WireCacheTarget, direction: 'from' | 'to'): { spec: CacheSpec; have: Map<string, number> } {
-  const bad = (why: string): never => {
-    throw new ErrInvalidArgument(`Build: cache${direction === 'to' ? 'To' : 'From'} ${JSON.stringify(t.location)}: ${why}`);
-  };
-  if (t.type !== 'registry' && t.type !== 'local') bad(`type must be registry or local (got ${JSON.stringify(t.type)})`);
-  if (!t.location) bad('the location is empty');
-  const mode = t.mode || 'min';
-  if (mode !== 'min' && mode !== 'max') bad(`mode must be min or max (got ${JSON.stringify(t.mode)})`);
-  if (t.compression && !BLOB_FORMATS.includes(t.compression as BlobFormat)) bad(`compression must be one of ${BLOB_FORMATS.join(', ')}`);
-  const have = new Map<string, number>();
-  for (const [digest, size] of Object.entries(t.have ?? {})) if (DIGEST.test(digest)) have.set(digest, Number(size));
-  return {
-    spec: {
-      type: t.type as CacheSpec['type'], location: t.location, mode: mode as CacheSpec['mode'], ignoreError: t.ignoreError,
-      ...(t.tag ? { tag: t.tag } : {}), ...(t.compression ? { compression: t.compression as BlobFormat } : {}),
-    },
-    have,
-  };
+/** A cache spec on the wire. */
+export function toWireTarget(spec: CacheSpec): WireCacheTarget {
+  return { type: spec.type, location: spec.location, tag: spec.tag ?? '', mode: spec.mode, compression: spec.compression ?? '', ignoreError: spec.ignoreError };
+}
+
+/** A cache spec from the wire, checked as a flag's is (`checkCacheSpec`); ErrInvalidArgument names what is wrong. */
+export function fromWireTarget(t: WireCacheTarget, direction: 'from' | 'to'): CacheSpec {
+  return checkCacheSpec(t, direction, `Build: cache${direction === 'to' ? 'To' : 'From'} ${JSON.stringify(t.location)}`);
+}
+
+/** Blobs per CacheHave message: about 80 bytes each, so a message stays near 1.3 MiB, under the daemon's 4 MiB. */
+const HAVE_PER_MESSAGE = 16_384;
+
+/** What a local `--cache-to` directory holds (`blobs`), as CacheHave messages for target `cache` (none when it holds nothing). */
+export function* haveMessages(cache: number, blobs: ReadonlyMap<string, number>): Generator<WireCacheHave> {
+  let part: Record<string, string> = {};
+  let n = 0;
+  for (const [digest, size] of blobs) {
+    part[digest] = String(size);
+    if (++n < HAVE_PER_MESSAGE) continue;
+    yield { cache, blobs: part };
+    part = {};
+    n = 0;
+  }
+  if (n > 0) yield { cache, blobs: part };
+}
+
+/** Adds the blobs a CacheHave message lists to `have`; an entry that is no sha256 digest and size is ignored. */
+export function addHave(have: Map<string, number>, message: WireCacheHave): void {
+  for (const [digest, size] of Object.entries(message.blobs ?? {})) {
+    const n = Number(size);
+    if (DIGEST.test(digest) && Number.isSafeInteger(n) && n >= 0) have.set(digest, n);
+  }
 }
 
 const isDescriptor = (d: unknown): d is Descriptor =>
@@ -88,12 +96,13 @@ async function* blobMessages(cache: number, desc: Descriptor, bytes: AsyncIterab
  * import then finds none and warns, as an in-process import does.
  */
 export async function* layoutMessages(cache: number, store: LocalStore): AsyncGenerator<WireCacheBlob> {
-  let manifest: Buffer;
+  let tagged: { desc: Descriptor; bytes: Buffer };
   try {
-    manifest = await store.getManifest();
+    tagged = await store.getTagged();
   } catch {
     return;
   }
+  const manifest = tagged.bytes;
   let top: Record<string, unknown> = {};
   try {
     const parsed: unknown = JSON.parse(manifest.toString('utf8'));
@@ -108,31 +117,8 @@ export async function* layoutMessages(cache: number, store: LocalStore): AsyncGe
     seen.add(d.digest);
     yield* blobMessages(cache, d, store.fetch(d));
   }
-  const desc = {
-    mediaType: typeof top.mediaType === 'string' ? top.mediaType : MEDIA_OCI_MANIFEST,
-    digest: `sha256:${createHash('sha256').update(manifest).digest('hex')}`,
-    size: manifest.length,
-  };
-  yield* blobMessages(cache, desc, [manifest], true);
-}
-
-/** The blobs a layout directory holds (digest → size); none when it does not exist yet. */
-export async function layoutBlobs(dir: string): Promise<Record<string, string>> {
-  const blobs = join(dir, 'blobs', 'sha256');
-  const names = await readdir(blobs).catch(() => [] as string[]);
-  const out: Record<string, string> = {};
-  const limit = pLimit(16);
-  await Promise.all(
-    names
-      .filter((n) => /^[0-9a-f]{64}$/.test(n))
-      .map((n) =>
-        limit(async () => {
-          const s = await stat(join(blobs, n)).catch(() => undefined);
-          if (s?.isFile()) out[`sha256:${n}`] = String(s.size);
-        }),
-      ),
-  );
-  return out;
+  const mediaType = tagged.desc.mediaType || (typeof top.mediaType === 'string' ? top.mediaType : MEDIA_OCI_MANIFEST);
+  yield* blobMessages(cache, { ...tagged.desc, mediaType }, [manifest], true);
 }
 
 /**

@@ -15,7 +15,7 @@ import { fromWireUsage, toWirePolicy, type WireUsage } from './convert.js';
 import { method } from './proto.js';
 import { addressOf, socketPath } from './socket.js';
 import { messages } from './chunks.js';
-import type { RemoteBuildRequest, RemoteBuildResult } from './build-client.js';
+import { remoteBuild, type RemoteBuildRequest, type RemoteBuildResult } from './build-client.js';
 import type { DemoReport, Operations, PullReport, PushReport } from './workspace.js';
 
 type ErrorClass = new (message: string, options?: ConstructorParameters<typeof BuildcacheError>[1]) => BuildcacheError;
@@ -160,8 +160,7 @@ export class CacheClient implements Operations {
   }
 
   /** Builds a Dockerfile on the daemon: the context (and Dockerfile) are read here and streamed to it. */
-  async build(req: RemoteBuildRequest): Promise<RemoteBuildResult> {
-    const { remoteBuild } = await import('./build-client.js'); // the remote cache's layouts load only for a build
+  build(req: RemoteBuildRequest): Promise<RemoteBuildResult> {
     return remoteBuild((input) => this.read('Build', input, req.signal), req);
   }
 

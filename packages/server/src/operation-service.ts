@@ -14,7 +14,9 @@ import type { Progress } from '@buildcache/frontend';
 import type { ExportFormat, ImageInfo } from '@buildcache/images';
 import { applyLayer } from '@buildcache/snapshot';
 import { LocalStore } from '@buildcache/remotecache';
-import { ExportCopy, fromWireTarget, Lookahead, receiveBlobs, storeBlob, type WireCacheBlob, type WireCacheTarget } from './cache-layouts.js';
+import {
+  addHave, ExportCopy, fromWireTarget, Lookahead, receiveBlobs, storeBlob, type WireCacheBlob, type WireCacheHave, type WireCacheTarget,
+} from './cache-layouts.js';
 import type { StreamScope } from './calls.js';
 import { chunked } from './chunks.js';
 import type { ServiceContext } from './context.js';
@@ -93,19 +95,28 @@ async function sendChunks(source: AsyncIterable<Uint8Array>, scope: StreamScope,
 }
 
 /**
- * A build: start; the client's local `--cache-from` layouts, copied into the scratch directory (a
- * blob that does not match its digest is left out: the import then says the layer is missing); the
- * context; then the build, whose local `--cache-to` exports go to copies streamed back before the result.
+ * A build: start; what the client's local `--cache-to` directories hold; its local `--cache-from`
+ * layouts, copied into the scratch directory (a blob that does not match its digest is left out: the
+ * import then says the layer is missing); the context; then the build, whose local `--cache-to`
+ * exports go to copies streamed back before the result.
  */
 async function build(ws: Workspace, input: AsyncIterable<Input<string, unknown>>, scope: StreamScope): Promise<void> {
   const it = new Lookahead(input[Symbol.asyncIterator]());
   const start = await first<'start', WireBuildStart>(it, 'start', 'Build');
-  const cacheFrom = (start.cacheFrom ?? []).map((t) => fromWireTarget(t, 'from').spec);
+  const cacheFrom = (start.cacheFrom ?? []).map((t) => fromWireTarget(t, 'from'));
   const cacheTo = (start.cacheTo ?? []).map((t) => fromWireTarget(t, 'to'));
+  // What the client's local --cache-to directories hold, in as many messages as it takes.
+  const have = cacheTo.map(() => new Map<string, number>());
+  for (let m = await it.peek(); m?.input === 'have'; m = await it.peek()) {
+    const list = (await it.next()).value as Input<'have', WireCacheHave>;
+    const into = cacheTo[list.have!.cache]?.type === 'local' ? have[list.have!.cache] : undefined;
+    if (!into) throw new ErrInvalidArgument(`Build: a have list for cacheTo[${list.have!.cache}], which is not a local layout`);
+    addHave(into, list.have!);
+  }
   // The result goes once the scratch directory is gone: a client that has it finds nothing left.
   const result = await ws.scratch(async (dir) => {
     const copiesFrom = cacheFrom.map((c, i) => (c.type === 'local' ? new LocalStore(join(dir, `cache-from-${i}`), c.tag, c.location) : undefined));
-    const copiesTo = cacheTo.map(({ spec, have }, i) => (spec.type === 'local' ? new ExportCopy(join(dir, `cache-to-${i}`), spec, have) : undefined));
+    const copiesTo = cacheTo.map((spec, i) => (spec.type === 'local' ? new ExportCopy(join(dir, `cache-to-${i}`), spec, have[i]!) : undefined));
     await receiveBlobs(it, (m) => (m.input === 'cache' ? (m as Input<'cache', WireCacheBlob>).cache : undefined), async (blob) => {
       const copy = copiesFrom[blob.cache];
       if (!copy) throw new ErrInvalidArgument(`Build: a cache blob for cacheFrom[${blob.cache}], which is not a local layout`);
@@ -127,7 +138,7 @@ async function build(ws: Workspace, input: AsyncIterable<Input<string, unknown>>
         {
           context, progress, signal: scope.signal, noCache: Boolean(start.noCache), buildArgs: start.buildArgs ?? {},
           ...(dockerfile ? { dockerfile } : {}), ...(start.tag ? { tag: start.tag } : {}), ...(output ? { output } : {}),
-          cacheFrom, cacheTo: cacheTo.map((t) => t.spec),
+          cacheFrom, cacheTo,
         },
         (_spec, i, direction) => (direction === 'from' ? copiesFrom : copiesTo)[i]!,
       );

@@ -13,6 +13,7 @@ import {
   type OpenCache, type OpenCacheOptions, type PrunePolicy,
 } from '@buildcache/cache';
 import { serveMetrics, type MetricsServer } from '@buildcache/metrics';
+import { cacheService } from './cache-service.js';
 import { Calls, Gate } from './calls.js';
 import { controlService } from './control-service.js';
 import { service } from './proto.js';
@@ -86,8 +87,8 @@ export class Daemon {
       await metrics?.close();
       throw err;
     });
-    // Loaded here: a client (`connect`) needs none of the image store, frontend, remote cache or registry modules.
-    const [{ Workspace }, { cacheService }] = await Promise.all([import('./workspace.js'), import('./cache-service.js')]);
+    // Loaded here: a client (`connect`) needs none of the image store, frontend or registry modules.
+    const { Workspace } = await import('./workspace.js');
     const workspace = new Workspace(opened, root, logger);
     try {
       await workspace.clearScratch();
