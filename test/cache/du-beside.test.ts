@@ -12,7 +12,7 @@ import { BACKENDS } from '../support/backends.js';
 import { openSyntheticCache } from './helpers.js';
 import { syntheticId } from '../support/synthetic.js';
 
-/** How many records du reads per batch (cache/src/load.ts). */
+/** How many records du reads per batch (cache/src/stored.ts). */
 const BATCH = 128;
 
 /** Waits (bounded) until `done()` holds; returns whether it did. */

@@ -79,6 +79,18 @@ describe('through daemons (--addr): the local layout and the registry stay where
   };
   /** The daemons' scratch directories still there (a call's copies of layouts and contexts). */
   const leftovers = async (): Promise<string[]> => (await Promise.all(daemons.map((d) => readdir(join(d.root, 'server', 'tmp')).catch(() => [])))).flat();
+  /**
+   * The same once the daemons are done: a build the client fails on its side (cancelling the call)
+   * is cleaned up by the daemon after the client has exited, so this polls (bounded) for it.
+   */
+  const settledLeftovers = async (): Promise<string[]> => {
+    for (let i = 0; i < 500; i++) {
+      const left = await leftovers();
+      if (left.length === 0) return left;
+      await new Promise((res) => setTimeout(res, 20));
+    }
+    return leftovers();
+  };
 
   before(async () => {
     a = await daemon('daemon-a');
@@ -170,7 +182,7 @@ describe('through daemons (--addr): the local layout and the registry stay where
         assert.match(here.stderr, new RegExp(`WARNING: cache export to local ${dest} \\(tag latest\\) failed: ENOTDIR`));
       }
     }
-    assert.deepEqual(await leftovers(), []);
+    assert.deepEqual(await settledLeftovers(), []);
   });
 
   test('a registry that does not answer: the same typed error and exit code through the daemon as in this process', async () => {
