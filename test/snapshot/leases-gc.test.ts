@@ -174,27 +174,6 @@ for (const kind of backendKinds()) {
       assert.ok(!(await b.leases.list()).some((x) => x.id === l));
     });
 
-    it('deleteMany deletes the leases that exist with their resources, ignores missing ones, and keeps the rest', async () => {
-      const b = f.backend;
-      const [one, two, kept, missing] = ['many-1', 'many-2', 'many-kept', 'many-missing'].map((n) => f.name(n)) as [string, string, string, string];
-      for (const l of [one, two, kept]) await b.leases.create(l, {});
-      const blob = await writeBlob(b, unique('many'), { lease: one });
-      const snap = f.name('many-snap');
-      await committed(b, snap, undefined, { lease: two });
-      await b.leases.deleteMany([one, missing, two, one]);
-      const left = (await b.leases.list()).map((x) => x.id);
-      assert.ok(!left.includes(one) && !left.includes(two), 'both leases deleted');
-      assert.ok(left.includes(kept), 'a lease not named stays');
-      await b.leases.deleteMany([]);
-      await b.leases.deleteMany([missing]);
-      await b.garbageCollect();
-      assert.ok(await isGone(b.content.info(blob)), "the deleted lease's blob is no longer held");
-      assert.ok(await isGone(b.snapshotter.stat(snap)), "the deleted lease's snapshot is no longer held");
-      await b.leases.create(one, {});
-      assert.deepEqual(await b.leases.listResources(one), [], 'a lease made again under a deleted name holds nothing of the old one');
-      await b.leases.deleteMany([one, kept]);
-    });
-
     it('GC deletes exactly the unreferenced objects, and their files', async () => {
       const b = f.backend;
       const tmp = await scratch();

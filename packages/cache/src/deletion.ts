@@ -1,8 +1,7 @@
 /**
  * The one way a record is deleted, whoever deletes it (release, finalize, getMutable, prune, open):
  * 1. tombstone its metadata durably; 2. owe a garbage collection (durably); 3. delete its leases
- * `<id>-view`, `<id>-variants` and `<id>` by name, whether or not its metadata says they exist (those
- * of a whole purge in one backend call);
+ * `<id>-view`, `<id>-variants` and `<id>` by name, whether or not its metadata says they exist;
  * 4. clear its metadata. A crash anywhere leaves a tombstone that the next open finishes; a backend
  * failure in 3 leaves the record queued in `cm.purging`, retried by the next prune (or open).
  */
@@ -10,7 +9,7 @@ import pLimit from 'p-limit';
 import type { ManagerContext } from './context.js';
 import type { CacheRecord } from './records.js';
 import type { RecordMetadata } from './record-metadata.js';
-import { recordLeaseIds } from './leases.js';
+import { deleteRecordLeases } from './leases.js';
 
 /** Step 1: marks the records deleted, durably (one group commit). */
 export async function tombstone(mds: readonly RecordMetadata[]): Promise<void> {
@@ -30,56 +29,47 @@ export function forgetRecords(cm: ManagerContext, recs: readonly CacheRecord[]):
   }
 }
 
-/**
- * How many records one purge step takes: their leases go in one backend call, then their metadata
- * is cleared all at once (the clears share group commits). A prune's step is smaller; an open's
- * repair may be larger.
- */
-const STEP = 256;
-/** How many records' lease deletions are in flight when a step's one call failed and it tries them one by one. */
+/** How many lease deletions one purge has in flight (backend calls, not one round per record). */
 const LEASE_CONCURRENCY = 16;
+/** How many metadata clears one purge has in flight (their writes share LevelDB batches). */
+const CLEAR_CONCURRENCY = 32;
 
 /**
- * Deletes the leases of records `ids` in one backend call (one durable write on the embedded
- * backend); when that fails, record by record. Returns the records whose leases are gone.
- */
-async function deleteLeasesOf(cm: ManagerContext, ids: readonly string[]): Promise<readonly string[]> {
-  try {
-    await cm.backend.leases.deleteMany(ids.flatMap(recordLeaseIds));
-    return ids;
-  } catch (err) {
-    if (ids.length === 1) {
-      cm.logger.warn({ id: ids[0], err }, 'could not delete the leases of a deleted record yet; retried at the next prune');
-      return [];
-    }
-  }
-  const limit = pLimit(LEASE_CONCURRENCY);
-  return (await Promise.all(ids.map((id) => limit(() => deleteLeasesOf(cm, [id]))))).flat();
-}
-
-/**
- * Steps 2–4 for tombstoned records `ids`, `STEP` records at a time: their leases, then the metadata
- * of those whose leases went. A backend failure does not throw: the records stay queued in
- * `cm.purging` (and tombstoned on disk) until a later call succeeds.
+ * Steps 2–4 for tombstoned records `ids`: the leases of them all, then the metadata of those whose
+ * leases went, cleared together (their writes share group commits). A backend failure does not
+ * throw: the records stay queued in `cm.purging` (and tombstoned on disk) until a later call succeeds.
  */
 export async function purge(cm: ManagerContext, ids: readonly string[]): Promise<void> {
   if (ids.length === 0) return;
   for (const id of ids) cm.purging.add(id);
   await cm.gcDebt.owe();
-  for (let i = 0; i < ids.length; i += STEP) {
-    const leasesGone = await deleteLeasesOf(cm, ids.slice(i, i + STEP));
-    await Promise.all(
-      leasesGone.map(async (id) => {
+  const limit = pLimit(LEASE_CONCURRENCY);
+  const leasesGone = await Promise.all(
+    ids.map((id) =>
+      limit(async () => {
         try {
-          await cm.store.clear(id);
-          cm.store.evict(id);
-          cm.purging.delete(id);
+          await deleteRecordLeases(cm.backend.leases, id);
+          return true;
         } catch (err) {
-          cm.logger.warn({ id, err }, 'could not clear the metadata of a deleted record yet; retried at the next prune');
+          cm.logger.warn({ id, err }, 'could not delete the leases of a deleted record yet; retried at the next prune');
+          return false;
         }
       }),
-    );
-  }
+    ),
+  );
+  const clears = pLimit(CLEAR_CONCURRENCY);
+  await Promise.all(
+    ids.map((id, i) => clears(async () => {
+      if (!leasesGone[i]) return;
+      try {
+        await cm.store.clear(id);
+        cm.store.evict(id);
+        cm.purging.delete(id);
+      } catch (err) {
+        cm.logger.warn({ id, err }, 'could not clear the metadata of a deleted record yet; retried at the next prune');
+      }
+    })),
+  );
   // A collection that ran while the leases went may have cleared the debt: owe it again.
   await cm.gcDebt.owe();
 }

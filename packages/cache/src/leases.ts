@@ -47,8 +47,12 @@ export async function deleteLease(leases: LeaseManager, id: string): Promise<voi
   }
 }
 
-/** The IDs of every lease a record may own: its view and variants leases, and its own. */
-export const recordLeaseIds = (recordId: string): string[] => [viewLeaseId(recordId), variantsLeaseId(recordId), recordId];
+/** Deletes every lease a record may own, by name: its view and variants leases, then its own. */
+export async function deleteRecordLeases(leases: LeaseManager, recordId: string): Promise<void> {
+  await deleteLease(leases, viewLeaseId(recordId));
+  await deleteLease(leases, variantsLeaseId(recordId));
+  await deleteLease(leases, recordId);
+}
 
 /** A temporary lease for work in progress: expires after `ttlMs` and is removed at the next open. */
 export async function withTemporaryLease<T>(

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { mkdir } from 'node:fs/promises';
 import { pino, type Logger } from 'pino';
 import { ErrClosed, ErrInUse, ErrInvalidArgument, ErrNeedsRemoteProvider, ErrNotFound } from '@buildcache/errdefs';
-import { MetadataStore, type StorageItem } from '@buildcache/metadata';
+import { MetadataStore } from '@buildcache/metadata';
 import { LABEL_UNCOMPRESSED, msToNs, nowNs, strictlyIncreasing, type Backend, type Descriptor } from '@buildcache/snapshot';
 import { NO_HANDLERS, type DescHandlers, type ManagerContext } from './context.js';
 import { DeferredCommits } from './deferred.js';
@@ -17,7 +17,7 @@ import { CacheRecord } from './records.js';
 import { RECORD_TYPES, RecordMetadata, INDEX_BLOB_CHAIN_ID, INDEX_CHAIN_ID, type RecordType } from './record-metadata.js';
 import { ImmutableRef, MutableRef } from './refs.js';
 import { commitMutableLocked, reserveTwinId } from './lifecycle.js';
-import { dropPrefetched, loadRecordLocked, prefetch } from './load.js';
+import { loadRecordLocked } from './load.js';
 import { markClosed, repairOnOpen } from './repair.js';
 import { deleteRecordsLocked } from './deletion.js';
 import { loadOwner, ownedBackend } from './owner.js';
@@ -376,26 +376,12 @@ export class CacheManager {
   /** IDs of live records whose index value is `index` (or starts with it, with `prefix`). */
   async search(index: string, opts: { prefix?: boolean } = {}): Promise<string[]> {
     const cm = this.check();
-    // The index and the items are read before taking the lock, which is held only to check the records.
-    const items = await cm.store.search(index, { prefix: opts.prefix === true });
-    const read = await prefetch(cm, items.map((item) => item.id));
-    return lockedThenSweep(cm, async () => {
-      try {
-        return await this.liveLocked(items);
-      } finally {
-        dropPrefetched(cm, read);
-      }
-    });
+    return lockedThenSweep(cm, () => this.searchLocked(index, opts.prefix === true));
   }
 
   private async searchLocked(index: string, prefix: boolean): Promise<string[]> {
-    return this.liveLocked(await this.cm.store.search(index, { prefix }));
-  }
-
-  /** The IDs of the live records among `items` (loaded if need be); the caller holds the manager lock. */
-  private async liveLocked(items: readonly StorageItem[]): Promise<string[]> {
     const out: string[] = [];
-    for (const item of items) {
+    for (const item of await this.cm.store.search(index, { prefix })) {
       try {
         const rec = await loadRecordLocked(this.cm, item.id);
         if (!rec.isDead()) out.push(item.id);

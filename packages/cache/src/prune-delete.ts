@@ -1,10 +1,9 @@
 /**
  * Prune's deletions, a batch of records at a time, by the one deletion protocol (deletion.ts) in
  * short slices of the manager lock, so that other calls interleave: the records are chosen and
- * marked dead under the lock (a few at a time), tombstoned together outside it (one durable group
- * commit), taken out of memory with their parents' handles under it again, and purged (leases in
- * one backend call, then metadata) in the background while the next batch is chosen — one purge
- * at a time.
+ * marked dead under the lock, tombstoned together outside it (one durable group commit), taken out
+ * of memory with their parents' handles under it again, and purged (leases, then metadata) in the
+ * background while the next batch is chosen — one purge at a time.
  */
 import type { ManagerContext } from './context.js';
 import type { CacheRecord } from './records.js';
@@ -13,9 +12,6 @@ import { dropPrefetched, loadOrClearLocked, prefetch } from './load.js';
 import type { Candidate, Census, Removed } from './prune-census.js';
 import { lockedThenSweep } from './residency.js';
 import { isRepresentative, usageOf, type UsageInfo } from './usage.js';
-
-/** How many candidates one hold of the manager lock loads and marks. */
-const LOAD_SLICE = 16;
 
 /** Deletes census candidates in batches; `drain()` waits for the purges still running. */
 export class PruneDeleter {
@@ -42,19 +38,31 @@ export class PruneDeleter {
     const read = await prefetch(cm, [...ids, ...ids.flatMap((id) => census.twins.get(id) ?? [])]);
     const out: [Candidate, UsageInfo][] = [];
     const doomed: CacheRecord[] = [];
-    // In slices of the lock, so that a call waiting for it waits for a few loads, not the batch's.
-    for (let i = 0; i < cands.length; i += LOAD_SLICE) {
-      const last = i + LOAD_SLICE >= cands.length;
-      await cm.mu(async () => {
-        let ok = false;
-        try {
-          for (const cand of cands.slice(i, i + LOAD_SLICE)) await this.chooseLocked(cand, census, out, doomed);
-          ok = true;
-        } finally {
-          if (last || !ok) dropPrefetched(cm, read);
+    await cm.mu(async () => {
+      try {
+        for (const cand of cands) {
+          census.candidates.delete(cand.id);
+          if (this.gone.has(cand.id) || census.children.get(cand.id)) continue;
+          const rec = await loadOrClearLocked(cm, cand.id);
+          // Loading the committed twin links it to the mutable record: they go together.
+          const twin = census.twins.get(cand.id);
+          if (rec && twin && !rec.equalImmutable) await loadOrClearLocked(cm, twin);
+          if (!rec || !isRepresentative(rec) || !this.gone.isFree(rec)) continue;
+          out.push([cand, { ...usageOf(rec, false), size: cand.size }]);
+          const twins = rec.equalImmutable ? [rec, rec.equalImmutable] : [rec];
+          for (const r of twins) {
+            const parent = r.md.parent;
+            if (parent) census.children.set(parent, (census.children.get(parent) ?? 1) - 1);
+            if (this.dryRun) this.gone.add(r);
+            // Dead: callers are told it is being deleted, and nothing takes a handle on it.
+            else r.dead = true;
+          }
+          if (!this.dryRun) doomed.push(...twins);
         }
-      });
-    }
+      } finally {
+        dropPrefetched(cm, read);
+      }
+    });
     if (doomed.length === 0) return out;
     try {
       await tombstone(doomed.map((r) => r.md));
@@ -73,31 +81,6 @@ export class PruneDeleter {
     });
     await this.startPurge(doomed.map((r) => r.id));
     return out;
-  }
-
-  /**
-   * Loads candidate `cand` and, if it is still free, adds it to `out` and marks it (with its twin)
-   * dead, adding them to `doomed` (or, in a dry run, counts them as gone); the caller holds the manager lock.
-   */
-  private async chooseLocked(cand: Candidate, census: Census, out: [Candidate, UsageInfo][], doomed: CacheRecord[]): Promise<void> {
-    const { cm } = this;
-    census.candidates.delete(cand.id);
-    if (this.gone.has(cand.id) || census.children.get(cand.id)) return;
-    const rec = await loadOrClearLocked(cm, cand.id);
-    // Loading the committed twin links it to the mutable record: they go together.
-    const twin = census.twins.get(cand.id);
-    if (rec && twin && !rec.equalImmutable) await loadOrClearLocked(cm, twin);
-    if (!rec || !isRepresentative(rec) || !this.gone.isFree(rec)) return;
-    out.push([cand, { ...usageOf(rec, false), size: cand.size }]);
-    const twins = rec.equalImmutable ? [rec, rec.equalImmutable] : [rec];
-    for (const r of twins) {
-      const parent = r.md.parent;
-      if (parent) census.children.set(parent, (census.children.get(parent) ?? 1) - 1);
-      if (this.dryRun) this.gone.add(r);
-      // Dead: callers are told it is being deleted, and nothing takes a handle on it.
-      else r.dead = true;
-    }
-    if (!this.dryRun) doomed.push(...twins);
   }
 
   /** Starts purging `ids` in the background, once the purge before it has finished. */

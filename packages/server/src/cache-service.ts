@@ -10,12 +10,6 @@ import type { ServiceContext } from './context.js';
 import { turnTaker } from './calls.js';
 import { operationService } from './operation-service.js';
 
-/**
- * How many du entries (a few hundred bytes each) may wait to go out: two of du's read batches, so
- * the stream flows on while the next batch waits for the manager lock or the store.
- */
-const DU_SEND_AHEAD = 256;
-
 /** The handlers of buildcache's own service. */
 export function cacheService(ctx: ServiceContext): UntypedServiceImplementation {
   const { cache, calls } = ctx;
@@ -33,7 +27,7 @@ export function cacheService(ctx: ServiceContext): UntypedServiceImplementation 
           await turn();
         }
       },
-      { gates: [ctx.duGate], sendAhead: DU_SEND_AHEAD },
+      { gates: [ctx.duGate] },
     ),
     Prune: calls.stream<{ policies?: WirePolicy[]; dryRun?: boolean }, object>(
       'Cache/Prune',

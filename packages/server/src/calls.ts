@@ -60,12 +60,6 @@ export interface MethodOptions {
   readonly gates?: readonly Gate[];
   /** Ends by itself only when the client cancels (Hold): a shutdown aborts it instead of waiting. */
   readonly longLived?: boolean;
-  /**
-   * How many small replies may wait in the stream's buffer before `send` waits for the client
-   * (default: the stream's own high-water mark), so that a reply stream keeps flowing while its
-   * producer waits a moment (du behind a prune's deletion step).
-   */
-  readonly sendAhead?: number;
 }
 
 /** Builds handlers and tracks their calls. */
@@ -166,7 +160,7 @@ export class Calls {
       signal: controller.signal,
       send: (m) => {
         sent.inc();
-        return send(call, m as Res, controller.signal, options.sendAhead ?? 0);
+        return send(call, m as Res, controller.signal);
       },
     };
     this.track(
@@ -231,13 +225,10 @@ export function turnTaker(every = 256): () => Promise<void> | undefined {
   return () => (++n % every === 0 ? new Promise<void>((res) => setImmediate(res)) : undefined);
 }
 
-/** Writes `message`, waiting for 'drain' when the stream's buffer is full (holds `ahead` replies or more). */
-function send<Res>(
-  call: ServerWritableStream<unknown, Res> | ServerDuplexStream<unknown, Res>, message: Res, signal: AbortSignal, ahead: number,
-): Promise<void> {
+/** Writes `message`, waiting for 'drain' when the stream's buffer is full. */
+function send<Res>(call: ServerWritableStream<unknown, Res> | ServerDuplexStream<unknown, Res>, message: Res, signal: AbortSignal): Promise<void> {
   if (signal.aborted) return Promise.reject(signal.reason as Error);
-  // Past the high-water mark, write() returned false, so 'drain' follows once the buffer is empty.
-  if (call.write(message) || call.writableLength < ahead) return Promise.resolve();
+  if (call.write(message)) return Promise.resolve();
   return new Promise((resolve, reject) => {
     const onDrain = (): void => {
       signal.removeEventListener('abort', onAbort);

@@ -86,11 +86,6 @@ export interface LeaseManager {
   create(id: string, labels?: Readonly<Record<string, string>>): Promise<Lease>;
   /** Deletes a lease; with `sync`, returns after a garbage collection has run. */
   delete(id: string, options?: { sync?: boolean }): Promise<void>;
-  /**
-   * Deletes those of `ids` that exist (a missing one is no error): on the embedded backend in one
-   * durable write, on containerd one call each. Rejects when some could not be deleted.
-   */
-  deleteMany(ids: readonly string[]): Promise<void>;
   list(filters?: readonly string[]): Promise<Lease[]>;
   addResource(id: string, resource: LeaseResource): Promise<void>;
   deleteResource(id: string, resource: LeaseResource): Promise<void>;

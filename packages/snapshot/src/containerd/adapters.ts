@@ -1,13 +1,11 @@
 /**
  * Thin adapters from the `@containerd/leases-ts` services to the snapshot package's interfaces:
- * Snapshotter, ContentStore (with its ContentWriter), LeaseManager, Applier and Differ.
+ * Snapshotter, ContentStore (with its ContentWriter), Applier and Differ.
  */
-import pLimit from 'p-limit';
-import { ErrNotFound } from '@buildcache/errdefs';
-import type { Client, ContentWriter as ClientWriter, LeasesService, SnapshotsService } from '@containerd/leases-ts';
+import type { Client, ContentWriter as ClientWriter, SnapshotsService } from '@containerd/leases-ts';
 import { LABEL_UNCOMPRESSED, compressionOf } from '../labels.js';
 import type {
-  Applier, ContentInfo, ContentStore, ContentWriter, Descriptor, Differ, IngestStatus, Lease, LeasedOptions, LeaseManager, LeaseResource, Mount,
+  Applier, ContentInfo, ContentStore, ContentWriter, Descriptor, Differ, IngestStatus, LeasedOptions, Mount,
   SnapshotInfo, Snapshotter, Usage,
 } from '../types.js';
 import { NO_DEADLINE, compressedDiff } from './compressed-diff.js';
@@ -123,53 +121,6 @@ export class ContainerdContentStore implements ContentStore {
 
   abort(ref: string): Promise<void> {
     return this.client.content.abort(ref);
-  }
-}
-
-/** How many lease deletions `deleteMany` has in flight (one call each: containerd has no batch). */
-const DELETE_CONCURRENCY = 16;
-
-/** `LeaseManager` over containerd's Leases service. */
-export class ContainerdLeaseManager implements LeaseManager {
-  constructor(private readonly svc: LeasesService) {}
-
-  create(id: string, labels?: Readonly<Record<string, string>>): Promise<Lease> {
-    return this.svc.create(id, labels);
-  }
-
-  delete(id: string, options?: { sync?: boolean }): Promise<void> {
-    return this.svc.delete(id, options);
-  }
-
-  async deleteMany(ids: readonly string[]): Promise<void> {
-    const limit = pLimit(DELETE_CONCURRENCY);
-    await Promise.all(
-      [...new Set(ids)].map((id) =>
-        limit(async () => {
-          try {
-            await this.svc.delete(id);
-          } catch (err) {
-            if (!(err instanceof ErrNotFound)) throw err;
-          }
-        }),
-      ),
-    );
-  }
-
-  list(filters?: readonly string[]): Promise<Lease[]> {
-    return this.svc.list(filters);
-  }
-
-  addResource(id: string, resource: LeaseResource): Promise<void> {
-    return this.svc.addResource(id, resource);
-  }
-
-  deleteResource(id: string, resource: LeaseResource): Promise<void> {
-    return this.svc.deleteResource(id, resource);
-  }
-
-  listResources(id: string): Promise<LeaseResource[]> {
-    return this.svc.listResources(id);
   }
 }
 

@@ -8,7 +8,7 @@ import type { Client, ClientOptions } from '@containerd/leases-ts';
 import { LocalMounter } from '../mount.js';
 import type { Backend, GarbageCollectOptions, GCStats, LeaseManager, Mounter } from '../types.js';
 import { LABEL_GC_EXPIRE } from '../labels.js';
-import { ContainerdApplier, ContainerdContentStore, ContainerdDiffer, ContainerdLeaseManager, ContainerdSnapshotter } from './adapters.js';
+import { ContainerdApplier, ContainerdContentStore, ContainerdDiffer, ContainerdSnapshotter } from './adapters.js';
 
 /** Default of `connectTimeoutMs`. */
 export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
@@ -91,7 +91,7 @@ export class ContainerdBackend implements Backend {
   ) {
     this.snapshotter = new ContainerdSnapshotter(client.snapshots(snapshotter));
     this.content = new ContainerdContentStore(client);
-    this.leases = new ContainerdLeaseManager(client.leases);
+    this.leases = client.leases;
     this.applier = new ContainerdApplier(client);
     this.differ = new ContainerdDiffer(client);
     this.mounter = new LocalMounter(mountRoot);

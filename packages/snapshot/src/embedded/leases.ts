@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { ErrAlreadyExists, ErrInvalidArgument, ErrNotFound, ErrNotImplemented } from '@buildcache/errdefs';
 import type { GCStats, Lease, LeaseManager, LeaseResource } from '../types.js';
 import type { EmbeddedContext } from './context.js';
-import { SEP, SYNC, checkName, cleanLabels, keys, range, scan } from './db.js';
+import { SEP, SYNC, checkName, cleanLabels, keys, scan } from './db.js';
 import type { BatchOp, MetaDB } from './db.js';
 import { compileFilters, fieldsAdaptor } from './filters.js';
 
@@ -91,27 +91,11 @@ export class EmbeddedLeaseManager implements LeaseManager {
   async delete(id: string, options?: { sync?: boolean }): Promise<void> {
     await this.ctx.mutex(async () => {
       await assertLease(this.ctx.db, id);
-      await this.ctx.db.batch(await this.removals([id]), SYNC);
+      const ops: BatchOp[] = [{ type: 'del', key: keys.lease(id) }];
+      for (const [k] of await scan(this.ctx.db, keys.leaseResourcePrefix(id))) ops.push({ type: 'del', key: k });
+      await this.ctx.db.batch(ops, SYNC);
     });
     if (options?.sync) await this.gc();
-  }
-
-  async deleteMany(ids: readonly string[]): Promise<void> {
-    if (ids.length === 0) return;
-    await this.ctx.mutex(async () => {
-      const found = await this.ctx.db.getMany(ids.map((id) => keys.lease(id)));
-      const existing = [...new Set(ids.filter((_, i) => found[i] !== undefined))];
-      if (existing.length > 0) await this.ctx.db.batch(await this.removals(existing), SYNC);
-    });
-  }
-
-  /** The batch ops removing leases `ids` and their resource keys (under the mutex). */
-  private async removals(ids: readonly string[]): Promise<BatchOp[]> {
-    const resources = await Promise.all(ids.map((id) => this.ctx.db.keys(range(keys.leaseResourcePrefix(id))).all()));
-    return ids.flatMap((id, i): BatchOp[] => [
-      { type: 'del', key: keys.lease(id) },
-      ...resources[i]!.map((key): BatchOp => ({ type: 'del', key })),
-    ]);
   }
 
   async list(filters?: readonly string[]): Promise<Lease[]> {
