@@ -7,7 +7,6 @@ import pLimit from 'p-limit';
 import { ErrInvalidArgument } from '@buildcache/errdefs';
 import { parseFilters, fieldsOf, type Filter } from '@buildcache/filters';
 import type { ManagerContext } from './context.js';
-import { recordSize } from './size.js';
 import { FILTER_FIELDS, filterAdaptor, inUseSet, isHeld, isRepresentative, usageOf, usageOfMetadata, type UsageInfo } from './usage.js';
 import type { CacheRecord } from './records.js';
 import { StoredScan } from './stored.js';
@@ -95,16 +94,8 @@ export async function* diskUsage(cm: ManagerContext, options: DiskUsageOptions =
     try {
       const kept = rows.filter((r) => keep(r.info));
       const unsized = kept.filter((row) => row.info.size < 0);
-      const stored = unsized.filter((row) => !row.rec);
-      await Promise.all([
-        ...unsized.flatMap((row) => {
-          const rec = row.rec;
-          return rec ? [limit(async () => (row.info = { ...row.info, size: await recordSize(rec).catch(() => 0) }))] : [];
-        }),
-        scan.sizeStored(stored.map((row) => row.md!), limit).then((sizes) => {
-          for (const [i, row] of stored.entries()) row.info = { ...row.info, size: sizes[i]! };
-        }),
-      ]);
+      const sizes = await scan.size(unsized, limit);
+      for (const [i, row] of unsized.entries()) row.info = { ...row.info, size: sizes[i]! };
       return { infos: kept.map((row) => row.info), pinned };
     } catch (err) {
       await unpin(cm, pinned);

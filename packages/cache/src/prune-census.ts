@@ -8,9 +8,8 @@ import pLimit from 'p-limit';
 import type { ManagerContext } from './context.js';
 import type { CacheRecord, Handle } from './records.js';
 import type { RecordMetadata } from './record-metadata.js';
-import { recordSize } from './size.js';
 import { compileFilters } from './du.js';
-import { StoredScan } from './stored.js';
+import { StoredScan, type Unsized } from './stored.js';
 import { unpin } from './residency.js';
 import { filterAdaptor, inUseSet, isHeld, isHeldMetadata, isRepresentative, usageOfMetadata } from './usage.js';
 import type { PrunePolicy } from './prune.js';
@@ -52,6 +51,12 @@ export class Removed {
   }
 }
 
+/** A record the census sizes: the candidate it is (if the policy matches it) and whether space caps count it. */
+interface Sizing extends Unsized {
+  readonly cand: Candidate | undefined;
+  readonly counted: boolean;
+}
+
 /** Whether a record's metadata matches the policy's type, age and filters. */
 function matcher(cm: ManagerContext, policy: PrunePolicy): (md: RecordMetadata, mutable: boolean) => boolean {
   const filter = compileFilters(policy.filters);
@@ -77,8 +82,7 @@ export async function takeCensus(cm: ManagerContext, policy: PrunePolicy, gone: 
   const inUse = await cm.mu(() => inUseSet(cm.records.values()));
   const scan = new StoredScan(cm);
   for await (const items of scan) {
-    const unsized: [Candidate | undefined, CacheRecord, boolean][] = [];
-    const unsizedStored: [Candidate | undefined, RecordMetadata, boolean][] = [];
+    const unsized: Sizing[] = [];
     await scan.visit(items.filter((item) => !gone.has(item.id)), (md, rec, view) => {
       if (rec?.isDead()) return;
       const parent = md.parent;
@@ -91,32 +95,18 @@ export async function takeCensus(cm: ManagerContext, policy: PrunePolicy, gone: 
       const cand = matches(md, mutable) ? { id: md.id, parent, lastUsedNs: md.lastUsedNs, usageCount: md.usageCount, size: md.size } : undefined;
       if (cand) candidates.set(cand.id, cand);
       if (md.size < 0 && (cand || counted)) {
-        if (!rec) unsizedStored.push([cand, md, counted]);
-        else {
-          rec.pins++;
-          unsized.push([cand, rec, counted]);
-        }
+        if (rec) rec.pins++;
+        unsized.push(rec ? { cand, counted, rec } : { cand, counted, md });
       } else if (counted) total += md.size;
     });
     try {
-      const stored = scan.sizeStored(unsizedStored.map(([, md]) => md), limit).then((sizes) => {
-        for (const [i, [cand, , counted]] of unsizedStored.entries()) {
-          if (cand) cand.size = sizes[i]!;
-          if (counted) total += sizes[i]!;
-        }
-      });
-      await Promise.all([
-        stored,
-        ...unsized.map(([cand, rec, counted]) =>
-          limit(async () => {
-            const size = await recordSize(rec).catch(() => 0);
-            if (cand) cand.size = size;
-            if (counted) total += size;
-          }),
-        ),
-      ]);
+      const sizes = await scan.size(unsized, limit);
+      for (const [i, { cand, counted }] of unsized.entries()) {
+        if (cand) cand.size = sizes[i]!;
+        if (counted) total += sizes[i]!;
+      }
     } finally {
-      await unpin(cm, unsized.map(([, rec]) => rec));
+      await unpin(cm, unsized.flatMap(({ rec }) => (rec ? [rec] : [])));
       await scan.dropUnsized();
     }
   }

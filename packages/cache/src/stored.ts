@@ -16,6 +16,7 @@ import { RecordMetadata, SIZE_UNKNOWN } from './record-metadata.js';
 import { STATE_ITEM } from './gc-debt.js';
 import { dropPrefetched, loadOrClearLocked, prefetch, snapshotExists } from './load.js';
 import { isHeldMetadata } from './usage.js';
+import { recordSize } from './size.js';
 
 /** How a stored record that is not in memory is seen, from its metadata alone. */
 export interface StoredView {
@@ -24,6 +25,12 @@ export interface StoredView {
   readonly representative: boolean;
   /** Whether something outside the cache holds it or its twin (`setHeld`): in use. */
   readonly held: boolean;
+}
+
+/** A record to size (`StoredScan.size`): loaded (`rec`), or told from its metadata (`md`, not in memory). */
+export interface Unsized {
+  readonly rec?: CacheRecord | undefined;
+  readonly md?: RecordMetadata | undefined;
 }
 
 /** What the first of a pair decided for the second, with the item it read for that. */
@@ -46,7 +53,7 @@ const cleared = (item: StorageItem): boolean => item.keys().length === 0;
 
 /**
  * A finalized immutable record of known size, or whose size is its snapshot's usage alone (no blob;
- * see `sizeStored`): nothing to repair.
+ * see `#sizeStored`): nothing to repair.
  */
 function settledView(md: RecordMetadata): StoredView | undefined {
   const finalized = md.exists && !md.deleted && md.committed && md.equalMutable === undefined;
@@ -60,7 +67,7 @@ export class StoredScan implements AsyncIterable<StorageItem[]> {
   readonly #ahead = new Map<string, Promise<Ahead>>();
   /** Twin items read again (their own visit was earlier), evicted after the batch. */
   #reread: string[] = [];
-  /** Items visited from metadata with their size unknown: kept in memory until `sizeStored` or `dropUnsized`. */
+  /** Items visited from metadata with their size unknown: kept in memory until `size` or `dropUnsized`. */
   readonly #unsized = new Set<StorageItem>();
 
   constructor(private readonly cm: ManagerContext) {}
@@ -140,11 +147,40 @@ export class StoredScan implements AsyncIterable<StorageItem[]> {
   }
 
   /**
+   * Sizes of records visited with their size unknown, in the order given, `limit` computations at
+   * a time: a loaded record by `recordSize` (flight control; stored by it), one told from its
+   * metadata by its snapshot's usage (see `#sizeStored`). A size that cannot be computed is 0.
+   */
+  async size(rows: readonly Unsized[], limit: LimitFunction): Promise<number[]> {
+    const sizes = new Array<number>(rows.length).fill(0);
+    const stored: RecordMetadata[] = [];
+    const storedAt: number[] = [];
+    const loaded: Promise<void>[] = [];
+    for (const [i, row] of rows.entries()) {
+      const rec = row.rec;
+      if (rec) {
+        loaded.push(limit(async () => {
+          sizes[i] = await recordSize(rec).catch(() => 0);
+        }));
+      } else if (row.md) {
+        stored.push(row.md);
+        storedAt.push(i);
+      }
+    }
+    const fromStore = this.#sizeStored(stored, limit).then((got) => {
+      for (const [j, size] of got.entries()) sizes[storedAt[j]!] = size;
+    });
+    await Promise.all([fromStore, ...loaded]);
+    return sizes;
+  }
+
+  /**
    * Sizes of records visited from metadata with their size unknown (mutable records, finalized
    * records without a blob): their snapshots' usage, computed outside the manager lock and stored unless the record was loaded
    * meanwhile (its item is then the record's, which sizes itself). Their items leave memory after.
    */
-  async sizeStored(mds: readonly RecordMetadata[], limit: LimitFunction): Promise<number[]> {
+  async #sizeStored(mds: readonly RecordMetadata[], limit: LimitFunction): Promise<number[]> {
+    if (mds.length === 0) return [];
     const { cm } = this;
     const sizes = await Promise.all(mds.map((md) => limit(async () => {
       try {
