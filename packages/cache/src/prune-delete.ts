@@ -11,7 +11,7 @@ import { forgetRecords, purge, releaseParentsLocked, tombstone } from './deletio
 import { dropPrefetched, loadOrClearLocked, prefetch } from './load.js';
 import type { Candidate, Census, Removed } from './prune-census.js';
 import { lockedThenSweep } from './residency.js';
-import { isRepresentative, usageOf, type UsageInfo } from './usage.js';
+import { pairOf, representativeOf, usageOf, type UsageInfo } from './usage.js';
 
 /** Deletes census candidates in batches; `drain()` waits for the purges still running. */
 export class PruneDeleter {
@@ -43,13 +43,15 @@ export class PruneDeleter {
         for (const cand of cands) {
           census.candidates.delete(cand.id);
           if (this.gone.has(cand.id) || census.children.get(cand.id)) continue;
-          const rec = await loadOrClearLocked(cm, cand.id);
+          const loaded = await loadOrClearLocked(cm, cand.id);
           // Loading the committed twin links it to the mutable record: they go together.
           const twin = census.twins.get(cand.id);
-          if (rec && twin && !rec.equalImmutable) await loadOrClearLocked(cm, twin);
-          if (!rec || !isRepresentative(rec) || !this.gone.isFree(rec)) continue;
+          if (loaded && twin && !loaded.equalImmutable) await loadOrClearLocked(cm, twin);
+          // A pair is judged by whichever of the two stands for it now (handles may have moved since the census).
+          const rec = loaded && representativeOf(loaded);
+          if (!rec || !this.gone.isFree(rec)) continue;
           out.push([cand, { ...usageOf(rec, false), size: cand.size }]);
-          const twins = rec.equalImmutable ? [rec, rec.equalImmutable] : [rec];
+          const twins = pairOf(rec);
           for (const r of twins) {
             const parent = r.md.parent;
             if (parent) census.children.set(parent, (census.children.get(parent) ?? 1) - 1);

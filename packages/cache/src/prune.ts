@@ -150,6 +150,12 @@ async function deleteCandidates(
   return done;
 }
 
+/**
+ * One policy, in passes as BuildKit loops its rounds: each pass takes a census and deletes what it
+ * can; another pass follows one that deleted something (and, with space caps, left the cache above
+ * them). A record a pass could not delete (in use when its batch came up, or made after its census)
+ * that is free by the next pass's census goes too, so what is left does not depend on timing.
+ */
 async function prunePolicy(
   cm: ManagerContext,
   policy: PrunePolicy,
@@ -158,11 +164,31 @@ async function prunePolicy(
   deleter: PruneDeleter,
 ): Promise<PruneResult> {
   compileFilters(policy.filters);
+  const result = { deleted: 0, reclaimed: 0 };
+  for (;;) {
+    options.signal?.throwIfAborted();
+    const before = result.deleted;
+    const satisfied = await prunePass(cm, policy, options, gone, deleter, result);
+    if (satisfied || result.deleted === before) return result;
+  }
+}
+
+/**
+ * One pass of a policy: a census, then deletions, counted into `result`. Returns true when the
+ * policy's space caps are met (a pass without caps never is: another pass looks again).
+ */
+async function prunePass(
+  cm: ManagerContext,
+  policy: PrunePolicy,
+  options: PruneOptions,
+  gone: Removed,
+  deleter: PruneDeleter,
+  result: { deleted: number; reclaimed: number },
+): Promise<boolean> {
   const spaceMode = Boolean(policy.maxUsedSpace || policy.minFreeSpace || policy.reservedSpace);
   const census = await takeCensus(cm, policy, gone, spaceMode);
   const { candidates, children } = census;
   const ready = (c: Candidate): boolean => !children.get(c.id);
-  const result = { deleted: 0, reclaimed: 0 };
   if (!spaceMode) {
     // Everything that matches goes: depth first, so a freed parent goes while it is still in memory.
     const stack = [...candidates.values()].filter(ready);
@@ -178,7 +204,7 @@ async function prunePolicy(
         }
       }
     }
-    return result;
+    return false;
   }
   const disk = policy.minFreeSpace ? await (options.diskStat ?? (() => diskStatOf(options.root ?? '/')))() : { total: 0, free: 0 };
   const keep = keepBytes(census.total, disk, policy);
@@ -197,7 +223,7 @@ async function prunePolicy(
     if (done.length === 0) break;
     for (const c of done) total -= c.size;
   }
-  return result;
+  return total <= keep;
 }
 
 /** How many records one deletion step takes (their metadata writes share durable batches). */

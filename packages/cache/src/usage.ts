@@ -36,6 +36,22 @@ export function isRepresentative(rec: CacheRecord): boolean {
   return true;
 }
 
+/**
+ * The record that stands for `rec`'s data now: `rec`, or the other of its pair when handles moved
+ * since `rec` was chosen (e.g. its committed twin's last handle went). Undefined for a dead record.
+ */
+export function representativeOf(rec: CacheRecord): CacheRecord | undefined {
+  if (isRepresentative(rec)) return rec;
+  const other = rec.mutable ? rec.equalImmutable : rec.equalMutable;
+  return other && isRepresentative(other) ? other : undefined;
+}
+
+/** `rec` and the record it shares data with, if any: they are deleted together. */
+export function pairOf(rec: CacheRecord): CacheRecord[] {
+  const other = rec.equalImmutable ?? rec.equalMutable;
+  return other ? [rec, other] : [rec];
+}
+
 /** Whether something outside the cache holds the record of `md` (`setHeld`): it is in use and never pruned. */
 export function isHeldMetadata(md: RecordMetadata): boolean {
   return md.holders.length > 0;
