@@ -8,13 +8,20 @@
  *   free then, so it goes (it was skipped as "not the pair's representative any more");
  * - a record made and released while the prune runs was never looked at, and is free at the end;
  * - as BuildKit's prune loops its rounds until one deletes nothing, a record in use when its batch
- *   came up and released before the next pass goes, with the parent it held.
+ *   came up and released before the next pass goes, with the parent it held;
+ * - a record that gains a child after the census (which counted it childless) stays, even once the
+ *   child has left memory (nothing in memory holds the parent then): deleting it would orphan the
+ *   child, cleared at its next load.
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { CacheManager, ImmutableRef } from '@buildcache/cache';
 import { BACKENDS } from '../support/backends.js';
-import { openTestCache, writeFiles, type TestCache } from './helpers.js';
+import { syntheticId } from '../support/synthetic.js';
+import { openSyntheticCache, openTestCache, readFileOf, writeFiles, type TestCache } from './helpers.js';
+
+/** More records than residency.ts keeps in memory without a sweep (1,024). */
+const OVER_RESIDENT = 1100;
 
 /** A finalized record with one small file, on top of `parent`; the caller releases the ref. */
 async function finalized(cache: CacheManager, parent?: ImmutableRef): Promise<ImmutableRef> {
@@ -111,6 +118,44 @@ for (const kind of BACKENDS) {
         assert.equal(r.deleted, 3, 'the free record, then the child and its parent');
         assert.equal(await duCount(cache), 0, 'nothing left');
       });
+    });
+
+    test('a record that gains a child during the prune is not deleted, even once the child has left memory', async () => {
+      const t = await openSyntheticCache(kind, OVER_RESIDENT);
+      try {
+        const { cache } = t;
+        const parent = await finalized(cache);
+        const parentId = parent.id;
+        await parent.release();
+        let childId: string | undefined;
+        const r = await cache.prune([{ all: true, filters: [`id==${parentId}`], minFreeSpace: Number.MAX_SAFE_INTEGER }], {
+          // Called after the census, which counted the parent childless.
+          diskStat: async () => {
+            if (childId === undefined) {
+              const p = await cache.get(parentId, { noUpdateLastUsed: true });
+              const child = await finalized(cache, p);
+              childId = child.id;
+              await p.release();
+              await child.release();
+              // Its last-used stamp written now rather than within a second, so that nothing keeps it in memory.
+              await cache.context.records.get(childId)?.md.commit();
+              // More records in memory than residency keeps: releasing them sweeps out every idle one.
+              const held: ImmutableRef[] = [];
+              for (let i = 0; i < OVER_RESIDENT; i++) held.push(await cache.get(syntheticId(i), { noUpdateLastUsed: true }));
+              for (const h of held) await h.release();
+              assert.ok(!cache.context.records.has(childId), 'the child left memory');
+            }
+            return { total: 1e12, free: 0 };
+          },
+        });
+        assert.ok(childId !== undefined, 'a child was made during the prune');
+        assert.equal(r.deleted, 0, 'the parent has a child: not deleted');
+        const child = await cache.get(childId);
+        assert.equal(await readFileOf(child, 'data'), 'x'.repeat(100), 'the child loads, with its data');
+        await child.release();
+      } finally {
+        await t.close();
+      }
     });
   });
 }

@@ -7,6 +7,7 @@ import { newRecordId } from './ids.js';
 import { CacheRecord, type Handle } from './records.js';
 import { RecordMetadata, SIZE_UNKNOWN } from './record-metadata.js';
 import { deleteRecordsLocked } from './deletion.js';
+import { noteNewChildLocked } from './new-children.js';
 
 /**
  * Creates the immutable record equal to mutable `m`. `handle` (the committing mutable handle, or
@@ -41,6 +42,7 @@ export async function commitMutableLocked(m: CacheRecord, handle: Handle | undef
   m.refs.add(link);
   m.linkHandle = link;
   cm.records.set(id, imm);
+  noteNewChildLocked(cm, md.parent);
   return imm;
 }
 

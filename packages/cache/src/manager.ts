@@ -18,6 +18,7 @@ import { RECORD_TYPES, RecordMetadata, INDEX_BLOB_CHAIN_ID, INDEX_CHAIN_ID, type
 import { ImmutableRef, MutableRef } from './refs.js';
 import { commitMutableLocked, reserveTwinId } from './lifecycle.js';
 import { loadRecordLocked } from './load.js';
+import { noteNewChildLocked } from './new-children.js';
 import { markClosed, repairOnOpen } from './repair.js';
 import { deleteRecordsLocked } from './deletion.js';
 import { loadOwner, ownedBackend } from './owner.js';
@@ -238,6 +239,7 @@ export class CacheManager {
       rec.parent = parentRef;
       const ref = await lockedThenSweep(cm, () => {
         cm.records.set(id, rec);
+        noteNewChildLocked(cm, md.parent);
         return new MutableRef(rec, !opts.noUpdateLastUsed, opts.descHandlers ?? NO_HANDLERS);
       });
       cm.changed();
@@ -364,6 +366,7 @@ export class CacheManager {
         const rec = new CacheRecord(cm, md, false);
         rec.parent = parentRef;
         cm.records.set(id, rec);
+        noteNewChildLocked(cm, md.parent);
         recordsCreated.inc({ kind: 'blob' });
         return new ImmutableRef(rec, !opts.noUpdateLastUsed, handlers);
       });

@@ -11,6 +11,7 @@ import type { RecordMetadata } from './record-metadata.js';
 import { compileFilters } from './du.js';
 import { StoredScan, type Unsized } from './stored.js';
 import { unpin } from './residency.js';
+import { watchNewChildrenLocked } from './new-children.js';
 import { filterAdaptor, inUseSet, isHeld, isHeldMetadata, isRepresentative, usageOfMetadata } from './usage.js';
 import type { PrunePolicy } from './prune.js';
 
@@ -29,6 +30,8 @@ export interface Census {
   readonly children: Map<string, number>;
   /** The committed twin of each mutable record that has one (a mutable record alone does not know it). */
   readonly twins: Map<string, string>;
+  /** Records that gained a child since the census began (new-children.ts): not free, whatever `children` says. */
+  readonly newParents: ReadonlySet<string>;
   readonly total: number;
 }
 
@@ -79,7 +82,11 @@ export async function takeCensus(cm: ManagerContext, policy: PrunePolicy, gone: 
   const limit = pLimit(8);
   const matches = matcher(cm, policy);
   let total = 0;
-  const inUse = await cm.mu(() => inUseSet(cm.records.values()));
+  let newParents: ReadonlySet<string> = new Set();
+  const inUse = await cm.mu(() => {
+    newParents = watchNewChildrenLocked(cm);
+    return inUseSet(cm.records.values());
+  });
   const scan = new StoredScan(cm);
   for await (const items of scan) {
     const unsized: Sizing[] = [];
@@ -110,5 +117,5 @@ export async function takeCensus(cm: ManagerContext, policy: PrunePolicy, gone: 
       await scan.dropUnsized();
     }
   }
-  return { candidates, children, twins, total };
+  return { candidates, children, twins, newParents, total };
 }

@@ -42,7 +42,7 @@ export class PruneDeleter {
       try {
         for (const cand of cands) {
           census.candidates.delete(cand.id);
-          if (this.gone.has(cand.id) || census.children.get(cand.id)) continue;
+          if (this.gone.has(cand.id) || census.children.get(cand.id) || census.newParents.has(cand.id)) continue;
           const loaded = await loadOrClearLocked(cm, cand.id);
           // Loading the committed twin links it to the mutable record: they go together.
           const twin = census.twins.get(cand.id);

@@ -13,6 +13,7 @@ import { retryPurges } from './deletion.js';
 import { compileFilters } from './du.js';
 import { takeCensus, Removed, type Candidate, type Census } from './prune-census.js';
 import { PruneDeleter } from './prune-delete.js';
+import { stopWatchingNewChildren } from './new-children.js';
 import type { UsageInfo } from './usage.js';
 
 /** One prune policy, BuildKit's PruneInfo. Sizes in bytes, durations in milliseconds. */
@@ -118,6 +119,7 @@ export async function prune(cm: ManagerContext, policies: readonly PrunePolicy[]
         reclaimed += r.reclaimed;
       }
     } finally {
+      stopWatchingNewChildren(cm);
       await deleter.drain();
     }
     if (!options.dryRun) {
