@@ -122,14 +122,20 @@ async function loadTwinLocked(cm: ManagerContext, m: CacheRecord): Promise<void>
   }
 }
 
-/** The record `id` (loaded if need be), or undefined after deleting it when it cannot be loaded. */
+/**
+ * The record `id` (loaded if need be), or undefined when it is gone: being deleted, or definitely
+ * unloadable (ErrNotFound: no metadata, tombstoned, its snapshot or its parent gone), and then what
+ * is left of it is deleted. Any other failure (the backend or the store failing, maybe briefly) is
+ * thrown and deletes nothing.
+ */
 export async function loadOrClearLocked(cm: ManagerContext, id: string): Promise<CacheRecord | undefined> {
   if (cm.purging.has(id)) return undefined;
   try {
     return await loadRecordLocked(cm, id);
   } catch (err) {
+    if (!(err instanceof ErrNotFound)) throw err;
     if (cm.records.has(id)) return undefined; // in memory and being deleted
-    cm.logger.debug({ id, err }, 'could not load cache record; deleting it');
+    cm.logger.debug({ id, err }, 'cache record is gone; deleting what is left of it');
     await clearRecord(cm, id);
     return undefined;
   }

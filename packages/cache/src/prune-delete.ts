@@ -61,6 +61,10 @@ export class PruneDeleter {
           }
           if (!this.dryRun) doomed.push(...twins);
         }
+      } catch (err) {
+        // A record could not be loaded (not a definite "gone"): the batch deletes nothing.
+        for (const r of doomed) r.dead = false;
+        throw err;
       } finally {
         dropPrefetched(cm, read);
       }
