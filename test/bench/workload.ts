@@ -13,7 +13,7 @@ import { pino } from 'pino';
 import { CacheManager, openEmbeddedBackend, openContainerdBackend, type Backend, type ImmutableRef } from '@buildcache/cache';
 import { startContainerd, type ContainerdInstance } from '../harness/containerd.js';
 import { whileProbing } from '../support/probe.js';
-import { peakRssMiB, resetPeakRss, rssMiB } from '../support/memory.js';
+import { peakRssMiB, residentSplitMiB, resetPeakRss, rssMiB } from '../support/memory.js';
 
 const logger = pino({ level: 'silent' });
 const DEPTH = 10;
@@ -45,6 +45,8 @@ async function workload(setup: Setup, n: number, dir: string): Promise<Record<st
   const peaks: Record<string, number> = {};
   const cpu: Record<string, number> = {};
   const gcMs: Record<string, number> = {};
+  // What the resident memory is made of at the end of each phase (the last time a phase name runs).
+  const split: Record<string, { anon: number; file: number; v8: number }> = {};
   let gcTotal = 0;
   const gcObserver = new PerformanceObserver((list) => {
     for (const e of list.getEntries()) gcTotal += e.duration;
@@ -60,6 +62,7 @@ async function workload(setup: Setup, n: number, dir: string): Promise<Record<st
     peaks[name] = Math.max(peaks[name] ?? 0, await peakRssMiB());
     cpu[name] = +((cpu[name] ?? 0) + (used.user + used.system) / 1e6).toFixed(2);
     gcMs[name] = Math.round((gcMs[name] ?? 0) + gcTotal - gc0);
+    split[name] = await residentSplitMiB();
     return out;
   };
   let backend!: Backend;
@@ -135,6 +138,7 @@ async function workload(setup: Setup, n: number, dir: string): Promise<Record<st
     rssAfterReopenMiB: rssAfterReopen,
     cpuByPhaseS: cpu,
     gcPauseByPhaseMs: gcMs,
+    residentAtPhaseEndMiB: split,
     nodeFlags: process.execArgv,
   };
 }

@@ -59,6 +59,26 @@ export class BatchWriter {
     return { ...this.counts };
   }
 
+  /**
+   * One atomic batch, through a chained batch (each operation goes to LevelDB's native batch as it
+   * is added): the array form of `db.batch` keeps copies of the operations on the JS heap until
+   * the write is done, and V8 moves them to the old generation (~37 MiB for 10,000 batches of four
+   * operations, against ~2 MiB).
+   */
+  private async writeOps(ops: readonly BatchOp[]): Promise<void> {
+    const batch = this.db.batch();
+    try {
+      for (const op of ops) {
+        if (op.type === 'put') batch.put<string, string | Uint8Array>(op.key, op.value, op.valueEncoding ? { valueEncoding: op.valueEncoding } : {});
+        else batch.del(op.key);
+      }
+    } catch (err) {
+      await batch.close();
+      throw err;
+    }
+    await batch.write({ sync: this.sync });
+  }
+
   private async drain(): Promise<void> {
     try {
       while (this.queue.length > 0) {
@@ -66,7 +86,7 @@ export class BatchWriter {
         this.queue = [];
         const ops = group.length === 1 ? group[0]!.ops : group.flatMap((w) => w.ops);
         try {
-          await this.db.batch<string, string | Uint8Array>(ops as BatchOp[], { sync: this.sync });
+          await this.writeOps(ops);
           this.counts.batches++;
           this.counts.operations += ops.length;
           for (const w of group) w.resolve();

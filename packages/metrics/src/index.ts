@@ -2,60 +2,43 @@
  * One Prometheus registry for all of buildcache (not prom-client's global default), so a process
  * embedding several buildcache packages exposes one consistent set of metrics. Packages define
  * their metrics with `counter` / `histogram` / `gauge` (idempotent by name), the daemon exposes
- * them with `metricsText()` or `serveMetrics('127.0.0.1:PORT')`.
+ * them with `metricsText()` or `serveMetrics('127.0.0.1:PORT')`. prom-client is loaded only when
+ * metrics are read or a histogram observes (lazy.ts), not by a process that only counts.
  */
 import { createServer, type Server } from 'node:http';
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry, type Metric } from 'prom-client';
+import type { Registry } from 'prom-client';
 import { ErrInvalidArgument } from '@buildcache/errdefs';
+import { CounterMetric, GaugeMetric, HistogramMetric, define, promClient, sharedRegistry, type MetricSpec } from './lazy.js';
 
-/** The shared registry; pass it as `registers: [metricsRegistry]` when building a metric by hand. */
-export const metricsRegistry = new Registry();
+export { CounterMetric, GaugeMetric, HistogramMetric, type LabelValues, type MetricSpec } from './lazy.js';
 
-/** Name, help text and label names of a metric. */
-export interface MetricSpec<L extends string> {
-  readonly name: string;
-  readonly help: string;
-  readonly labelNames?: readonly L[];
-}
-
-function existing<M extends Metric>(name: string, kind: new (...args: never[]) => M): M | undefined {
-  const found = metricsRegistry.getSingleMetric(name);
-  if (found === undefined) return undefined;
-  if (!(found instanceof kind)) throw new ErrInvalidArgument(`metric ${name} is already registered as another type`, { details: { id: name } });
-  return found;
+/**
+ * The shared prom-client registry (loads prom-client): pass it as `registers: [metricsRegistry()]`
+ * when building a metric by hand.
+ */
+export function metricsRegistry(): Registry {
+  return sharedRegistry();
 }
 
 /** A counter on the shared registry; a second call with the same name returns the first one. */
-export function counter<L extends string = string>(spec: MetricSpec<L>): Counter<L> {
-  return (existing(spec.name, Counter) as Counter<L> | undefined) ??
-    new Counter<L>({ name: spec.name, help: spec.help, labelNames: spec.labelNames ?? [], registers: [metricsRegistry] });
+export function counter<L extends string = string>(spec: MetricSpec<L>): CounterMetric<L> {
+  return define(spec.name, CounterMetric<L>, () => new CounterMetric<L>(spec));
 }
 
 /** A gauge on the shared registry; a second call with the same name returns the first one. */
-export function gauge<L extends string = string>(spec: MetricSpec<L>): Gauge<L> {
-  return (existing(spec.name, Gauge) as Gauge<L> | undefined) ??
-    new Gauge<L>({ name: spec.name, help: spec.help, labelNames: spec.labelNames ?? [], registers: [metricsRegistry] });
+export function gauge<L extends string = string>(spec: MetricSpec<L>): GaugeMetric<L> {
+  return define(spec.name, GaugeMetric<L>, () => new GaugeMetric<L>(spec));
 }
 
 /** A histogram on the shared registry (buckets in the metric's unit); idempotent by name like `counter`. */
-export function histogram<L extends string = string>(spec: MetricSpec<L> & { readonly buckets?: number[] }): Histogram<L> {
-  return (existing(spec.name, Histogram) as Histogram<L> | undefined) ??
-    new Histogram<L>({
-      name: spec.name,
-      help: spec.help,
-      labelNames: spec.labelNames ?? [],
-      ...(spec.buckets ? { buckets: spec.buckets } : {}),
-      registers: [metricsRegistry],
-    });
+export function histogram<L extends string = string>(spec: MetricSpec<L> & { readonly buckets?: number[] }): HistogramMetric<L> {
+  return define(spec.name, HistogramMetric<L>, () => new HistogramMetric<L>(spec));
 }
 
 /** The Prometheus text exposition of every metric on the shared registry. */
 export function metricsText(): Promise<string> {
-  return metricsRegistry.metrics();
+  return sharedRegistry().metrics();
 }
-
-/** The content type `metricsText()` is served with. */
-export const METRICS_CONTENT_TYPE = metricsRegistry.contentType;
 
 /** A running `/metrics` listener. */
 export interface MetricsServer {
@@ -76,7 +59,7 @@ let processMetrics = false;
 export function collectProcessMetrics(): void {
   if (processMetrics) return;
   processMetrics = true;
-  collectDefaultMetrics({ register: metricsRegistry, eventLoopMonitoringPrecision: 10 });
+  promClient().collectDefaultMetrics({ register: sharedRegistry(), eventLoopMonitoringPrecision: 10 });
 }
 
 /**
@@ -97,7 +80,7 @@ export async function serveMetrics(address: string): Promise<MetricsServer> {
       return;
     }
     metricsText().then(
-      (text) => res.writeHead(200, { 'content-type': METRICS_CONTENT_TYPE }).end(text),
+      (text) => res.writeHead(200, { 'content-type': sharedRegistry().contentType }).end(text),
       (err: unknown) => res.writeHead(500).end(String(err)),
     );
   });

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { ErrInvalidArgument, ErrNotFound, ErrOutOfRange, ErrUnavailable } from '@buildcache/errdefs';
 import type { ContentInfo, ContentStore, ContentWriter, IngestStatus, LeasedOptions } from '../types.js';
 import type { EmbeddedContext } from './context.js';
-import { SYNC, applyLabelUpdate, checkName, cleanLabels, keys } from './db.js';
+import { SYNC, applyLabelUpdate, checkName, cleanLabels, keys, writeBatch } from './db.js';
 import type { BatchOp } from './db.js';
 import { compileFilters, fieldsAdaptor } from './filters.js';
 import { fsyncPath } from '@buildcache/sys';
@@ -137,7 +137,7 @@ export class EmbeddedContentStore implements ContentStore {
     const existing = await this.ctx.mutex(async () => {
       if (lease !== undefined) await assertLease(this.ctx.db, lease);
       if (expected && (await this.exists(expected))) {
-        if (lease !== undefined) await this.ctx.db.batch([putResource(lease, 'content', expected)], SYNC);
+        if (lease !== undefined) await writeBatch(this.ctx.db, [putResource(lease, 'content', expected)]);
         return expected;
       }
       const since = this.locks.get(ref);
@@ -148,7 +148,7 @@ export class EmbeddedContentStore implements ContentStore {
       try {
         const now = this.ctx.clock();
         await ensureIngest(dir, ref, now, options?.total, expected, lease === undefined ? now + UNLEASED_INGEST_TTL_MS : undefined);
-        if (lease !== undefined) await this.ctx.db.batch([putResource(lease, 'ingests', ref)], SYNC);
+        if (lease !== undefined) await writeBatch(this.ctx.db, [putResource(lease, 'ingests', ref)]);
       } catch (err) {
         this.locks.delete(ref);
         throw err;
@@ -243,7 +243,7 @@ export class EmbeddedContentStore implements ContentStore {
       if (lease !== undefined) await assertLease(this.ctx.db, lease);
       const leaseOps: BatchOp[] = lease === undefined ? [] : [putResource(lease, 'content', req.digest), delResource(lease, 'ingests', req.ref)];
       if (await this.exists(req.digest)) {
-        if (leaseOps.length) await this.ctx.db.batch(leaseOps, SYNC);
+        if (leaseOps.length) await writeBatch(this.ctx.db, leaseOps);
       } else {
         await mkdir(this.blobRoot, { recursive: true });
         try {
@@ -255,7 +255,7 @@ export class EmbeddedContentStore implements ContentStore {
         await fsyncPath(this.blobRoot);
         const now = this.ctx.clock();
         const rec: BlobRecord = { labels, created: now, updated: now };
-        await this.ctx.db.batch([{ type: 'put', key: keys.blob(req.digest), value: rec }, ...leaseOps], SYNC);
+        await writeBatch(this.ctx.db, [{ type: 'put', key: keys.blob(req.digest), value: rec }, ...leaseOps]);
       }
       await removeTree(req.dir);
     });

@@ -3,6 +3,9 @@
  * objects labelled `containerd.io/gc.root`. Edges: a snapshot's parent, and `gc.ref.content*` /
  * `gc.ref.snapshot.<name>*` labels — the latter not followed from objects held only through a flat
  * lease. The metadata mutex is held for mark and the metadata delete; disk space is freed after.
+ * Memory: the stores are streamed, only each object's edges are kept, and deletions are written
+ * and disk removals started a bounded slice at a time (at 10,000 snapshots, building every batch
+ * operation and every removal at once had V8 promote ~36 MiB that stayed until the next full GC).
  */
 import { performance } from 'node:perf_hooks';
 import pLimit from 'p-limit';
@@ -18,7 +21,7 @@ import type { EmbeddedContext } from './context.js';
 import type { EmbeddedContentStore } from './content.js';
 import type { BlobRecord } from './content.js';
 import { ingestExpiry, listIngests } from './content-ingest.js';
-import { SYNC, keys, scan } from './db.js';
+import { keys, range, writeBatch } from './db.js';
 import type { BatchOp } from './db.js';
 import { removeTree } from './fsutil.js';
 import type { LeaseRecord } from './leases.js';
@@ -66,15 +69,15 @@ export async function collectGarbage(ctx: EmbeddedContext, snapshotter: Embedded
   });
   try {
     const limit = pLimit(8);
-    // children before parents: deepest first, one depth level at a time
-    const byDepth = [...plan.snapshots].sort((a, b) => b.depth - a.depth);
-    for (let i = 0; i < byDepth.length; ) {
-      const depth = byDepth[i]!.depth;
+    // children before parents: deepest first (the plan's order), one depth level at a time
+    const dead = plan.snapshots;
+    for (let i = 0; i < dead.length; ) {
+      const depth = dead[i]!.depth;
       const level: number[] = [];
-      while (i < byDepth.length && byDepth[i]!.depth === depth) level.push(byDepth[i++]!.id);
-      await Promise.all(level.map((id) => limit(() => snapshotter.finishRemoval(id))));
+      while (i < dead.length && dead[i]!.depth === depth) level.push(dead[i++]!.id);
+      await inSlices(level, (id) => limit(() => snapshotter.finishRemoval(id)));
     }
-    await Promise.all(plan.blobs.map((d) => limit(() => removeTree(content.blobPath(d)))));
+    await inSlices(plan.blobs, (d) => limit(() => removeTree(content.blobPath(d))));
   } finally {
     releaseDisk();
   }
@@ -88,11 +91,34 @@ export async function collectGarbage(ctx: EmbeddedContext, snapshotter: Embedded
   return stats;
 }
 
+/** How many disk removals are handed to the limiter at once (the rest wait unallocated). */
+const REMOVAL_SLICE = 256;
+
+/** Runs `fn` over `items`, `REMOVAL_SLICE` at a time. */
+async function inSlices<T>(items: readonly T[], fn: (item: T) => Promise<void>): Promise<void> {
+  for (let i = 0; i < items.length; i += REMOVAL_SLICE) await Promise.all(items.slice(i, i + REMOVAL_SLICE).map(fn));
+}
+
 interface Plan {
+  /** Deepest first. */
   snapshots: Array<{ id: number; depth: number }>;
   blobs: string[];
   leases: number;
   ingests: number;
+}
+
+/** What marking needs of a snapshot or blob: its parent and label references (not its record). */
+interface Edges {
+  readonly parent?: string;
+  readonly refs?: Node[];
+}
+
+/** The edges of an object with `labels` (and `parent`), sharing one empty object when it has none. */
+const NO_EDGES: Edges = {};
+function edgesOf(labels: Readonly<Record<string, string>>, snapshotter: string, parent?: string): Edges {
+  const refs = labelRefs(labels, snapshotter);
+  if (refs.length === 0) return parent === undefined ? NO_EDGES : { parent };
+  return parent === undefined ? { refs } : { parent, refs };
 }
 
 async function markAndDelete(
@@ -103,28 +129,22 @@ async function markAndDelete(
 ): Promise<Plan> {
   const now = ctx.clock();
   const db = ctx.db;
-  /** Deletions, in groups that must be written together (a snapshot's). */
-  const ops: BatchOp[][] = [];
-  const leaseRecs = await scan<LeaseRecord>(db, keys.leasePrefix);
+  /** Keys of expired leases and of resources of leases that are gone, deleted first. */
+  const stale: string[] = [];
   const live = new Map<string, Mode>();
   let leasesRemoved = 0;
-  for (const [k, rec] of leaseRecs) {
+  for await (const [k, v] of db.iterator(range(keys.leasePrefix))) {
+    const rec = v as LeaseRecord;
     const id = k.slice(keys.leasePrefix.length);
     const exp = leaseExpiry(rec.labels);
     if (exp === 'invalid') ctx.logger.warn({ lease: id, value: rec.labels[LABEL_GC_EXPIRE] }, 'invalid gc.expire label; lease never expires');
     if (typeof exp === 'number' && exp <= now) {
-      ops.push([{ type: 'del', key: k }]);
+      stale.push(k);
       leasesRemoved++;
     } else {
       live.set(id, rec.labels[LABEL_GC_FLAT] ? 'flat' : 'full');
     }
   }
-
-  const snaps = new Map<string, SnapshotRecord>();
-  for (const [k, rec] of await scan<SnapshotRecord>(db, keys.snapshotPrefix)) snaps.set(k.slice(keys.snapshotPrefix.length), rec);
-  const blobRecs = new Map<string, BlobRecord>();
-  for (const [k, rec] of await scan<BlobRecord>(db, keys.blobPrefix)) blobRecs.set(k.slice(keys.blobPrefix.length), rec);
-  const blobFiles = new Set(await content.listBlobDigests());
 
   const marked = { snapshot: new Map<string, Mode>(), content: new Map<string, Mode>() };
   const queue: Node[] = [];
@@ -135,33 +155,42 @@ async function markAndDelete(
     queue.push(n);
   };
 
+  const snaps = new Map<string, Edges & { readonly id: number }>();
+  for await (const [k, v] of db.iterator(range(keys.snapshotPrefix))) {
+    const rec = v as SnapshotRecord;
+    const name = k.slice(keys.snapshotPrefix.length);
+    snaps.set(name, { id: rec.id, ...edgesOf(rec.labels, snapshotter.name, rec.parent) });
+    if (rec.labels[LABEL_GC_ROOT]) mark({ kind: 'snapshot', id: name, mode: 'full' });
+  }
+  const blobRecs = new Map<string, Edges>();
+  for await (const [k, v] of db.iterator(range(keys.blobPrefix))) {
+    const rec = v as BlobRecord;
+    const digest = k.slice(keys.blobPrefix.length);
+    blobRecs.set(digest, edgesOf(rec.labels, snapshotter.name));
+    if (rec.labels[LABEL_GC_ROOT]) mark({ kind: 'content', id: digest, mode: 'full' });
+  }
+  const blobFiles = new Set(await content.listBlobDigests());
+
   const keepIngests = new Set<string>();
   const snapType = `snapshots/${snapshotter.name}`;
-  for (const [k] of await scan(db, keys.allLeaseResourcesPrefix)) {
+  for await (const k of db.keys(range(keys.allLeaseResourcesPrefix))) {
     const r = parseResourceKey(k);
     const mode = live.get(r.lease);
     if (mode === undefined) {
-      ops.push([{ type: 'del', key: k }]); // resource of an expired (or vanished) lease
+      stale.push(k); // resource of an expired (or vanished) lease
       continue;
     }
     if (r.type === 'content') mark({ kind: 'content', id: r.id, mode });
     else if (r.type === 'ingests') keepIngests.add(r.id);
     else if (r.type === snapType) mark({ kind: 'snapshot', id: r.id, mode });
   }
-  for (const [name, rec] of snaps) if (rec.labels[LABEL_GC_ROOT]) mark({ kind: 'snapshot', id: name, mode: 'full' });
-  for (const [digest, rec] of blobRecs) if (rec.labels[LABEL_GC_ROOT]) mark({ kind: 'content', id: digest, mode: 'full' });
   for (const name of snapshotter.inFlight()) mark({ kind: 'snapshot', id: name, mode: 'full' });
 
-  for (let n = queue.shift(); n; n = queue.shift()) {
-    if (n.kind === 'snapshot') {
-      const rec = snaps.get(n.id);
-      if (!rec) continue;
-      if (rec.parent !== undefined) mark({ kind: 'snapshot', id: rec.parent, mode: n.mode });
-      if (n.mode === 'full') labelRefs(rec.labels, snapshotter.name).forEach(mark);
-    } else if (n.mode === 'full') {
-      const rec = blobRecs.get(n.id);
-      if (rec) labelRefs(rec.labels, snapshotter.name).forEach(mark);
-    }
+  for (let n = queue.pop(); n; n = queue.pop()) {
+    const edges = n.kind === 'snapshot' ? snaps.get(n.id) : blobRecs.get(n.id);
+    if (!edges) continue;
+    if (edges.parent !== undefined) mark({ kind: 'snapshot', id: edges.parent, mode: n.mode });
+    if (n.mode === 'full') edges.refs?.forEach(mark);
   }
 
   const depthOf = (name: string): number => {
@@ -169,18 +198,14 @@ async function markAndDelete(
     for (let p = snaps.get(name)?.parent; p !== undefined && d <= snaps.size; p = snaps.get(p)?.parent) d++;
     return d;
   };
-  const dead: Array<{ name: string; rec: SnapshotRecord; depth: number }> = [];
-  for (const [name, rec] of snaps) if (!marked.snapshot.has(name)) dead.push({ name, rec, depth: depthOf(name) });
+  const dead: Array<{ name: string; id: number; parent?: string; depth: number }> = [];
+  for (const [name, s] of snaps) {
+    if (!marked.snapshot.has(name)) dead.push({ name, id: s.id, ...(s.parent !== undefined ? { parent: s.parent } : {}), depth: depthOf(name) });
+  }
   // Children before parents: a collection cut short between batches leaves no snapshot whose parent is gone.
   dead.sort((a, b) => b.depth - a.depth);
-  for (const { name, rec } of dead) {
-    const group: BatchOp[] = [{ type: 'del', key: keys.snapshot(name) }, { type: 'put', key: keys.removing(rec.id), value: name }];
-    if (rec.parent !== undefined) group.push({ type: 'del', key: keys.child(rec.parent, name) });
-    ops.push(group);
-  }
-  const deadSnapshots: Plan['snapshots'] = dead.map(({ rec, depth }) => ({ id: rec.id, depth }));
   const deadBlobs = [...blobFiles].filter((d) => !marked.content.has(d));
-  for (const d of blobRecs.keys()) if (!marked.content.has(d) || !blobFiles.has(d)) ops.push([{ type: 'del', key: keys.blob(d) }]);
+  const goneBlobRecs = [...blobRecs.keys()].filter((d) => !marked.content.has(d) || !blobFiles.has(d));
 
   let ingests = 0;
   // An ingest lives while a live lease holds it or, opened without a lease, until its expiry; a
@@ -193,9 +218,19 @@ async function markAndDelete(
     ingests++;
   }
 
-  await writeInBatches(ctx, ops);
+  /** The deletions, in groups that must be written together (a snapshot's), made as they are written. */
+  function* deletions(): Generator<BatchOp[]> {
+    for (const key of stale) yield [{ type: 'del', key }];
+    for (const { name, id, parent } of dead) {
+      const group: BatchOp[] = [{ type: 'del', key: keys.snapshot(name) }, { type: 'put', key: keys.removing(id), value: name }];
+      if (parent !== undefined) group.push({ type: 'del', key: keys.child(parent, name) });
+      yield group;
+    }
+    for (const d of goneBlobRecs) yield [{ type: 'del', key: keys.blob(d) }];
+  }
+  await writeInBatches(ctx, deletions());
   content.markDeleting(deadBlobs, diskDone);
-  return { snapshots: deadSnapshots, blobs: deadBlobs, leases: leasesRemoved, ingests };
+  return { snapshots: dead.map(({ id, depth }) => ({ id, depth })), blobs: deadBlobs, leases: leasesRemoved, ingests };
 }
 
 /**
@@ -210,13 +245,13 @@ const GC_BATCH_OPS = 2048;
  * group within one batch. A crash between batches leaves the rest for the next collection
  * (nothing marks them live).
  */
-async function writeInBatches(ctx: EmbeddedContext, groups: readonly BatchOp[][]): Promise<void> {
+async function writeInBatches(ctx: EmbeddedContext, groups: Iterable<BatchOp[]>): Promise<void> {
   let batch: BatchOp[] = [];
   for (const group of groups) {
     batch.push(...group);
     if (batch.length < GC_BATCH_OPS) continue;
-    await ctx.db.batch(batch, SYNC);
+    await writeBatch(ctx.db, batch);
     batch = [];
   }
-  if (batch.length > 0) await ctx.db.batch(batch, SYNC);
+  if (batch.length > 0) await writeBatch(ctx.db, batch);
 }

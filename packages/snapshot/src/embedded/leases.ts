@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { ErrAlreadyExists, ErrInvalidArgument, ErrNotFound, ErrNotImplemented } from '@buildcache/errdefs';
 import type { GCStats, Lease, LeaseManager, LeaseResource } from '../types.js';
 import type { EmbeddedContext } from './context.js';
-import { SEP, SYNC, checkName, cleanLabels, keys, scan } from './db.js';
+import { SEP, SYNC, checkName, cleanLabels, keys, scan, writeBatch } from './db.js';
 import type { BatchOp, MetaDB } from './db.js';
 import { compileFilters, fieldsAdaptor } from './filters.js';
 
@@ -93,7 +93,7 @@ export class EmbeddedLeaseManager implements LeaseManager {
       await assertLease(this.ctx.db, id);
       const ops: BatchOp[] = [{ type: 'del', key: keys.lease(id) }];
       for (const [k] of await scan(this.ctx.db, keys.leaseResourcePrefix(id))) ops.push({ type: 'del', key: k });
-      await this.ctx.db.batch(ops, SYNC);
+      await writeBatch(this.ctx.db, ops);
     });
     if (options?.sync) await this.gc();
   }
@@ -112,7 +112,7 @@ export class EmbeddedLeaseManager implements LeaseManager {
     checkResource(resource);
     await this.ctx.mutex(async () => {
       await assertLease(this.ctx.db, id);
-      await this.ctx.db.batch([putResource(id, resource.type, resource.id)], SYNC);
+      await writeBatch(this.ctx.db, [putResource(id, resource.type, resource.id)]);
     });
   }
 
@@ -120,7 +120,7 @@ export class EmbeddedLeaseManager implements LeaseManager {
     checkResource(resource);
     await this.ctx.mutex(async () => {
       await assertLease(this.ctx.db, id);
-      await this.ctx.db.batch([delResource(id, resource.type, resource.id)], SYNC);
+      await writeBatch(this.ctx.db, [delResource(id, resource.type, resource.id)]);
     });
   }
 

@@ -9,7 +9,7 @@ import { ErrAlreadyExists, ErrFailedPrecondition, ErrInvalidArgument, ErrNotFoun
 import { usage as treeUsage } from '@buildcache/sys';
 import type { LeasedOptions, Mount, SnapshotInfo, Snapshotter, Usage } from '../types.js';
 import type { EmbeddedContext } from './context.js';
-import { SYNC, applyLabelUpdate, checkName, cleanLabels, hasPrefix, keys, scan } from './db.js';
+import { SYNC, applyLabelUpdate, checkName, cleanLabels, hasPrefix, keys, scan, writeBatch } from './db.js';
 import type { BatchOp } from './db.js';
 import { compileFilters, fieldsAdaptor } from './filters.js';
 import { removeTree } from './fsutil.js';
@@ -94,7 +94,7 @@ export class EmbeddedSnapshotter implements Snapshotter {
         ops.push({ type: 'del', key: keys.child(rec.parent, key) }, { type: 'put', key: keys.child(rec.parent, name), value: '' });
       }
       if (lease !== undefined) ops.push(delResource(lease, this.resourceType, key), putResource(lease, this.resourceType, name));
-      await this.ctx.db.batch(ops, SYNC);
+      await writeBatch(this.ctx.db, ops);
     });
   }
 
@@ -109,7 +109,7 @@ export class EmbeddedSnapshotter implements Snapshotter {
         { type: 'put', key: keys.removing(rec.id), value: key },
       ];
       if (rec.parent !== undefined) ops.push({ type: 'del', key: keys.child(rec.parent, key) });
-      await this.ctx.db.batch(ops, SYNC);
+      await writeBatch(this.ctx.db, ops);
       return rec.id;
     });
     await this.finishRemoval(id);
@@ -201,7 +201,7 @@ export class EmbeddedSnapshotter implements Snapshotter {
         ];
         if (parent !== undefined) ops.push({ type: 'put', key: keys.child(parent, key), value: '' });
         if (lease !== undefined) ops.push(putResource(lease, this.resourceType, key));
-        await this.ctx.db.batch(ops, SYNC);
+        await writeBatch(this.ctx.db, ops);
         this.pending.delete(key);
         if (parent !== undefined) this.unpin(parent);
         return created;
