@@ -1,7 +1,8 @@
 /**
  * The client's half of a build over the daemon: reads the context and Dockerfile with this process's
  * rights and streams them, replays the daemon's progress on the caller's Progress, and writes the
- * `output` archive the daemon streams back (the file appears only once complete).
+ * `output` archive the daemon streams back (the file appears only once complete). A failure on this
+ * side aborts the call (BuildAbort) and waits for the daemon to clean up before it is thrown.
  */
 import { readFile, stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
@@ -41,12 +42,18 @@ type Event = {
   cache?: WireCacheBlob;
 };
 
+/** How long a client that failed on its side waits, after BuildAbort, for the daemon to end the call (then it cancels it). */
+const ABORT_WAIT_MS = 30_000;
+
 /**
- * Runs `req` through `call` (the Build call, given the client's messages); see the file's comment. A
- * local `--cache-from` layout is streamed before the context; a local `--cache-to` layout comes back
- * before the result and is stored into its directory here.
+ * Runs `req` through `call` (the Build call, given the client's messages and a signal that cancels
+ * it); see the file's comment. A local `--cache-from` layout is streamed before the context; a local
+ * `--cache-to` layout comes back before the result and is stored into its directory here. A failure
+ * on this side (reading the context, writing a --cache-to directory or the --output file) sends
+ * BuildAbort and waits (at most ABORT_WAIT_MS) for the daemon to end the call, which it does once the
+ * call's scratch directory is gone; then that failure is thrown.
  */
-export async function remoteBuild(call: (input: AsyncIterable<object>) => AsyncIterable<Event>, req: RemoteBuildRequest): Promise<RemoteBuildResult> {
+export async function remoteBuild(call: (input: AsyncIterable<object>, signal: AbortSignal) => AsyncIterable<Event>, req: RemoteBuildRequest): Promise<RemoteBuildResult> {
   const context = resolve(req.context);
   if (!(await stat(context).then((s) => s.isDirectory(), () => false))) {
     throw new ErrInvalidArgument(`build context ${context} is not a directory`, { details: { path: context } });
@@ -67,7 +74,14 @@ export async function remoteBuild(call: (input: AsyncIterable<object>) => AsyncI
   };
   const merge = new LayoutMerge(cacheTo);
   const vertices = new Map<number, Vertex>();
-  const events = new Lookahead(call(input(start, cacheFrom, cacheTo, context))[Symbol.asyncIterator]());
+  const cancel = new AbortController();
+  const outbox = new Outbox();
+  // This side's failure, if any: thrown rather than the daemon's answer to the abort.
+  const local: { err?: unknown } = {};
+  // Whether the daemon ended the call (its status came).
+  let ended = false;
+  const feed = input(start, cacheFrom, cacheTo, context, outbox, (err) => (local.err ??= err));
+  const events = new Lookahead(watched(call(feed, req.signal ? AbortSignal.any([req.signal, cancel.signal]) : cancel.signal), () => (ended = true))[Symbol.asyncIterator]());
   const got: { result?: NonNullable<Event['result']> } = {};
   // The output archive's chunks, storing cache blobs and replaying progress on the way; ends at the result (no result: thrown, so no file appears).
   async function* output(): AsyncGenerator<Buffer> {
@@ -89,7 +103,23 @@ export async function remoteBuild(call: (input: AsyncIterable<object>) => AsyncI
   try {
     if (req.output !== undefined) await writeFileWhole(req.output, output());
     else for await (const chunk of output()) void chunk; // none: the daemon sends output only when asked
+  } catch (err) {
+    if (!ended) {
+      local.err ??= err;
+      outbox.abort(err);
+      // The daemon's status (its answer to the abort) or, past the bound, a cancel: nothing to keep of either.
+      const timer = setTimeout(() => cancel.abort(local.err), ABORT_WAIT_MS);
+      try {
+        while (!(await events.next()).done);
+      } catch {
+        // the call's end
+      } finally {
+        clearTimeout(timer);
+      }
+    }
+    throw local.err ?? err;
   } finally {
+    outbox.close();
     await events.return();
     req.progress?.close();
   }
@@ -97,16 +127,83 @@ export async function remoteBuild(call: (input: AsyncIterable<object>) => AsyncI
   return { digest: r.digest, warnings: [...r.warnings, ...merge.warnings], executed: r.executed, ...(r.record ? { record: r.record } : {}) };
 }
 
-/** The client's messages of a build: start, what each local `--cache-to` directory holds, each local `--cache-from` layout, then the context's tar. */
-async function* input(start: WireBuildStart, cacheFrom: readonly CacheSpec[], cacheTo: readonly CacheSpec[], context: string): AsyncGenerator<object> {
-  yield { start };
-  for (const [i, c] of cacheTo.entries()) {
-    if (c.type === 'local') for (const have of haveMessages(i, await new LocalStore(c.location, c.tag).blobs())) yield { have };
+/** `source`'s items; `onEnd` runs when it ends by itself or fails (not when its reader stops early). */
+async function* watched<T>(source: AsyncIterable<T>, onEnd: () => void): AsyncGenerator<T> {
+  try {
+    yield* source;
+  } catch (err) {
+    onEnd();
+    throw err;
   }
-  for (const [i, c] of cacheFrom.entries()) {
-    if (c.type === 'local') for await (const m of layoutMessages(i, new LocalStore(c.location, c.tag))) yield { cache: m };
+  onEnd();
+}
+
+/** The client's messages after the context (BuildAbort), as they come up; they end when it is closed. */
+class Outbox {
+  private readonly queue: object[] = [];
+  private closed = false;
+  private wake: (() => void) | undefined;
+  #aborting = false;
+
+  /** Whether BuildAbort was queued: the context stops. */
+  get aborting(): boolean {
+    return this.#aborting;
   }
-  for await (const c of chunked(contextTar(context))) yield { context: c };
+
+  /** Queues BuildAbort (naming `err`) as the last message. */
+  abort(err: unknown): void {
+    if (this.closed) return;
+    this.#aborting = true;
+    this.queue.push({ abort: { reason: err instanceof Error ? err.message : String(err) } });
+    this.close();
+  }
+
+  /** No more messages: the client's side half-closes after those queued. */
+  close(): void {
+    this.closed = true;
+    this.wake?.();
+  }
+
+  async *messages(): AsyncGenerator<object> {
+    for (;;) {
+      const m = this.queue.shift();
+      if (m) {
+        yield m;
+        continue;
+      }
+      if (this.closed) return;
+      await new Promise<void>((res) => (this.wake = res));
+      this.wake = undefined;
+    }
+  }
+}
+
+/**
+ * The client's messages of a build: start, what each local `--cache-to` directory holds, each local
+ * `--cache-from` layout, the context's tar, ContextEnd, then what `outbox` gets. A failure reading
+ * them goes to `failed` and the call is aborted instead.
+ */
+async function* input(
+  start: WireBuildStart, cacheFrom: readonly CacheSpec[], cacheTo: readonly CacheSpec[], context: string, outbox: Outbox, failed: (err: unknown) => void,
+): AsyncGenerator<object> {
+  try {
+    yield { start };
+    for (const [i, c] of cacheTo.entries()) {
+      if (c.type === 'local') for (const have of haveMessages(i, await new LocalStore(c.location, c.tag).blobs())) yield { have };
+    }
+    for (const [i, c] of cacheFrom.entries()) {
+      if (c.type === 'local') for await (const m of layoutMessages(i, new LocalStore(c.location, c.tag))) yield { cache: m };
+    }
+    for await (const c of chunked(contextTar(context))) {
+      if (outbox.aborting) break;
+      yield { context: c };
+    }
+    if (!outbox.aborting) yield { contextEnd: {} };
+  } catch (err) {
+    failed(err);
+    outbox.abort(err);
+  }
+  yield* outbox.messages();
 }
 
 /** Stores what the daemon exported for each local `--cache-to` into its directory; an `ignore-error` target's failure becomes a warning. */

@@ -196,7 +196,7 @@ export class Lookahead<T> implements AsyncIterator<T> {
  * Hands each blob of the CacheBlob messages at the head of `messages` (`pick` finds one in a message)
  * to `take`, in order; what `take` leaves unread is skipped. A malformed descriptor is ErrInvalidArgument.
  */
-export async function receiveBlobs<M>(messages: Lookahead<M>, pick: (m: M) => WireCacheBlob | undefined, take: (blob: ArrivingBlob) => Promise<void>): Promise<void> {
+export async function receiveBlobs<M>(messages: Pick<Lookahead<M>, 'peek' | 'next'>, pick: (m: M) => WireCacheBlob | undefined, take: (blob: ArrivingBlob) => Promise<void>): Promise<void> {
   for (let head = await messages.peek(); head !== undefined; head = await messages.peek()) {
     const first = pick(head);
     if (!first) return;

@@ -15,8 +15,9 @@ import type { ExportFormat, ImageInfo } from '@buildcache/images';
 import { applyLayer } from '@buildcache/snapshot';
 import { LocalStore } from '@buildcache/remotecache';
 import {
-  addHave, ExportCopy, fromWireTarget, Lookahead, receiveBlobs, storeBlob, type WireCacheBlob, type WireCacheHave, type WireCacheTarget,
+  addHave, ExportCopy, fromWireTarget, receiveBlobs, storeBlob, type WireCacheBlob, type WireCacheHave, type WireCacheTarget,
 } from './cache-layouts.js';
+import { BuildInput, type Input } from './build-input.js';
 import type { StreamScope } from './calls.js';
 import { chunked } from './chunks.js';
 import type { ServiceContext } from './context.js';
@@ -32,9 +33,6 @@ export interface WireBuildStart {
   cacheFrom?: WireCacheTarget[];
   cacheTo?: WireCacheTarget[];
 }
-
-/** A message of a client stream: its one field named by the oneof `input`. */
-type Input<K extends string, V> = { input?: K } & { [P in K]?: V };
 
 /** An image on the wire. */
 const toWireImage = (i: ImageInfo): object => ({ id: i.id, names: i.names, layers: String(i.layers), size: String(i.size), created: i.created ?? '' });
@@ -98,17 +96,26 @@ async function sendChunks(source: AsyncIterable<Uint8Array>, scope: StreamScope,
  * A build: start; what the client's local `--cache-to` directories hold; its local `--cache-from`
  * layouts, copied into the scratch directory (a blob that does not match its digest is left out: the
  * import then says the layer is missing); the context; then the build, whose local `--cache-to`
- * exports go to copies streamed back before the result.
+ * exports go to copies streamed back before the result. A BuildAbort from the client stops it all
+ * (see BuildInput); the call then ends once the scratch directory is gone.
  */
-async function build(ws: Workspace, input: AsyncIterable<Input<string, unknown>>, scope: StreamScope): Promise<void> {
-  const it = new Lookahead(input[Symbol.asyncIterator]());
-  const start = await first<'start', WireBuildStart>(it, 'start', 'Build');
+async function build(ws: Workspace, stream: AsyncIterable<Input<string, unknown>>, callScope: StreamScope): Promise<void> {
+  const input = new BuildInput(stream, callScope.signal);
+  // Nothing more goes to a client that aborted.
+  const scope: StreamScope = {
+    signal: input.signal,
+    send: async (m) => {
+      input.signal.throwIfAborted();
+      await callScope.send(m);
+    },
+  };
+  const start = await first<'start', WireBuildStart>(input, 'start', 'Build');
   const cacheFrom = (start.cacheFrom ?? []).map((t) => fromWireTarget(t, 'from'));
   const cacheTo = (start.cacheTo ?? []).map((t) => fromWireTarget(t, 'to'));
   // What the client's local --cache-to directories hold, in as many messages as it takes.
   const have = cacheTo.map(() => new Map<string, number>());
-  for (let m = await it.peek(); m?.input === 'have'; m = await it.peek()) {
-    const list = (await it.next()).value as Input<'have', WireCacheHave>;
+  for (let m = await input.peek(); m?.input === 'have'; m = await input.peek()) {
+    const list = (await input.next()).value as Input<'have', WireCacheHave>;
     const into = cacheTo[list.have!.cache]?.type === 'local' ? have[list.have!.cache] : undefined;
     if (!into) throw new ErrInvalidArgument(`Build: a have list for cacheTo[${list.have!.cache}], which is not a local layout`);
     addHave(into, list.have!);
@@ -117,7 +124,7 @@ async function build(ws: Workspace, input: AsyncIterable<Input<string, unknown>>
   const result = await ws.scratch(async (dir) => {
     const copiesFrom = cacheFrom.map((c, i) => (c.type === 'local' ? new LocalStore(join(dir, `cache-from-${i}`), c.tag, c.location) : undefined));
     const copiesTo = cacheTo.map((spec, i) => (spec.type === 'local' ? new ExportCopy(join(dir, `cache-to-${i}`), spec, have[i]!) : undefined));
-    await receiveBlobs(it, (m) => (m.input === 'cache' ? (m as Input<'cache', WireCacheBlob>).cache : undefined), async (blob) => {
+    await receiveBlobs(input, (m) => (m.input === 'cache' ? (m as Input<'cache', WireCacheBlob>).cache : undefined), async (blob) => {
       const copy = copiesFrom[blob.cache];
       if (!copy) throw new ErrInvalidArgument(`Build: a cache blob for cacheFrom[${blob.cache}], which is not a local layout`);
       await storeBlob(copy, blob).catch((err: unknown) => {
@@ -125,9 +132,8 @@ async function build(ws: Workspace, input: AsyncIterable<Input<string, unknown>>
       });
     });
     const context = join(dir, 'context');
-    await receiveContext(bytesOf(it, 'context', 'Build'), context, scope.signal);
-    // The tar's end-of-archive padding, up to the client's half-close.
-    for (let m = await it.next(); !m.done; m = await it.next());
+    await receiveContext(input.context(), context, scope.signal);
+    await input.endOfContext();
     let dockerfile: string | undefined;
     if (start.dockerfile?.length) await writeFile((dockerfile = join(dir, 'Dockerfile')), start.dockerfile, { mode: 0o600 });
     const output = start.output ? join(dir, 'image.tar') : undefined;
@@ -145,9 +151,14 @@ async function build(ws: Workspace, input: AsyncIterable<Input<string, unknown>>
     } finally {
       await flush();
     }
+    scope.signal.throwIfAborted();
     if (output) await sendChunks(createReadStream(output), scope, 'output');
     for (const [i, copy] of copiesTo.entries()) if (copy) for await (const m of copy.messages(i)) await scope.send({ cache: m });
     return built;
+  }).catch((err: unknown) => {
+    // A build stopped by the client's abort fails its own way (a RUN killed): the abort is the reason.
+    scope.signal.throwIfAborted();
+    throw err;
   });
   await scope.send({ result: { digest: result.digest, warnings: result.warnings, executed: result.executed, record: result.record ?? '' } });
 }
