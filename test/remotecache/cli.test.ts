@@ -7,7 +7,7 @@
  */
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { cp, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -152,6 +152,37 @@ describe('through daemons (--addr): the local layout and the registry stay where
     assert.match(rc.stderr, /importing cache manifest from registry /);
     assert.equal(cachedSteps(rc.stderr), 3, rc.stderr);
     assert.equal(rc.stdout, ra.stdout, 'same image digest');
+  });
+
+  test('type=local --cache-from: only the blobs the build reads go to the daemon (a layer of a step it does not share stays with the client); its hits are CACHED', async () => {
+    // A's project ends with a 6 MiB layer; B's shares A's first two steps, then runs its own.
+    const ctxA = join(tmp, 'ctx-lazy-a');
+    await cp(ctx, ctxA, { recursive: true });
+    await writeFile(join(ctxA, 'big.bin'), randomBytes(6 << 20));
+    await writeFile(join(ctxA, 'Dockerfile'), 'FROM scratch\nCOPY rootfs/ /\nCOPY src/ /src/\nCOPY big.bin /big.bin\n');
+    const layout = join(tmp, 'layout-lazy');
+    const ra = await cli(['--addr', a.address, 'build', '--progress', 'plain', '--cache-to', `type=local,dest=${layout},mode=max`, ctxA]);
+    assert.equal(ra.code, 0, ra.stderr);
+    const blobs = join(layout, 'blobs', 'sha256');
+    const sizes = await Promise.all((await readdir(blobs)).map(async (n) => ({ digest: `sha256:${n}`, size: (await stat(join(blobs, n))).size })));
+    const big = sizes.filter((b) => b.size >= 6 << 20).map((b) => b.digest);
+    assert.equal(big.length, 1, JSON.stringify(sizes));
+
+    const d = await daemon('daemon-lazy');
+    const ctxB = join(tmp, 'ctx-lazy-b');
+    await cp(ctx, ctxB, { recursive: true });
+    await writeFile(join(ctxB, 'Dockerfile'), 'FROM scratch\nCOPY rootfs/ /\nCOPY src/ /src/\nRUN cat /src/a.txt > /other.txt\n');
+    const rb = await cli(['--addr', d.address, 'build', '--progress', 'plain', '--cache-from', `type=local,src=${layout}`, ctxB]);
+    assert.equal(rb.code, 0, rb.stderr);
+    assert.equal(cachedSteps(rb.stderr), 2, rb.stderr);
+    // The daemon's count of the blobs the client sent it for the call.
+    const received = d.stderr().split('\n').filter((l) => l.includes('cache-from blobs received')).map((l) => JSON.parse(l) as { blobs: number; bytes: number; digests: string[] });
+    assert.equal(received.length, 1, d.stderr());
+    assert.ok(!received[0]!.digests.includes(big[0]!), `the unused layer was sent: ${JSON.stringify(received[0])}`);
+    assert.ok(received[0]!.bytes < 6 << 20, JSON.stringify(received[0]));
+    assert.ok(received[0]!.digests.every((g) => sizes.some((b) => b.digest === g)), 'only blobs of the layout');
+    assert.ok(received[0]!.blobs >= 2, 'the cache description and a layer the RUN mounts');
+    assert.deepEqual(await leftovers(), []);
   });
 
   test('a --cache-to DIR the client cannot write: ignore-error=true warns and succeeds, without it the build fails, both as in this process', async () => {

@@ -10,7 +10,9 @@ import { ErrInvalidArgument, ErrNotFound, ErrUnavailable } from '@buildcache/err
 import type { BuildRequest, Vertex } from '@buildcache/frontend';
 import { LocalStore, type CacheSpec } from '@buildcache/remotecache';
 import { writeFileWhole } from '@buildcache/sys';
-import { haveMessages, layoutMessages, Lookahead, receiveBlobs, storeBlob, toWireTarget, type ArrivingBlob, type WireCacheBlob } from './cache-layouts.js';
+import {
+  haveMessages, layoutOffer, Lookahead, receiveBlobs, storeBlob, toWireTarget, wantedBlob, type ArrivingBlob, type WireCacheBlob, type WireCacheWant,
+} from './cache-layouts.js';
 import { chunked } from './chunks.js';
 import { contextTar } from './context-tar.js';
 import type { WireBuildStart } from './operation-service.js';
@@ -40,14 +42,22 @@ type Event = {
   output?: Buffer;
   result?: { digest: string; warnings: string[]; executed: number; record: string };
   cache?: WireCacheBlob;
+  want?: WireCacheWant;
 };
+
+/** A local `--cache-from` layout of this side and the blobs offered of it (digest → size). */
+interface Offered {
+  readonly store: LocalStore;
+  readonly blobs: Map<string, number>;
+}
 
 /** How long a client that failed on its side waits, after BuildAbort, for the daemon to end the call (then it cancels it). */
 const ABORT_WAIT_MS = 30_000;
 
 /**
  * Runs `req` through `call` (the Build call, given the client's messages and a signal that cancels
- * it); see the file's comment. A local `--cache-from` layout is streamed before the context; a local
+ * it); see the file's comment. A local `--cache-from` layout's manifest (and the list of its blobs
+ * this side holds) goes before the context, each blob only when the daemon asks for it; a local
  * `--cache-to` layout comes back before the result and is stored into its directory here. A failure
  * on this side (reading the context, writing a --cache-to directory or the --output file) sends
  * BuildAbort and waits (at most ABORT_WAIT_MS) for the daemon to end the call, which it does once the
@@ -75,12 +85,14 @@ export async function remoteBuild(call: (input: AsyncIterable<object>, signal: A
   const merge = new LayoutMerge(cacheTo);
   const vertices = new Map<number, Vertex>();
   const cancel = new AbortController();
-  const outbox = new Outbox();
   // This side's failure, if any: thrown rather than the daemon's answer to the abort.
   const local: { err?: unknown } = {};
+  const outbox = new Outbox((err) => (local.err ??= err));
   // Whether the daemon ended the call (its status came).
   let ended = false;
-  const feed = input(start, cacheFrom, cacheTo, context, outbox, (err) => (local.err ??= err));
+  const offered = cacheFrom.map((c): Offered | undefined => (c.type === 'local' ? { store: new LocalStore(c.location, c.tag), blobs: new Map() } : undefined));
+  outbox.push(opening(start, offered, cacheTo, context, outbox));
+  const feed = outbox.messages();
   const events = new Lookahead(watched(call(feed, req.signal ? AbortSignal.any([req.signal, cancel.signal]) : cancel.signal), () => (ended = true))[Symbol.asyncIterator]());
   const got: { result?: NonNullable<Event['result']> } = {};
   // The output archive's chunks, storing cache blobs and replaying progress on the way; ends at the result (no result: thrown, so no file appears).
@@ -91,6 +103,11 @@ export async function remoteBuild(call: (input: AsyncIterable<object>, signal: A
         continue;
       }
       await events.next();
+      if (e.want) {
+        const from = offered[e.want.cache];
+        if (!from) throw new ErrUnavailable(`Build: the daemon asked for a blob of cache source ${e.want.cache}, which is not a local layout`);
+        outbox.push(wantedBlob(from.store, from.blobs, e.want));
+      }
       if (e.vertex) replay(vertices, e.vertex, req);
       if (e.output) yield e.output;
       if (e.result) {
@@ -138,23 +155,36 @@ async function* watched<T>(source: AsyncIterable<T>, onEnd: () => void): AsyncGe
   onEnd();
 }
 
-/** The client's messages after the context (BuildAbort), as they come up; they end when it is closed. */
+/**
+ * The client's messages after the context, as they come up: the blobs the daemon asks for, each
+ * sent whole in turn, and BuildAbort; they end when it is closed. A blob that cannot be read goes to
+ * `failed` and BuildAbort follows instead.
+ */
 class Outbox {
-  private readonly queue: object[] = [];
+  private readonly queue: (AsyncIterable<object> | Iterable<object>)[] = [];
   private closed = false;
   private wake: (() => void) | undefined;
   #aborting = false;
+
+  constructor(private readonly failed: (err: unknown) => void) {}
 
   /** Whether BuildAbort was queued: the context stops. */
   get aborting(): boolean {
     return this.#aborting;
   }
 
+  /** Queues `source`'s messages. */
+  push(source: AsyncIterable<object> | Iterable<object>): void {
+    if (this.closed) return;
+    this.queue.push(source);
+    this.wake?.();
+  }
+
   /** Queues BuildAbort (naming `err`) as the last message. */
   abort(err: unknown): void {
     if (this.closed) return;
     this.#aborting = true;
-    this.queue.push({ abort: { reason: err instanceof Error ? err.message : String(err) } });
+    this.queue.push([abortMessage(err)]);
     this.close();
   }
 
@@ -166,9 +196,17 @@ class Outbox {
 
   async *messages(): AsyncGenerator<object> {
     for (;;) {
-      const m = this.queue.shift();
-      if (m) {
-        yield m;
+      const source = this.queue.shift();
+      if (source) {
+        try {
+          yield* source;
+        } catch (err) {
+          this.failed(err);
+          this.#aborting = this.closed = true;
+          this.queue.length = 0;
+          yield abortMessage(err);
+          return;
+        }
         continue;
       }
       if (this.closed) return;
@@ -178,32 +216,27 @@ class Outbox {
   }
 }
 
+/** BuildAbort naming `err`. */
+const abortMessage = (err: unknown): object => ({ abort: { reason: err instanceof Error ? err.message : String(err) } });
+
 /**
- * The client's messages of a build: start, what each local `--cache-to` directory holds, each local
- * `--cache-from` layout, the context's tar, ContextEnd, then what `outbox` gets. A failure reading
- * them goes to `failed` and the call is aborted instead.
+ * The client's first messages of a build: start, what each local `--cache-to` directory holds, what
+ * each local `--cache-from` layout offers (into `offered`) and its manifest, the context's tar (cut
+ * short when the outbox aborts), then ContextEnd.
  */
-async function* input(
-  start: WireBuildStart, cacheFrom: readonly CacheSpec[], cacheTo: readonly CacheSpec[], context: string, outbox: Outbox, failed: (err: unknown) => void,
+async function* opening(
+  start: WireBuildStart, offered: readonly (Offered | undefined)[], cacheTo: readonly CacheSpec[], context: string, outbox: Outbox,
 ): AsyncGenerator<object> {
-  try {
-    yield { start };
-    for (const [i, c] of cacheTo.entries()) {
-      if (c.type === 'local') for (const have of haveMessages(i, await new LocalStore(c.location, c.tag).blobs())) yield { have };
-    }
-    for (const [i, c] of cacheFrom.entries()) {
-      if (c.type === 'local') for await (const m of layoutMessages(i, new LocalStore(c.location, c.tag))) yield { cache: m };
-    }
-    for await (const c of chunked(contextTar(context))) {
-      if (outbox.aborting) break;
-      yield { context: c };
-    }
-    if (!outbox.aborting) yield { contextEnd: {} };
-  } catch (err) {
-    failed(err);
-    outbox.abort(err);
+  yield { start };
+  for (const [i, c] of cacheTo.entries()) {
+    if (c.type === 'local') for (const have of haveMessages(i, await new LocalStore(c.location, c.tag).blobs())) yield { have };
   }
-  yield* outbox.messages();
+  for (const [i, o] of offered.entries()) if (o) yield* layoutOffer(i, o.store, o.blobs);
+  for await (const c of chunked(contextTar(context))) {
+    if (outbox.aborting) return;
+    yield { context: c };
+  }
+  yield { contextEnd: {} };
 }
 
 /** Stores what the daemon exported for each local `--cache-to` into its directory; an `ignore-error` target's failure becomes a warning. */
