@@ -7,7 +7,7 @@
  */
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { cp, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -79,18 +79,6 @@ describe('through daemons (--addr): the local layout and the registry stay where
   };
   /** The daemons' scratch directories still there (a call's copies of layouts and contexts). */
   const leftovers = async (): Promise<string[]> => (await Promise.all(daemons.map((d) => readdir(join(d.root, 'server', 'tmp')).catch(() => [])))).flat();
-  /**
-   * The same once the daemons are done: a build the client fails on its side (cancelling the call)
-   * is cleaned up by the daemon after the client has exited, so this polls (bounded) for it.
-   */
-  const settledLeftovers = async (): Promise<string[]> => {
-    for (let i = 0; i < 500; i++) {
-      const left = await leftovers();
-      if (left.length === 0) return left;
-      await new Promise((res) => setTimeout(res, 20));
-    }
-    return leftovers();
-  };
 
   before(async () => {
     a = await daemon('daemon-a');
@@ -166,14 +154,55 @@ describe('through daemons (--addr): the local layout and the registry stay where
     assert.equal(rc.stdout, ra.stdout, 'same image digest');
   });
 
+  test('type=local --cache-from: only the blobs the build reads go to the daemon (a layer of a step it does not share stays with the client); its hits are CACHED', async () => {
+    // A's project ends with a 6 MiB layer; B's shares A's first two steps, then runs its own.
+    const ctxA = join(tmp, 'ctx-lazy-a');
+    await cp(ctx, ctxA, { recursive: true });
+    await writeFile(join(ctxA, 'big.bin'), randomBytes(6 << 20));
+    await writeFile(join(ctxA, 'Dockerfile'), 'FROM scratch\nCOPY rootfs/ /\nCOPY src/ /src/\nCOPY big.bin /big.bin\n');
+    const layout = join(tmp, 'layout-lazy');
+    const ra = await cli(['--addr', a.address, 'build', '--progress', 'plain', '--cache-to', `type=local,dest=${layout},mode=max`, ctxA]);
+    assert.equal(ra.code, 0, ra.stderr);
+    const blobs = join(layout, 'blobs', 'sha256');
+    const sizes = await Promise.all((await readdir(blobs)).map(async (n) => ({ digest: `sha256:${n}`, size: (await stat(join(blobs, n))).size })));
+    const big = sizes.filter((b) => b.size >= 6 << 20).map((b) => b.digest);
+    assert.equal(big.length, 1, JSON.stringify(sizes));
+
+    const d = await daemon('daemon-lazy');
+    const ctxB = join(tmp, 'ctx-lazy-b');
+    await cp(ctx, ctxB, { recursive: true });
+    await writeFile(join(ctxB, 'Dockerfile'), 'FROM scratch\nCOPY rootfs/ /\nCOPY src/ /src/\nRUN cat /src/a.txt > /other.txt\n');
+    const rb = await cli(['--addr', d.address, 'build', '--progress', 'plain', '--cache-from', `type=local,src=${layout}`, ctxB]);
+    assert.equal(rb.code, 0, rb.stderr);
+    assert.equal(cachedSteps(rb.stderr), 2, rb.stderr);
+    // The daemon's count of the blobs the client sent it for the call.
+    const received = d.stderr().split('\n').filter((l) => l.includes('cache-from blobs received')).map((l) => JSON.parse(l) as { blobs: number; bytes: number; digests: string[] });
+    assert.equal(received.length, 1, d.stderr());
+    assert.ok(!received[0]!.digests.includes(big[0]!), `the unused layer was sent: ${JSON.stringify(received[0])}`);
+    assert.ok(received[0]!.bytes < 6 << 20, JSON.stringify(received[0]));
+    assert.ok(received[0]!.digests.every((g) => sizes.some((b) => b.digest === g)), 'only blobs of the layout');
+    assert.ok(received[0]!.blobs >= 2, 'the cache description and a layer the RUN mounts');
+    assert.deepEqual(await leftovers(), []);
+  });
+
   test('a --cache-to DIR the client cannot write: ignore-error=true warns and succeeds, without it the build fails, both as in this process', async () => {
     const file = join(tmp, 'not-a-dir');
     await writeFile(file, '');
     const dest = join(file, 'layout');
+    // For the failing build, 16,000 more files the build does not use: the daemon's copy of the context
+    // takes a while to remove (an old client, which cancelled and exited at once, left it there in 3 of 3 runs).
+    const big = join(tmp, 'ctx-many');
+    await cp(ctx, big, { recursive: true });
+    await mkdir(join(big, 'many'));
+    for (let at = 0; at < 16_000; at += 500) await Promise.all(Array.from({ length: 500 }, (_, i) => writeFile(join(big, 'many', `f${at + i}`), `${at + i}\n`)));
     for (const [extra, code] of [[',ignore-error=true', 0], ['', 1]] as const) {
       const spec = `type=local,dest=${dest}${extra}`;
-      const here = await cli(['--root', join(tmp, 'a'), 'build', '--progress', 'plain', '--cache-to', spec, ctx]);
-      const there = await cli(['--addr', a.address, 'build', '--progress', 'plain', '--cache-to', spec, ctx]);
+      const context = code === 0 ? ctx : big;
+      const here = await cli(['--root', join(tmp, 'a'), 'build', '--progress', 'plain', '--cache-to', spec, context]);
+      const there = await cli(['--addr', a.address, 'build', '--progress', 'plain', '--cache-to', spec, context]);
+      // A client that failed on its side aborted the call and waited for the daemon to end it, which
+      // it does once the call's scratch directory is gone: nothing is left when the CLI exits.
+      assert.deepEqual(await leftovers(), [], `${spec}: the call's scratch directory is gone when the CLI exits`);
       assert.equal(here.code, code, here.stderr);
       assert.equal(there.code, code, there.stderr);
       assert.match(lastLine(there.stderr), /ENOTDIR/);
@@ -182,7 +211,6 @@ describe('through daemons (--addr): the local layout and the registry stay where
         assert.match(here.stderr, new RegExp(`WARNING: cache export to local ${dest} \\(tag latest\\) failed: ENOTDIR`));
       }
     }
-    assert.deepEqual(await settledLeftovers(), []);
   });
 
   test('a registry that does not answer: the same typed error and exit code through the daemon as in this process', async () => {

@@ -29,12 +29,12 @@ let daemon: TestDaemon;
 const scratch = async (): Promise<string[]> => readdir(join(daemon.root, 'server', 'tmp')).catch(() => []);
 
 /** A raw call of buildcache's Build method (what a broken client could send). */
-function rawBuild(): { call: ClientDuplexStream<object, object>; done: Promise<ServiceError | undefined>; client: Client } {
+function rawBuild(onData: (m: object) => void = () => undefined): { call: ClientDuplexStream<object, object>; done: Promise<ServiceError | undefined>; client: Client } {
   const m = (loadSync('buildcache/v1/cache.proto', { includeDirs: [PROTO_ROOT], keepCase: true, oneofs: true })['buildcache.v1.Cache'] as Record<string, MethodDefinition<object, object>>)['Build']!;
   const client = new Client(daemon.address.replace('unix://', 'unix:'), credentials.createInsecure());
   const call = client.makeBidiStreamRequest(m.path, m.requestSerialize, m.responseDeserialize, new Metadata());
   const done = new Promise<ServiceError | undefined>((res) => {
-    call.on('data', () => undefined);
+    call.on('data', onData);
     call.on('error', (e: ServiceError) => res(e));
     call.on('end', () => res(undefined));
   });
@@ -264,5 +264,53 @@ describe('buildcache serve: operations', () => {
     assert.deepEqual(await scratch(), []);
     const { stdout } = await exec('runc', ['--root', join(daemon.root, 'frontend', 'runc'), 'list', '-q']);
     assert.equal(stdout.trim(), '', 'no container left');
+  });
+  test('a client that fails on its side sends BuildAbort, mid-way through its context or while a RUN blocks: the daemon stops the build, removes the call\'s scratch directory, then ends the call CANCELLED naming the reason', async () => {
+    const midway = rawBuild();
+    midway.call.write({ start: { buildArgs: {} } });
+    midway.call.write({ context: Buffer.alloc(300, 0x61) });
+    midway.call.write({ abort: { reason: 'reading ctx/x: EACCES' } });
+    const err = await midway.done;
+    // Read as soon as the status is in: the daemon sends it only after the scratch directory is gone.
+    assert.deepEqual(await scratch(), []);
+    midway.client.close();
+    assert.equal(err?.code, Status.CANCELLED, String(err));
+    assert.match(err.details, /Build: aborted by the client: reading ctx\/x: EACCES/);
+
+    const c = connect(daemon.address);
+    const held = async (): Promise<string[]> => {
+      const out: string[] = [];
+      for await (const u of c.diskUsage()) if (u.inUse) out.push(u.id);
+      return out.sort();
+    };
+    try {
+      const before = await held();
+      const ctx = await blockingContext('aborted', 'abort-me');
+      const { stdout: tar } = await exec('tar', ['-cf', '-', '-C', ctx, '.'], { encoding: 'buffer', maxBuffer: 1 << 30 });
+      let blocked!: () => void;
+      const waiting = new Promise<void>((res) => (blocked = res));
+      const blocking = rawBuild((m) => {
+        const v = (m as { vertex?: { kind: string; text: string } }).vertex;
+        if (v?.kind === 'log' && v.text === 'waiting') blocked();
+      });
+      blocking.call.write({ start: { buildArgs: {} } });
+      for (let at = 0; at < tar.length; at += 1 << 20) blocking.call.write({ context: tar.subarray(at, at + (1 << 20)) });
+      // The client keeps its side open after the context (to abort), and the build runs.
+      blocking.call.write({ contextEnd: {} });
+      await Promise.race([waiting, blocking.done.then((e) => Promise.reject(new Error(`the build ended before its RUN blocked: ${String(e)}`)))]);
+      assert.equal((await scratch()).length, 1);
+      blocking.call.write({ abort: { reason: 'writing the --output file: ENOSPC' } });
+      const aborted = await blocking.done;
+      assert.deepEqual(await scratch(), [], 'the scratch directory is gone when the status comes');
+      blocking.client.close();
+      assert.equal(aborted?.code, Status.CANCELLED, String(aborted));
+      assert.match(aborted.details, /aborted by the client: writing the --output file: ENOSPC/);
+      const { stdout } = await exec('runc', ['--root', join(daemon.root, 'frontend', 'runc'), 'list', '-q']);
+      assert.equal(stdout.trim(), '', 'no container left');
+      assert.deepEqual(await held(), before, 'the build\'s records are released');
+    } finally {
+      c.close();
+    }
+    assert.equal((await run(['--addr', daemon.address, 'du'])).code, 0, 'still serving');
   });
 });

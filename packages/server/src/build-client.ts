@@ -1,7 +1,8 @@
 /**
  * The client's half of a build over the daemon: reads the context and Dockerfile with this process's
  * rights and streams them, replays the daemon's progress on the caller's Progress, and writes the
- * `output` archive the daemon streams back (the file appears only once complete).
+ * `output` archive the daemon streams back (the file appears only once complete). A failure on this
+ * side aborts the call (BuildAbort) and waits for the daemon to clean up before it is thrown.
  */
 import { readFile, stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
@@ -9,7 +10,9 @@ import { ErrInvalidArgument, ErrNotFound, ErrUnavailable } from '@buildcache/err
 import type { BuildRequest, Vertex } from '@buildcache/frontend';
 import { LocalStore, type CacheSpec } from '@buildcache/remotecache';
 import { writeFileWhole } from '@buildcache/sys';
-import { haveMessages, layoutMessages, Lookahead, receiveBlobs, storeBlob, toWireTarget, type ArrivingBlob, type WireCacheBlob } from './cache-layouts.js';
+import {
+  haveMessages, layoutOffer, Lookahead, receiveBlobs, storeBlob, toWireTarget, wantedBlob, type ArrivingBlob, type WireCacheBlob, type WireCacheWant,
+} from './cache-layouts.js';
 import { chunked } from './chunks.js';
 import { contextTar } from './context-tar.js';
 import type { WireBuildStart } from './operation-service.js';
@@ -39,14 +42,28 @@ type Event = {
   output?: Buffer;
   result?: { digest: string; warnings: string[]; executed: number; record: string };
   cache?: WireCacheBlob;
+  want?: WireCacheWant;
 };
 
+/** A local `--cache-from` layout of this side and the blobs offered of it (digest → size). */
+interface Offered {
+  readonly store: LocalStore;
+  readonly blobs: Map<string, number>;
+}
+
+/** How long a client that failed on its side waits, after BuildAbort, for the daemon to end the call (then it cancels it). */
+const ABORT_WAIT_MS = 30_000;
+
 /**
- * Runs `req` through `call` (the Build call, given the client's messages); see the file's comment. A
- * local `--cache-from` layout is streamed before the context; a local `--cache-to` layout comes back
- * before the result and is stored into its directory here.
+ * Runs `req` through `call` (the Build call, given the client's messages and a signal that cancels
+ * it); see the file's comment. A local `--cache-from` layout's manifest (and the list of its blobs
+ * this side holds) goes before the context, each blob only when the daemon asks for it; a local
+ * `--cache-to` layout comes back before the result and is stored into its directory here. A failure
+ * on this side (reading the context, writing a --cache-to directory or the --output file) sends
+ * BuildAbort and waits (at most ABORT_WAIT_MS) for the daemon to end the call, which it does once the
+ * call's scratch directory is gone; then that failure is thrown.
  */
-export async function remoteBuild(call: (input: AsyncIterable<object>) => AsyncIterable<Event>, req: RemoteBuildRequest): Promise<RemoteBuildResult> {
+export async function remoteBuild(call: (input: AsyncIterable<object>, signal: AbortSignal) => AsyncIterable<Event>, req: RemoteBuildRequest): Promise<RemoteBuildResult> {
   const context = resolve(req.context);
   if (!(await stat(context).then((s) => s.isDirectory(), () => false))) {
     throw new ErrInvalidArgument(`build context ${context} is not a directory`, { details: { path: context } });
@@ -67,7 +84,16 @@ export async function remoteBuild(call: (input: AsyncIterable<object>) => AsyncI
   };
   const merge = new LayoutMerge(cacheTo);
   const vertices = new Map<number, Vertex>();
-  const events = new Lookahead(call(input(start, cacheFrom, cacheTo, context))[Symbol.asyncIterator]());
+  const cancel = new AbortController();
+  // This side's failure, if any: thrown rather than the daemon's answer to the abort.
+  const local: { err?: unknown } = {};
+  const outbox = new Outbox((err) => (local.err ??= err));
+  // Whether the daemon ended the call (its status came).
+  let ended = false;
+  const offered = cacheFrom.map((c): Offered | undefined => (c.type === 'local' ? { store: new LocalStore(c.location, c.tag), blobs: new Map() } : undefined));
+  outbox.push(opening(start, offered, cacheTo, context, outbox));
+  const feed = outbox.messages();
+  const events = new Lookahead(watched(call(feed, req.signal ? AbortSignal.any([req.signal, cancel.signal]) : cancel.signal), () => (ended = true))[Symbol.asyncIterator]());
   const got: { result?: NonNullable<Event['result']> } = {};
   // The output archive's chunks, storing cache blobs and replaying progress on the way; ends at the result (no result: thrown, so no file appears).
   async function* output(): AsyncGenerator<Buffer> {
@@ -77,6 +103,11 @@ export async function remoteBuild(call: (input: AsyncIterable<object>) => AsyncI
         continue;
       }
       await events.next();
+      if (e.want) {
+        const from = offered[e.want.cache];
+        if (!from) throw new ErrUnavailable(`Build: the daemon asked for a blob of cache source ${e.want.cache}, which is not a local layout`);
+        outbox.push(wantedBlob(from.store, from.blobs, e.want));
+      }
       if (e.vertex) replay(vertices, e.vertex, req);
       if (e.output) yield e.output;
       if (e.result) {
@@ -89,7 +120,23 @@ export async function remoteBuild(call: (input: AsyncIterable<object>) => AsyncI
   try {
     if (req.output !== undefined) await writeFileWhole(req.output, output());
     else for await (const chunk of output()) void chunk; // none: the daemon sends output only when asked
+  } catch (err) {
+    if (!ended) {
+      local.err ??= err;
+      outbox.abort(err);
+      // The daemon's status (its answer to the abort) or, past the bound, a cancel: nothing to keep of either.
+      const timer = setTimeout(() => cancel.abort(local.err), ABORT_WAIT_MS);
+      try {
+        while (!(await events.next()).done);
+      } catch {
+        // the call's end
+      } finally {
+        clearTimeout(timer);
+      }
+    }
+    throw local.err ?? err;
   } finally {
+    outbox.close();
     await events.return();
     req.progress?.close();
   }
@@ -97,16 +144,99 @@ export async function remoteBuild(call: (input: AsyncIterable<object>) => AsyncI
   return { digest: r.digest, warnings: [...r.warnings, ...merge.warnings], executed: r.executed, ...(r.record ? { record: r.record } : {}) };
 }
 
-/** The client's messages of a build: start, what each local `--cache-to` directory holds, each local `--cache-from` layout, then the context's tar. */
-async function* input(start: WireBuildStart, cacheFrom: readonly CacheSpec[], cacheTo: readonly CacheSpec[], context: string): AsyncGenerator<object> {
+/** `source`'s items; `onEnd` runs when it ends by itself or fails (not when its reader stops early). */
+async function* watched<T>(source: AsyncIterable<T>, onEnd: () => void): AsyncGenerator<T> {
+  try {
+    yield* source;
+  } catch (err) {
+    onEnd();
+    throw err;
+  }
+  onEnd();
+}
+
+/**
+ * The client's messages after the context, as they come up: the blobs the daemon asks for, each
+ * sent whole in turn, and BuildAbort; they end when it is closed. A blob that cannot be read goes to
+ * `failed` and BuildAbort follows instead.
+ */
+class Outbox {
+  private readonly queue: (AsyncIterable<object> | Iterable<object>)[] = [];
+  private closed = false;
+  private wake: (() => void) | undefined;
+  #aborting = false;
+
+  constructor(private readonly failed: (err: unknown) => void) {}
+
+  /** Whether BuildAbort was queued: the context stops. */
+  get aborting(): boolean {
+    return this.#aborting;
+  }
+
+  /** Queues `source`'s messages. */
+  push(source: AsyncIterable<object> | Iterable<object>): void {
+    if (this.closed) return;
+    this.queue.push(source);
+    this.wake?.();
+  }
+
+  /** Queues BuildAbort (naming `err`) as the last message. */
+  abort(err: unknown): void {
+    if (this.closed) return;
+    this.#aborting = true;
+    this.queue.push([abortMessage(err)]);
+    this.close();
+  }
+
+  /** No more messages: the client's side half-closes after those queued. */
+  close(): void {
+    this.closed = true;
+    this.wake?.();
+  }
+
+  async *messages(): AsyncGenerator<object> {
+    for (;;) {
+      const source = this.queue.shift();
+      if (source) {
+        try {
+          yield* source;
+        } catch (err) {
+          this.failed(err);
+          this.#aborting = this.closed = true;
+          this.queue.length = 0;
+          yield abortMessage(err);
+          return;
+        }
+        continue;
+      }
+      if (this.closed) return;
+      await new Promise<void>((res) => (this.wake = res));
+      this.wake = undefined;
+    }
+  }
+}
+
+/** BuildAbort naming `err`. */
+const abortMessage = (err: unknown): object => ({ abort: { reason: err instanceof Error ? err.message : String(err) } });
+
+/**
+ * The client's first messages of a build: start, what each local `--cache-to` directory holds, what
+ * each local `--cache-from` layout offers (into `offered`) and its manifest, the context's tar (cut
+ * short when the outbox aborts), then ContextEnd.
+ */
+async function* opening(
+  start: WireBuildStart, offered: readonly (Offered | undefined)[], cacheTo: readonly CacheSpec[], context: string, outbox: Outbox,
+): AsyncGenerator<object> {
   yield { start };
   for (const [i, c] of cacheTo.entries()) {
     if (c.type === 'local') for (const have of haveMessages(i, await new LocalStore(c.location, c.tag).blobs())) yield { have };
   }
-  for (const [i, c] of cacheFrom.entries()) {
-    if (c.type === 'local') for await (const m of layoutMessages(i, new LocalStore(c.location, c.tag))) yield { cache: m };
+  for (const [i, o] of offered.entries()) if (o) yield* layoutOffer(i, o.store, o.blobs);
+  for await (const c of chunked(contextTar(context))) {
+    if (outbox.aborting) return;
+    yield { context: c };
   }
-  for await (const c of chunked(contextTar(context))) yield { context: c };
+  yield { contextEnd: {} };
 }
 
 /** Stores what the daemon exported for each local `--cache-to` into its directory; an `ignore-error` target's failure becomes a warning. */

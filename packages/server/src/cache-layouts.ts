@@ -1,7 +1,8 @@
 /**
  * Remote caches of a build over the daemon. A registry (`type=registry`) is reached by the daemon; a
  * local layout directory (`type=local,src=DIR` / `dest=DIR`) stays the client's: the client streams
- * the tagged manifest and the blobs it names into the daemon's private copy, and the daemon streams
+ * the tagged manifest and the list of the blobs it names that DIR holds into the daemon's private
+ * copy, which asks for a blob (CacheWant) only when it first reads it, and the daemon streams
  * back what an export wrote to its copy, which the client stores into DIR through the same
  * LocalStore an in-process export uses (blobs verified, the manifest last, index.json tagged under
  * index.json.lock). Both directions are CacheBlob messages: consecutive chunks of one blob carry its
@@ -9,7 +10,7 @@
  */
 import { mkdir } from 'node:fs/promises';
 import { ErrInvalidArgument } from '@buildcache/errdefs';
-import { checkCacheSpec, LocalStore, MAX_CONFIG_BYTES, MEDIA_OCI_MANIFEST, type BlobBytes, type CacheSpec } from '@buildcache/remotecache';
+import { checkCacheSpec, LocalStore, MAX_CONFIG_BYTES, MEDIA_OCI_MANIFEST, type BlobBytes, type CacheSpec, type CacheStore } from '@buildcache/remotecache';
 import type { Descriptor } from '@buildcache/snapshot';
 import { chunked } from './chunks.js';
 
@@ -39,6 +40,16 @@ export interface WireCacheBlob {
 export interface WireCacheHave {
   cache: number;
   blobs: Record<string, string | number>;
+  /** The list is of a `--cache-from` layout. */
+  from?: boolean;
+}
+
+/** CacheWant on the wire: a `--cache-from` blob the daemon reads. */
+export interface WireCacheWant {
+  cache: number;
+  digest: string;
+  size: string | number;
+  mediaType: string;
 }
 
 /** A cache spec on the wire. */
@@ -54,18 +65,18 @@ export function fromWireTarget(t: WireCacheTarget, direction: 'from' | 'to'): Ca
 /** Blobs per CacheHave message: about 80 bytes each, so a message stays near 1.3 MiB, under the daemon's 4 MiB. */
 const HAVE_PER_MESSAGE = 16_384;
 
-/** What a local `--cache-to` directory holds (`blobs`), as CacheHave messages for target `cache` (none when it holds nothing). */
-export function* haveMessages(cache: number, blobs: ReadonlyMap<string, number>): Generator<WireCacheHave> {
+/** What a local `--cache-to` directory (or with `from`, `--cache-from` layout) holds (`blobs`), as CacheHave messages for target `cache` (none when it holds nothing). */
+export function* haveMessages(cache: number, blobs: ReadonlyMap<string, number>, from = false): Generator<WireCacheHave> {
   let part: Record<string, string> = {};
   let n = 0;
   for (const [digest, size] of blobs) {
     part[digest] = String(size);
     if (++n < HAVE_PER_MESSAGE) continue;
-    yield { cache, blobs: part };
+    yield { cache, blobs: part, ...(from ? { from } : {}) };
     part = {};
     n = 0;
   }
-  if (n > 0) yield { cache, blobs: part };
+  if (n > 0) yield { cache, blobs: part, ...(from ? { from } : {}) };
 }
 
 /** Adds the blobs a CacheHave message lists to `have`; an entry that is no sha256 digest and size is ignored. */
@@ -91,11 +102,12 @@ async function* blobMessages(cache: number, desc: Descriptor, bytes: AsyncIterab
 }
 
 /**
- * The client's local `--cache-from` layout as messages: the blobs its tagged manifest names that the
- * directory holds, then the manifest. Nothing when there is no readable tagged manifest: the daemon's
- * import then finds none and warns, as an in-process import does.
+ * The client's local `--cache-from` layout as BuildInput messages: the list of the blobs its tagged
+ * manifest names that the directory holds (also put in `offered`, digest → size), then the manifest.
+ * Nothing when there is no readable tagged manifest: the daemon's import then finds none and warns,
+ * as an in-process import does. A blob itself goes only when the daemon asks (`wantedBlob`).
  */
-export async function* layoutMessages(cache: number, store: LocalStore): AsyncGenerator<WireCacheBlob> {
+export async function* layoutOffer(cache: number, store: LocalStore, offered: Map<string, number>): AsyncGenerator<object> {
   let tagged: { desc: Descriptor; bytes: Buffer };
   try {
     tagged = await store.getTagged();
@@ -111,14 +123,77 @@ export async function* layoutMessages(cache: number, store: LocalStore): AsyncGe
     // sent as it is: the daemon's import says what is wrong with it
   }
   const list = (v: unknown): unknown[] => (Array.isArray(v) ? v : []);
-  const seen = new Set<string>();
   for (const d of [top.config, ...list(top.layers), ...list(top.manifests)]) {
-    if (!isDescriptor(d) || seen.has(d.digest) || !(await store.hasBlob(d))) continue;
-    seen.add(d.digest);
-    yield* blobMessages(cache, d, store.fetch(d));
+    if (isDescriptor(d) && !offered.has(d.digest) && (await store.hasBlob(d))) offered.set(d.digest, d.size);
   }
+  for (const have of haveMessages(cache, offered, true)) yield { have };
   const mediaType = tagged.desc.mediaType || (typeof top.mediaType === 'string' ? top.mediaType : MEDIA_OCI_MANIFEST);
-  yield* blobMessages(cache, { ...tagged.desc, mediaType }, [manifest], true);
+  for await (const m of blobMessages(cache, { ...tagged.desc, mediaType }, [manifest], true)) yield { cache: m };
+}
+
+/** The blob the daemon asked for (`want`) of the layout in `store`, as BuildInput messages; ErrInvalidArgument unless the client offered it. */
+export async function* wantedBlob(store: LocalStore, offered: ReadonlyMap<string, number>, want: WireCacheWant): AsyncGenerator<object> {
+  const size = Number(want.size);
+  if (!DIGEST.test(want.digest) || offered.get(want.digest) !== size) {
+    throw new ErrInvalidArgument(`the daemon asked for blob ${JSON.stringify(want.digest)} (${String(want.size)} bytes) of ${store.name}, which the client did not offer`);
+  }
+  const desc = { digest: want.digest, size, mediaType: want.mediaType };
+  for await (const m of blobMessages(want.cache, desc, store.fetch(desc))) yield { cache: m };
+}
+
+/**
+ * The daemon's copy of a client's local `--cache-from` layout, as the import reads it: the manifest
+ * is in `copy`; a blob the client offered counts as present, and is asked for (`want`, resolved once
+ * it is stored in `copy`) on its first read.
+ */
+export class WantedCopy implements CacheStore {
+  readonly name: string;
+  /** Where the manifest and the blobs that arrived are stored. */
+  readonly copy: LocalStore;
+  private readonly arriving = new Map<string, Promise<void>>();
+
+  constructor(dir: string, spec: CacheSpec, private readonly offered: ReadonlyMap<string, number>, private readonly want: (desc: Descriptor) => Promise<void>) {
+    this.copy = new LocalStore(dir, spec.tag, spec.location);
+    this.name = this.copy.name;
+  }
+
+  async hasBlob(desc: Descriptor): Promise<boolean> {
+    return this.offered.get(desc.digest) === desc.size || this.copy.hasBlob(desc);
+  }
+
+  putBlob(desc: Descriptor, bytes: BlobBytes): Promise<boolean> {
+    return this.copy.putBlob(desc, bytes);
+  }
+
+  putManifest(bytes: Buffer, mediaType: string): Promise<Descriptor> {
+    return this.copy.putManifest(bytes, mediaType);
+  }
+
+  getManifest(): Promise<Buffer> {
+    return this.copy.getManifest();
+  }
+
+  async readBlob(desc: Descriptor): Promise<Buffer> {
+    await this.arrive(desc);
+    return this.copy.readBlob(desc);
+  }
+
+  async *fetch(desc: Descriptor): AsyncGenerator<Uint8Array> {
+    await this.arrive(desc);
+    yield* this.copy.fetch(desc);
+  }
+
+  /** Has the client send `desc` unless it is here (once, however many read it). */
+  private async arrive(desc: Descriptor): Promise<void> {
+    if (this.offered.get(desc.digest) !== desc.size || (await this.copy.hasBlob(desc))) return;
+    let arriving = this.arriving.get(desc.digest);
+    if (!arriving) {
+      arriving = this.want(desc);
+      this.arriving.set(desc.digest, arriving);
+      void arriving.catch(() => this.arriving.delete(desc.digest));
+    }
+    await arriving;
+  }
 }
 
 /**
@@ -196,7 +271,7 @@ export class Lookahead<T> implements AsyncIterator<T> {
  * Hands each blob of the CacheBlob messages at the head of `messages` (`pick` finds one in a message)
  * to `take`, in order; what `take` leaves unread is skipped. A malformed descriptor is ErrInvalidArgument.
  */
-export async function receiveBlobs<M>(messages: Lookahead<M>, pick: (m: M) => WireCacheBlob | undefined, take: (blob: ArrivingBlob) => Promise<void>): Promise<void> {
+export async function receiveBlobs<M>(messages: Pick<Lookahead<M>, 'peek' | 'next'>, pick: (m: M) => WireCacheBlob | undefined, take: (blob: ArrivingBlob) => Promise<void>): Promise<void> {
   for (let head = await messages.peek(); head !== undefined; head = await messages.peek()) {
     const first = pick(head);
     if (!first) return;
@@ -208,11 +283,18 @@ export async function receiveBlobs<M>(messages: Lookahead<M>, pick: (m: M) => Wi
       const b = m === undefined ? undefined : pick(m);
       return b !== undefined && b.cache === first.cache && b.digest === first.digest && b.manifest === first.manifest;
     };
+    // A blob ends with its last byte (an empty one with its one message): no waiting for a message after it, which may come much later.
+    let got = -1;
+    const more = async (): Promise<boolean> => got < size && same(await messages.peek());
     const bytes = async function* (): AsyncGenerator<Buffer> {
-      while (same(await messages.peek())) yield pick((await messages.next()).value as M)!.data;
+      while (await more()) {
+        const data = pick((await messages.next()).value as M)!.data;
+        got = Math.max(got, 0) + data.length;
+        yield data;
+      }
     };
     await take({ cache: first.cache, desc: { mediaType: first.mediaType, digest: first.digest, size }, manifest: first.manifest, bytes: bytes() });
-    while (same(await messages.peek())) await messages.next();
+    while (await more()) got = Math.max(got, 0) + pick((await messages.next()).value as M)!.data.length;
   }
 }
 

@@ -161,7 +161,7 @@ export class CacheClient implements Operations {
 
   /** Builds a Dockerfile on the daemon: the context (and Dockerfile) are read here and streamed to it. */
   build(req: RemoteBuildRequest): Promise<RemoteBuildResult> {
-    return remoteBuild((input) => this.read('Build', input, req.signal), req);
+    return remoteBuild((input, signal) => this.read('Build', input, signal), req);
   }
 
   async pull(ref: string, options: { readonly lazy?: boolean; readonly signal?: AbortSignal } = {}): Promise<PullReport> {

@@ -12,11 +12,11 @@ import type { UntypedServiceImplementation } from '@grpc/grpc-js';
 import { ErrCorruptLayer, ErrDigestMismatch, ErrInvalidArgument } from '@buildcache/errdefs';
 import type { Progress } from '@buildcache/frontend';
 import type { ExportFormat, ImageInfo } from '@buildcache/images';
-import { applyLayer } from '@buildcache/snapshot';
-import { LocalStore } from '@buildcache/remotecache';
+import { applyLayer, type Descriptor } from '@buildcache/snapshot';
 import {
-  addHave, ExportCopy, fromWireTarget, Lookahead, receiveBlobs, storeBlob, type WireCacheBlob, type WireCacheHave, type WireCacheTarget,
+  addHave, ExportCopy, fromWireTarget, receiveBlobs, storeBlob, WantedCopy, type WireCacheBlob, type WireCacheHave, type WireCacheTarget,
 } from './cache-layouts.js';
+import { BuildInput, type Input } from './build-input.js';
 import type { StreamScope } from './calls.js';
 import { chunked } from './chunks.js';
 import type { ServiceContext } from './context.js';
@@ -32,9 +32,6 @@ export interface WireBuildStart {
   cacheFrom?: WireCacheTarget[];
   cacheTo?: WireCacheTarget[];
 }
-
-/** A message of a client stream: its one field named by the oneof `input`. */
-type Input<K extends string, V> = { input?: K } & { [P in K]?: V };
 
 /** An image on the wire. */
 const toWireImage = (i: ImageInfo): object => ({ id: i.id, names: i.names, layers: String(i.layers), size: String(i.size), created: i.created ?? '' });
@@ -95,39 +92,57 @@ async function sendChunks(source: AsyncIterable<Uint8Array>, scope: StreamScope,
 }
 
 /**
- * A build: start; what the client's local `--cache-to` directories hold; its local `--cache-from`
- * layouts, copied into the scratch directory (a blob that does not match its digest is left out: the
- * import then says the layer is missing); the context; then the build, whose local `--cache-to`
- * exports go to copies streamed back before the result.
+ * A build: start; what the client's local `--cache-to` directories hold and its `--cache-from`
+ * layouts offer; those layouts' manifests, copied into the scratch directory (a blob is asked for
+ * when first read, see WantedCopy); the context; then the build, whose local `--cache-to`
+ * exports go to copies streamed back before the result. A BuildAbort from the client stops it all
+ * (see BuildInput); the call then ends once the scratch directory is gone.
  */
-async function build(ws: Workspace, input: AsyncIterable<Input<string, unknown>>, scope: StreamScope): Promise<void> {
-  const it = new Lookahead(input[Symbol.asyncIterator]());
-  const start = await first<'start', WireBuildStart>(it, 'start', 'Build');
+async function build(ws: Workspace, stream: AsyncIterable<Input<string, unknown>>, callScope: StreamScope): Promise<void> {
+  const input = new BuildInput(stream, callScope.signal);
+  // Nothing more goes to a client that aborted.
+  const scope: StreamScope = {
+    signal: input.signal,
+    send: async (m) => {
+      input.signal.throwIfAborted();
+      await callScope.send(m);
+    },
+  };
+  const start = await first<'start', WireBuildStart>(input, 'start', 'Build');
   const cacheFrom = (start.cacheFrom ?? []).map((t) => fromWireTarget(t, 'from'));
   const cacheTo = (start.cacheTo ?? []).map((t) => fromWireTarget(t, 'to'));
-  // What the client's local --cache-to directories hold, in as many messages as it takes.
+  // What the client's local --cache-to directories hold and its --cache-from layouts offer, in as many messages as it takes.
   const have = cacheTo.map(() => new Map<string, number>());
-  for (let m = await it.peek(); m?.input === 'have'; m = await it.peek()) {
-    const list = (await it.next()).value as Input<'have', WireCacheHave>;
-    const into = cacheTo[list.have!.cache]?.type === 'local' ? have[list.have!.cache] : undefined;
-    if (!into) throw new ErrInvalidArgument(`Build: a have list for cacheTo[${list.have!.cache}], which is not a local layout`);
-    addHave(into, list.have!);
+  const offered = cacheFrom.map(() => new Map<string, number>());
+  for (let m = await input.peek(); m?.input === 'have'; m = await input.peek()) {
+    const list = ((await input.next()).value as Input<'have', WireCacheHave>).have!;
+    const [targets, lists, name] = list.from ? [cacheFrom, offered, 'cacheFrom'] : [cacheTo, have, 'cacheTo'];
+    const into = targets[list.cache]?.type === 'local' ? lists[list.cache] : undefined;
+    if (!into) throw new ErrInvalidArgument(`Build: a have list for ${name}[${list.cache}], which is not a local layout`);
+    addHave(into, list);
   }
   // The result goes once the scratch directory is gone: a client that has it finds nothing left.
   const result = await ws.scratch(async (dir) => {
-    const copiesFrom = cacheFrom.map((c, i) => (c.type === 'local' ? new LocalStore(join(dir, `cache-from-${i}`), c.tag, c.location) : undefined));
+    // The blobs of --cache-from layouts come when first read: counted for the log.
+    const received = { blobs: 0, bytes: 0, digests: [] as string[] };
+    const want = (i: number) => (desc: Descriptor): Promise<void> => input.want(i, desc, () => scope.send({ want: { cache: i, digest: desc.digest, size: String(desc.size), mediaType: desc.mediaType } }));
+    const copiesFrom = cacheFrom.map((c, i) => (c.type === 'local' ? new WantedCopy(join(dir, `cache-from-${i}`), c, offered[i]!, want(i)) : undefined));
     const copiesTo = cacheTo.map((spec, i) => (spec.type === 'local' ? new ExportCopy(join(dir, `cache-to-${i}`), spec, have[i]!) : undefined));
-    await receiveBlobs(it, (m) => (m.input === 'cache' ? (m as Input<'cache', WireCacheBlob>).cache : undefined), async (blob) => {
+    await receiveBlobs(input, (m) => (m.input === 'cache' ? (m as Input<'cache', WireCacheBlob>).cache : undefined), async (blob) => {
       const copy = copiesFrom[blob.cache];
       if (!copy) throw new ErrInvalidArgument(`Build: a cache blob for cacheFrom[${blob.cache}], which is not a local layout`);
-      await storeBlob(copy, blob).catch((err: unknown) => {
+      await storeBlob(copy.copy, blob).catch((err: unknown) => {
         if (!(err instanceof ErrDigestMismatch)) throw err;
       });
     });
     const context = join(dir, 'context');
-    await receiveContext(bytesOf(it, 'context', 'Build'), context, scope.signal);
-    // The tar's end-of-archive padding, up to the client's half-close.
-    for (let m = await it.next(); !m.done; m = await it.next());
+    await receiveContext(input.context(), context, scope.signal);
+    await input.endOfContext(async (blob) => {
+      received.blobs++;
+      received.bytes += blob.desc.size;
+      received.digests.push(blob.desc.digest);
+      await storeBlob(copiesFrom[blob.cache]!.copy, blob);
+    });
     let dockerfile: string | undefined;
     if (start.dockerfile?.length) await writeFile((dockerfile = join(dir, 'Dockerfile')), start.dockerfile, { mode: 0o600 });
     const output = start.output ? join(dir, 'image.tar') : undefined;
@@ -145,9 +160,15 @@ async function build(ws: Workspace, input: AsyncIterable<Input<string, unknown>>
     } finally {
       await flush();
     }
+    if (copiesFrom.some(Boolean)) ws.logger.info({ ...received }, 'cache-from blobs received from the client');
+    scope.signal.throwIfAborted();
     if (output) await sendChunks(createReadStream(output), scope, 'output');
     for (const [i, copy] of copiesTo.entries()) if (copy) for await (const m of copy.messages(i)) await scope.send({ cache: m });
     return built;
+  }).catch((err: unknown) => {
+    // A build stopped by the client's abort fails its own way (a RUN killed): the abort is the reason.
+    scope.signal.throwIfAborted();
+    throw err;
   });
   await scope.send({ result: { digest: result.digest, warnings: result.warnings, executed: result.executed, record: result.record ?? '' } });
 }

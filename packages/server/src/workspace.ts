@@ -48,7 +48,8 @@ export class Workspace implements Operations {
     private readonly opened: OpenCache,
     /** The cache root: the image store, frontend and lazy copies live under it. */
     private readonly root: string,
-    private readonly logger: Logger,
+    /** The daemon's logger (its handlers log through it too). */
+    readonly logger: Logger,
   ) {
     this.tmp = join(root, 'server', 'tmp');
   }
