@@ -135,8 +135,10 @@ export class CrashBench {
     return join(this.dir, 'cache');
   }
 
-  run(mode: Workload, killAt?: number): Promise<string[]> {
-    return runWorker({ ...this.base, cacheRoot: this.cacheRoot, mode, ...(killAt === undefined ? {} : { killAt }) });
+  run(mode: Workload, killAt?: number, record?: string): Promise<string[]> {
+    return runWorker({
+      ...this.base, cacheRoot: this.cacheRoot, mode, ...(killAt === undefined ? {} : { killAt }), ...(record === undefined ? {} : { record }),
+    });
   }
 
   private openBackend(): Promise<Backend> {

@@ -44,6 +44,10 @@ export async function writeSyntheticRecords(path: string, count: number, shape?:
         }),
       ),
     );
+    // the records are in the current layout (packages/cache/src/migrate.ts): open has nothing to migrate
+    const state = await store.get('.buildcache-state');
+    state.set('records.layout', 2);
+    await state.commit();
   } finally {
     await store.close();
   }

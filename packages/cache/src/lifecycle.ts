@@ -22,6 +22,10 @@ export async function commitMutableLocked(m: CacheRecord, handle: Handle | undef
     if (md && !cm.records.has(md.id)) cm.store.evict(md.id);
     md = new RecordMetadata(await cm.store.get(await reserveTwinId(m)));
   }
+  // The reserved ID may be that of a twin getMutable dropped before a crash let it reserve a new one:
+  // reusing it is safe, as nothing in the backend is named by a twin that was never finalized (lease,
+  // snapshot, view and variants all come with or after finalize, which drops the mutable record), and
+  // its metadata is gone only after its leases (test/cache/twin-id-crash.test.ts).
   const id = md.id;
   md.createdAt = cm.now();
   md.committed = true;

@@ -3,12 +3,14 @@
  * through their index), drop this cache's temporary leases (after a clean close, the ones it named;
  * no lease listing), and — only when the previous process did not close cleanly — its leases of
  * records that do not exist; then let the backend collect garbage when any of that, or an earlier
- * process, left some. Only leases labelled with this cache's owner are ever looked at: another
+ * process, left some; and bring the records of an older store to the current layout (once, see
+ * migrate.ts). Only leases labelled with this cache's owner are ever looked at: another
  * cache's, or an unlabelled one, is not ours.
  */
 import type { ManagerContext } from './context.js';
 import { STATE_ITEM } from './gc-debt.js';
 import { clearRecord } from './load.js';
+import { migrateOnOpen } from './migrate.js';
 import { INDEX_TOMBSTONE } from './record-metadata.js';
 import { LABEL_TEMPORARY, deleteLease, recordOfLease } from './leases.js';
 import { ownerFilter, temporaryLeases } from './owner.js';
@@ -68,6 +70,7 @@ async function listStale(cm: ManagerContext, clean: boolean): Promise<string[]> 
 /** Repairs what a crash left; the caller holds the manager lock. */
 export async function repairOnOpen(cm: ManagerContext): Promise<void> {
   const { clean, temporary } = await markOpen(cm);
+  await migrateOnOpen(cm);
   for (const item of await cm.store.search(INDEX_TOMBSTONE)) await clearRecord(cm, item.id);
   const stale = temporary ?? (await listStale(cm, clean));
   if (stale.length > 0) {

@@ -9,6 +9,7 @@ import { createReadStream } from 'node:fs';
 import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
+import { processGone } from '@buildcache/sys';
 import { ErrInvalidArgument, ErrInvalidImage, ErrNotFound } from '@buildcache/errdefs';
 import type { ImmutableRef } from '@buildcache/cache';
 import type { Layer, LayerStore } from '@buildcache/layers';
@@ -17,6 +18,18 @@ import { exportArchive, type ExportFormat } from './export.js';
 import { familiarName, fullName } from './names.js';
 import { planImport, verifyDiffIDs, type ImagePlan } from './plan.js';
 import { hex, readAll, removeFile, writeJSON, type ImageRecord, type Journal } from './records.js';
+
+/**
+ * Whether the process that made work entry `name` of `tmp/` (`<what>-<pid>-<random>`) is gone, so
+ * that the entry can be removed. The image store's root is not locked for a process: the cache's
+ * lock covers `<cache root>/metadata`, which for a containerd cache is per namespace, while every
+ * namespace (and the embedded backend) of one `--root` shares `<root>/layers/images` — two
+ * processes can have this store open at once. Entries of an older version (no pid) are removed.
+ */
+function tmpOwnerGone(name: string): boolean {
+  const pid = /^[a-z]+-(\d+)-/.exec(name)?.[1];
+  return pid === undefined || processGone(Number(pid));
+}
 
 /** Layer files are read in chunks this large: each read is one thread-pool job, and so is each gzip input. */
 const READ_CHUNK = 1 << 20;
@@ -100,7 +113,10 @@ export class ImageStore {
   static async open(options: ImageStoreOptions): Promise<ImageStore> {
     const store = new ImageStore(options.layers, options.root, options.logger ?? pino({ level: 'silent' }));
     for (const d of ['images', 'pending', 'tmp'] as const) await mkdir(store.dir(d), { recursive: true });
-    for (const name of await readdir(store.dir('tmp'))) await rm(join(store.dir('tmp'), name), { recursive: true, force: true });
+    // Not only this process may have the store open (see `tmpOwnerGone`): only dead owners' work goes.
+    for (const name of await readdir(store.dir('tmp'))) {
+      if (tmpOwnerGone(name)) await rm(join(store.dir('tmp'), name), { recursive: true, force: true });
+    }
     for (const rec of await readAll<ImageRecord>(store.dir('images'))) {
       store.#images.set(rec.id, rec);
       store.#seq = Math.max(store.#seq, rec.seq);
@@ -147,7 +163,7 @@ export class ImageStore {
    */
   async import(source: ArchiveSource, options: ImportOptions = {}): Promise<ImageInfo[]> {
     const what = options.what ?? 'the archive';
-    const work = await mkdtemp(join(this.dir('tmp'), 'import-'));
+    const work = await mkdtemp(join(this.dir('tmp'), `import-${process.pid}-`));
     try {
       const plans = await planImport(await spool(source, work, what), what);
       for (const p of plans) {

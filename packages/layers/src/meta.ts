@@ -5,9 +5,10 @@
  * store creates has its token in its description, so that open can find and drop what an
  * interrupted registration, creation or deletion left.
  */
-import { mkdir, rename } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { fsyncPath, writeFileWhole } from '@buildcache/sys';
+import pLimit from 'p-limit';
+import { fsyncPath, removeStalePartials, writeFileWhole } from '@buildcache/sys';
 
 /** What the store keeps about one layer. */
 export interface LayerMeta {
@@ -72,9 +73,26 @@ export function writeMountMeta(dir: string, meta: MountMeta): Promise<void> {
   return writeJson(join(dir, 'mount.json'), meta);
 }
 
-/** Concurrent writers of one file each land whole (the last wins); a killed one leaves a partial file beside it, removed with its directory. */
+/** Concurrent writers of one file each land whole (the last wins); a killed one leaves a partial file beside it, removed at open (`readAllMeta`). */
 function writeJson(file: string, value: object): Promise<void> {
   return writeFileWhole(file, [Buffer.from(JSON.stringify(value))]);
+}
+
+/** How many layer or mount directories open reads at once. */
+const OPEN_CONCURRENCY = 16;
+
+/**
+ * `file` (`layer.json`, `mount.json`) of every directory under `parent`, parsed. The partial files
+ * that writers killed while rewriting it left beside it are removed; a live writer's (another
+ * process may have the store open) stays.
+ */
+export async function readAllMeta<T>(parent: string, file: string): Promise<T[]> {
+  const limit = pLimit(OPEN_CONCURRENCY);
+  return Promise.all((await readdir(parent)).map((name) => limit(async () => {
+    const dir = join(parent, name);
+    await removeStalePartials(dir);
+    return JSON.parse(await readFile(join(dir, file), 'utf8')) as T;
+  })));
 }
 
 /** Renames `from` to `to` durably (both parent directories synced). */

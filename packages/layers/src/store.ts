@@ -12,7 +12,7 @@ import { ErrDigestMismatch, ErrInvalidArgument, ErrMaxDepthExceeded, ErrNotFound
 import { applyLayer, decompress } from '@buildcache/snapshot';
 import { PoolSha256 } from '@buildcache/sys';
 import { diffTar } from './diff-stream.js';
-import { describe, durableMkdir, durableRename, layerDir, layersDir, mountDir, mountsDir, tmpDir, writeMeta, type LayerMeta, type MountMeta, type RemovedLayer } from './meta.js';
+import { describe, durableMkdir, durableRename, layerDir, layersDir, mountsDir, readAllMeta, tmpDir, writeMeta, type LayerMeta, type MountMeta, type RemovedLayer } from './meta.js';
 import { MountedLayer, type CreateRWLayerOptions, type RWLayer } from './rw-layer.js';
 import { RWLayers } from './rw-store.js';
 
@@ -76,20 +76,15 @@ export class LayerStore implements LayerHost {
 
   /**
    * Opens the store. What a crash interrupted is undone or finished first: a registration or a
-   * read-write layer creation that never completed leaves no record, a deletion is completed.
+   * read-write layer creation that never completed leaves no record, a deletion is completed; what
+   * writers killed while rewriting a `layer.json` or `mount.json` left beside it is removed.
    */
   static async open(options: LayerStoreOptions): Promise<LayerStore> {
     const store = new LayerStore(options.cache, options.root, Math.min(options.maxDepth ?? MAX_DEPTH, MAX_DEPTH), options.logger ?? pino({ level: 'silent' }));
     for (const dir of [layersDir(options.root), mountsDir(options.root), tmpDir(options.root)]) await mkdir(dir, { recursive: true });
     for (const name of await readdir(tmpDir(options.root))) await store.recover(name);
-    for (const hex of await readdir(layersDir(options.root))) {
-      const meta = JSON.parse(await readFile(join(layersDir(options.root), hex, 'layer.json'), 'utf8')) as LayerMeta;
-      store.#layers.set(meta.chainID, meta);
-    }
-    for (const name of await readdir(mountsDir(options.root))) {
-      const meta = JSON.parse(await readFile(join(mountDir(options.root, name), 'mount.json'), 'utf8')) as MountMeta;
-      store.#rw.mounts.set(meta.name, new MountedLayer(meta));
-    }
+    for (const meta of await readAllMeta<LayerMeta>(layersDir(options.root), 'layer.json')) store.#layers.set(meta.chainID, meta);
+    for (const meta of await readAllMeta<MountMeta>(mountsDir(options.root), 'mount.json')) store.#rw.mounts.set(meta.name, new MountedLayer(meta));
     return store;
   }
 

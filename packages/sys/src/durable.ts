@@ -41,16 +41,23 @@ export async function writeFileWhole(path: string, chunks: AsyncIterable<Uint8Ar
   await fsyncPath(dirname(path));
 }
 
-/** Whether `name` is a `writeFileWhole` partial file whose writer process is gone. */
-function stalePartial(name: string): boolean {
-  const pid = PARTIAL.exec(name)?.[1];
-  if (pid === undefined) return false;
+/**
+ * Whether process `pid` is gone (no such process): what a file or directory named for its writer's
+ * pid can be removed by. A live process (also one of another user) is not gone.
+ */
+export function processGone(pid: number): boolean {
   try {
-    process.kill(Number(pid), 0);
+    process.kill(pid, 0);
     return false;
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === 'ESRCH';
   }
+}
+
+/** Whether `name` is a `writeFileWhole` partial file whose writer process is gone. */
+function stalePartial(name: string): boolean {
+  const pid = PARTIAL.exec(name)?.[1];
+  return pid !== undefined && processGone(Number(pid));
 }
 
 /**

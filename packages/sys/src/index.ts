@@ -10,7 +10,7 @@ import type { Bytes, EntryWrite } from './native.js';
 
 export type { Bytes, EntryWrite } from './native.js';
 export { BUILD_HINT } from './native.js';
-export { fsyncPath, removeStalePartials, writeFileWhole } from './durable.js';
+export { fsyncPath, processGone, removeStalePartials, writeFileWhole } from './durable.js';
 export { PoolSha256 } from './hash.js';
 
 /** mount(2) flags. */
