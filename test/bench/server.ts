@@ -3,8 +3,10 @@
  * — buildcache's streamed API and BuildKit's one-message DiskUsage — against in-process du (time to
  * first record, total, peak RSS of both ends, each end a fresh process); and the latency of du
  * (time to first record, longest gap between records) while a prune of 10,000 records runs, with
- * the event-loop delay of both ends meanwhile (the daemon's from its `/metrics`).
- * Usage: node test/dist/bench/server.js [N]
+ * the event-loop delay of both ends meanwhile (the daemon's from its `/metrics`), and how late an
+ * idle process's timer ran meanwhile (the machine's own share of any gap: on a loaded machine a
+ * process that does nothing waits that long too).
+ * Usage: node test/dist/bench/server.js [N] | node test/dist/bench/server.js --during-prune
  */
 import { spawn, execFile } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -27,20 +29,63 @@ const self = fileURLToPath(import.meta.url);
 const DAY = 24 * 3600_000;
 const ms = (t0: number): number => +(performance.now() - t0).toFixed(2);
 
+/** How many gaps between two records were longer than 20, 50 and 100 ms. */
+interface GapCounts {
+  over20: number;
+  over50: number;
+  over100: number;
+}
+
+/** The lateness of a 5 ms timer in an otherwise idle process, until its stdin closes: the machine's stalls. */
+async function idleTimer(): Promise<Record<string, number>> {
+  const late: number[] = [];
+  let last = performance.now();
+  const timer = setInterval(() => {
+    const now = performance.now();
+    late.push(Math.max(0, now - last - 5));
+    last = now;
+  }, 5);
+  process.stdin.resume();
+  await new Promise((res) => process.stdin.on('end', res));
+  clearInterval(timer);
+  return { samples: late.length, p99: pct(late, 0.99), max: +Math.max(0, ...late).toFixed(2), over50: late.filter((l) => l > 50).length };
+}
+
+/** Starts an idle timer in a fresh process; `stop()` returns its figures. */
+function startIdleTimer(): { stop(): Promise<Record<string, number>> } {
+  const child = spawn(process.execPath, [self, '--idle-timer'], { stdio: ['pipe', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+  const exited = new Promise((res) => child.on('exit', res));
+  return {
+    async stop() {
+      child.stdin.end();
+      await exited;
+      return JSON.parse(out) as Record<string, number>;
+    },
+  };
+}
+
 /** One du, timed: first record and total, and the longest gap between two records. */
-async function timed(entries: AsyncIterable<unknown>): Promise<{ count: number; firstMs: number; totalMs: number; maxGapMs: number }> {
+async function timed(entries: AsyncIterable<unknown>): Promise<{ count: number; firstMs: number; totalMs: number; maxGapMs: number; gaps: GapCounts }> {
   const t0 = performance.now();
   let last = t0;
   let firstMs = -1;
   let maxGapMs = 0;
   let count = 0;
+  const gaps: GapCounts = { over20: 0, over50: 0, over100: 0 };
   for await (const _ of entries) {
     const now = performance.now();
     if (count++ === 0) firstMs = ms(t0);
-    else maxGapMs = Math.max(maxGapMs, now - last);
+    else {
+      maxGapMs = Math.max(maxGapMs, now - last);
+      if (now - last > 20) gaps.over20++;
+      if (now - last > 50) gaps.over50++;
+      if (now - last > 100) gaps.over100++;
+    }
     last = now;
   }
-  return { count, firstMs, totalMs: ms(t0), maxGapMs: +maxGapMs.toFixed(2) };
+  return { count, firstMs, totalMs: ms(t0), maxGapMs: +maxGapMs.toFixed(2), gaps };
 }
 
 /** BuildKit's Control/DiskUsage (one message with every record), as `buildctl du` calls it. */
@@ -173,6 +218,7 @@ async function duDuringPrune(pruned: number): Promise<void> {
       const during: Awaited<ReturnType<typeof timed>>[] = [];
       let running = true;
       await daemonLoopDelay(daemon.metrics);
+      const machine = startIdleTimer();
       const ownLoop = monitorEventLoopDelay({ resolution: LOOP_RESOLUTION_MS });
       ownLoop.enable();
       const t0 = performance.now();
@@ -180,6 +226,7 @@ async function duDuringPrune(pruned: number): Promise<void> {
       while (running) during.push(await timed(reader.diskUsage()));
       const result = await prune;
       ownLoop.disable();
+      const machineStallMs = await machine.stop();
       const daemonLoop = await daemonLoopDelay(daemon.metrics);
       const loopMs = (q: number): number => lateMs(ownLoop.percentile(q) / 1e6);
       const first = during.map((d) => d.firstMs);
@@ -190,10 +237,18 @@ async function duDuringPrune(pruned: number): Promise<void> {
           duCallsDuringPrune: during.length,
           firstRecordMs: { p50: pct(first, 0.5), p99: pct(first, 0.99), max: Math.max(...first) },
           maxGapBetweenRecordsMs: { p50: pct(gaps, 0.5), p99: pct(gaps, 0.99), max: Math.max(...gaps) },
+          gapsBetweenRecords: {
+            count: during.reduce((n, d) => n + Math.max(0, d.count - 1), 0),
+            over20Ms: during.reduce((n, d) => n + d.gaps.over20, 0),
+            over50Ms: during.reduce((n, d) => n + d.gaps.over50, 0),
+            over100Ms: during.reduce((n, d) => n + d.gaps.over100, 0),
+          },
           duTotalMs: { p50: pct(during.map((d) => d.totalMs), 0.5), max: Math.max(...during.map((d) => d.totalMs)) },
           withoutPrune: { firstRecordMs: Math.max(...baseline.map((b) => b.firstMs)), maxGapMs: Math.max(...baseline.map((b) => b.maxGapMs)) },
           // How long each process's event loop was held during the prune (timer lateness, sampled every 10 ms).
           eventLoopDelayMs: { daemon: daemonLoop, client: { p50: loopMs(50), p99: loopMs(99), max: lateMs(ownLoop.max / 1e6) } },
+          // How late a 5 ms timer ran in an idle process meanwhile: gaps this long are the machine's.
+          machineStallMs,
           goal: 'no wait > 50 ms',
         }) + '\n',
       );
@@ -212,7 +267,11 @@ async function main(): Promise<void> {
     process.stdout.write(JSON.stringify(await measure(process.argv[3]!, process.argv[4]!)) + '\n');
     return;
   }
-  await duThroughDaemon(Number(process.argv[2] ?? 100_000));
+  if (process.argv[2] === '--idle-timer') {
+    process.stdout.write(JSON.stringify(await idleTimer()) + '\n');
+    return;
+  }
+  if (process.argv[2] !== '--during-prune') await duThroughDaemon(Number(process.argv[2] ?? 100_000));
   await duDuringPrune(10_000);
 }
 

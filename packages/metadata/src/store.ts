@@ -50,6 +50,8 @@ interface Scan {
   position: string;
   /** IDs ahead of it whose snapshot values are out of date. */
   readonly stale: Set<string>;
+  /** IDs ahead of it cleared since its snapshot (evicted empty): skipped without a read. */
+  readonly cleared: Set<string>;
 }
 
 /** A store of items (cache records) in a LevelDB directory, one process at a time. */
@@ -124,12 +126,13 @@ export class MetadataStore {
 
   /**
    * Every item with at least one committed value, in ID order, streamed from one LevelDB
-   * snapshot in batches (items in memory are yielded as they are in memory, and one evicted
-   * after a later write is read again). Items it reads stay in memory until evicted.
+   * snapshot in batches (items in memory are yielded as they are in memory, one evicted after a
+   * later write is read again, and one evicted after it was cleared is skipped without a read).
+   * Items it reads stay in memory until evicted.
    */
   async *all(): AsyncGenerator<StorageItem, void, undefined> {
     this.#assertOpen();
-    const scan: Scan = { startSeq: this.#writeSeq, position: '', stale: new Set() };
+    const scan: Scan = { startSeq: this.#writeSeq, position: '', stale: new Set(), cleared: new Set() };
     this.#scans.add(scan);
     const it = this.#db.iterator(ALL_VALUES_RANGE);
     const read = (): Promise<[string, string][]> => {
@@ -153,8 +156,10 @@ export class MetadataStore {
           let item = this.#items.get(id);
           if (item === undefined) {
             const loading = this.#loading.get(id);
+            const stale = scan.stale.delete(id);
+            if (scan.cleared.delete(id) && loading === undefined) continue;
             if (loading !== undefined) item = await loading;
-            else if (scan.stale.delete(id)) item = await this.get(id);
+            else if (stale) item = await this.get(id);
             else item = this.#register(id, this.#parse(id, text));
           }
           if (item[HAS_VALUES]()) yield item;
@@ -178,7 +183,14 @@ export class MetadataStore {
     if (!item.idle) return false;
     this.#items.delete(id);
     const writtenAt = item[WRITTEN_AT]();
-    for (const scan of this.#scans) if (writtenAt > scan.startSeq && id > scan.position) scan.stale.add(id);
+    // Idle: its values are the committed ones. One emptied since a scan's snapshot (a record deleted
+    // to the end) needs no read when that scan reaches it; any other is read again then.
+    const empty = !item[HAS_VALUES]();
+    for (const scan of this.#scans) {
+      if (writtenAt <= scan.startSeq || id <= scan.position) continue;
+      (empty ? scan.stale : scan.cleared).delete(id);
+      (empty ? scan.cleared : scan.stale).add(id);
+    }
     return true;
   }
 

@@ -288,3 +288,40 @@ test('evict drops idle items only; an evicted item is read again; all() does not
     await cleanup();
   }
 });
+
+test('all() skips items cleared and evicted after its snapshot without reading them again; one written again is read', async () => {
+  const { dir, cleanup } = await tempDir();
+  const store = await MetadataStore.open(dir, { sync: false });
+  const id = (i: number): string => `r${String(i).padStart(4, '0')}`;
+  try {
+    for (let i = 0; i < 300; i++) {
+      const item = await store.get(id(i));
+      item.set('v', i);
+      await item.commit();
+      store.evict(id(i));
+    }
+    const scan = store.all();
+    assert.equal((await scan.next()).value?.id, id(0));
+    // A prune deletes records ahead of the scan to the end: cleared, then evicted.
+    for (let i = 1; i < 250; i++) {
+      await store.clear(id(i));
+      assert.equal(store.evict(id(i)), true);
+    }
+    // One of them is made again (and evicted), one is cleared but still in memory.
+    const again = await store.get(id(100));
+    again.set('v', 'new');
+    await again.commit();
+    assert.equal(store.evict(id(100)), true);
+    await store.clear(id(260));
+    const loaded = store.itemsLoaded;
+    const rest: [string, unknown][] = [];
+    for (let r = await scan.next(); !r.done; r = await scan.next()) rest.push([r.value.id, r.value.get('v')]);
+    assert.deepEqual(rest.slice(0, 2), [[id(100), 'new'], [id(250), 250]]);
+    // Yielded and read: the one written again, and r0250…r0299 but r0260 (cleared in memory).
+    assert.equal(rest.length, 50, 'the cleared items are not yielded');
+    assert.equal(store.itemsLoaded - loaded, 50, 'the 248 items cleared and evicted are not read again');
+  } finally {
+    await store.close();
+    await cleanup();
+  }
+});
