@@ -1,8 +1,9 @@
 /** Opening a cache manager over a test backend, and small file helpers for layers. */
 import { readFile, writeFile, mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { pino } from 'pino';
-import { CacheManager, type CacheManagerOptions, type ImmutableRef, type MutableRef } from '@buildcache/cache';
+import { CacheManager, type Backend, type CacheManagerOptions, type ImmutableRef, type MutableRef } from '@buildcache/cache';
 import type { BackendKind, TestBackend } from '../support/backends.js';
 import { writeSyntheticRecords } from '../support/synthetic.js';
 
@@ -96,4 +97,17 @@ export async function usageCounts(cache: CacheManager): Promise<{ inUse: number;
     else unused++;
   }
   return { inUse, unused };
+}
+
+/** Waits (bounded) until the restarted daemon answers this backend's client again. */
+export async function untilAnswering(backend: Backend): Promise<void> {
+  for (let i = 0; ; i++) {
+    try {
+      await backend.leases.list();
+      return;
+    } catch (err) {
+      if (i >= 100) throw err;
+      await sleep(100);
+    }
+  }
 }

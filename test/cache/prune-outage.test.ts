@@ -9,27 +9,13 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { pino } from 'pino';
 import { BuildcacheError, ErrNotFound } from '@buildcache/errdefs';
 import { CacheManager, openContainerdBackend, type Backend } from '@buildcache/cache';
 import { startContainerd } from '../harness/containerd.js';
-import { readFileOf, writeFiles } from './helpers.js';
+import { readFileOf, untilAnswering, writeFiles } from './helpers.js';
 
 const silent = pino({ level: 'silent' });
-
-/** Waits (bounded) until the restarted daemon answers this backend's client again. */
-async function untilAnswering(backend: Backend): Promise<void> {
-  for (let i = 0; ; i++) {
-    try {
-      await backend.leases.list();
-      return;
-    } catch (err) {
-      if (i >= 100) throw err;
-      await sleep(100);
-    }
-  }
-}
 
 test('containerd down when prune loads a record: the prune fails and the record survives', async () => {
   const daemon = await startContainerd();
