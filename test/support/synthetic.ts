@@ -16,6 +16,8 @@ export interface SyntheticShape {
   readonly size?: number;
   /** `internal`, `frontend`, … (default: none, i.e. regular). */
   readonly recordType?: string;
+  /** A chain ID, indexed as the cache indexes it (`chainid:<id>`; default: none). */
+  readonly chainId?: string;
 }
 
 /**
@@ -39,6 +41,7 @@ export async function writeSyntheticRecords(path: string, count: number, shape?:
           item.set('snapshot.size', chosen.size ?? syntheticSize(i));
           item.set('cache.description', `synthetic record ${i}`);
           if (chosen.recordType) item.set('cache.recordType', chosen.recordType);
+          if (chosen.chainId) item.set('cache.chainID', chosen.chainId, { index: `chainid:${chosen.chainId}` });
           if (i % 10 !== 0) item.set('cache.parent', syntheticId(i - 1));
           await item.commit();
         }),

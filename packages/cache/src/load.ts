@@ -151,7 +151,7 @@ export async function prefetch(cm: ManagerContext, ids: readonly string[]): Prom
   let next = ids.filter((id) => !cm.records.has(id));
   while (next.length > 0) {
     for (const id of next) seen.add(id);
-    const items = await Promise.all(next.map((id) => cm.store.get(id)));
+    const items = await cm.store.getMany(next);
     next = [];
     for (const item of items) {
       const parent = new RecordMetadata(item).parent;

@@ -18,6 +18,7 @@ import { RECORD_TYPES, RecordMetadata, INDEX_BLOB_CHAIN_ID, INDEX_CHAIN_ID, type
 import { ImmutableRef, MutableRef } from './refs.js';
 import { commitMutableLocked, reserveTwinId } from './lifecycle.js';
 import { loadRecordLocked } from './load.js';
+import { searchLocked } from './search.js';
 import { noteNewChildLocked } from './new-children.js';
 import { markClosed, repairOnOpen } from './repair.js';
 import { deleteRecordsLocked } from './deletion.js';
@@ -326,7 +327,7 @@ export class CacheManager {
         });
       }
       return await lockedThenSweep(cm, async () => {
-        for (const id of await this.searchLocked(INDEX_BLOB_CHAIN_ID + blobChain, false)) {
+        for (const id of await searchLocked(cm, INDEX_BLOB_CHAIN_ID + blobChain, false)) {
           const rec = await loadRecordLocked(cm, id);
           if (rec.mutable || rec.isDead()) continue;
           if (opts.imageRef) {
@@ -337,7 +338,7 @@ export class CacheManager {
           return new ImmutableRef(rec, !opts.noUpdateLastUsed, handlers);
         }
         let link: CacheRecord | undefined;
-        for (const id of await this.searchLocked(INDEX_CHAIN_ID + chain, false)) {
+        for (const id of await searchLocked(cm, INDEX_CHAIN_ID + chain, false)) {
           const rec = await loadRecordLocked(cm, id).catch(() => undefined);
           if (rec && !rec.isDead() && !rec.md.blobOnly && !rec.equalMutable) link = rec;
           if (link) break;
@@ -379,20 +380,7 @@ export class CacheManager {
   /** IDs of live records whose index value is `index` (or starts with it, with `prefix`). */
   async search(index: string, opts: { prefix?: boolean } = {}): Promise<string[]> {
     const cm = this.check();
-    return lockedThenSweep(cm, () => this.searchLocked(index, opts.prefix === true));
-  }
-
-  private async searchLocked(index: string, prefix: boolean): Promise<string[]> {
-    const out: string[] = [];
-    for (const item of await this.cm.store.search(index, { prefix })) {
-      try {
-        const rec = await loadRecordLocked(this.cm, item.id);
-        if (!rec.isDead()) out.push(item.id);
-      } catch (err) {
-        if (!(err instanceof ErrNotFound)) throw err;
-      }
-    }
-    return out;
+    return lockedThenSweep(cm, () => searchLocked(cm, index, opts.prefix === true));
   }
 
   /** Closes the metadata store. Refs must not be used afterwards. */

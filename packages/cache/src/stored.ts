@@ -55,7 +55,7 @@ const cleared = (item: StorageItem): boolean => item.keys().length === 0;
  * A finalized immutable record of known size, or whose size is its snapshot's usage alone (no blob;
  * see `#sizeStored`): nothing to repair.
  */
-function settledView(md: RecordMetadata): StoredView | undefined {
+export function settledView(md: RecordMetadata): StoredView | undefined {
   const finalized = md.exists && !md.deleted && md.committed && md.equalMutable === undefined;
   const settled = finalized && (md.size !== SIZE_UNKNOWN || (!md.blobOnly && md.blob === undefined));
   return settled ? { mutable: false, representative: true, held: isHeldMetadata(md) } : undefined;

@@ -7,6 +7,7 @@ import { ErrInvalidArgument } from '@buildcache/errdefs';
 import type { BatchOp, Db } from './batch-writer.js';
 import { externalKey, indexKey, itemExternalRange, validateName, valueKey } from './keys.js';
 import { encodeDocument, encodeValue, entryFromEncoded, parseDocument, type DocumentProblem, type Entry } from './values.js';
+import { readKeys } from './ranges.js';
 
 /** What an item needs from its store. */
 export interface ItemHost {
@@ -210,7 +211,7 @@ export class StorageItem {
           if (problems.length > 0) logger.warn({ id: this.id, problems }, 'metadata: clearing a malformed values document');
         }
         for (const key of indexKeys) ops.push({ type: 'del', key });
-        for (const key of await db.keys(itemExternalRange(this.id)).all()) ops.push({ type: 'del', key });
+        for (const key of await readKeys(db, itemExternalRange(this.id))) ops.push({ type: 'del', key });
         await this.#written(this.#host.write(ops, this.id));
         this.#committed = new Map();
         this.#unstage(stage);

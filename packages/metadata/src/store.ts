@@ -17,6 +17,7 @@ import {
   valueKey,
 } from './keys.js';
 import { openDatabase } from './open.js';
+import { growingBatches } from './ranges.js';
 import { CLEAR, COMMITTED_INDEXES, HAS_VALUES, StorageItem, WRITTEN_AT, type ItemHost } from './storage-item.js';
 import { parseDocument, type DocumentProblem, type Entry } from './values.js';
 
@@ -39,6 +40,9 @@ export interface SearchOptions {
 
 /** How many LevelDB entries a scan reads per round trip. */
 const SCAN_BATCH = 1000;
+
+/** How many items `getMany` reads per LevelDB multi-get. */
+const GET_MANY_BATCH = 256;
 
 const noop = (): void => {};
 
@@ -122,6 +126,29 @@ export class MetadataStore {
       this.#loading.set(id, loading);
     }
     return loading;
+  }
+
+  /**
+   * The items with `ids`, in that order, as `get` gives them; those not in memory are read
+   * `GET_MANY_BATCH` at a time with one LevelDB multi-get each (a long list costs a few reads
+   * in turn, not one read each at once).
+   */
+  async getMany(ids: readonly string[]): Promise<StorageItem[]> {
+    this.#assertOpen();
+    for (const id of ids) validateName('ID', id);
+    const out: StorageItem[] = [];
+    for (let i = 0; i < ids.length; i += GET_MANY_BATCH) {
+      const chunk = ids.slice(i, i + GET_MANY_BATCH);
+      const missing = [...new Set(chunk.filter((id) => !this.#items.has(id) && !this.#loading.has(id)))];
+      if (missing.length > 0) {
+        const read = this.#track(this.#loadMany(missing));
+        for (const [j, id] of missing.entries()) {
+          this.#loading.set(id, read.then((items) => items[j]!).finally(() => this.#loading.delete(id)));
+        }
+      }
+      out.push(...(await Promise.all(chunk.map((id) => this.get(id)))));
+    }
+    return out;
   }
 
   /**
@@ -223,6 +250,16 @@ export class MetadataStore {
    * Index entries that are malformed or point to no matching value are skipped with a warning.
    */
   async search(index: string, options: SearchOptions = {}): Promise<StorageItem[]> {
+    const out: StorageItem[] = [];
+    for await (const items of this.searchBatches(index, options)) out.push(...items);
+    return out;
+  }
+
+  /**
+   * `search`'s items, `GET_MANY_BATCH` at a time: a caller that evicts each batch once it has
+   * looked at it holds one batch in memory, not every match.
+   */
+  async *searchBatches(index: string, options: SearchOptions = {}): AsyncGenerator<StorageItem[], void, undefined> {
     this.#assertOpen();
     validateName('index', index);
     const prefix = options.prefix === true;
@@ -231,8 +268,8 @@ export class MetadataStore {
     const found: { id: string; index: string }[] = [];
     const seen = new Set<string>();
     try {
-      scan: for (;;) {
-        const keys = await this.#scan(() => it.nextv(SCAN_BATCH));
+      scan: for (const size of growingBatches()) {
+        const keys = await this.#scan(() => it.nextv(size));
         if (keys.length === 0) break;
         this.#indexKeysRead += keys.length;
         for (const dbKey of keys) {
@@ -251,13 +288,16 @@ export class MetadataStore {
     } finally {
       await it.close();
     }
-    const items = await Promise.all(found.map(({ id }) => this.get(id)));
-    return items.filter((item, i) => {
-      const indexes = item[COMMITTED_INDEXES]();
-      const ok = prefix ? [...indexes].some((s) => s.startsWith(index)) : indexes.has(index);
-      if (!ok) this.#logger.warn({ id: item.id, index: found[i]?.index }, 'metadata: index key points to no matching value');
-      return ok;
-    });
+    for (let at = 0; at < found.length; at += GET_MANY_BATCH) {
+      const batch = found.slice(at, at + GET_MANY_BATCH);
+      const items = await this.getMany(batch.map(({ id }) => id));
+      yield items.filter((item, i) => {
+        const indexes = item[COMMITTED_INDEXES]();
+        const ok = prefix ? [...indexes].some((s) => s.startsWith(index)) : indexes.has(index);
+        if (!ok) this.#logger.warn({ id: item.id, index: batch[i]?.index }, 'metadata: index key points to no matching value');
+        return ok;
+      });
+    }
   }
 
   /**
@@ -301,6 +341,14 @@ export class MetadataStore {
   async #load(id: string): Promise<StorageItem> {
     const text = await this.#scan(() => this.#db.get(valueKey(id)));
     return this.#register(id, text === undefined ? new Map() : this.#parse(id, text));
+  }
+
+  async #loadMany(ids: readonly string[]): Promise<StorageItem[]> {
+    const texts = await this.#scan(() => this.#db.getMany(ids.map(valueKey)));
+    return ids.map((id, i) => {
+      const text = texts[i];
+      return this.#register(id, text === undefined ? new Map() : this.#parse(id, text));
+    });
   }
 
   /** The entries of a values document; malformed parts are left out with a warning. */

@@ -157,11 +157,24 @@ export async function writeBatch(db: MetaDB, ops: Iterable<BatchOp>): Promise<vo
   await batch.write(SYNC);
 }
 
-/** Every `[key, value]` under `prefix`, in key order. */
+/**
+ * Every `[key, value]` under `prefix`, in key order, read in batches of 16, 64, 256, then 1,000:
+ * classic-level sizes an iterator's native read buffer for the batch asked for and keeps it until
+ * V8 collects the iterator, so the usual batch of 1,000 would hold 64 KiB for a range of one or two
+ * keys (a lease's resources), once per call.
+ */
 export async function scan<T>(db: MetaDB, prefix: string): Promise<Array<[string, T]>> {
   const out: Array<[string, T]> = [];
-  for await (const [k, v] of db.iterator(range(prefix))) out.push([k, v as T]);
-  return out;
+  const it = db.iterator(range(prefix));
+  try {
+    for (let size = 16; ; size = Math.min(size * 4, 1000)) {
+      const rows = await it.nextv(size);
+      if (rows.length === 0) return out;
+      for (const [k, v] of rows) out.push([k, v as T]);
+    }
+  } finally {
+    await it.close();
+  }
 }
 
 /** True when some key starts with `prefix`. */
