@@ -49,7 +49,7 @@ const READ_AHEAD = 8;
  * Whether a scanned item has been emptied since the scan read it: its record was deleted to the
  * end (the metadata clear is the deletion's last step), so nothing is left to report or delete.
  */
-const cleared = (item: StorageItem): boolean => item.keys().length === 0;
+const cleared = (item: StorageItem): boolean => !item.hasValues();
 
 /**
  * A finalized immutable record of known size, or whose size is its snapshot's usage alone (no blob;

@@ -38,8 +38,6 @@ interface Stage {
 
 /** Internal entry point used by `MetadataStore.clear`. */
 export const CLEAR = Symbol('clear');
-/** Internal check, used by `MetadataStore.all`, that the item has at least one value. */
-export const HAS_VALUES = Symbol('hasValues');
 /** Internal accessor of the committed index strings, used by `MetadataStore.search`. */
 export const COMMITTED_INDEXES = Symbol('committedIndexes');
 /** Internal accessor of the store's write number of the item's last write, used by `MetadataStore.evict`. */
@@ -223,8 +221,8 @@ export class StorageItem {
     });
   }
 
-  /** @internal Whether `keys()` would be non-empty, without building it. */
-  [HAS_VALUES](): boolean {
+  /** Whether `keys()` would be non-empty, without building it (cheap when nothing is queued). */
+  hasValues(): boolean {
     if (this.#pending.size === 0 && this.#stages.length === 0) return this.#committed.size > 0;
     return this.keys().length > 0;
   }

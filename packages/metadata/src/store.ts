@@ -6,19 +6,10 @@ import { resolve } from 'node:path';
 import { pino, type Logger } from 'pino';
 import { ErrClosed, ErrUnknown } from '@buildcache/errdefs';
 import { BatchWriter, type BatchOp, type Db, type WriteStats } from './batch-writer.js';
-import {
-  ALL_VALUES_RANGE,
-  exactIndexRange,
-  parseIndexKey,
-  parseValueKey,
-  prefixIndexRange,
-  prefixIndexStart,
-  validateName,
-  valueKey,
-} from './keys.js';
+import { ALL_VALUES_RANGE, parseValueKey, validateName, valueKey } from './keys.js';
 import { openDatabase } from './open.js';
-import { growingBatches } from './ranges.js';
-import { CLEAR, COMMITTED_INDEXES, HAS_VALUES, StorageItem, WRITTEN_AT, type ItemHost } from './storage-item.js';
+import { readIndex } from './ranges.js';
+import { CLEAR, COMMITTED_INDEXES, StorageItem, WRITTEN_AT, type ItemHost } from './storage-item.js';
 import { parseDocument, type DocumentProblem, type Entry } from './values.js';
 
 /** Options of `MetadataStore.open`. */
@@ -189,7 +180,7 @@ export class MetadataStore {
             else if (stale) item = await this.get(id);
             else item = this.#register(id, this.#parse(id, text));
           }
-          if (item[HAS_VALUES]()) yield item;
+          if (item.hasValues()) yield item;
         }
       }
     } finally {
@@ -212,7 +203,7 @@ export class MetadataStore {
     const writtenAt = item[WRITTEN_AT]();
     // Idle: its values are the committed ones. One emptied since a scan's snapshot (a record deleted
     // to the end) needs no read when that scan reaches it; any other is read again then.
-    const empty = !item[HAS_VALUES]();
+    const empty = !item.hasValues();
     for (const scan of this.#scans) {
       if (writtenAt <= scan.startSeq || id <= scan.position) continue;
       (empty ? scan.stale : scan.cleared).delete(id);
@@ -263,31 +254,9 @@ export class MetadataStore {
     this.#assertOpen();
     validateName('index', index);
     const prefix = options.prefix === true;
-    const start = prefixIndexStart(index);
-    const it = this.#db.keys(prefix ? prefixIndexRange(index) : exactIndexRange(index));
-    const found: { id: string; index: string }[] = [];
-    const seen = new Set<string>();
-    try {
-      scan: for (const size of growingBatches()) {
-        const keys = await this.#scan(() => it.nextv(size));
-        if (keys.length === 0) break;
-        this.#indexKeysRead += keys.length;
-        for (const dbKey of keys) {
-          if (!dbKey.startsWith(start)) break scan;
-          const parsed = parseIndexKey(dbKey);
-          if (parsed === undefined || (!prefix && parsed.index !== index)) {
-            this.#logger.warn({ key: dbKey }, 'metadata: skipping malformed index key');
-            continue;
-          }
-          if (!seen.has(parsed.id)) {
-            seen.add(parsed.id);
-            found.push(parsed);
-          }
-        }
-      }
-    } finally {
-      await it.close();
-    }
+    const malformed = (key: string): void => this.#logger.warn({ key }, 'metadata: skipping malformed index key');
+    const { entries: found, keysRead } = await this.#scan(() => readIndex(this.#db, index, prefix, malformed));
+    this.#indexKeysRead += keysRead;
     for (let at = 0; at < found.length; at += GET_MANY_BATCH) {
       const batch = found.slice(at, at + GET_MANY_BATCH);
       const items = await this.getMany(batch.map(({ id }) => id));
