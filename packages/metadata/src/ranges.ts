@@ -1,8 +1,8 @@
 /**
- * Reading LevelDB ranges that are usually short (an index entry or two, an item's external values),
- * in batches that start small. classic-level sizes an iterator's native read buffer for the batch asked for
- * (64 bytes an entry, kept until V8 collects the iterator, not when it is closed), so reading a
- * one-key range as one batch of 1,000 holds 64 KiB of native memory for nothing.
+ * Reading LevelDB ranges that are usually short (an index entry or two, an item's external
+ * values) in batches that start small. classic-level sizes an iterator's native read buffer for
+ * the batch asked for (64 bytes an entry, kept until V8 collects the iterator, not when it is
+ * closed), so reading a one-key range as one batch of 1,000 holds 64 KiB of native memory for nothing.
  */
 import type { Db } from './batch-writer.js';
 import { exactIndexRange, parseIndexKey, prefixIndexRange, prefixIndexStart, type KeyRange } from './keys.js';
