@@ -74,6 +74,11 @@ abstract class LazyMetric<L extends string, M extends Prom.Metric> {
     return this.real().get() as ReturnType<M['get']>;
   }
 
+  /** What prom-client's metric constructors take: name, help, label names, and `registry`. */
+  protected options(registry: Prom.Registry): { name: string; help: string; labelNames: readonly L[]; registers: Prom.Registry[] } {
+    return { name: this.spec.name, help: this.spec.help, labelNames: this.labelNames, registers: [registry] };
+  }
+
   protected abstract make(prom: typeof Prom, registry: Prom.Registry): M;
   /** Gives the values kept before the prom-client metric existed to it, and forgets them. */
   protected abstract handOver(real: M): void;
@@ -97,20 +102,6 @@ function args<L extends string>(a: LabelValues<L> | number | undefined, b: numbe
   return typeof a === 'object' ? [a, b ?? dflt] : [{}, a ?? dflt];
 }
 
-/** Values by series, for counters and gauges before prom-client is loaded. */
-class Series<L extends string> {
-  readonly values = new Map<string, { labels: LabelValues<L>; value: number }>();
-  add(labels: LabelValues<L>, delta: number): void {
-    const key = seriesKey(labels);
-    const s = this.values.get(key);
-    if (s) s.value += delta;
-    else this.values.set(key, { labels: { ...labels }, value: delta });
-  }
-  set(labels: LabelValues<L>, value: number): void {
-    this.values.set(seriesKey(labels), { labels: { ...labels }, value });
-  }
-}
-
 function finite(name: string, value: number | undefined): number {
   if (typeof value !== 'number' || !Number.isFinite(value)) {
     throw new ErrInvalidArgument(`metric ${name}: value ${String(value)} is not a finite number`, { details: { id: name } });
@@ -118,18 +109,47 @@ function finite(name: string, value: number | undefined): number {
   return value;
 }
 
-/** A counter (see prom-client's `Counter`): `inc([labels,] [value])`. */
-export class CounterMetric<L extends string = string> extends LazyMetric<L, Prom.Counter<L>> {
-  #kept: Series<L> | undefined = new Series<L>();
+/**
+ * A counter or gauge: its values by series are kept in a map until the prom-client metric is made,
+ * then added to it (a new prom-client series starts at 0, so adding the kept value sets it).
+ */
+abstract class SeriesMetric<L extends string, M extends Prom.Counter<L> | Prom.Gauge<L>> extends LazyMetric<L, M> {
+  #kept: Map<string, { labels: LabelValues<L>; value: number }> | undefined = new Map();
 
+  /** Adds `delta` to the series of `labels`. */
+  protected add(labels: LabelValues<L>, delta: number): void {
+    this.check(labels);
+    if (this.made) {
+      this.made.inc(labels, delta);
+      return;
+    }
+    const key = seriesKey(labels);
+    const s = this.#kept!.get(key);
+    if (s) s.value += delta;
+    else this.#kept!.set(key, { labels: { ...labels }, value: delta });
+  }
+
+  /** Sets the series of `labels` to `value` while the prom-client metric is not made; false once it is. */
+  protected keep(labels: LabelValues<L>, value: number): boolean {
+    if (this.made) return false;
+    this.#kept!.set(seriesKey(labels), { labels: { ...labels }, value });
+    return true;
+  }
+
+  protected handOver(real: M): void {
+    for (const { labels, value } of this.#kept!.values()) real.inc(labels, value);
+    this.#kept = undefined;
+  }
+}
+
+/** A counter (see prom-client's `Counter`): `inc([labels,] [value])`. */
+export class CounterMetric<L extends string = string> extends SeriesMetric<L, Prom.Counter<L>> {
   /** Adds `value` (default 1, never negative) to the series of `labels`. */
   inc(labels?: LabelValues<L> | number, value?: number): void {
     const [l, v] = args(labels, value, 1);
-    this.check(l);
     const n = finite(this.spec.name, v);
     if (n < 0) throw new ErrInvalidArgument(`counter ${this.spec.name} cannot decrease (inc by ${n})`, { details: { id: this.spec.name } });
-    if (this.made) this.made.inc(l, n);
-    else this.#kept!.add(l, n);
+    this.add(l, n);
   }
 
   /** The series of `labels`, to increment without naming them each time. */
@@ -140,53 +160,34 @@ export class CounterMetric<L extends string = string> extends LazyMetric<L, Prom
   }
 
   protected make(prom: typeof Prom, registry: Prom.Registry): Prom.Counter<L> {
-    return new prom.Counter<L>({ name: this.spec.name, help: this.spec.help, labelNames: this.labelNames, registers: [registry] });
-  }
-
-  protected handOver(real: Prom.Counter<L>): void {
-    for (const { labels, value } of this.#kept!.values.values()) real.inc(labels, value);
-    this.#kept = undefined;
+    return new prom.Counter<L>(this.options(registry));
   }
 }
 
 /** A gauge (see prom-client's `Gauge`): `set`, `inc`, `dec`. */
-export class GaugeMetric<L extends string = string> extends LazyMetric<L, Prom.Gauge<L>> {
-  #kept: Series<L> | undefined = new Series<L>();
-
+export class GaugeMetric<L extends string = string> extends SeriesMetric<L, Prom.Gauge<L>> {
   /** Sets the series of `labels` to `value`. */
   set(labels: LabelValues<L> | number, value?: number): void {
     const [l, v] = args(labels, value, undefined);
     this.check(l);
     const n = finite(this.spec.name, v);
-    if (this.made) this.made.set(l, n);
-    else this.#kept!.set(l, n);
+    if (!this.keep(l, n)) this.made!.set(l, n);
   }
 
   /** Adds `value` (default 1) to the series of `labels`. */
   inc(labels?: LabelValues<L> | number, value?: number): void {
     const [l, v] = args(labels, value, 1);
-    this.#add(l, finite(this.spec.name, v));
+    this.add(l, finite(this.spec.name, v));
   }
 
   /** Subtracts `value` (default 1) from the series of `labels`. */
   dec(labels?: LabelValues<L> | number, value?: number): void {
     const [l, v] = args(labels, value, 1);
-    this.#add(l, -finite(this.spec.name, v));
-  }
-
-  #add(labels: LabelValues<L>, delta: number): void {
-    this.check(labels);
-    if (this.made) this.made.inc(labels, delta);
-    else this.#kept!.add(labels, delta);
+    this.add(l, -finite(this.spec.name, v));
   }
 
   protected make(prom: typeof Prom, registry: Prom.Registry): Prom.Gauge<L> {
-    return new prom.Gauge<L>({ name: this.spec.name, help: this.spec.help, labelNames: this.labelNames, registers: [registry] });
-  }
-
-  protected handOver(real: Prom.Gauge<L>): void {
-    for (const { labels, value } of this.#kept!.values.values()) real.set(labels, value);
-    this.#kept = undefined;
+    return new prom.Gauge<L>(this.options(registry));
   }
 }
 
@@ -207,13 +208,7 @@ export class HistogramMetric<L extends string = string> extends LazyMetric<L, Pr
   }
 
   protected make(prom: typeof Prom, registry: Prom.Registry): Prom.Histogram<L> {
-    return new prom.Histogram<L>({
-      name: this.spec.name,
-      help: this.spec.help,
-      labelNames: this.labelNames,
-      ...(this.#buckets ? { buckets: this.#buckets } : {}),
-      registers: [registry],
-    });
+    return new prom.Histogram<L>({ ...this.options(registry), ...(this.#buckets ? { buckets: this.#buckets } : {}) });
   }
 
   protected handOver(): void {}
