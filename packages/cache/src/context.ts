@@ -2,10 +2,10 @@
 import type { Logger } from 'pino';
 import type { MetadataStore } from '@buildcache/metadata';
 import type { Backend, Descriptor } from '@buildcache/snapshot';
-import type { LimitFunction } from 'p-limit';
 import type { CacheRecord } from './records.js';
 import type { RecordMetadata } from './record-metadata.js';
 import type { GCDebt } from './gc-debt.js';
+import type { SerialLock } from './serial.js';
 
 /** Fetches a blob that is not in the content store yet (a lazy layer's source). */
 export interface BlobProvider {
@@ -34,7 +34,7 @@ export interface ManagerContext {
   readonly store: MetadataStore;
   readonly logger: Logger;
   /** Guards `records` (and record creation/removal); never held across size, extract, diff or apply. */
-  readonly mu: LimitFunction;
+  readonly mu: SerialLock;
   /** The records in memory: loaded on first use, evicted when nothing needs them (residency.ts). */
   readonly records: Map<string, CacheRecord>;
   /** Milliseconds since the epoch; injectable for tests. */

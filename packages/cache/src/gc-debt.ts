@@ -3,9 +3,9 @@
  * after a collection that nothing new was owed during. Open collects only when it is set (or when
  * repair itself removed something), so a clean start does not walk the whole backend.
  */
-import pLimit from 'p-limit';
 import type { MetadataStore } from '@buildcache/metadata';
 import type { Backend } from '@buildcache/snapshot';
+import { serialLock } from './serial.js';
 
 /** Metadata item holding the manager's own state (never a record: record IDs are base32). */
 export const STATE_ITEM = '.buildcache-state';
@@ -17,7 +17,7 @@ export class GCDebt {
   /** The durable write of the debt of the current cycle (shared by every caller of the cycle). */
   private recorded: Promise<void> | undefined;
   /** Writes of the flag, in order: a new debt is never overtaken by the clearing of an old one. */
-  private readonly writes = pLimit(1);
+  private readonly writes = serialLock();
 
   constructor(private readonly store: MetadataStore) {}
 

@@ -3,7 +3,6 @@
  * layers, immutable layers by ID, by content (blob and chain IDs) or by index.
  */
 import { recordsCreated } from './metrics.js';
-import pLimit from 'p-limit';
 import { join } from 'node:path';
 import { mkdir } from 'node:fs/promises';
 import { pino, type Logger } from 'pino';
@@ -24,6 +23,7 @@ import { markClosed, repairOnOpen } from './repair.js';
 import { deleteRecordsLocked } from './deletion.js';
 import { loadOwner, ownedBackend } from './owner.js';
 import { lockedThenSweep } from './residency.js';
+import { serialLock } from './serial.js';
 import { ensureFlatLease, deleteLease } from './leases.js';
 import { newRecordId, chainID, blobChainID } from './ids.js';
 import { diffIDOf } from './blobs.js';
@@ -104,7 +104,7 @@ export class CacheManager {
         owner,
         store,
         logger,
-        mu: pLimit(1),
+        mu: serialLock(),
         records: new Map(),
         now: clock ?? Date.now,
         nowNs: clock ? strictlyIncreasing(() => msToNs(clock())) : nowNs,

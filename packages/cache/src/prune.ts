@@ -7,12 +7,12 @@
  */
 import { pruneDeleted, pruneReclaimedBytes } from './metrics.js';
 import { statfs } from 'node:fs/promises';
-import pLimit, { type LimitFunction } from 'p-limit';
 import type { ManagerContext } from './context.js';
 import { retryPurges } from './deletion.js';
 import { compileFilters } from './du.js';
 import { takeCensus, Removed, type Candidate, type Census } from './prune-census.js';
 import { PruneDeleter } from './prune-delete.js';
+import { serialLock, type SerialLock } from './serial.js';
 import { stopWatchingNewChildren } from './new-children.js';
 import type { UsageInfo } from './usage.js';
 
@@ -100,12 +100,12 @@ export function sortForDeletion<T extends { lastUsedAt?: number | bigint; usageC
     .map((x) => x.item);
 }
 
-const pruneLocks = new WeakMap<ManagerContext, LimitFunction>();
+const pruneLocks = new WeakMap<ManagerContext, SerialLock>();
 
 /** Runs the policies in order, then the backend's garbage collection. */
 export async function prune(cm: ManagerContext, policies: readonly PrunePolicy[], options: PruneOptions = {}): Promise<PruneResult> {
   let lock = pruneLocks.get(cm);
-  if (!lock) pruneLocks.set(cm, (lock = pLimit(1)));
+  if (!lock) pruneLocks.set(cm, (lock = serialLock()));
   return lock(async () => {
     if (!options.dryRun) await retryPurges(cm);
     let deleted = 0;

@@ -3,10 +3,10 @@
  * shares data with) over its persisted metadata. Records are created by the manager and deleted
  * only through deletion.ts; callers only see refs.
  */
-import pLimit, { type LimitFunction } from 'p-limit';
 import { ErrNotFound, ErrAlreadyExists } from '@buildcache/errdefs';
 import type { Descriptor, Mount } from '@buildcache/snapshot';
 import { FlightGroup } from './flight.js';
+import { serialLock, type SerialLock } from './serial.js';
 import type { ManagerContext } from './context.js';
 import { SIZE_UNKNOWN, type RecordMetadata } from './record-metadata.js';
 import { deleteLease, ensureFlatLease, viewLeaseId, viewSnapshotKey, LABEL_TEMPORARY } from './leases.js';
@@ -42,21 +42,21 @@ export class CacheRecord {
   pins = 0;
 
   /** Made on first use (most loaded records are never locked). */
-  #lock: LimitFunction | undefined;
+  #lock: SerialLock | undefined;
 
   constructor(
     readonly cm: ManagerContext,
     readonly md: RecordMetadata,
     public mutable: boolean,
     /** The lock of the record this one shares data with (an equal immutable takes its mutable's). */
-    sharedLock?: LimitFunction,
+    sharedLock?: SerialLock,
   ) {
     this.#lock = sharedLock;
   }
 
   /** Serialises changes of the record's state; shared by records that share data (a mutable and its equal immutable). */
-  get lock(): LimitFunction {
-    return (this.#lock ??= pLimit(1));
+  get lock(): SerialLock {
+    return (this.#lock ??= serialLock());
   }
 
   get id(): string {
