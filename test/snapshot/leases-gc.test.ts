@@ -174,6 +174,36 @@ for (const kind of backendKinds()) {
       assert.ok(!(await b.leases.list()).some((x) => x.id === l));
     });
 
+    it('deleteMany deletes the named leases that exist, skips missing and repeated names, and leaves the others', async () => {
+      const b = f.backend;
+      const [a, c, other] = [f.name('many-a'), f.name('many-c'), f.name('many-other')];
+      const held: Record<string, { blob: string; snap: string }> = {};
+      for (const l of [a, c, other]) {
+        await b.leases.create(l, {});
+        const snap = f.name(`${l}-snap`);
+        await committed(b, snap, undefined, { lease: l });
+        held[l] = { blob: await writeBlob(b, unique(l), { lease: l }), snap };
+      }
+      await b.leases.deleteMany([a, f.name('never-made'), c, a]);
+      const left = (await b.leases.list()).map((x) => x.id);
+      assert.ok(!left.includes(a) && !left.includes(c), 'both named leases are gone');
+      assert.ok(left.includes(other), 'a lease not named stays');
+      await assert.rejects(b.leases.listResources(a), { code: 'ERR_NOT_FOUND' });
+      assert.equal((await b.leases.listResources(other)).length, 2, 'the other lease keeps its resources');
+      // A lease made again under a deleted name starts empty.
+      await b.leases.create(a, {});
+      assert.deepEqual(await b.leases.listResources(a), []);
+      await b.leases.delete(a);
+      await b.garbageCollect();
+      for (const l of [a, c]) {
+        assert.ok(await isGone(b.content.info(held[l]!.blob)), `${l}'s blob collected`);
+        assert.ok(await isGone(b.snapshotter.stat(held[l]!.snap)), `${l}'s snapshot collected`);
+      }
+      assert.equal((await b.content.info(held[other]!.blob)).digest, held[other]!.blob);
+      assert.equal((await b.snapshotter.stat(held[other]!.snap)).kind, 'committed');
+      await b.leases.deleteMany([]);
+    });
+
     it('GC deletes exactly the unreferenced objects, and their files', async () => {
       const b = f.backend;
       const tmp = await scratch();

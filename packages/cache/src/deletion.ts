@@ -29,8 +29,8 @@ export function forgetRecords(cm: ManagerContext, recs: readonly CacheRecord[]):
   }
 }
 
-/** How many lease deletions one purge has in flight (backend calls, not one round per record). */
-const LEASE_CONCURRENCY = 16;
+/** How many records' leases one backend call deletes (the embedded backend: one durable write). */
+const LEASE_CHUNK = 64;
 /** How many metadata clears one purge has in flight (their writes share LevelDB batches). */
 const CLEAR_CONCURRENCY = 32;
 
@@ -43,24 +43,19 @@ export async function purge(cm: ManagerContext, ids: readonly string[]): Promise
   if (ids.length === 0) return;
   for (const id of ids) cm.purging.add(id);
   await cm.gcDebt.owe();
-  const limit = pLimit(LEASE_CONCURRENCY);
-  const leasesGone = await Promise.all(
-    ids.map((id) =>
-      limit(async () => {
-        try {
-          await deleteRecordLeases(cm.backend.leases, id);
-          return true;
-        } catch (err) {
-          cm.logger.warn({ id, err }, 'could not delete the leases of a deleted record yet; retried at the next prune');
-          return false;
-        }
-      }),
-    ),
-  );
+  const leasesGone: string[] = [];
+  for (let at = 0; at < ids.length; at += LEASE_CHUNK) {
+    const chunk = ids.slice(at, at + LEASE_CHUNK);
+    try {
+      await deleteRecordLeases(cm.backend.leases, chunk);
+      leasesGone.push(...chunk);
+    } catch (err) {
+      cm.logger.warn({ ids: chunk, err }, 'could not delete the leases of deleted records yet; retried at the next prune');
+    }
+  }
   const clears = pLimit(CLEAR_CONCURRENCY);
   await Promise.all(
-    ids.map((id, i) => clears(async () => {
-      if (!leasesGone[i]) return;
+    leasesGone.map((id) => clears(async () => {
       try {
         await cm.store.clear(id);
         cm.store.evict(id);

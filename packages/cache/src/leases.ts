@@ -47,11 +47,12 @@ export async function deleteLease(leases: LeaseManager, id: string): Promise<voi
   }
 }
 
-/** Deletes every lease a record may own, by name: its view and variants leases, then its own. */
-export async function deleteRecordLeases(leases: LeaseManager, recordId: string): Promise<void> {
-  await deleteLease(leases, viewLeaseId(recordId));
-  await deleteLease(leases, variantsLeaseId(recordId));
-  await deleteLease(leases, recordId);
+/**
+ * Deletes every lease records `recordIds` may own, by name, whether or not they exist: their view
+ * and variants leases and their own, in one backend call.
+ */
+export function deleteRecordLeases(leases: LeaseManager, recordIds: readonly string[]): Promise<void> {
+  return leases.deleteMany(recordIds.flatMap((id) => [viewLeaseId(id), variantsLeaseId(id), id]));
 }
 
 /** A temporary lease for work in progress: expires after `ttlMs` and is removed at the next open. */

@@ -53,6 +53,10 @@ class OwnedLeases implements LeaseManager {
     }
     this.temporary.delete(id);
   }
+  async deleteMany(ids: readonly string[]): Promise<void> {
+    await this.leases.deleteMany(ids);
+    for (const id of ids) this.temporary.delete(id);
+  }
   list(filters?: readonly string[]): Promise<Lease[]> {
     return this.leases.list(filters);
   }

@@ -86,6 +86,12 @@ export interface LeaseManager {
   create(id: string, labels?: Readonly<Record<string, string>>): Promise<Lease>;
   /** Deletes a lease; with `sync`, returns after a garbage collection has run. */
   delete(id: string, options?: { sync?: boolean }): Promise<void>;
+  /**
+   * Deletes those of leases `ids` that exist (a missing one is no error), for callers that drop
+   * many at once: on the embedded backend in one durable write, on containerd one call each.
+   * Rejects when some could not be deleted (those that were stay deleted).
+   */
+  deleteMany(ids: readonly string[]): Promise<void>;
   list(filters?: readonly string[]): Promise<Lease[]>;
   addResource(id: string, resource: LeaseResource): Promise<void>;
   deleteResource(id: string, resource: LeaseResource): Promise<void>;

@@ -1,12 +1,14 @@
 /**
  * Thin adapters from the `@containerd/leases-ts` services to the snapshot package's interfaces:
- * Snapshotter, ContentStore (with its ContentWriter), Applier and Differ.
+ * Snapshotter, ContentStore (with its ContentWriter), LeaseManager, Applier and Differ.
  */
-import type { Client, ContentWriter as ClientWriter, SnapshotsService } from '@containerd/leases-ts';
+import pLimit from 'p-limit';
+import { ErrNotFound } from '@buildcache/errdefs';
+import type { Client, ContentWriter as ClientWriter, LeasesService, SnapshotsService } from '@containerd/leases-ts';
 import { LABEL_UNCOMPRESSED, compressionOf } from '../labels.js';
 import type {
-  Applier, ContentInfo, ContentStore, ContentWriter, Descriptor, Differ, IngestStatus, LeasedOptions, Mount,
-  SnapshotInfo, Snapshotter, Usage,
+  Applier, ContentInfo, ContentStore, ContentWriter, Descriptor, Differ, IngestStatus, Lease, LeasedOptions,
+  LeaseManager, LeaseResource, Mount, SnapshotInfo, Snapshotter, Usage,
 } from '../types.js';
 import { NO_DEADLINE, compressedDiff } from './compressed-diff.js';
 
@@ -52,6 +54,49 @@ export class ContainerdSnapshotter implements Snapshotter {
 
   walk(filters?: readonly string[]): AsyncIterable<SnapshotInfo> {
     return this.svc.list(filters);
+  }
+}
+
+/** How many lease deletions `deleteMany` has in flight on containerd. */
+const LEASE_DELETES_IN_FLIGHT = 16;
+
+/** `LeaseManager` over containerd's Leases service (containerd deletes one lease per call). */
+export class ContainerdLeases implements LeaseManager {
+  constructor(private readonly svc: LeasesService) {}
+
+  create(id: string, labels?: Readonly<Record<string, string>>): Promise<Lease> {
+    return this.svc.create(id, labels);
+  }
+
+  delete(id: string, options?: { sync?: boolean }): Promise<void> {
+    return this.svc.delete(id, options);
+  }
+
+  async deleteMany(ids: readonly string[]): Promise<void> {
+    const limit = pLimit(LEASE_DELETES_IN_FLIGHT);
+    const results = await Promise.allSettled(
+      [...new Set(ids)].map((id) => limit(() => this.svc.delete(id).catch((err: unknown) => {
+        if (!(err instanceof ErrNotFound)) throw err;
+      }))),
+    );
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
+  }
+
+  list(filters?: readonly string[]): Promise<Lease[]> {
+    return this.svc.list(filters);
+  }
+
+  addResource(id: string, resource: LeaseResource): Promise<void> {
+    return this.svc.addResource(id, resource);
+  }
+
+  deleteResource(id: string, resource: LeaseResource): Promise<void> {
+    return this.svc.deleteResource(id, resource);
+  }
+
+  listResources(id: string): Promise<LeaseResource[]> {
+    return this.svc.listResources(id);
   }
 }
 

@@ -6,9 +6,9 @@ import { ErrDeadlineExceeded, ErrInvalidArgument, ErrNotImplemented, ErrPermissi
 import { assertSysLoaded } from '@buildcache/sys';
 import type { Client, ClientOptions } from '@containerd/leases-ts';
 import { LocalMounter } from '../mount.js';
-import type { Backend, GarbageCollectOptions, GCStats, LeaseManager, Mounter } from '../types.js';
+import type { Backend, GarbageCollectOptions, GCStats, Mounter } from '../types.js';
 import { LABEL_GC_EXPIRE } from '../labels.js';
-import { ContainerdApplier, ContainerdContentStore, ContainerdDiffer, ContainerdSnapshotter } from './adapters.js';
+import { ContainerdApplier, ContainerdContentStore, ContainerdDiffer, ContainerdLeases, ContainerdSnapshotter } from './adapters.js';
 
 /** Default of `connectTimeoutMs`. */
 export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
@@ -77,7 +77,7 @@ export class ContainerdBackend implements Backend {
   readonly kind = 'containerd';
   readonly snapshotter: ContainerdSnapshotter;
   readonly content: ContainerdContentStore;
-  readonly leases: LeaseManager;
+  readonly leases: ContainerdLeases;
   readonly applier: ContainerdApplier;
   readonly differ: ContainerdDiffer;
   readonly mounter: Mounter;
@@ -91,7 +91,7 @@ export class ContainerdBackend implements Backend {
   ) {
     this.snapshotter = new ContainerdSnapshotter(client.snapshots(snapshotter));
     this.content = new ContainerdContentStore(client);
-    this.leases = client.leases;
+    this.leases = new ContainerdLeases(client.leases);
     this.applier = new ContainerdApplier(client);
     this.differ = new ContainerdDiffer(client);
     this.mounter = new LocalMounter(mountRoot);

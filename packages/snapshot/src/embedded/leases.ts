@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { ErrAlreadyExists, ErrInvalidArgument, ErrNotFound, ErrNotImplemented } from '@buildcache/errdefs';
 import type { GCStats, Lease, LeaseManager, LeaseResource } from '../types.js';
 import type { EmbeddedContext } from './context.js';
-import { SEP, SYNC, checkName, cleanLabels, keys, scan, writeBatch } from './db.js';
+import { SEP, SYNC, checkName, cleanLabels, keys, range, scan, writeBatch } from './db.js';
 import type { BatchOp, MetaDB } from './db.js';
 import { compileFilters, fieldsAdaptor } from './filters.js';
 
@@ -91,11 +91,30 @@ export class EmbeddedLeaseManager implements LeaseManager {
   async delete(id: string, options?: { sync?: boolean }): Promise<void> {
     await this.ctx.mutex(async () => {
       await assertLease(this.ctx.db, id);
-      const ops: BatchOp[] = [{ type: 'del', key: keys.lease(id) }];
-      for (const [k] of await scan(this.ctx.db, keys.leaseResourcePrefix(id))) ops.push({ type: 'del', key: k });
-      await writeBatch(this.ctx.db, ops);
+      await this.removeLocked([id]);
     });
     if (options?.sync) await this.gc();
+  }
+
+  async deleteMany(ids: readonly string[]): Promise<void> {
+    const unique = [...new Set(ids)];
+    if (unique.length === 0) return;
+    await this.ctx.mutex(async () => {
+      const found = await this.ctx.db.getMany(unique.map((id) => keys.lease(id)));
+      await this.removeLocked(unique.filter((_, i) => found[i] !== undefined));
+    });
+  }
+
+  /**
+   * Removes existing leases `ids` (under the mutex): their records in one durable write, then their
+   * resource keys, range by range inside LevelDB (no scan through JS). A crash between the two
+   * leaves resource keys of leases that are gone: they hold nothing, and the next collection
+   * removes them (a lease made meanwhile under the same ID would keep their objects until then).
+   */
+  private async removeLocked(ids: readonly string[]): Promise<void> {
+    if (ids.length === 0) return;
+    await writeBatch(this.ctx.db, ids.map((id): BatchOp => ({ type: 'del', key: keys.lease(id) })));
+    for (const id of ids) await this.ctx.db.clear(range(keys.leaseResourcePrefix(id)));
   }
 
   async list(filters?: readonly string[]): Promise<Lease[]> {
