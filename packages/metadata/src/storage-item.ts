@@ -7,7 +7,6 @@ import { ErrInvalidArgument } from '@buildcache/errdefs';
 import type { BatchOp, Db } from './batch-writer.js';
 import { externalKey, indexKey, itemExternalRange, validateName, valueKey } from './keys.js';
 import { encodeDocument, encodeValue, entryFromEncoded, parseDocument, type DocumentProblem, type Entry } from './values.js';
-import { readKeys } from './ranges.js';
 
 /** What an item needs from its store. */
 export interface ItemHost {
@@ -185,7 +184,9 @@ export class StorageItem {
   }
 
   /**
-   * @internal Removes every value, index key and external value of this item as one batch.
+   * @internal Removes every value, index key and external value of this item: the external values
+   * first, inside LevelDB, then the values and index keys as one durable batch (a crash between
+   * leaves the item with its values and without some external values; clearing it again finishes).
    * The keys are read from disk, so values that failed to parse go too. Queued changes are dropped.
    */
   [CLEAR](): Promise<void> {
@@ -209,7 +210,7 @@ export class StorageItem {
           if (problems.length > 0) logger.warn({ id: this.id, problems }, 'metadata: clearing a malformed values document');
         }
         for (const key of indexKeys) ops.push({ type: 'del', key });
-        for (const key of await readKeys(db, itemExternalRange(this.id))) ops.push({ type: 'del', key });
+        await db.clear(itemExternalRange(this.id));
         await this.#written(this.#host.write(ops, this.id));
         this.#committed = new Map();
         this.#unstage(stage);

@@ -270,8 +270,9 @@ export class MetadataStore {
   }
 
   /**
-   * Removes every value, index key and external value of item `id` in one atomic, durable batch
-   * (after the item's earlier writes). The item object stays valid and empty.
+   * Removes every value, index key and external value of item `id`, after the item's earlier
+   * writes: the external values first, then the values and index keys in one atomic, durable
+   * batch. The item object stays valid and empty.
    */
   async clear(id: string): Promise<void> {
     this.#assertOpen();

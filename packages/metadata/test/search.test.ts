@@ -98,7 +98,12 @@ test('several items share an index; an item with several matching keys is return
   }
 });
 
-test('clear removes values, index keys and externals at once; the item object stays usable', async () => {
+/** A byte derived from a key, so that each external value differs. */
+function i8(key: string): number {
+  return key.charCodeAt(key.length - 1);
+}
+
+test('clear removes values, index keys and externals (however many); the item object stays usable', async () => {
   const { dir, cleanup } = await tempDir();
   let store = await MetadataStore.open(dir);
   try {
@@ -107,6 +112,9 @@ test('clear removes values, index keys and externals at once; the item object st
     item.set('size', 10);
     await item.commit();
     await item.setExternal('filelist', new Uint8Array([1, 2, 3]));
+    // More external keys than LevelDB clears in one internal step (16 KiB of keys).
+    const many = Array.from({ length: 1500 }, (_, i) => `checksum-${String(i).padStart(6, '0')}`);
+    for (const key of many) await item.setExternal(key, new Uint8Array([i8(key)]));
     const keep = await store.get('kept');
     keep.set('cache.chainID', 'sha256:1', { index: 'chainid:sha256:1' });
     await keep.commit();
@@ -128,6 +136,7 @@ test('clear removes values, index keys and externals at once; the item object st
     store = await MetadataStore.open(dir);
     const back = await store.get('gone');
     assert.deepEqual(back.keys(), ['reborn']);
+    for (const key of ['filelist', many[0]!, many[777]!, many.at(-1)!]) assert.equal(await back.getExternal(key), undefined, key);
     assert.deepEqual(ids(await store.search('chainid:sha256:1')), ['gone', 'kept']);
     assert.deepEqual([...((await (await store.get('kept')).getExternal('filelist')) ?? [])], [9]);
     await store.clear('never-existed');
