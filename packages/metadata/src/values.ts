@@ -93,7 +93,10 @@ export function parseDocument(text: string, problems: DocumentProblem[]): Map<st
     return undefined;
   }
   const entries = new Map<string, Entry>();
-  for (const [key, env] of Object.entries(raw as Record<string, unknown>)) {
+  const doc = raw as Record<string, unknown>;
+  // Key by key (Object.entries would build a pair array for every value of every item read).
+  for (const key of Object.keys(doc)) {
+    const env = doc[key];
     if (key === '' || key.includes('\u0000')) {
       problems.push({ key, reason: 'unusable key' });
       continue;
