@@ -161,6 +161,7 @@ static napi_value init(napi_env env, napi_value exports) {
   sys_register_tree(env, exports);
   sys_register_entries(env, exports);
   sys_register_hash(env, exports);
+  sys_register_remove(env, exports);
   return exports;
 }
 

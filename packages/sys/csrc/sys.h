@@ -53,6 +53,7 @@ void sys_register_calls(napi_env env, napi_value exports);
 void sys_register_tree(napi_env env, napi_value exports);
 void sys_register_entries(napi_env env, napi_value exports);
 void sys_register_hash(napi_env env, napi_value exports);
+void sys_register_remove(napi_env env, napi_value exports);
 
 /* Copies one regular file's content (reflink, else copy_file_range keeping holes, else read/write)
  * from open `in` (size `size`, `sparse` when it has holes) to open, empty `out`. `try_clone` is

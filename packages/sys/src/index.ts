@@ -142,6 +142,17 @@ export function usage(path: Bytes): Promise<{ size: number; inodes: number }> {
   return native().usage(path);
 }
 
+/**
+ * Removes `path` and, for a directory, everything under it, as `rm -rf --one-file-system` does:
+ * through directory fds on one pool thread, never following a symlink (a symlink, also `path`
+ * itself, is removed, not its target). A missing path is fine. A filesystem mounted under it is
+ * not entered: EBUSY (what was removed before stays removed). The tree's depth is bounded by the
+ * open-file limit (one fd a level).
+ */
+export function removeTree(path: Bytes): Promise<void> {
+  return native().removeTree(path);
+}
+
 /** `kind` of a `writeEntries` item. */
 export const ENTRY = { FILE: 0, DIR: 1, SYMLINK: 2, META: 3 } as const;
 

@@ -28,6 +28,7 @@ export interface Native {
   copyFile(src: Bytes, dst: Bytes): Promise<void>;
   copyTree(src: Bytes, dst: Bytes, threads?: number, cancelled?: boolean): [Promise<void>, () => void];
   usage(path: Bytes): Promise<{ size: number; inodes: number }>;
+  removeTree(path: Bytes): Promise<void>;
   writeEntries(root: Bytes, entries: readonly EntryWrite[], walk?: boolean): Promise<void>;
   sha256New(): Sha256State;
   sha256Update(state: Sha256State, chunks: readonly Uint8Array[]): Promise<void>;
