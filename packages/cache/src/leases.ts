@@ -4,7 +4,7 @@
  * blob and its compression variants are followed), and random temporary leases for work in progress.
  */
 import { randomBytes } from 'node:crypto';
-import { ErrAlreadyExists, ErrNotFound } from '@buildcache/errdefs';
+import { ErrAlreadyExists } from '@buildcache/errdefs';
 import { LABEL_GC_EXPIRE, LABEL_GC_FLAT, type LeaseManager } from '@buildcache/snapshot';
 
 /** Label naming the record a lease belongs to. */
@@ -38,13 +38,9 @@ export async function ensureFlatLease(
   }
 }
 
-/** Deletes a lease, ignoring one that is already gone. */
-export async function deleteLease(leases: LeaseManager, id: string): Promise<void> {
-  try {
-    await leases.delete(id);
-  } catch (err) {
-    if (!(err instanceof ErrNotFound)) throw err;
-  }
+/** Deletes a lease, ignoring one that is already gone (no ErrNotFound is made for it). */
+export function deleteLease(leases: LeaseManager, id: string): Promise<void> {
+  return leases.deleteMany([id]);
 }
 
 /**

@@ -12,7 +12,7 @@ import { STATE_ITEM } from './gc-debt.js';
 import { clearRecord } from './load.js';
 import { migrateOnOpen } from './migrate.js';
 import { INDEX_TOMBSTONE } from './record-metadata.js';
-import { LABEL_TEMPORARY, deleteLease, recordOfLease } from './leases.js';
+import { LABEL_TEMPORARY, recordOfLease } from './leases.js';
 import { ownerFilter, temporaryLeases } from './owner.js';
 
 /** State key set while a manager has the cache open; still set at open means the last one crashed. */
@@ -75,7 +75,7 @@ export async function repairOnOpen(cm: ManagerContext): Promise<void> {
   const stale = temporary ?? (await listStale(cm, clean));
   if (stale.length > 0) {
     await cm.gcDebt.owe();
-    for (const id of stale) await deleteLease(cm.backend.leases, id);
+    await cm.backend.leases.deleteMany(stale);
     cm.logger.info({ removed: stale.length }, 'removed stale leases');
   }
   if (await cm.gcDebt.pending()) await cm.gcDebt.collect(cm.backend);
