@@ -155,6 +155,38 @@ for (const kind of BACKENDS) {
       t.tb.backend.garbageCollect = gc;
     });
 
+    test('finalizing a pair drops the mutable record and its lease without owing a collection', async () => {
+      const { CacheManager } = await import('@buildcache/cache');
+      const { pino } = await import('pino');
+      await t.reopen(); // starts with nothing owed
+      const m = await t.cache.new(undefined, { retain: true });
+      await writeFiles(m, { 'kept.txt': 'data' });
+      const imm = await m.commit();
+      await imm.finalize(); // the commit takes the mutable snapshot: its lease holds nothing now
+      const id = imm.id;
+      await imm.release();
+      const leases = (await t.tb.backend.leases.list()).map((l) => l.id);
+      assert.ok(!leases.some((l) => l.startsWith(m.id)), `the mutable record's leases are gone: ${leases.join(', ')}`);
+      let collections = 0;
+      const gc = t.tb.backend.garbageCollect.bind(t.tb.backend);
+      t.tb.backend.garbageCollect = async () => {
+        collections++;
+        return gc();
+      };
+      try {
+        await t.cache.close();
+        t.cache = await CacheManager.open({ root: join(t.tb.dir, 'cache'), backend: t.tb.backend, logger: pino({ level: 'silent' }) });
+        assert.equal(collections, 0, 'nothing owed: no collection at open');
+      } finally {
+        t.tb.backend.garbageCollect = gc;
+      }
+      const again = await t.cache.get(id);
+      assert.equal(await readFileOf(again, 'kept.txt'), 'data');
+      await again.release();
+      await assert.rejects(t.cache.get(m.id), ErrNotFound);
+      await t.cache.prune([{ all: true }]);
+    });
+
     test('reopening restores every record', async () => {
       const m1 = await t.cache.new(undefined, { description: 'kept base', retain: true });
       await writeFiles(m1, { 'x': '1' });

@@ -1,6 +1,7 @@
 /**
  * The one way a record is deleted, whoever deletes it (release, finalize, getMutable, prune, open):
- * 1. tombstone its metadata durably; 2. owe a garbage collection (durably); 3. delete its leases
+ * 1. tombstone its metadata durably; 2. owe a garbage collection (durably), unless its leases hold
+ * nothing (a mutable record whose snapshot its twin's commit took); 3. delete its leases
  * `<id>-view`, `<id>-variants` and `<id>` by name, whether or not its metadata says they exist;
  * 4. clear its metadata. A crash anywhere leaves a tombstone that the next open finishes; a backend
  * failure in 3 leaves the record queued in `cm.purging`, retried by the next prune (or open).
@@ -38,11 +39,12 @@ const CLEAR_CONCURRENCY = 32;
  * Steps 2–4 for tombstoned records `ids`: the leases of them all, then the metadata of those whose
  * leases went, cleared together (their writes share group commits). A backend failure does not
  * throw: the records stay queued in `cm.purging` (and tombstoned on disk) until a later call succeeds.
+ * `freesData: false` says that their leases hold nothing, so that no collection is owed for them.
  */
-export async function purge(cm: ManagerContext, ids: readonly string[]): Promise<void> {
+export async function purge(cm: ManagerContext, ids: readonly string[], freesData = true): Promise<void> {
   if (ids.length === 0) return;
   for (const id of ids) cm.purging.add(id);
-  await cm.gcDebt.owe();
+  if (freesData) await cm.gcDebt.owe();
   const leasesGone: string[] = [];
   for (let at = 0; at < ids.length; at += LEASE_CHUNK) {
     const chunk = ids.slice(at, at + LEASE_CHUNK);
@@ -66,7 +68,7 @@ export async function purge(cm: ManagerContext, ids: readonly string[]): Promise
     })),
   );
   // A collection that ran while the leases went may have cleared the debt: owe it again.
-  await cm.gcDebt.owe();
+  if (freesData) await cm.gcDebt.owe();
 }
 
 /** Retries the deletions that a backend failure interrupted. */
@@ -74,11 +76,11 @@ export function retryPurges(cm: ManagerContext): Promise<void> {
   return purge(cm, [...cm.purging]);
 }
 
-/** Deletes records and releases their parents; the caller holds the manager lock. */
-export async function deleteRecordsLocked(cm: ManagerContext, recs: readonly CacheRecord[]): Promise<void> {
+/** Deletes records and releases their parents (`freesData` as in `purge`); the caller holds the manager lock. */
+export async function deleteRecordsLocked(cm: ManagerContext, recs: readonly CacheRecord[], freesData = true): Promise<void> {
   await tombstone(recs.map((r) => r.md));
   forgetRecords(cm, recs);
-  await purge(cm, recs.map((r) => r.id));
+  await purge(cm, recs.map((r) => r.id), freesData);
   await releaseParentsLocked(recs);
 }
 

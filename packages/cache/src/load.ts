@@ -81,7 +81,7 @@ export async function loadRecordLocked(cm: ManagerContext, id: string, withTwin 
       // Crashed after committing the snapshot, before recording it: the commit stands.
       md.equalMutable = undefined;
       await md.commit();
-      if (mutable) await deleteRecordsLocked(cm, [mutable]);
+      if (mutable) await deleteRecordsLocked(cm, [mutable], false); // its snapshot is gone
       rec = new CacheRecord(cm, md, false);
     } else {
       throw new ErrNotFound(`record ${id}: neither its snapshot nor its equal mutable ${equalMutableId} exists`, {

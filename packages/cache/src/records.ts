@@ -109,7 +109,8 @@ export class CacheRecord {
       return mutable;
     });
     // Lock order is manager lock, then record lock: remove the mutable record after letting go.
-    if (dropped) await this.cm.mu(() => deleteRecordsLocked(this.cm, [dropped]));
+    // Its lease held only the snapshot the commit took: deleting it frees no data.
+    if (dropped) await this.cm.mu(() => deleteRecordsLocked(this.cm, [dropped], false));
   }
 
   /** Stamps last-used time and usage count (written with the next commit, or within a second). */
