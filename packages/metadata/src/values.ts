@@ -66,14 +66,21 @@ export function entryFromEncoded(encoded: string, index: string | undefined): En
 
 /** The canonical text of a values document (keys sorted, as fast-json-stable-stringify would). */
 export function encodeDocument(entries: Map<string, Entry>): string {
-  const parts: string[] = [];
-  for (const key of [...entries.keys()].sort()) {
+  const keys = [...entries.keys()].sort();
+  let out = '{';
+  for (let k = 0; k < keys.length; k++) {
+    const key = keys[k]!;
     const entry = entries.get(key)!;
-    entry.e ??= stringify(entry.v);
+    entry.e ??= canonical(entry.v);
     const index = entry.i === undefined ? '' : `"i":${JSON.stringify(entry.i)},`;
-    parts.push(`${JSON.stringify(key)}:{${index}"v":${entry.e}}`);
+    out += `${k === 0 ? '' : ','}${JSON.stringify(key)}:{${index}"v":${entry.e}}`;
   }
-  return `{${parts.join(',')}}`;
+  return `${out}}`;
+}
+
+/** The canonical text of a decoded value (a scalar's is JSON's own: no keys to sort). */
+function canonical(v: JsonValue): string {
+  return v !== null && typeof v === 'object' ? stringify(v) : JSON.stringify(v);
 }
 
 /**
